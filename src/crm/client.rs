@@ -1,0 +1,436 @@
+//! The HTTP client for the v3 API: `POST {base}/developer/v3/{entity}/{action}` with a JSON body
+//! and `login`/`apikey` headers. The content type must be exactly `application/json`: with a
+//! `charset` parameter the real server ignores headers and body alike (NOTES.md §1).
+
+use super::{CrmError, Entity, ItemOutcome, RetryClass, RetryPolicy};
+use crate::config::Connection;
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+/// Answers above this size are cut in error messages.
+const SNIPPET_CHARS: usize = 200;
+
+#[derive(Clone)]
+pub struct CrmClient {
+    http: reqwest::Client,
+    base: String,
+    login: String,
+}
+
+impl std::fmt::Debug for CrmClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CrmClient")
+            .field("base", &self.base)
+            .field("login", &self.login)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One field an entity has on this CRM, as its `fields` action lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldInfo {
+    pub name: String,
+    pub title: String,
+}
+
+/// One page of a `list` answer.
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    pub rows: Vec<Map<String, Value>>,
+    /// Total matching rows, where the entity reports it (person, client, deal).
+    pub count: Option<u64>,
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let mut s: String = text.chars().take(SNIPPET_CHARS).collect();
+    if text.chars().count() > SNIPPET_CHARS {
+        s.push('…');
+    }
+    s
+}
+
+fn code_string(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+impl CrmClient {
+    pub fn new(conn: &Connection) -> Result<Self, CrmError> {
+        Self::with_timeout(conn, Duration::from_secs(120))
+    }
+
+    /// `timeout` bounds one whole request; the real server may take 30 s on a big batch.
+    pub fn with_timeout(conn: &Connection, timeout: Duration) -> Result<Self, CrmError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let mut key = HeaderValue::from_str(conn.apikey.expose()).map_err(|_| {
+            CrmError::Setup("the API key has characters a header cannot carry".into())
+        })?;
+        key.set_sensitive(true);
+        headers.insert("apikey", key);
+        headers.insert(
+            "login",
+            HeaderValue::from_str(&conn.login).map_err(|_| {
+                CrmError::Setup(format!(
+                    "the login '{}' has characters a header cannot carry",
+                    conn.login
+                ))
+            })?,
+        );
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(16)
+            .build()
+            .map_err(|e| CrmError::Setup(e.to_string()))?;
+        Ok(CrmClient {
+            http,
+            base: conn.url.trim_end_matches('/').to_string(),
+            login: conn.login.clone(),
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, entity: Entity, action: &str) -> String {
+        format!("{}/developer/v3/{}/{}", self.base, entity.as_str(), action)
+    }
+
+    /// One attempt. Envelope errors (`{"result":"Error",...}`) come back as `CrmError::Api`,
+    /// except code 401 which is `CrmError::Auth`; use [`call_raw`](Self::call_raw) where an
+    /// error envelope is a per-record answer rather than a failure of the call.
+    pub async fn call(
+        &self,
+        entity: Entity,
+        action: &str,
+        body: &Value,
+    ) -> Result<Value, CrmError> {
+        let url = self.url(entity, action);
+        let value = self.call_raw(entity, action, body).await?;
+        if let Some(err) = envelope_error(&value) {
+            return Err(CrmError::Api {
+                url,
+                code: err.0,
+                text: err.1,
+            });
+        }
+        Ok(value)
+    }
+
+    /// One attempt; the parsed JSON answer, envelope errors included (401 still fails).
+    pub async fn call_raw(
+        &self,
+        entity: Entity,
+        action: &str,
+        body: &Value,
+    ) -> Result<Value, CrmError> {
+        let url = self.url(entity, action);
+        let payload = serde_json::to_vec(body).map_err(|e| CrmError::Setup(e.to_string()))?;
+        let resp = match self.http.post(&url).body(payload).send().await {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => {
+                return Err(CrmError::Connect {
+                    url,
+                    message: error_chain(&e),
+                })
+            }
+            Err(e) => {
+                return Err(CrmError::Transport {
+                    url,
+                    message: error_chain(&e),
+                })
+            }
+        };
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| CrmError::Transport {
+            url: url.clone(),
+            message: error_chain(&e),
+        })?;
+        if !status.is_success() {
+            // v1 answers a bad key with HTTP 500 and a JSON body; v3 never does, but be safe.
+            if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+                if let Some((code, text)) = envelope_error(&v) {
+                    if code == "401" || code == "400" {
+                        return Err(self.auth_error(text));
+                    }
+                }
+            }
+            return Err(CrmError::Http {
+                url,
+                status: status.as_u16(),
+                snippet: snippet(&bytes),
+            });
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(CrmError::EmptyBody { url });
+        }
+        let value: Value = serde_json::from_slice(&bytes).map_err(|_| CrmError::NotJson {
+            url: url.clone(),
+            snippet: snippet(&bytes),
+        })?;
+        if let Some((code, text)) = envelope_error(&value) {
+            if code == "401" {
+                return Err(self.auth_error(text));
+            }
+        }
+        Ok(value)
+    }
+
+    fn auth_error(&self, text: String) -> CrmError {
+        CrmError::Auth {
+            url: self.base.clone(),
+            login: self.login.clone(),
+            text,
+        }
+    }
+
+    /// A call that is safe to repeat (reads): retried per `policy` on passing faults.
+    pub async fn call_idempotent(
+        &self,
+        entity: Entity,
+        action: &str,
+        body: &Value,
+        policy: &RetryPolicy,
+    ) -> Result<Value, CrmError> {
+        let mut attempt = 1;
+        loop {
+            match self.call(entity, action, body).await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.retry_class() == RetryClass::Retry && attempt < policy.max_attempts => {
+                    tokio::time::sleep(policy.backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The fields this CRM has enabled for an entity, with their titles.
+    pub async fn fields(
+        &self,
+        entity: Entity,
+        policy: &RetryPolicy,
+    ) -> Result<Vec<FieldInfo>, CrmError> {
+        let v = self
+            .call_idempotent(entity, "fields", &Value::Object(Map::new()), policy)
+            .await?;
+        let Some(Value::Object(data)) = v.get("data") else {
+            return Err(self.shape(entity, "fields", "no `data` object"));
+        };
+        let mut out = Vec::new();
+        for (name, title) in data {
+            match title {
+                // Nested groups (person `social`) list sub-fields of their own.
+                Value::Object(sub) => out.extend(sub.iter().map(|(n, t)| FieldInfo {
+                    name: n.clone(),
+                    title: t.as_str().unwrap_or_default().to_string(),
+                })),
+                other => out.push(FieldInfo {
+                    name: name.clone(),
+                    title: other.as_str().unwrap_or_default().to_string(),
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Activity types (`tips`) of history or task.
+    pub async fn tips(
+        &self,
+        entity: Entity,
+        policy: &RetryPolicy,
+    ) -> Result<Vec<String>, CrmError> {
+        let v = self
+            .call_idempotent(entity, "tips", &Value::Object(Map::new()), policy)
+            .await?;
+        let Some(Value::Array(items)) = v.get("data") else {
+            return Err(self.shape(entity, "tips", "no `data` array"));
+        };
+        Ok(items
+            .iter()
+            .filter_map(|t| match t {
+                Value::Object(o) => o.get("title").and_then(Value::as_str).map(str::to_string),
+                Value::String(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// One page (200 rows on the real server) of `list`; `page` is the page number the server
+    /// calls `offset`.
+    pub async fn list_page(
+        &self,
+        entity: Entity,
+        params: &Map<String, Value>,
+        page: u64,
+        policy: &RetryPolicy,
+    ) -> Result<ListPage, CrmError> {
+        let mut body = params.clone();
+        body.insert("offset".into(), Value::from(page));
+        let v = self
+            .call_idempotent(entity, "list", &Value::Object(body), policy)
+            .await?;
+        parse_list(&v).ok_or_else(|| self.shape(entity, "list", "neither a list nor a page object"))
+    }
+
+    /// One attempt at `add.list`: one outcome per row, in order. A short or missing answer is an
+    /// error, since then nobody knows which rows were stored.
+    pub async fn add_list(
+        &self,
+        entity: Entity,
+        rows: &[Map<String, Value>],
+    ) -> Result<Vec<ItemOutcome>, CrmError> {
+        let key = entity.batch_key().ok_or_else(|| {
+            CrmError::Setup(format!("{entity} has no add.list action on the server"))
+        })?;
+        let mut body = Map::new();
+        body.insert(
+            key.into(),
+            Value::Array(rows.iter().cloned().map(Value::Object).collect()),
+        );
+        let v = self
+            .call_raw(entity, "add.list", &Value::Object(body))
+            .await?;
+        match v {
+            Value::Array(items) if items.len() == rows.len() => Ok(items
+                .iter()
+                .map(|item| ItemOutcome::read(entity, item))
+                .collect()),
+            Value::Array(items) => Err(self.shape(
+                entity,
+                "add.list",
+                &format!("{} results for {} rows", items.len(), rows.len()),
+            )),
+            other => match envelope_error(&other) {
+                Some((code, text)) => Err(CrmError::Api {
+                    url: self.url(entity, "add.list"),
+                    code,
+                    text,
+                }),
+                None => Err(self.shape(entity, "add.list", "not an array of results")),
+            },
+        }
+    }
+
+    /// One attempt at a single-record `add`.
+    pub async fn add(
+        &self,
+        entity: Entity,
+        row: &Map<String, Value>,
+    ) -> Result<ItemOutcome, CrmError> {
+        let v = self
+            .call_raw(entity, "add", &Value::Object(row.clone()))
+            .await?;
+        Ok(ItemOutcome::read(entity, &v))
+    }
+
+    /// One attempt at `delete` of a record by id.
+    pub async fn delete(&self, entity: Entity, id: i64) -> Result<Value, CrmError> {
+        let mut body = Map::new();
+        body.insert(entity.id_field().into(), Value::from(id));
+        self.call(entity, "delete", &Value::Object(body)).await
+    }
+
+    fn shape(&self, entity: Entity, action: &str, what: &str) -> CrmError {
+        CrmError::Shape {
+            url: self.url(entity, action),
+            what: what.to_string(),
+        }
+    }
+}
+
+/// `{"result":"Error","error":{"code":..,"text":..}}`, and v2's variant without `result`.
+fn envelope_error(v: &Value) -> Option<(String, String)> {
+    let obj = v.as_object()?;
+    let err = obj.get("error")?.as_object()?;
+    if obj.get("result").is_some_and(|r| r != "Error") {
+        return None;
+    }
+    Some((
+        code_string(err.get("code")),
+        err.get("text")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+    ))
+}
+
+/// The list shapes seen: `[]` (empty history/task), `{"count":N}` (empty person page),
+/// `{"data":[...], "count":N, ...}`; `count` may be a string (v1).
+pub(crate) fn parse_list(v: &Value) -> Option<ListPage> {
+    match v {
+        Value::Array(items) => Some(ListPage {
+            rows: items
+                .iter()
+                .filter_map(|i| i.as_object().cloned())
+                .collect(),
+            count: None,
+        }),
+        Value::Object(obj) => {
+            let rows = match obj.get("data") {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .filter_map(|i| i.as_object().cloned())
+                    .collect(),
+                None => Vec::new(),
+                Some(_) => return None,
+            };
+            let count = match obj.get("count") {
+                Some(Value::Number(n)) => n.as_u64(),
+                Some(Value::String(s)) => s.parse().ok(),
+                _ => None,
+            };
+            Some(ListPage { rows, count })
+        }
+        _ => None,
+    }
+}
+
+/// reqwest's Display hides the cause ("error sending request"); the chain says what happened.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        cur = s.source();
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn list_shapes_of_the_real_server() {
+        assert_eq!(parse_list(&json!([])).unwrap().rows.len(), 0);
+        let p = parse_list(&json!({"count": 459})).unwrap();
+        assert_eq!((p.rows.len(), p.count), (0, Some(459)));
+        let p = parse_list(&json!({"data":[{"pid":1}], "count":"7"})).unwrap();
+        assert_eq!((p.rows.len(), p.count), (1, Some(7)));
+        assert!(parse_list(&json!("x")).is_none());
+    }
+
+    #[test]
+    fn envelope_errors_with_string_or_number_codes() {
+        let e =
+            envelope_error(&json!({"result":"Error","error":{"code":"403","text":"Не найдено"}}));
+        assert_eq!(e, Some(("403".into(), "Не найдено".into())));
+        let e = envelope_error(&json!({"error":{"code":402,"text":"Неизвестный метод"}}));
+        assert_eq!(e, Some(("402".into(), "Неизвестный метод".into())));
+        assert!(
+            envelope_error(&json!({"result":"Успешно","data":1,"error":{"code":405}})).is_none()
+        );
+    }
+}
