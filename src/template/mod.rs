@@ -476,6 +476,7 @@ fn build_field(
         );
     }
     let mut date = rf.date.map(OneOrMany::into_vec);
+    let mut required = rf.required;
     let mut checks = Vec::new();
     for c in rf.check.into_vec() {
         checks.push(match c.as_str() {
@@ -488,7 +489,7 @@ fn build_field(
                 continue;
             }
             "required" => {
-                // Accepted for symmetry with the wording; same as required = true.
+                required = true;
                 continue;
             }
             other => {
@@ -536,7 +537,7 @@ fn build_field(
     Ok(FieldRule {
         name: name.to_string(),
         input,
-        required: rf.required,
+        required,
         transforms,
         checks,
         date,
