@@ -100,7 +100,7 @@ pub fn write_xlsx(r: &Reconciliation, path: &Path) -> Result<(), ReportError> {
         let values = rec
             .fields
             .iter()
-            .filter(|(_, v)| !matches!(v, Value::Null) && value_text(v) != "")
+            .filter(|(_, v)| !matches!(v, Value::Null) && !value_text(v).is_empty())
             .map(|(k, v)| format!("{k}={}", value_text(v)))
             .collect::<Vec<_>>()
             .join("; ");
