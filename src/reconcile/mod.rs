@@ -1,4 +1,12 @@
-//! Reconcile: matching source records with CRM records by key.
+//! Reconcile: matching source records with CRM records by key; differences.
+
+pub mod matcher;
+pub mod normalize;
+
+pub use matcher::{
+    reconcile, CrmRecord, Duplicate, EntityInput, EntitySummary, FieldDiff, Missing,
+    Reconciliation, SourceRecord,
+};
 
 use thiserror::Error;
 

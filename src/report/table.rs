@@ -315,20 +315,22 @@ impl XlsxBook {
             .map(|c| if "[]:*?/\\".contains(c) { '_' } else { c })
             .take(31)
             .collect();
+        // The workbook's index, not ours: hand-laid sheets may sit between streamed ones.
+        let index = self.workbook.worksheets_mut().len();
         let ws = self.workbook.add_worksheet_with_constant_memory();
         ws.set_name(&clean)
             .map_err(|e| ReportError::xlsx(&self.path, e))?;
-        let index = self.sheets.len();
+        let id = self.sheets.len();
         self.sheets.push(SheetState {
             index,
             rows_written: 0,
             headers: headers.to_vec(),
             sample: Some(Vec::new()),
         });
-        Ok(SheetId(index))
+        Ok(SheetId(id))
     }
 
-    /// A non-streamed sheet for small hand-laid content (summaries, charts).
+    /// The workbook itself, for small hand-laid sheets (summaries, charts).
     pub fn workbook_mut(&mut self) -> &mut Workbook {
         &mut self.workbook
     }

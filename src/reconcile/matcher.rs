@@ -1,0 +1,477 @@
+//! Matching source records with CRM records, entity by entity in reference order, so a person's
+//! `clid` can be compared with the CRM id its client matched.
+
+use super::normalize::{norm_field, norm_phone, norm_text, norm_title, value_text};
+use crate::crm::Entity;
+use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
+
+/// One record the source says should exist (records of one key merged across rows).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceRecord {
+    pub entity: Entity,
+    pub key: String,
+    pub fields: Map<String, Value>,
+    /// (field, referenced entity, referenced key), e.g. ("clid", Client, "ООО Ромашка").
+    pub refs: Vec<(String, Entity, String)>,
+    /// Where it came from, as "file:row" (or "file/sheet:row") labels.
+    pub rows: Vec<String>,
+}
+
+/// One record as the CRM's `list` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CrmRecord {
+    pub id: i64,
+    pub fields: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntitySummary {
+    pub in_source: u64,
+    pub matched: u64,
+    pub missing: u64,
+    pub only_in_crm: u64,
+    /// Matched records with at least one differing field.
+    pub different: u64,
+    /// Source keys with more than one CRM record.
+    pub duplicated: u64,
+    pub in_crm: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Missing {
+    pub entity: Entity,
+    pub key: String,
+    pub rows: Vec<String>,
+    pub fields: Map<String, Value>,
+    /// The id the journal recorded, when the record was created once and is gone now.
+    pub journal_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldDiff {
+    pub entity: Entity,
+    pub key: String,
+    pub id: i64,
+    pub rows: Vec<String>,
+    pub field: String,
+    pub source: String,
+    pub crm: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Duplicate {
+    pub entity: Entity,
+    pub key: String,
+    pub rows: Vec<String>,
+    pub ids: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reconciliation {
+    pub summaries: Vec<(Entity, EntitySummary)>,
+    pub missing: Vec<Missing>,
+    pub different: Vec<FieldDiff>,
+    pub duplicates: Vec<Duplicate>,
+    pub only_in_crm: Vec<(Entity, CrmRecord)>,
+}
+
+impl Reconciliation {
+    pub fn is_clean(&self) -> bool {
+        self.missing.is_empty()
+            && self.different.is_empty()
+            && self.duplicates.is_empty()
+            && self.only_in_crm.is_empty()
+    }
+}
+
+/// Ways to recognise a record without an id, most specific first. Source and CRM records go
+/// through the same function, so both sides produce the same strings.
+fn probes(entity: Entity, key: Option<&str>, f: &Map<String, Value>) -> Vec<String> {
+    let get = |name: &str| f.get(name).map(value_text).unwrap_or_default();
+    let id_of = |name: &str| {
+        f.get(name)
+            .map(value_text)
+            .filter(|s| !s.is_empty() && s != "0")
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    let mut push = |kind: &str, v: String| {
+        if !v.is_empty() {
+            out.push(format!("{kind}\u{1f}{v}"));
+        }
+    };
+    match entity {
+        Entity::Client | Entity::Deal => {
+            // The import writes the record key into `uid` when the template sets none.
+            let uid = Some(get("uid")).filter(|u| !u.is_empty());
+            push("uid", uid.or(key.map(str::to_string)).unwrap_or_default());
+            let title = norm_title(&strip_deal_prefix(entity, &get("title")));
+            if !title.is_empty() {
+                push("title", format!("{title}|{}", id_of("clid")));
+            }
+        }
+        Entity::Person => {
+            push("mail", get("mail").trim().to_lowercase());
+            push("tel", norm_phone(&get("tel")));
+            push("mob", norm_phone(&get("mob")));
+            let name = norm_text(&get("person"));
+            if !name.is_empty() {
+                push("name", format!("{name}|{}", id_of("clid")));
+            }
+        }
+        Entity::History => {
+            let content = norm_text(&get("content"));
+            if !content.is_empty() {
+                push(
+                    "hist",
+                    format!(
+                        "{}|{}|{content}",
+                        id_of("clid"),
+                        norm_field("datum", f.get("datum").unwrap_or(&Value::Null))
+                    ),
+                );
+            }
+        }
+        Entity::Task => {
+            let title = norm_text(&get("title"));
+            if !title.is_empty() {
+                push(
+                    "task",
+                    format!("{}|{}|{title}", id_of("clid"), get("datum").trim()),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The real server prefixes deal titles (e.g. "СД2: "); compare without it.
+fn strip_deal_prefix(entity: Entity, title: &str) -> String {
+    if entity == Entity::Deal {
+        if let Some((head, rest)) = title.split_once(": ") {
+            if !head.is_empty() && head.len() <= 12 && !head.contains(' ') {
+                return rest.to_string();
+            }
+        }
+    }
+    title.to_string()
+}
+
+/// Inputs of one entity's matching.
+pub struct EntityInput<'a> {
+    pub entity: Entity,
+    pub source: &'a [SourceRecord],
+    pub crm: &'a [CrmRecord],
+    /// key → CRM id from an import journal, when one is given.
+    pub journal: Option<&'a HashMap<String, i64>>,
+}
+
+/// Match every entity; `inputs` must come in reference order (clients first).
+pub fn reconcile(inputs: &[EntityInput<'_>]) -> Reconciliation {
+    let mut out = Reconciliation::default();
+    // (entity, key) → CRM id of the matched record, for resolving references.
+    let mut matched_ids: HashMap<(Entity, String), i64> = HashMap::new();
+    for input in inputs {
+        let summary = reconcile_entity(input, &mut matched_ids, &mut out);
+        out.summaries.push((input.entity, summary));
+    }
+    out
+}
+
+fn reconcile_entity(
+    input: &EntityInput<'_>,
+    matched_ids: &mut HashMap<(Entity, String), i64>,
+    out: &mut Reconciliation,
+) -> EntitySummary {
+    let entity = input.entity;
+    let mut summary = EntitySummary {
+        in_source: input.source.len() as u64,
+        in_crm: input.crm.len() as u64,
+        ..Default::default()
+    };
+    let by_id: HashMap<i64, usize> = input
+        .crm
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id, i))
+        .collect();
+    let mut by_probe: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, r) in input.crm.iter().enumerate() {
+        for p in probes(entity, None, &r.fields) {
+            by_probe.entry(p).or_default().push(i);
+        }
+    }
+    let mut claimed: HashSet<usize> = HashSet::new();
+
+    for rec in input.source {
+        // References resolve to the CRM ids their records matched.
+        let mut fields = rec.fields.clone();
+        for (field, ref_entity, ref_key) in &rec.refs {
+            if let Some(id) = matched_ids.get(&(*ref_entity, ref_key.clone())) {
+                fields.insert(field.clone(), Value::from(*id));
+            }
+        }
+        let rec_probes = probes(entity, Some(&rec.key), &fields);
+        let journal_id = input.journal.and_then(|j| j.get(&rec.key).copied());
+
+        // The journal's id is the strongest evidence; otherwise the first probe that hits.
+        let mut hit: Option<usize> = None;
+        let mut candidates: Vec<usize> = Vec::new();
+        if let Some(id) = journal_id {
+            hit = by_id.get(&id).copied();
+        }
+        for p in &rec_probes {
+            if let Some(found) = by_probe.get(p) {
+                let free: Vec<usize> = found
+                    .iter()
+                    .copied()
+                    .filter(|i| !claimed.contains(i))
+                    .collect();
+                if free.is_empty() {
+                    continue;
+                }
+                if hit.is_none() || free.contains(&hit.unwrap_or(usize::MAX)) {
+                    candidates = free;
+                    break;
+                }
+            }
+        }
+        if journal_id.is_none() {
+            hit = candidates.iter().copied().min_by_key(|i| input.crm[*i].id);
+        }
+        let Some(found) = hit else {
+            summary.missing += 1;
+            out.missing.push(Missing {
+                entity,
+                key: rec.key.clone(),
+                rows: rec.rows.clone(),
+                fields: fields.clone(),
+                journal_id,
+            });
+            continue;
+        };
+        summary.matched += 1;
+        claimed.insert(found);
+        let crm = &input.crm[found];
+        matched_ids.insert((entity, rec.key.clone()), crm.id);
+
+        let mut dup_ids: Vec<i64> = candidates
+            .iter()
+            .copied()
+            .filter(|i| *i != found)
+            .map(|i| input.crm[i].id)
+            .collect();
+        if !dup_ids.is_empty() {
+            for i in &candidates {
+                claimed.insert(*i);
+            }
+            dup_ids.insert(0, crm.id);
+            dup_ids.sort_unstable();
+            summary.duplicated += 1;
+            out.duplicates.push(Duplicate {
+                entity,
+                key: rec.key.clone(),
+                rows: rec.rows.clone(),
+                ids: dup_ids,
+            });
+        }
+
+        let mut differs = false;
+        for (field, want) in &fields {
+            // Only what the list shows can be compared.
+            let Some(have) = crm.fields.get(field) else {
+                continue;
+            };
+            let (mut a, b) = (norm_field(field, want), norm_field(field, have));
+            if field == "title" {
+                a = norm_title(&strip_deal_prefix(entity, &value_text(want)));
+                let b2 = norm_title(&strip_deal_prefix(entity, &value_text(have)));
+                if a == b2 {
+                    continue;
+                }
+            }
+            if a != b {
+                differs = true;
+                out.different.push(FieldDiff {
+                    entity,
+                    key: rec.key.clone(),
+                    id: crm.id,
+                    rows: rec.rows.clone(),
+                    field: field.clone(),
+                    source: value_text(want),
+                    crm: value_text(have),
+                });
+            }
+        }
+        if differs {
+            summary.different += 1;
+        }
+    }
+
+    for (i, r) in input.crm.iter().enumerate() {
+        if !claimed.contains(&i) {
+            summary.only_in_crm += 1;
+            out.only_in_crm.push((entity, r.clone()));
+        }
+    }
+    summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn src(entity: Entity, key: &str, fields: Value) -> SourceRecord {
+        SourceRecord {
+            entity,
+            key: key.into(),
+            fields: fields.as_object().unwrap().clone(),
+            refs: vec![],
+            rows: vec![format!("in.csv:{key}")],
+        }
+    }
+    fn crm(id: i64, fields: Value) -> CrmRecord {
+        CrmRecord {
+            id,
+            fields: fields.as_object().unwrap().clone(),
+        }
+    }
+
+    #[test]
+    fn finds_missing_different_duplicates_and_extras() {
+        let clients = vec![src(Entity::Client, "C1", json!({"title": "ООО «Ромашка»"}))];
+        let crm_clients = vec![crm(
+            1,
+            json!({"clid": 1, "uid": "C1", "title": "Ромашка, ООО"}),
+        )];
+        let mut p1 = src(
+            Entity::Person,
+            "P1",
+            json!({"person": "Иван Петров", "mail": "ivan@x.ru"}),
+        );
+        p1.refs.push(("clid".into(), Entity::Client, "C1".into()));
+        let p2 = src(
+            Entity::Person,
+            "P2",
+            json!({"person": "Анна", "tel": "8 (342) 200-00-00"}),
+        );
+        let p3 = src(
+            Entity::Person,
+            "P3",
+            json!({"person": "Нет Такого", "mail": "no@x.ru"}),
+        );
+        let persons = vec![p1, p2, p3];
+        let crm_persons = vec![
+            crm(
+                10,
+                json!({"pid": 10, "person": "Иван Петров", "mail": "IVAN@x.ru", "clid": 1}),
+            ),
+            crm(
+                11,
+                json!({"pid": 11, "person": "Анна", "tel": "+7(342)200-00-00", "clid": 0}),
+            ),
+            crm(
+                12,
+                json!({"pid": 12, "person": "Анна Изменённая", "tel": "+7 342 200 00 00"}),
+            ),
+            crm(
+                13,
+                json!({"pid": 13, "person": "Чужой", "mail": "other@x.ru"}),
+            ),
+        ];
+        let r = reconcile(&[
+            EntityInput {
+                entity: Entity::Client,
+                source: &clients,
+                crm: &crm_clients,
+                journal: None,
+            },
+            EntityInput {
+                entity: Entity::Person,
+                source: &persons,
+                crm: &crm_persons,
+                journal: None,
+            },
+        ]);
+        assert_eq!(r.summaries[0].1.matched, 1);
+        assert!(r.summaries[0].1.missing == 0 && r.summaries[0].1.only_in_crm == 0);
+        let p = &r.summaries[1].1;
+        assert_eq!(
+            (p.matched, p.missing, p.only_in_crm, p.duplicated),
+            (2, 1, 1, 1)
+        );
+        assert_eq!(r.missing[0].key, "P3");
+        assert_eq!(r.duplicates[0].ids, vec![11, 12]);
+        assert_eq!(r.only_in_crm[0].1.id, 13);
+        assert!(r.different.is_empty(), "{:?}", r.different);
+    }
+
+    #[test]
+    fn journal_ids_win_and_deleted_records_are_missing() {
+        let persons = vec![
+            src(
+                Entity::Person,
+                "P1",
+                json!({"person": "Иван", "ptitle": "Директор"}),
+            ),
+            src(Entity::Person, "P2", json!({"person": "Пётр"})),
+        ];
+        let crm_persons = vec![crm(
+            5,
+            json!({"pid": 5, "person": "Иван", "ptitle": "Бухгалтер"}),
+        )];
+        let journal: HashMap<String, i64> = [("P1".to_string(), 5), ("P2".to_string(), 6)].into();
+        let r = reconcile(&[EntityInput {
+            entity: Entity::Person,
+            source: &persons,
+            crm: &crm_persons,
+            journal: Some(&journal),
+        }]);
+        assert_eq!(r.missing.len(), 1);
+        assert_eq!(r.missing[0].journal_id, Some(6));
+        assert_eq!(r.different.len(), 1);
+        assert_eq!(
+            (
+                r.different[0].field.as_str(),
+                r.different[0].source.as_str(),
+                r.different[0].crm.as_str()
+            ),
+            ("ptitle", "Директор", "Бухгалтер")
+        );
+    }
+
+    #[test]
+    fn deal_prefix_and_history_line_breaks_are_not_differences() {
+        let deals = vec![src(Entity::Deal, "D1", json!({"title": "Поставка"}))];
+        let crm_deals = vec![crm(
+            1,
+            json!({"did": 1, "uid": "D1", "title": "СД2: Поставка"}),
+        )];
+        let hist = vec![src(
+            Entity::History,
+            "H1",
+            json!({"content": "Звонок\n\"Договорились\"", "datum": "2024-06-25 14:25"}),
+        )];
+        let crm_hist = vec![crm(
+            7,
+            json!({"cid": 7, "content": "Звонок<br />\nДоговорились", "datum": "2024-06-25 14:25:00", "clid": 0}),
+        )];
+        let r = reconcile(&[
+            EntityInput {
+                entity: Entity::Deal,
+                source: &deals,
+                crm: &crm_deals,
+                journal: None,
+            },
+            EntityInput {
+                entity: Entity::History,
+                source: &hist,
+                crm: &crm_hist,
+                journal: None,
+            },
+        ]);
+        assert!(r.is_clean(), "{r:?}");
+    }
+}

@@ -1,0 +1,135 @@
+//! Comparing what we sent with what the CRM shows. The real server rewrites text on the way in
+//! (NOTES.md §8: quotes become `”`, tags are stripped, history loses quotes and gains `<br />`
+//! in lists, client titles move the legal form to the end), so values are compared in a
+//! normalised form that forgives exactly those changes, and case and spacing.
+
+use serde_json::Value;
+
+/// Legal forms the server moves (`ООО «Ромашка»` → `Ромашка, ООО`) or users write either way.
+const LEGAL_FORMS: [&str; 8] = ["ооо", "оао", "зао", "пао", "ао", "ип", "нко", "ано"];
+
+/// A JSON value as comparable text: strings as they are, numbers without a trailing `.0`,
+/// arrays joined with ", " (the server joins array values that way), null as empty.
+pub fn value_text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+            _ => n.to_string(),
+        },
+        Value::Bool(b) => b.to_string(),
+        Value::Array(items) => items.iter().map(value_text).collect::<Vec<_>>().join(", "),
+        Value::Object(_) => v.to_string(),
+    }
+}
+
+fn strip_tags(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_tag = false;
+    for c in s.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Text as the server's mangling and a human reader would not distinguish it: tags stripped,
+/// quotes of every kind removed, case folded, `ё` as `е`, runs of white space as one space.
+pub fn norm_text(s: &str) -> String {
+    let s = if s.contains('<') {
+        strip_tags(s)
+    } else {
+        s.to_string()
+    };
+    let cleaned: String = s
+        .chars()
+        .filter(|c| !matches!(c, '"' | '\'' | '«' | '»' | '”' | '“' | '„' | '`'))
+        .flat_map(char::to_lowercase)
+        .map(|c| if c == 'ё' { 'е' } else { c })
+        .collect();
+    cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Digits of a phone number, a Russian `8XXXXXXXXXX` read as `7XXXXXXXXXX`. Several numbers in
+/// one field (the server joins them with ",") give the first.
+pub fn norm_phone(s: &str) -> String {
+    let first = s.split([',', ';']).next().unwrap_or("");
+    let mut digits: String = first.chars().filter(char::is_ascii_digit).collect();
+    if digits.len() == 11 && digits.starts_with('8') {
+        digits.replace_range(0..1, "7");
+    }
+    if digits.len() == 10 {
+        digits.insert(0, '7');
+    }
+    digits
+}
+
+/// A company title without its legal form, wherever the form stands.
+pub fn norm_title(s: &str) -> String {
+    norm_text(&s.replace(',', " "))
+        .split(' ')
+        .filter(|w| !LEGAL_FORMS.contains(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// How a field's values are compared.
+pub fn norm_field(field: &str, v: &Value) -> String {
+    let text = value_text(v);
+    match field {
+        "tel" | "mob" | "fax" | "phone" => norm_phone(&text),
+        "title" => norm_title(&text),
+        // Dates: the server answers `YYYY-MM-DD HH:MM:SS`; `YYYY-MM-DD` means midnight.
+        "datum" | "date_create" | "datum_plan" | "birthday" => {
+            let t = text.trim();
+            if t.len() == 10 {
+                format!("{t} 00:00:00")
+            } else if t.len() == 16 {
+                format!("{t}:00")
+            } else {
+                t.replace('T', " ")
+            }
+        }
+        _ => norm_text(&text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn server_mangling_is_forgiven() {
+        assert_eq!(
+            norm_text("Иван \"Ваня\" <b>Петров</b>"),
+            norm_text("иван ”ваня”  петров")
+        );
+        assert_eq!(
+            norm_text("Позвонил<br />\nобсудили"),
+            norm_text("Позвонил\nобсудили")
+        );
+        assert_eq!(norm_title("ООО «Ромашка»"), norm_title("Ромашка, ООО"));
+        assert_ne!(norm_title("ООО Ромашка"), norm_title("ООО Лютик"));
+        assert_eq!(
+            norm_phone("8 (342) 200-00-00"),
+            norm_phone("+7(342)200-00-00")
+        );
+        assert_eq!(
+            norm_field("kol", &json!(100000.0)),
+            norm_field("kol", &json!("100000"))
+        );
+        assert_eq!(
+            norm_field("datum", &json!("2024-06-25 14:25")),
+            norm_field("datum", &json!("2024-06-25 14:25:00"))
+        );
+    }
+}

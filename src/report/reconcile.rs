@@ -1,0 +1,264 @@
+//! The reconcile report: a summary sheet with a chart, then one sheet per kind of finding.
+
+use super::{Cell, ReportError, XlsxBook};
+use crate::reconcile::normalize::value_text;
+use crate::reconcile::Reconciliation;
+use rust_xlsxwriter::{Chart, ChartType, Format};
+use serde_json::{json, Value};
+use std::path::Path;
+
+const SUMMARY_COLUMNS: [&str; 8] = [
+    "entity",
+    "in source",
+    "matched",
+    "missing in CRM",
+    "only in CRM",
+    "different",
+    "duplicated in CRM",
+    "in CRM (exported)",
+];
+
+pub fn write_xlsx(r: &Reconciliation, path: &Path) -> Result<(), ReportError> {
+    let mut book = XlsxBook::create(path);
+    write_summary_sheet(r, &mut book, path)?;
+
+    let s = book.add_sheet(
+        "Missing",
+        &heads(&["entity", "key", "source rows", "journal id", "values"]),
+    )?;
+    for m in &r.missing {
+        let values = m
+            .fields
+            .iter()
+            .map(|(k, v)| format!("{k}={}", value_text(v)))
+            .collect::<Vec<_>>()
+            .join("; ");
+        book.write_row(
+            s,
+            &[
+                Cell::text(m.entity.as_str()),
+                Cell::text(&m.key),
+                Cell::text(m.rows.join(", ")),
+                m.journal_id.map_or(Cell::Empty, Cell::Int),
+                Cell::text(values),
+            ],
+        )?;
+    }
+
+    let s = book.add_sheet(
+        "Different",
+        &heads(&[
+            "entity",
+            "key",
+            "CRM id",
+            "source rows",
+            "field",
+            "source value",
+            "CRM value",
+        ]),
+    )?;
+    for d in &r.different {
+        book.write_row(
+            s,
+            &[
+                Cell::text(d.entity.as_str()),
+                Cell::text(&d.key),
+                Cell::Int(d.id),
+                Cell::text(d.rows.join(", ")),
+                Cell::text(&d.field),
+                Cell::Flagged(d.source.clone()),
+                Cell::Flagged(d.crm.clone()),
+            ],
+        )?;
+    }
+
+    let s = book.add_sheet(
+        "Duplicates",
+        &heads(&["entity", "key", "source rows", "CRM records", "CRM ids"]),
+    )?;
+    for d in &r.duplicates {
+        book.write_row(
+            s,
+            &[
+                Cell::text(d.entity.as_str()),
+                Cell::text(&d.key),
+                Cell::text(d.rows.join(", ")),
+                Cell::Int(d.ids.len() as i64),
+                Cell::text(
+                    d.ids
+                        .iter()
+                        .map(i64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+            ],
+        )?;
+    }
+
+    let s = book.add_sheet("Only in CRM", &heads(&["entity", "CRM id", "values"]))?;
+    for (entity, rec) in &r.only_in_crm {
+        let values = rec
+            .fields
+            .iter()
+            .filter(|(_, v)| !matches!(v, Value::Null) && !value_text(v).is_empty())
+            .map(|(k, v)| format!("{k}={}", value_text(v)))
+            .collect::<Vec<_>>()
+            .join("; ");
+        book.write_row(
+            s,
+            &[
+                Cell::text(entity.as_str()),
+                Cell::Int(rec.id),
+                Cell::text(values),
+            ],
+        )?;
+    }
+    book.close()
+}
+
+fn heads(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+fn write_summary_sheet(
+    r: &Reconciliation,
+    book: &mut XlsxBook,
+    path: &Path,
+) -> Result<(), ReportError> {
+    let bold = Format::new().set_bold().set_background_color("#DDEBF7");
+    let ws = book.workbook_mut().add_worksheet();
+    let err = |e| ReportError::xlsx(path, e);
+    ws.set_name("Summary").map_err(err)?;
+    for (c, h) in SUMMARY_COLUMNS.iter().enumerate() {
+        ws.write_string_with_format(0, c as u16, *h, &bold)
+            .map_err(err)?;
+        ws.set_column_width(c as u16, if c == 0 { 12.0 } else { 16.0 })
+            .map_err(err)?;
+    }
+    for (i, (entity, s)) in r.summaries.iter().enumerate() {
+        let row = i as u32 + 1;
+        ws.write_string(row, 0, entity.as_str()).map_err(err)?;
+        let nums = [
+            s.in_source,
+            s.matched,
+            s.missing,
+            s.only_in_crm,
+            s.different,
+            s.duplicated,
+            s.in_crm,
+        ];
+        for (c, n) in nums.iter().enumerate() {
+            ws.write_number(row, c as u16 + 1, *n as f64).map_err(err)?;
+        }
+    }
+    ws.set_freeze_panes(1, 0).map_err(err)?;
+    let last = r.summaries.len() as u32;
+    if last > 0 {
+        let mut chart = Chart::new(ChartType::Column);
+        // Findings only: "in source"/"in CRM" would dwarf them.
+        for col in 2..=6u16 {
+            chart
+                .add_series()
+                .set_categories(("Summary", 1, 0, last, 0))
+                .set_values(("Summary", 1, col, last, col))
+                .set_name(("Summary", 0, col));
+        }
+        chart.title().set_name("Reconciliation by entity");
+        ws.insert_chart(last + 2, 0, &chart).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The `--json` summary for scripts.
+pub fn summary_json(r: &Reconciliation) -> Value {
+    let entities: serde_json::Map<String, Value> = r
+        .summaries
+        .iter()
+        .map(|(e, s)| {
+            (
+                e.as_str().to_string(),
+                json!({
+                    "in_source": s.in_source, "matched": s.matched, "missing": s.missing,
+                    "only_in_crm": s.only_in_crm, "different": s.different,
+                    "duplicated": s.duplicated, "in_crm": s.in_crm,
+                }),
+            )
+        })
+        .collect();
+    json!({ "clean": r.is_clean(), "entities": entities })
+}
+
+/// A plain table for the terminal.
+pub fn summary_text(r: &Reconciliation) -> String {
+    let mut out = format!(
+        "{:<9} {:>9} {:>8} {:>8} {:>11} {:>9} {:>10}\n",
+        "entity", "in source", "matched", "missing", "only in CRM", "different", "duplicated"
+    );
+    for (e, s) in &r.summaries {
+        out.push_str(&format!(
+            "{:<9} {:>9} {:>8} {:>8} {:>11} {:>9} {:>10}\n",
+            e.as_str(),
+            s.in_source,
+            s.matched,
+            s.missing,
+            s.only_in_crm,
+            s.different,
+            s.duplicated
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crm::Entity;
+    use crate::reconcile::{EntitySummary, FieldDiff};
+    use calamine::{open_workbook, Data, Reader, Xlsx};
+
+    #[test]
+    fn report_has_summary_first_and_highlighted_differences() {
+        let r = Reconciliation {
+            summaries: vec![(
+                Entity::Person,
+                EntitySummary {
+                    in_source: 3,
+                    matched: 2,
+                    missing: 1,
+                    different: 1,
+                    ..Default::default()
+                },
+            )],
+            different: vec![FieldDiff {
+                entity: Entity::Person,
+                key: "P1".into(),
+                id: 5,
+                rows: vec!["a.csv:2".into()],
+                field: "ptitle".into(),
+                source: "Директор".into(),
+                crm: "Бухгалтер".into(),
+            }],
+            ..Default::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.xlsx");
+        write_xlsx(&r, &path).unwrap();
+        let mut wb: Xlsx<_> = open_workbook(&path).unwrap();
+        assert_eq!(
+            wb.sheet_names(),
+            vec![
+                "Summary",
+                "Missing",
+                "Different",
+                "Duplicates",
+                "Only in CRM"
+            ]
+        );
+        let summary = wb.worksheet_range("Summary").unwrap();
+        assert_eq!(summary.get((1, 0)), Some(&Data::String("person".into())));
+        assert_eq!(summary.get((1, 3)), Some(&Data::Float(1.0)));
+        let diff = wb.worksheet_range("Different").unwrap();
+        assert_eq!(diff.get((1, 5)), Some(&Data::String("Директор".into())));
+        assert_eq!(diff.get((1, 6)), Some(&Data::String("Бухгалтер".into())));
+    }
+}
