@@ -37,13 +37,14 @@ pub fn partial_path(path: &Path) -> PathBuf {
 
 enum Sink {
     Xlsx {
-        // Boxed: the workbook is large and CSV exports never build one.
+        // Boxed, like the CSV table: both writers are large, and only one exists per export.
         book: Box<XlsxBook>,
         sheet: Option<SheetId>,
     },
     Csv {
         opts: CsvOptions,
-        table: Option<CsvTable>,
+        // Boxed: the CSV writer's buffers are large and XLSX exports never build one.
+        table: Option<Box<CsvTable>>,
         /// One CSV holds one table.
         tables: u32,
     },
@@ -108,7 +109,11 @@ impl Output {
                     ));
                 }
                 *tables += 1;
-                *table = Some(CsvTable::create(&self.partial, headers, opts.clone())?);
+                *table = Some(Box::new(CsvTable::create(
+                    &self.partial,
+                    headers,
+                    opts.clone(),
+                )?));
             }
         }
         Ok(())
