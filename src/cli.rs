@@ -4,7 +4,11 @@
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "smbatch", version, about = "Bulk data in and out of SalesMan CRM")]
+#[command(
+    name = "smbatch",
+    version,
+    about = "Bulk data in and out of SalesMan CRM"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
