@@ -838,6 +838,20 @@ fn client_info_obj(
     Ok(Some(d))
 }
 
+/// A client inside deal/info: the info object without `dostup`, with `bankinfo` and the same
+/// requisites again under `recv`.
+fn embedded_client(conn: &Connection, login: &str, clid: i64) -> R {
+    let Some(mut v) = client_info_obj(conn, login, clid, false, true, false)? else {
+        return Ok(Value::Null);
+    };
+    if let Value::Object(m) = &mut v {
+        m.shift_remove("dostup");
+        let bank = m.get("bankinfo").cloned().unwrap_or(Value::Null);
+        m.insert("recv".into(), bank);
+    }
+    Ok(v)
+}
+
 // ---------------------------------------------------------------- history
 
 fn history(ctx: &mut Ctx, a: &str) -> R {
@@ -1424,8 +1438,8 @@ fn deal(ctx: &mut Ctx, a: &str) -> R {
             }
             if want("payer") {
                 let payer = r["payer"].as_i64().unwrap_or(0);
-                let obj = client_info_obj(ctx.conn, ctx.login, payer, false, false, false)?;
-                m.insert("payer".into(), obj.unwrap_or(Value::Null));
+                let obj = embedded_client(ctx.conn, ctx.login, payer)?;
+                m.insert("payer".into(), obj);
             }
             for (k, v) in [
                 ("kol", r["kol"].clone()),
@@ -1445,8 +1459,8 @@ fn deal(ctx: &mut Ctx, a: &str) -> R {
             }
             if want("client") {
                 let clid = r["clid"].as_i64().unwrap_or(0);
-                let obj = client_info_obj(ctx.conn, ctx.login, clid, false, false, false)?;
-                m.insert("client".into(), obj.unwrap_or(Value::Null));
+                let obj = embedded_client(ctx.conn, ctx.login, clid)?;
+                m.insert("client".into(), obj);
             }
             if want("speka") {
                 m.insert("speka".into(), json!([]));
