@@ -1478,7 +1478,9 @@ fn deal(ctx: &mut Ctx, a: &str) -> R {
                 )
                 .map(|n| n > 0)
             };
-            if !(clid > 0 && exists(ctx.conn, clid)?) && !(payer > 0 && exists(ctx.conn, payer)?) {
+            let known =
+                (clid > 0 && exists(ctx.conn, clid)?) || (payer > 0 && exists(ctx.conn, payer)?);
+            if !known {
                 return Ok(error(407, "Клиент или Плательщик не найден."));
             }
             let Some(title) = ctx.str("title").map(|t| clean_field(&t)) else {
