@@ -111,6 +111,9 @@ pub struct EntitySummary {
     pub changed_since_by: Option<String>,
     /// Newest change date seen (what `--state` remembers).
     pub changed_up_to: Option<String>,
+    /// Ids changed exactly at `changed_up_to` (for `--state`).
+    #[serde(skip)]
+    pub ids_at_mark: Vec<String>,
     pub columns: Vec<String>,
     /// Keys that appeared only after the header was written: their values are not in the file.
     pub ignored_columns: Vec<String>,
@@ -164,17 +167,27 @@ pub async fn export(client: &CrmClient, job: &ExportJob) -> Result<ExportSummary
     let mut warnings = Vec::new();
     for &entity in &job.entities {
         let mut filters = job.filters.clone();
+        let mut done_at_since = HashSet::new();
         if filters.changed_since.is_none() {
-            if let Some(prev) = state
-                .as_ref()
-                .and_then(|s| s.entities.get(&entity))
-                .and_then(|e| e.changed_up_to.as_deref())
-            {
-                filters.changed_since = Some(query::parse_moment("--state", prev)?);
+            if let Some(prev) = state.as_ref().and_then(|s| s.entities.get(&entity)) {
+                if let Some(mark) = prev.changed_up_to.as_deref() {
+                    filters.changed_since = Some(query::parse_moment("--state", mark)?);
+                    done_at_since = prev.ids_at_mark.iter().cloned().collect();
+                }
             }
         }
         let started_output = out_started(&out);
-        match export_entity(client, job, entity, &filters, &mut out, &mut warnings).await {
+        match export_entity(
+            client,
+            job,
+            entity,
+            &filters,
+            done_at_since,
+            &mut out,
+            &mut warnings,
+        )
+        .await
+        {
             Ok(s) => summaries.push(s),
             // Bad input found before anything was written: no partial file to leave behind.
             Err(e @ (ExportError::UnknownFields { .. } | ExportError::Fields { .. }))
@@ -206,15 +219,25 @@ pub async fn export(client: &CrmClient, job: &ExportJob) -> Result<ExportSummary
             .format(MOMENT)
             .to_string();
         for s in &summaries {
-            let prev = st
-                .entities
-                .get(&s.entity)
-                .and_then(|e| e.changed_up_to.clone());
+            let prev = st.entities.remove(&s.entity).unwrap_or_default();
+            // Never move backwards (a run that saw no rows keeps the old mark).
+            let (mark, ids) = match (&s.changed_up_to, &prev.changed_up_to) {
+                (Some(new), Some(old)) if new == old => {
+                    let mut ids = prev.ids_at_mark.clone();
+                    ids.extend(s.ids_at_mark.iter().cloned());
+                    ids.sort();
+                    ids.dedup();
+                    (Some(new.clone()), ids)
+                }
+                (Some(new), Some(old)) if new < old => (Some(old.clone()), prev.ids_at_mark),
+                (Some(new), _) => (Some(new.clone()), s.ids_at_mark.clone()),
+                (None, old) => (old.clone(), prev.ids_at_mark),
+            };
             st.entities.insert(
                 s.entity,
                 state::EntityState {
-                    // Never move backwards (a run that saw no rows keeps the old mark).
-                    changed_up_to: s.changed_up_to.clone().max(prev),
+                    changed_up_to: mark,
+                    ids_at_mark: ids,
                     exported_at: now.clone(),
                     rows: s.rows,
                 },
@@ -297,6 +320,9 @@ struct EntityWriter<'a> {
     derived: Option<HashSet<String>>,
     ignored: BTreeSet<String>,
     since: Option<NaiveDateTime>,
+    /// Ids already exported with a change date equal to `since` (from the state file).
+    done_at_since: HashSet<String>,
+    newest_ids: Vec<String>,
     change_cols: Option<(&'static str, &'static str)>,
     newest: Option<NaiveDateTime>,
     written: u64,
@@ -403,11 +429,27 @@ impl PageSink for EntityWriter<'_> {
         }
         let changed = self.changed_at(&row);
         if let Some(c) = changed {
-            self.newest = Some(self.newest.map_or(c, |n| n.max(c)));
+            let id = || {
+                row.get(self.entity.id_field())
+                    .map(columns::flatten)
+                    .unwrap_or_default()
+            };
+            match self.newest {
+                Some(n) if n > c => {}
+                Some(n) if n == c => self.newest_ids.push(id()),
+                _ => {
+                    self.newest = Some(c);
+                    self.newest_ids = vec![id()];
+                }
+            }
         }
-        if let Some(since) = self.since {
+        if let (Some(since), Some(c)) = (self.since, changed) {
             // A row without a usable date is exported: better once too often than missing.
-            if changed.is_some_and(|c| c < since) {
+            let done = c == since && {
+                let id = row.get(self.entity.id_field()).map(columns::flatten);
+                id.is_some_and(|i| self.done_at_since.contains(&i))
+            };
+            if c < since || done {
                 self.unchanged += 1;
                 return Ok(());
             }
@@ -440,6 +482,7 @@ async fn export_entity(
     job: &ExportJob,
     entity: Entity,
     filters: &Filters,
+    done_at_since: HashSet<String>,
     out: &mut Output,
     warnings: &mut Vec<String>,
 ) -> Result<EntitySummary, ExportError> {
@@ -467,6 +510,7 @@ async fn export_entity(
         changed_since: filters.changed_since.map(|s| s.format(MOMENT).to_string()),
         changed_since_by: None,
         changed_up_to: None,
+        ids_at_mark: Vec::new(),
         columns: Vec::new(),
         ignored_columns: Vec::new(),
         count_mismatch: Vec::new(),
@@ -499,6 +543,8 @@ async fn export_entity(
         derived: None,
         ignored: BTreeSet::new(),
         since: filters.changed_since.filter(|_| change_cols.is_some()),
+        done_at_since,
+        newest_ids: Vec::new(),
         change_cols,
         newest: None,
         written: 0,
@@ -552,6 +598,7 @@ async fn export_entity(
     summary.unchanged = w.unchanged;
     summary.server_count = total_count;
     summary.changed_up_to = w.newest.map(|n| n.format(MOMENT).to_string());
+    summary.ids_at_mark = std::mem::take(&mut w.newest_ids);
     summary.columns = w
         .columns
         .as_ref()

@@ -13,6 +13,11 @@ use std::path::{Path, PathBuf};
 pub struct EntityState {
     /// Newest change date seen, `YYYY-MM-DD HH:MM:SS` in the CRM's time zone.
     pub changed_up_to: Option<String>,
+    /// Ids of the records changed exactly at `changed_up_to`, already exported: the next run
+    /// takes records changed at that second too (they may have changed after we read), except
+    /// these, so nothing is missed and nothing repeated.
+    #[serde(default)]
+    pub ids_at_mark: Vec<String>,
     /// When that export ran (local clock, for people reading the file).
     pub exported_at: String,
     pub rows: u64,
@@ -71,6 +76,7 @@ mod tests {
             Entity::Person,
             EntityState {
                 changed_up_to: Some("2026-11-22 10:00:00".into()),
+                ids_at_mark: vec!["7".into()],
                 exported_at: "2026-11-22 23:00:00".into(),
                 rows: 3,
             },
