@@ -87,8 +87,14 @@ fn one(rows: usize) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
-    if let Some(n) = std::env::var("SMBATCH_BENCH_ROWS").ok().and_then(|v| v.parse().ok()) {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if let Some(n) = std::env::var("SMBATCH_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         one(n);
         return;
     }
