@@ -1,9 +1,227 @@
-use crate::{Error, Exit, Result};
-use clap::Args;
+//! `smbatch export`: CRM records out into XLSX or CSV. Wires the crm client to the export
+//! pipeline (`crate::export`) and prints the summary.
+
+use crate::cli::ConnectionArgs;
+use crate::crm::{CrmClient, Entity, RetryPolicy};
+use crate::export::{self, query, Active, ExportError, ExportJob, Filters, Format, HeaderStyle};
+use crate::report::{CsvEncoding, CsvOptions};
+use crate::{Exit, Result};
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum HeadersArg {
+    /// The CRM's field names (pid, person, ...)
+    Names,
+    /// The field titles the CRM shows its users (Ф.И.О., ...)
+    Titles,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ActiveArg {
+    /// Open deals / tasks only
+    Yes,
+    /// Closed deals / done tasks only
+    No,
+    /// Both
+    All,
+}
 
 #[derive(Debug, Args)]
-pub struct ExportArgs {}
+pub struct ExportArgs {
+    /// What to export: client, person, deal, task or history
+    #[arg(value_parser = parse_entity, required_unless_present = "all", conflicts_with = "all")]
+    pub entity: Option<Entity>,
+    /// Export every entity into one XLSX file, a sheet each
+    #[arg(long)]
+    pub all: bool,
+    /// Output file; .csv writes CSV, anything else XLSX [default: ENTITY.xlsx, export.xlsx with --all]
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Only records created (history/task: dated) on or after this day, YYYY-MM-DD
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Only records created (history/task: dated) on or before this day, YYYY-MM-DD
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Only records changed at or after this moment (YYYY-MM-DD[ HH:MM:SS], CRM time zone)
+    #[arg(long)]
+    pub changed_since: Option<String>,
+    /// Only records of this CRM user (login)
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only records matching this search word (the server's `word` filter)
+    #[arg(long)]
+    pub word: Option<String>,
+    /// Exactly these columns, comma-separated (see `smbatch fields ENTITY`)
+    #[arg(long, value_delimiter = ',')]
+    pub fields: Option<Vec<String>>,
+    /// Column headers: field names or the titles the CRM shows
+    #[arg(long, value_enum, default_value = "names")]
+    pub headers: HeadersArg,
+    /// Deals and tasks: open, closed or both
+    #[arg(long, value_enum, default_value = "all")]
+    pub active: ActiveArg,
+    /// CSV encoding: utf-8-bom (Excel opens Cyrillic), utf-8, windows-1251 (old Excel)
+    #[arg(long, default_value = "utf-8-bom")]
+    pub encoding: CsvEncoding,
+    /// CSV delimiter (Russian Excel expects ';' and then decimal commas)
+    #[arg(long, default_value = ";")]
+    pub delimiter: char,
+    /// CSV: prefix text that Excel would run as a formula (=, +, -, @) with '
+    #[arg(long)]
+    pub escape_formulas: bool,
+    /// Pages fetched at the same time
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub concurrency: u16,
+    /// Attempts per page before the export stops (transient errors are retried with backoff)
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub attempts: u32,
+    /// State file: export only what changed since the last run with the same file
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// No progress display
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print the summary as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
+}
 
-pub fn run(_args: ExportArgs) -> Result<Exit> {
-    Err(Error::Usage("'export' is not built yet".into()))
+fn parse_entity(s: &str) -> std::result::Result<Entity, String> {
+    s.parse::<Entity>().map_err(|e| e.to_string())
+}
+
+impl ExportArgs {
+    /// The job these arguments describe; every bad value is reported before any request.
+    pub fn job(&self) -> std::result::Result<ExportJob, ExportError> {
+        let entities = match self.entity {
+            Some(e) => vec![e],
+            None => Entity::ALL.to_vec(),
+        };
+        let from = self
+            .from
+            .as_deref()
+            .map(|s| query::parse_date("--from", s))
+            .transpose()?;
+        let to = self
+            .to
+            .as_deref()
+            .map(|s| query::parse_date("--to", s))
+            .transpose()?;
+        if let (Some(f), Some(t)) = (from, to) {
+            if f > t {
+                return Err(ExportError::Usage(format!("--from {f} is after --to {t}")));
+            }
+        }
+        let changed_since = self
+            .changed_since
+            .as_deref()
+            .map(|s| query::parse_moment("--changed-since", s))
+            .transpose()?;
+        if !self.delimiter.is_ascii() {
+            return Err(ExportError::Usage(format!(
+                "--delimiter must be one ASCII character, not '{}'",
+                self.delimiter
+            )));
+        }
+        let fields = self.fields.as_ref().map(|f| {
+            f.iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        });
+        if fields.as_ref().is_some_and(Vec::is_empty) {
+            return Err(ExportError::Usage("--fields names no field".into()));
+        }
+        let output = self.output.clone().unwrap_or_else(|| match self.entity {
+            Some(e) => PathBuf::from(format!("{e}.xlsx")),
+            None => PathBuf::from("export.xlsx"),
+        });
+        let csv = CsvOptions {
+            encoding: self.encoding,
+            delimiter: self.delimiter as u8,
+            escape_formulas: self.escape_formulas,
+        };
+        Ok(ExportJob {
+            entities,
+            format: Format::for_path(&output, csv),
+            output,
+            filters: Filters {
+                from,
+                to,
+                user: self.user.clone(),
+                word: self.word.clone(),
+                active: match self.active {
+                    ActiveArg::Yes => Active::Yes,
+                    ActiveArg::No => Active::No,
+                    ActiveArg::All => Active::All,
+                },
+                changed_since,
+            },
+            fields,
+            headers: match self.headers {
+                HeadersArg::Names => HeaderStyle::Names,
+                HeadersArg::Titles => HeaderStyle::Titles,
+            },
+            concurrency: self.concurrency as usize,
+            policy: RetryPolicy {
+                max_attempts: self.attempts,
+                ..RetryPolicy::default()
+            },
+            quiet: self.quiet,
+            state: self.state.clone(),
+        })
+    }
+}
+
+pub fn run(args: ExportArgs) -> Result<Exit> {
+    let job = args.job()?;
+    let conn = args.conn.resolve()?;
+    let client = CrmClient::new(&conn)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| ExportError::Internal(format!("cannot start the async runtime: {e}")))?;
+    // The writer runs on this thread (block_on), the page fetches on the runtime's workers.
+    let summary = runtime.block_on(export::export(&client, &job))?;
+    for w in &summary.warnings {
+        eprintln!("smbatch: warning: {w}");
+    }
+    for e in &summary.entities {
+        for m in &e.count_mismatch {
+            eprintln!("smbatch: COUNT MISMATCH: {m}");
+        }
+    }
+    if args.json {
+        let text = serde_json::to_string_pretty(&summary)
+            .map_err(|e| ExportError::Internal(e.to_string()))?;
+        println!("{text}");
+    } else if !args.quiet {
+        for e in &summary.entities {
+            let count = e
+                .server_count
+                .map_or(String::new(), |c| format!(" (server count {c})"));
+            let unchanged = if e.unchanged > 0 {
+                format!(", {} unchanged left out", e.unchanged)
+            } else {
+                String::new()
+            };
+            eprintln!("{}: {} rows{count}{unchanged}", e.entity, e.rows);
+        }
+        eprintln!(
+            "wrote {} ({} rows in {:.1} s)",
+            summary.file.display(),
+            summary.rows(),
+            summary.seconds
+        );
+    }
+    Ok(if summary.counts_match() {
+        Exit::Clean
+    } else {
+        Exit::RowsFailed
+    })
 }

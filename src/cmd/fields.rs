@@ -1,9 +1,47 @@
-use crate::{Error, Exit, Result};
+//! `smbatch fields ENTITY`: the fields an entity has on this CRM (name and title), for choosing
+//! `--fields` and mapping columns.
+
+use crate::cli::ConnectionArgs;
+use crate::crm::{CrmClient, Entity, RetryPolicy};
+use crate::export::ExportError;
+use crate::{Exit, Result};
 use clap::Args;
 
 #[derive(Debug, Args)]
-pub struct FieldsArgs {}
+pub struct FieldsArgs {
+    /// client, person, deal, task or history
+    #[arg(value_parser = parse_entity)]
+    pub entity: Entity,
+    /// Print JSON ([{"name":..,"title":..}]) instead of a table
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
+}
 
-pub fn run(_args: FieldsArgs) -> Result<Exit> {
-    Err(Error::Usage("'fields' is not built yet".into()))
+fn parse_entity(s: &str) -> std::result::Result<Entity, String> {
+    s.parse::<Entity>().map_err(|e| e.to_string())
+}
+
+pub fn run(args: FieldsArgs) -> Result<Exit> {
+    let conn = args.conn.resolve()?;
+    let client = CrmClient::new(&conn)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ExportError::Internal(format!("cannot start the async runtime: {e}")))?;
+    let fields = runtime.block_on(client.fields(args.entity, &RetryPolicy::default()))?;
+    if args.json {
+        let list: Vec<_> = fields
+            .iter()
+            .map(|f| serde_json::json!({"name": f.name, "title": f.title}))
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+    } else {
+        let width = fields.iter().map(|f| f.name.len()).max().unwrap_or(4);
+        for f in &fields {
+            println!("{:width$}  {}", f.name, f.title);
+        }
+    }
+    Ok(Exit::Clean)
 }

@@ -2,4 +2,7 @@
 //! sandbox started in-process on 127.0.0.1. Each area of the tool has its own module.
 
 mod cli;
+mod export;
+mod fixtures;
+mod sandbox;
 mod validate;
