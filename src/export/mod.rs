@@ -613,3 +613,52 @@ async fn export_entity(
     }
     Ok(summary)
 }
+
+/// Collects a pass's rows in memory (reconcile compares them; the file writers stream instead).
+struct CollectRows<'a> {
+    rows: &'a mut Vec<Row>,
+    progress: &'a Progress,
+}
+
+impl PageSink for CollectRows<'_> {
+    fn first_page(&mut self, _rows: &[Row], _count: Option<u64>) -> Result<(), ExportError> {
+        Ok(())
+    }
+    fn row(&mut self, row: Row) -> Result<(), ExportError> {
+        self.rows.push(row);
+        Ok(())
+    }
+    fn page_done(&mut self, received: u64) {
+        self.progress.inc(received);
+    }
+}
+
+/// Every record of `entity` matching `filters`, all passes (open and closed deals...) together,
+/// each record once. `fields` narrows what the server sends (where it honours `fields`).
+pub async fn fetch_all(
+    client: &CrmClient,
+    entity: Entity,
+    filters: &Filters,
+    fields: Option<&str>,
+    concurrency: usize,
+    policy: &RetryPolicy,
+    progress: &Progress,
+) -> Result<Vec<Row>, ExportError> {
+    let mut rows = Vec::new();
+    let mut seen = Seen::default();
+    for pass in query::passes(entity, filters, fields) {
+        let pager = Pager {
+            client: client.clone(),
+            entity,
+            params: Arc::new(pass.params),
+            policy: policy.clone(),
+            concurrency,
+        };
+        let mut sink = CollectRows {
+            rows: &mut rows,
+            progress,
+        };
+        pager.run(&mut seen, &mut sink).await?;
+    }
+    Ok(rows)
+}

@@ -2,6 +2,7 @@
 
 pub mod matcher;
 pub mod normalize;
+pub mod run;
 
 pub use matcher::{
     reconcile, CrmRecord, Duplicate, EntityInput, EntitySummary, FieldDiff, Missing,
@@ -12,6 +13,6 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ReconcileError {
-    #[error("{0}")]
-    Other(String),
+    #[error("reconcile needs a template with at least one entity")]
+    NothingToCompare,
 }

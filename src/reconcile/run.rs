@@ -1,0 +1,148 @@
+//! Reconcile, end to end: the source read through its template, the CRM's records of the same
+//! entities exported, both matched. Nothing here trusts the import's own log unless a journal is
+//! given, and then only for which CRM id belongs to which key.
+
+use super::{reconcile, CrmRecord, EntityInput, Reconciliation, SourceRecord};
+use crate::crm::{CrmClient, Entity, RetryPolicy};
+use crate::export::{self, Filters};
+use crate::report::Progress;
+use crate::source::{self, SourceOptions};
+use crate::template::{map_file, MapOptions, Template};
+use chrono::NaiveDate;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The source side: every valid record, records of one key merged (first row's values win, as
+/// the import sends them).
+#[derive(Debug, Default)]
+pub struct SourceSide {
+    pub records: BTreeMap<Entity, Vec<SourceRecord>>,
+    pub rows_read: u64,
+    /// Rows with at least one invalid record: those records were never meant to arrive.
+    pub invalid_rows: u64,
+}
+
+pub fn read_source(
+    file: &Path,
+    template: &Template,
+    opts: &SourceOptions,
+) -> crate::Result<SourceSide> {
+    let src = source::open(file, opts)?;
+    let mapper = Arc::new(template.bind(src.headers(), &file.display().to_string())?);
+    let mut side = SourceSide::default();
+    let mut index: HashMap<(Entity, String), usize> = HashMap::new();
+    for item in map_file(src, mapper, MapOptions::default()) {
+        let (_, mapped) = item?;
+        if mapped.blank {
+            continue;
+        }
+        side.rows_read += 1;
+        if !mapped.is_valid() {
+            side.invalid_rows += 1;
+        }
+        for rec in mapped.records {
+            let list = side.records.entry(rec.entity).or_default();
+            match index.get(&(rec.entity, rec.key.clone())) {
+                Some(&i) => list[i].rows.push(mapped.pos.to_string()),
+                None => {
+                    index.insert((rec.entity, rec.key.clone()), list.len());
+                    list.push(SourceRecord {
+                        entity: rec.entity,
+                        key: rec.key,
+                        fields: rec.fields,
+                        refs: rec
+                            .refs
+                            .into_iter()
+                            .map(|r| (r.field, r.entity, r.key))
+                            .collect(),
+                        rows: vec![mapped.pos.to_string()],
+                    });
+                }
+            }
+        }
+    }
+    Ok(side)
+}
+
+/// What the CRM side is filtered to: history lists only what falls in the source's date range
+/// (the API cannot list history without dates anyway).
+fn filters_for(entity: Entity, records: &[SourceRecord]) -> Filters {
+    let mut filters = Filters::default();
+    if entity == Entity::History || entity == Entity::Task {
+        let dates: Vec<NaiveDate> = records
+            .iter()
+            .filter_map(|r| r.fields.get("datum").and_then(Value::as_str))
+            .filter_map(|d| NaiveDate::parse_from_str(d.get(..10)?, "%Y-%m-%d").ok())
+            .collect();
+        filters.from = dates.iter().min().copied();
+        filters.to = dates.iter().max().copied();
+    }
+    filters
+}
+
+fn crm_record(entity: Entity, row: serde_json::Map<String, Value>) -> Option<CrmRecord> {
+    let id = match row.get(entity.id_field())? {
+        Value::Number(n) => n.as_i64()?,
+        Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    Some(CrmRecord { id, fields: row })
+}
+
+/// Export the CRM's records of every entity the source has.
+pub async fn fetch_crm(
+    client: &CrmClient,
+    side: &SourceSide,
+    concurrency: usize,
+    policy: &RetryPolicy,
+    quiet: bool,
+) -> crate::Result<BTreeMap<Entity, Vec<CrmRecord>>> {
+    let mut out = BTreeMap::new();
+    for (&entity, records) in &side.records {
+        let progress = Progress::new(&format!("{entity} (CRM)"), None, quiet);
+        let filters = filters_for(entity, records);
+        let rows = export::fetch_all(
+            client,
+            entity,
+            &filters,
+            None,
+            concurrency,
+            policy,
+            &progress,
+        )
+        .await?;
+        progress.finish();
+        out.insert(
+            entity,
+            rows.into_iter()
+                .filter_map(|r| crm_record(entity, r))
+                .collect(),
+        );
+    }
+    Ok(out)
+}
+
+/// Match both sides in reference order. `journal` maps (entity, key) to the CRM id an import
+/// recorded.
+pub fn compare(
+    side: &SourceSide,
+    crm: &BTreeMap<Entity, Vec<CrmRecord>>,
+    journal: Option<&HashMap<Entity, HashMap<String, i64>>>,
+) -> Reconciliation {
+    let empty = Vec::new();
+    let inputs: Vec<EntityInput<'_>> = Entity::ALL
+        .into_iter()
+        .filter_map(|entity| {
+            let source = side.records.get(&entity)?;
+            Some(EntityInput {
+                entity,
+                source,
+                crm: crm.get(&entity).unwrap_or(&empty),
+                journal: journal.and_then(|j| j.get(&entity)),
+            })
+        })
+        .collect();
+    reconcile(&inputs)
+}
