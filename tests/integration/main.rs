@@ -2,3 +2,5 @@
 //! sandbox started in-process on 127.0.0.1. Each area of the tool has its own module.
 
 mod cli;
+mod fixtures;
+mod sandbox;
