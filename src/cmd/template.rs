@@ -1,12 +1,84 @@
+//! `smbatch template init`: a starter template from a file's columns.
+
+use crate::crm::Entity;
+use crate::source::{self, Encoding, SourceOptions};
+use crate::template::{fields::known_fields, init::starter_template};
 use crate::{Error, Exit, Result};
 use clap::Subcommand;
+use std::path::PathBuf;
 
 #[derive(Debug, Subcommand)]
 pub enum TemplateCommand {
     /// Write a starter template for an entity from a file's columns
-    Init {},
+    Init {
+        /// client, person, history, task or deal
+        entity: String,
+        /// A sample of the file the template is for (its header row is what matters)
+        #[arg(long)]
+        from: PathBuf,
+        /// Where to write the template (default: print it)
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        /// Overwrite the output file if it exists
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        encoding: Option<String>,
+        #[arg(long)]
+        delimiter: Option<String>,
+        #[arg(long)]
+        sheet: Option<String>,
+    },
 }
 
-pub fn run(_cmd: TemplateCommand) -> Result<Exit> {
-    Err(Error::Usage("'template' is not built yet".into()))
+pub fn run(cmd: TemplateCommand) -> Result<Exit> {
+    match cmd {
+        TemplateCommand::Init {
+            entity,
+            from,
+            output,
+            force,
+            encoding,
+            delimiter,
+            sheet,
+        } => {
+            let entity: Entity = entity
+                .parse()
+                .map_err(|e: crate::crm::UnknownEntity| Error::Usage(e.to_string()))?;
+            let opts = SourceOptions {
+                encoding: match encoding.as_deref() {
+                    None | Some("auto") => None,
+                    Some(e) => Some(e.parse::<Encoding>()?),
+                },
+                delimiter: delimiter
+                    .as_deref()
+                    .map(source::parse_delimiter)
+                    .transpose()?,
+                sheet,
+            };
+            let src = source::open(&from, &opts)?;
+            let file = from
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // Seam: titles fetched from a live server (`--url`, the `fields` action) plug in here.
+            let text = starter_template(entity, src.headers(), &file, known_fields(entity));
+            match output {
+                None => print!("{text}"),
+                Some(path) => {
+                    if path.exists() && !force {
+                        return Err(Error::Usage(format!(
+                            "{} exists; use --force to overwrite it",
+                            path.display()
+                        )));
+                    }
+                    std::fs::write(&path, text).map_err(|e| {
+                        Error::Usage(format!("{}: cannot write: {e}", path.display()))
+                    })?;
+                    eprintln!("wrote {}", path.display());
+                }
+            }
+            Ok(Exit::Clean)
+        }
+    }
 }

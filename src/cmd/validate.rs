@@ -1,9 +1,170 @@
+//! `smbatch validate`: read a file through a template and report every problem. No network.
+
+use crate::report::validation::{ReportWriter, Tally};
+use crate::source::{self, Encoding, SourceOptions};
+use crate::template::{map_file, MapOptions, Severity, Template};
 use crate::{Error, Exit, Result};
 use clap::Args;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, Args)]
-pub struct ValidateArgs {}
+pub struct ValidateArgs {
+    /// The file to check (.csv, .txt, .xlsx, .xls)
+    pub file: PathBuf,
+    /// The template (TOML) that maps columns to CRM fields
+    #[arg(long, short = 't')]
+    pub template: PathBuf,
+    /// Write an XLSX report (sheets "Problems" and "Rows")
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write the problems as CSV (and the rows next to it as NAME.rows.csv)
+    #[arg(long)]
+    pub csv_report: Option<PathBuf>,
+    /// CSV encoding: auto, utf-8, windows-1251, utf-16 (overrides the template)
+    #[arg(long)]
+    pub encoding: Option<String>,
+    /// CSV delimiter: one character, or tab (overrides the template)
+    #[arg(long)]
+    pub delimiter: Option<String>,
+    /// Sheet name or 1-based number (overrides the template)
+    #[arg(long)]
+    pub sheet: Option<String>,
+    /// Print the summary as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// How many individual problems to print (the report has them all)
+    #[arg(long, default_value_t = 20)]
+    pub show: usize,
+}
 
-pub fn run(_args: ValidateArgs) -> Result<Exit> {
-    Err(Error::Usage("'validate' is not built yet".into()))
+/// Options from the command line, falling back to the template's `[source]`.
+pub fn source_options(
+    encoding: Option<&str>,
+    delimiter: Option<&str>,
+    sheet: Option<&str>,
+    template: &Template,
+) -> Result<SourceOptions> {
+    let mut cli = SourceOptions::default();
+    match encoding {
+        // An explicit "auto" wins over the template's encoding.
+        Some("auto") => {}
+        Some(e) => cli.encoding = Some(e.parse::<Encoding>()?),
+        None => cli.encoding = template.source.encoding,
+    }
+    if let Some(d) = delimiter {
+        cli.delimiter = Some(source::parse_delimiter(d)?);
+    }
+    cli.sheet = sheet.map(str::to_string);
+    Ok(cli.or(&template.source))
+}
+
+pub fn run(args: ValidateArgs) -> Result<Exit> {
+    let template = Template::load(&args.template)?;
+    let opts = source_options(
+        args.encoding.as_deref(),
+        args.delimiter.as_deref(),
+        args.sheet.as_deref(),
+        &template,
+    )?;
+    let src = source::open(&args.file, &opts)?;
+    let file_name = args.file.display().to_string();
+    let mapper = Arc::new(template.bind(src.headers(), &file_name)?);
+    let mut tally = Tally::new(
+        &file_name,
+        &args.template.display().to_string(),
+        &src.describe(),
+        &mapper.entities(),
+        template.warnings.clone(),
+    );
+    let mut report = ReportWriter::new(
+        args.report.as_deref(),
+        args.csv_report.as_deref(),
+        src.headers(),
+    )?;
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {pos} rows ({per_sec}) {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        pb
+    });
+    let mut shown = 0usize;
+    let mut hidden = 0u64;
+    for item in map_file(src, mapper, MapOptions::default()) {
+        let (row, mut m) = item?;
+        tally.add(&mut m);
+        if report.is_active() {
+            report.add(&row, &m)?;
+        }
+        for p in &m.problems {
+            if args.json {
+                break;
+            }
+            if shown < args.show {
+                shown += 1;
+                let col = p
+                    .column
+                    .as_deref()
+                    .map(|c| format!(" column '{c}'"))
+                    .unwrap_or_default();
+                let ent = p.entity.map(|e| format!(" {e}")).unwrap_or_default();
+                let sev = if p.severity == Severity::Warning {
+                    "warning"
+                } else {
+                    "error"
+                };
+                let val = if p.value.is_empty() {
+                    String::new()
+                } else {
+                    format!(" value '{}'", p.value)
+                };
+                let line = format!("{}{col}{ent}: {sev}:{val} {}", m.pos, p.message);
+                match &progress {
+                    Some(pb) => pb.println(line),
+                    None => eprintln!("{line}"),
+                }
+            } else {
+                hidden += 1;
+            }
+        }
+        if let Some(pb) = &progress {
+            if m.pos.row % 1024 == 0 {
+                pb.set_position(tally.summary.rows_read);
+            }
+        }
+    }
+    if let Some(pb) = progress {
+        pb.finish_and_clear();
+    }
+    if hidden > 0 {
+        eprintln!("… and {hidden} more problems (see the report)");
+    }
+    report.finish()?;
+    let summary = tally.finish(10);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).map_err(|e| Error::Usage(e.to_string()))?
+        );
+    } else {
+        print!("{}", summary.render());
+        if let Some(r) = &args.report {
+            println!("Report: {}", r.display());
+        }
+        if let Some(r) = &args.csv_report {
+            println!(
+                "CSV report: {} and {}",
+                r.display(),
+                crate::report::validation::rows_csv_path(r).display()
+            );
+        }
+    }
+    Ok(if summary.invalid_rows > 0 {
+        Exit::RowsFailed
+    } else {
+        Exit::Clean
+    })
 }

@@ -3,6 +3,7 @@
 
 pub mod progress;
 pub mod table;
+pub mod validation;
 
 pub use progress::Progress;
 pub use table::{Cell, CsvEncoding, CsvOptions, CsvTable, SheetId, XlsxBook};
@@ -21,6 +22,8 @@ pub enum ReportError {
     Csv { path: PathBuf, message: String },
     #[error("cannot write XLSX {path}: {message}")]
     Xlsx { path: PathBuf, message: String },
+    #[error("{path}: cannot write the report: {message}")]
+    Write { path: PathBuf, message: String },
 }
 
 impl ReportError {

@@ -1,9 +1,216 @@
 //! Reading rows from CSV, XLSX and XLS files.
+//!
+//! Every source yields [`Row`]s that keep where they came from ([`SourcePos`]: file, sheet, the
+//! 1-based row number a spreadsheet shows) so every later message can point at the exact cell.
+//! Cell-level trouble the reader sees (ragged rows, `#N/A`, undecodable bytes) travels with the row
+//! as [`CellIssue`]s instead of stopping the run: one bad cell must not hide the other million.
 
+mod csv;
+mod excel;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use thiserror::Error;
+
+pub use self::csv::{detect_encoding, sniff_delimiter, Encoding};
+
+/// Where a row came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SourcePos {
+    pub file: Arc<str>,
+    pub sheet: Option<Arc<str>>,
+    /// 1-based row number as a spreadsheet shows it (the header is row 1).
+    pub row: u64,
+}
+
+impl fmt::Display for SourcePos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.sheet {
+            Some(sheet) => write!(f, "{} [{}] row {}", self.file, sheet, self.row),
+            None => write!(f, "{} row {}", self.file, self.row),
+        }
+    }
+}
+
+/// Something wrong with one cell (or the row's shape) that the reader noticed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CellIssue {
+    /// 0-based column index into the headers; `None` for the row as a whole.
+    pub column: Option<usize>,
+    pub value: String,
+    pub message: String,
+}
+
+/// One data row: the cells as text, exactly as the user wrote them (dates from spreadsheets as
+/// `YYYY-MM-DD[ HH:MM:SS]`, integral numbers without `.0` or exponent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub pos: SourcePos,
+    /// Always exactly as many cells as the header has (missing cells are empty strings; extra
+    /// cells are dropped and reported in `issues`).
+    pub cells: Vec<String>,
+    pub issues: Vec<CellIssue>,
+}
+
+impl Row {
+    /// A row with nothing but whitespace in it (spreadsheets are full of them).
+    pub fn is_blank(&self) -> bool {
+        self.cells.iter().all(|c| c.trim().is_empty()) && self.issues.is_empty()
+    }
+}
+
+/// How to read a file; everything `None` means "detect".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceOptions {
+    pub encoding: Option<Encoding>,
+    /// A single-byte delimiter for CSV.
+    pub delimiter: Option<u8>,
+    /// Sheet name, or a 1-based index given as digits (`"2"`).
+    pub sheet: Option<String>,
+}
+
+impl SourceOptions {
+    /// Fill what `self` leaves open from `other` (CLI flags override template `[source]`).
+    pub fn or(self, other: &SourceOptions) -> SourceOptions {
+        SourceOptions {
+            encoding: self.encoding.or(other.encoding),
+            delimiter: self.delimiter.or(other.delimiter),
+            sheet: self.sheet.or_else(|| other.sheet.clone()),
+        }
+    }
+}
+
+/// Parse a delimiter given on the command line or in a template: one character, or a name.
+pub fn parse_delimiter(s: &str) -> Result<u8, SourceError> {
+    match s {
+        "\\t" | "tab" | "\t" => Ok(b'\t'),
+        "comma" => Ok(b','),
+        "semicolon" => Ok(b';'),
+        "pipe" => Ok(b'|'),
+        _ if s.len() == 1 && s.is_ascii() => Ok(s.as_bytes()[0]),
+        _ => Err(SourceError::BadDelimiter(s.to_string())),
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum SourceError {
-    #[error("{0}")]
-    Other(String),
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid CSV file: {message}")]
+    Csv { path: PathBuf, message: String },
+    #[error("{path}: cannot read the workbook: {message}")]
+    Workbook { path: PathBuf, message: String },
+    #[error("{path}: no sheet '{sheet}' (the workbook has: {available})")]
+    NoSuchSheet {
+        path: PathBuf,
+        sheet: String,
+        available: String,
+    },
+    #[error("{path}: the file is empty (no header row)")]
+    Empty { path: PathBuf },
+    #[error(
+        "{path}: the header row has an empty or duplicate column name at column {column}: '{name}'"
+    )]
+    BadHeader {
+        path: PathBuf,
+        column: usize,
+        name: String,
+    },
+    #[error("unknown encoding '{0}' (known: auto, utf-8, windows-1251, utf-16le, utf-16be)")]
+    UnknownEncoding(String),
+    #[error("bad delimiter '{0}': use one character such as ',' ';' '|' or 'tab'")]
+    BadDelimiter(String),
+    #[error("{path}: unsupported file type (expected .csv, .txt, .tsv, .xlsx, .xlsm, .xls)")]
+    UnsupportedType { path: PathBuf },
+}
+
+/// A stream of rows with a header. Rows arrive in file order.
+pub trait RowSource: Iterator<Item = Result<Row, SourceError>> + Send {
+    /// Column names from the first row, trimmed.
+    fn headers(&self) -> &[String];
+    /// What was detected (encoding, delimiter, sheet), for the summary.
+    fn describe(&self) -> String;
+}
+
+/// Open a CSV, XLSX or XLS file as a row stream; the type is decided by the extension.
+pub fn open(path: &Path, opts: &SourceOptions) -> Result<Box<dyn RowSource>, SourceError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "xlsx" | "xlsm" => Ok(Box::new(excel::XlsxSource::open(path, opts)?)),
+        "xls" | "xlsb" | "ods" => Ok(Box::new(excel::RangeSource::open(path, opts)?)),
+        "csv" | "txt" | "tsv" | "" => Ok(Box::new(csv::CsvSource::open(path, opts)?)),
+        _ => Err(SourceError::UnsupportedType {
+            path: path.to_path_buf(),
+        }),
+    }
+}
+
+/// Trim header names and refuse empty/duplicate names in the middle: a template addresses columns
+/// by name, so an ambiguous name would silently read the wrong column. Trailing empty header
+/// cells (common in spreadsheets) are dropped.
+pub(crate) fn clean_headers(path: &Path, raw: Vec<String>) -> Result<Vec<String>, SourceError> {
+    let mut headers: Vec<String> = raw.into_iter().map(|h| h.trim().to_string()).collect();
+    while headers.last().is_some_and(|h| h.is_empty()) {
+        headers.pop();
+    }
+    if headers.is_empty() {
+        return Err(SourceError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    for (i, h) in headers.iter().enumerate() {
+        if h.is_empty() || headers[..i].contains(h) {
+            return Err(SourceError::BadHeader {
+                path: path.to_path_buf(),
+                column: i + 1,
+                name: h.clone(),
+            });
+        }
+    }
+    Ok(headers)
+}
+
+/// Fit a row's cells to the header width, reporting extra non-empty cells (a ragged row is
+/// usually a stray delimiter, and the data in the extra cells would otherwise vanish silently).
+pub(crate) fn fit_row(
+    cells: &mut Vec<String>,
+    width: usize,
+    issues: &mut Vec<CellIssue>,
+    csv: bool,
+) {
+    if cells.len() > width {
+        let extra: Vec<String> = cells.drain(width..).collect();
+        if extra.iter().any(|c| !c.trim().is_empty()) {
+            issues.push(CellIssue {
+                column: None,
+                value: extra.join(" | "),
+                message: format!(
+                    "row has {} cells but the header has {width}; the extra cells are ignored",
+                    width + extra.len()
+                ),
+            });
+        }
+    } else if cells.len() < width {
+        // Spreadsheets legitimately omit trailing empty cells; in CSV a short row is ragged.
+        if csv && !(cells.len() == 1 && cells[0].is_empty()) {
+            issues.push(CellIssue {
+                column: None,
+                value: String::new(),
+                message: format!(
+                    "row has {} cells but the header has {width}; the missing cells are read as empty",
+                    cells.len()
+                ),
+            });
+        }
+        cells.resize(width, String::new());
+    }
 }

@@ -1,9 +1,578 @@
 //! Templates: mapping source columns to CRM fields, transforms and validation.
+//!
+//! A [`Template`] is loaded from TOML and checked as a whole (unknown transforms, bad regexes,
+//! references to entities the template does not build) before any row is read; binding it to a
+//! file's headers gives a [`Mapper`], which turns each [`crate::source::Row`] into [`Record`]s.
 
+pub mod fields;
+pub mod init;
+mod mapper;
+pub mod rules;
+
+pub use mapper::{
+    map_file, MapOptions, MappedFile, MappedRow, Mapper, Problem, Record, Reference, Severity,
+};
+
+use crate::crm::Entity;
+use crate::source::{Encoding, SourceOptions};
+use fields::{field_info, FieldKind};
+use regex::Regex;
+use rules::Transform;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum TemplateError {
+    #[error("{path}: cannot read the template: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid template: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {entity} field '{field}': {message}")]
+    Field {
+        path: PathBuf,
+        entity: String,
+        field: String,
+        message: String,
+    },
+    #[error("{path}: {entity}: {message}")]
+    Entity {
+        path: PathBuf,
+        entity: String,
+        message: String,
+    },
+    /// Boxed: the details are large and `Result`s carrying this error are everywhere.
     #[error("{0}")]
-    Other(String),
+    MissingColumn(Box<MissingColumn>),
+}
+
+/// A template names a column the file does not have.
+#[derive(Debug)]
+pub struct MissingColumn {
+    pub path: PathBuf,
+    pub entity: Entity,
+    /// `key` or `field 'mail'`
+    pub place: String,
+    pub column: String,
+    pub file: String,
+    /// The file's columns, quoted and comma-separated.
+    pub available: String,
+}
+
+impl std::fmt::Display for MissingColumn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} {} names the column '{}' that {} does not have; its columns are: {}",
+            self.path.display(),
+            self.entity,
+            self.place,
+            self.column,
+            self.file,
+            self.available
+        )
+    }
+}
+
+/// `{Column}` placeholders in literal text (`{{`/`}}` for braces).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expr {
+    pub source: String,
+    pub parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Lit(String),
+    Column(String),
+}
+
+impl Expr {
+    pub fn parse(s: &str) -> Result<Expr, String> {
+        let mut parts = Vec::new();
+        let mut lit = String::new();
+        let mut chars = s.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' if chars.peek() == Some(&'{') => {
+                    chars.next();
+                    lit.push('{');
+                }
+                '}' if chars.peek() == Some(&'}') => {
+                    chars.next();
+                    lit.push('}');
+                }
+                '{' => {
+                    let mut name = String::new();
+                    loop {
+                        match chars.next() {
+                            Some('}') => break,
+                            Some(ch) => name.push(ch),
+                            None => return Err(format!("unclosed '{{' in \"{s}\"")),
+                        }
+                    }
+                    let name = name.trim().to_string();
+                    if name.is_empty() {
+                        return Err(format!("empty '{{}}' in \"{s}\""));
+                    }
+                    if !lit.is_empty() {
+                        parts.push(Part::Lit(std::mem::take(&mut lit)));
+                    }
+                    parts.push(Part::Column(name));
+                }
+                '}' => {
+                    return Err(format!(
+                        "unmatched '}}' in \"{s}\" (write '}}}}' for a brace)"
+                    ))
+                }
+                _ => lit.push(c),
+            }
+        }
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit));
+        }
+        Ok(Expr {
+            source: s.to_string(),
+            parts,
+        })
+    }
+
+    pub fn columns(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Column(c) => Some(c.as_str()),
+            Part::Lit(_) => None,
+        })
+    }
+}
+
+/// Where a field's value comes from.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Column(String),
+    Expr(Expr),
+    /// The CRM id of this row's record of that entity (resolved at upload).
+    Ref(Entity),
+    /// Only a default (constant).
+    Nothing,
+}
+
+#[derive(Debug, Clone)]
+pub enum Check {
+    Email,
+    Phone,
+    Date,
+    Number,
+    Integer,
+    MaxLength(usize),
+    OneOf(Vec<String>),
+    Regex(Regex),
+}
+
+#[derive(Debug, Clone)]
+pub struct FieldRule {
+    pub name: String,
+    pub input: Input,
+    pub required: bool,
+    pub transforms: Vec<Transform>,
+    pub checks: Vec<Check>,
+    /// Date formats to parse with (plus the defaults); `Some` = this is a date field.
+    pub date: Option<Vec<String>>,
+    pub map: Option<Vec<(String, serde_json::Value)>>,
+    pub default: Option<serde_json::Value>,
+    pub kind: FieldKind,
+}
+
+#[derive(Debug, Clone)]
+pub struct EntityTemplate {
+    pub entity: Entity,
+    pub key: Expr,
+    pub fields: Vec<FieldRule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub path: PathBuf,
+    pub name: Option<String>,
+    pub source: SourceOptions,
+    /// In upload order (`Entity::ALL`), one per entity type.
+    pub entities: Vec<EntityTemplate>,
+    /// Things that are legal but suspicious (a field the server does not know is silently dropped).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTemplate {
+    name: Option<String>,
+    #[allow(dead_code)]
+    description: Option<String>,
+    source: Option<RawSource>,
+    #[serde(default)]
+    entity: Vec<RawEntity>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    encoding: Option<String>,
+    delimiter: Option<String>,
+    sheet: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntity {
+    #[serde(rename = "type")]
+    kind: String,
+    key: Option<String>,
+    #[serde(default)]
+    fields: toml::Table,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+enum OneOrMany {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::None => vec![],
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    column: Option<String>,
+    value: Option<String>,
+    #[serde(rename = "ref")]
+    reference: Option<String>,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    transform: OneOrMany,
+    #[serde(default)]
+    check: OneOrMany,
+    date: Option<OneOrMany>,
+    map: Option<toml::Table>,
+    default: Option<toml::Value>,
+    max_length: Option<usize>,
+    one_of: Option<Vec<String>>,
+    regex: Option<String>,
+}
+
+fn toml_to_json(v: &toml::Value) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+impl Template {
+    pub fn load(path: &Path) -> Result<Template, TemplateError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TemplateError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Template::parse(path, &text)
+    }
+
+    /// Parse template text; `path` is only used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Template, TemplateError> {
+        let p = path.to_path_buf();
+        let raw: RawTemplate = toml::from_str(text).map_err(|e| TemplateError::Parse {
+            path: p.clone(),
+            message: e.to_string(),
+        })?;
+        let parse_err = |message: String| TemplateError::Parse {
+            path: p.clone(),
+            message,
+        };
+        let mut source = SourceOptions::default();
+        if let Some(s) = raw.source {
+            if let Some(e) = s.encoding.filter(|e| e != "auto") {
+                source.encoding = Some(
+                    e.parse::<Encoding>()
+                        .map_err(|e| parse_err(format!("[source] {e}")))?,
+                );
+            }
+            if let Some(d) = s.delimiter {
+                source.delimiter = Some(
+                    crate::source::parse_delimiter(&d)
+                        .map_err(|e| parse_err(format!("[source] {e}")))?,
+                );
+            }
+            source.sheet = match s.sheet {
+                None => None,
+                Some(toml::Value::String(s)) => Some(s),
+                Some(toml::Value::Integer(i)) => Some(i.to_string()),
+                Some(other) => {
+                    return Err(parse_err(format!(
+                        "[source] sheet must be a name or a number, not {other}"
+                    )))
+                }
+            };
+        }
+        if raw.entity.is_empty() {
+            return Err(parse_err("no [[entity]] sections: nothing to build".into()));
+        }
+        let mut entities = Vec::new();
+        let mut warnings = Vec::new();
+        for re in raw.entity {
+            let entity: Entity = re
+                .kind
+                .parse()
+                .map_err(|e: crate::crm::UnknownEntity| parse_err(e.to_string()))?;
+            let ent_err = |message: String| TemplateError::Entity {
+                path: p.clone(),
+                entity: entity.to_string(),
+                message,
+            };
+            if entities.iter().any(|e: &EntityTemplate| e.entity == entity) {
+                return Err(ent_err(
+                    "appears twice; a template builds at most one record of each entity per row"
+                        .into(),
+                ));
+            }
+            let key_src = re.key.ok_or_else(|| {
+                ent_err("has no key: add e.g. key = \"{Внешний ID}\" (the identity of the record across rows and runs)".into())
+            })?;
+            let key = Expr::parse(&key_src).map_err(|m| ent_err(format!("key: {m}")))?;
+            if key.columns().next().is_none() {
+                return Err(ent_err(format!(
+                    "key \"{key_src}\" uses no column: every row would be the same record"
+                )));
+            }
+            let mut fields = Vec::new();
+            for (name, value) in re.fields {
+                let field_err = |message: String| TemplateError::Field {
+                    path: p.clone(),
+                    entity: entity.to_string(),
+                    field: name.clone(),
+                    message,
+                };
+                let rf: RawField = match value {
+                    toml::Value::String(col) => RawField {
+                        column: Some(col),
+                        value: None,
+                        reference: None,
+                        required: false,
+                        transform: OneOrMany::None,
+                        check: OneOrMany::None,
+                        date: None,
+                        map: None,
+                        default: None,
+                        max_length: None,
+                        one_of: None,
+                        regex: None,
+                    },
+                    v @ toml::Value::Table(_) => v.try_into().map_err(|e: toml::de::Error| {
+                        field_err(e.to_string().trim().to_string())
+                    })?,
+                    other => {
+                        return Err(field_err(format!(
+                            "expected a column name or {{ column = ... }}, found {other}"
+                        )))
+                    }
+                };
+                fields.push(build_field(entity, &name, rf, &mut warnings).map_err(field_err)?);
+            }
+            entities.push(EntityTemplate {
+                entity,
+                key,
+                fields,
+            });
+        }
+        entities.sort_by_key(|e| Entity::ALL.iter().position(|x| *x == e.entity));
+        // References must point at an entity this template builds, earlier in upload order.
+        for e in &entities {
+            for f in &e.fields {
+                if let Input::Ref(target) = f.input {
+                    if !entities.iter().any(|x| x.entity == target) {
+                        return Err(TemplateError::Field {
+                            path: p.clone(),
+                            entity: e.entity.to_string(),
+                            field: f.name.clone(),
+                            message: format!("ref = \"{target}\" but the template has no [[entity]] of type \"{target}\""),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(Template {
+            path: p,
+            name: raw.name,
+            source,
+            entities,
+            warnings,
+        })
+    }
+}
+
+fn build_field(
+    entity: Entity,
+    name: &str,
+    rf: RawField,
+    warnings: &mut Vec<String>,
+) -> Result<FieldRule, String> {
+    let info = field_info(entity, name);
+    let custom = name.starts_with("input")
+        || matches!(entity, Entity::Person if ["blog", "mysite", "twitter", "icq", "skype", "google", "yandex", "mykrug", "social", "rol", "loyalty", "clientpath"].contains(&name));
+    if info.is_none() && !custom {
+        warnings.push(format!(
+            "{entity} field '{name}' is not a field this tool knows; the server silently drops unknown or disabled fields"
+        ));
+    }
+    let kind = info.map(|i| i.kind).unwrap_or(FieldKind::Text);
+    let sources = [
+        rf.column.is_some(),
+        rf.value.is_some(),
+        rf.reference.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if sources > 1 {
+        return Err("give only one of column, value, ref".into());
+    }
+    let input = if let Some(c) = rf.column {
+        Input::Column(c.trim().to_string())
+    } else if let Some(v) = rf.value {
+        Input::Expr(Expr::parse(&v)?)
+    } else if let Some(r) = rf.reference {
+        let target: Entity = r
+            .parse()
+            .map_err(|e: crate::crm::UnknownEntity| e.to_string())?;
+        if Entity::ALL.iter().position(|x| *x == target)
+            >= Entity::ALL.iter().position(|x| *x == entity)
+        {
+            return Err(format!("a {entity} cannot reference a {target} (upload order is client, person, deal, task, history)"));
+        }
+        if let Some(FieldKind::Ref(expected)) = info.map(|i| i.kind) {
+            if expected != target {
+                return Err(format!("'{name}' holds a {expected} id, not a {target} id"));
+            }
+        }
+        Input::Ref(target)
+    } else if rf.default.is_some() {
+        Input::Nothing
+    } else {
+        return Err("needs column, value, ref or default".into());
+    };
+    let mut transforms = Vec::new();
+    for t in rf.transform.into_vec() {
+        transforms.push(
+            Transform::parse(&t)
+                .ok_or_else(|| format!("unknown transform '{t}' (known: {})", Transform::NAMES))?,
+        );
+    }
+    let mut date = rf.date.map(OneOrMany::into_vec);
+    let mut required = rf.required;
+    let mut checks = Vec::new();
+    for c in rf.check.into_vec() {
+        checks.push(match c.as_str() {
+            "email" => Check::Email,
+            "phone" => Check::Phone,
+            "number" => Check::Number,
+            "integer" | "int" => Check::Integer,
+            "date" => {
+                date.get_or_insert_with(Vec::new);
+                continue;
+            }
+            "required" => {
+                required = true;
+                continue;
+            }
+            other => {
+                return Err(format!(
+                    "unknown check '{other}' (known: email, phone, date, number, integer; and the keys max_length, one_of, regex)"
+                ))
+            }
+        });
+    }
+    if let Some(n) = rf.max_length {
+        checks.push(Check::MaxLength(n));
+    } else if let Some(n) = info.and_then(|i| i.max_len) {
+        checks.push(Check::MaxLength(n));
+    } else if custom && entity == Entity::Person {
+        checks.push(Check::MaxLength(250));
+    }
+    if let Some(v) = rf.one_of {
+        checks.push(Check::OneOf(v));
+    }
+    if let Some(r) = rf.regex {
+        // Anchored: a pattern describes the whole value, not a substring of it.
+        let re = Regex::new(&format!("^(?:{r})$")).map_err(|e| format!("bad regex: {e}"))?;
+        checks.push(Check::Regex(re));
+    }
+    if date.is_none()
+        && matches!(
+            kind,
+            FieldKind::Date | FieldKind::DateTime | FieldKind::Timestamp
+        )
+    {
+        date = Some(Vec::new());
+    }
+    match kind {
+        FieldKind::Int if !matches!(input, Input::Ref(_)) && rf.map.is_none() => {
+            checks.push(Check::Integer)
+        }
+        FieldKind::Number => checks.push(Check::Number),
+        _ => {}
+    }
+    let map = rf.map.map(|t| {
+        t.iter()
+            .map(|(k, v)| (k.clone(), toml_to_json(v)))
+            .collect()
+    });
+    Ok(FieldRule {
+        name: name.to_string(),
+        input,
+        required,
+        transforms,
+        checks,
+        date,
+        map,
+        default: rf.default.as_ref().map(toml_to_json),
+        kind,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expr_parses_columns_and_braces() {
+        let e = Expr::parse("{Фамилия} {Имя} {{x}}").unwrap();
+        assert_eq!(e.columns().collect::<Vec<_>>(), vec!["Фамилия", "Имя"]);
+        assert!(Expr::parse("{open").is_err());
+    }
+
+    #[test]
+    fn template_errors_name_entity_and_field() {
+        let t = "[[entity]]\ntype=\"person\"\nkey=\"{A}\"\n[entity.fields]\nmail={column=\"A\", transform=\"shout\"}\n";
+        let e = Template::parse(Path::new("t.toml"), t)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("t.toml") && e.contains("person field 'mail'") && e.contains("shout"),
+            "{e}"
+        );
+        let t =
+            "[[entity]]\ntype=\"person\"\nkey=\"{A}\"\n[entity.fields]\nclid={ref=\"client\"}\n";
+        let e = Template::parse(Path::new("t.toml"), t)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no [[entity]] of type \"client\""), "{e}");
+    }
 }

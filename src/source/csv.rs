@@ -1,0 +1,361 @@
+//! CSV with encoding and delimiter detection, streamed: memory does not depend on the row count.
+
+use super::{
+    clean_headers, fit_row, CellIssue, Row, RowSource, SourceError, SourceOptions, SourcePos,
+};
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// The encodings Russian users' files come in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Utf8,
+    /// What Russian Excel writes for "CSV (разделители - запятые)".
+    Windows1251,
+    Utf16Le,
+    Utf16Be,
+}
+
+impl Encoding {
+    fn rs(self) -> &'static encoding_rs::Encoding {
+        match self {
+            Encoding::Utf8 => encoding_rs::UTF_8,
+            Encoding::Windows1251 => encoding_rs::WINDOWS_1251,
+            Encoding::Utf16Le => encoding_rs::UTF_16LE,
+            Encoding::Utf16Be => encoding_rs::UTF_16BE,
+        }
+    }
+}
+
+impl fmt::Display for Encoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Encoding::Utf8 => "utf-8",
+            Encoding::Windows1251 => "windows-1251",
+            Encoding::Utf16Le => "utf-16le",
+            Encoding::Utf16Be => "utf-16be",
+        })
+    }
+}
+
+impl FromStr for Encoding {
+    type Err = SourceError;
+    /// `"auto"` is not an encoding: callers map it to `None` before parsing.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "utf-8" | "utf8" => Ok(Encoding::Utf8),
+            "windows-1251" | "cp1251" | "win1251" | "1251" => Ok(Encoding::Windows1251),
+            // A UTF-16 file without a BOM is almost always little-endian (Windows "Unicode text").
+            "utf-16" | "utf16" | "utf-16le" => Ok(Encoding::Utf16Le),
+            "utf-16be" => Ok(Encoding::Utf16Be),
+            _ => Err(SourceError::UnknownEncoding(s.to_string())),
+        }
+    }
+}
+
+/// Detect the encoding from the first bytes: a BOM wins; otherwise valid UTF-8 is UTF-8 and
+/// anything else is taken as Windows-1251 (the only 8-bit encoding our users send).
+/// Returns the encoding and the BOM length to skip.
+pub fn detect_encoding(head: &[u8]) -> (Encoding, usize) {
+    if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        return (Encoding::Utf8, 3);
+    }
+    if head.starts_with(&[0xFF, 0xFE]) {
+        return (Encoding::Utf16Le, 2);
+    }
+    if head.starts_with(&[0xFE, 0xFF]) {
+        return (Encoding::Utf16Be, 2);
+    }
+    match std::str::from_utf8(head) {
+        Ok(_) => (Encoding::Utf8, 0),
+        // The sample may end in the middle of a multi-byte character: that is still UTF-8.
+        Err(e) if e.error_len().is_none() => (Encoding::Utf8, 0),
+        Err(_) => (Encoding::Windows1251, 0),
+    }
+}
+
+/// Pick the delimiter among `,` `;` tab `|` that splits the first lines most consistently.
+pub fn sniff_delimiter(text: &str) -> u8 {
+    const CANDIDATES: [u8; 4] = [b';', b',', b'\t', b'|'];
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(20)
+        .collect();
+    let mut best = (b',', 0usize, 0usize);
+    for &cand in &CANDIDATES {
+        let counts: Vec<usize> = lines.iter().map(|l| count_unquoted(l, cand)).collect();
+        let Some(&first) = counts.first() else {
+            continue;
+        };
+        if first == 0 {
+            continue;
+        }
+        let consistent = counts.iter().filter(|&&c| c == first).count();
+        if (consistent, first) > (best.1, best.2) {
+            best = (cand, consistent, first);
+        }
+    }
+    best.0
+}
+
+/// Occurrences of `delim` outside double quotes (a line-local approximation: good enough to
+/// sniff, since the header line rarely contains newlines inside quotes).
+fn count_unquoted(line: &str, delim: u8) -> usize {
+    let mut quoted = false;
+    let mut n = 0;
+    for &b in line.as_bytes() {
+        if b == b'"' {
+            quoted = !quoted;
+        } else if b == delim && !quoted {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// A `Read` adapter that turns any supported encoding into UTF-8 on the fly.
+struct DecodeReader<R> {
+    inner: R,
+    decoder: encoding_rs::Decoder,
+    inbuf: Vec<u8>,
+    in_start: usize,
+    in_end: usize,
+    eof: bool,
+    outbuf: Vec<u8>,
+    out_start: usize,
+    out_end: usize,
+}
+
+impl<R: Read> DecodeReader<R> {
+    fn new(inner: R, enc: Encoding) -> Self {
+        DecodeReader {
+            inner,
+            // BOM already skipped by the caller; decode without sniffing again.
+            decoder: enc.rs().new_decoder_without_bom_handling(),
+            inbuf: vec![0; 64 * 1024],
+            in_start: 0,
+            in_end: 0,
+            eof: false,
+            outbuf: vec![0; 3 * 64 * 1024 + 16],
+            out_start: 0,
+            out_end: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for DecodeReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.out_start < self.out_end {
+                let n = buf.len().min(self.out_end - self.out_start);
+                buf[..n].copy_from_slice(&self.outbuf[self.out_start..self.out_start + n]);
+                self.out_start += n;
+                return Ok(n);
+            }
+            if self.in_start == self.in_end && !self.eof {
+                let n = self.inner.read(&mut self.inbuf)?;
+                self.in_start = 0;
+                self.in_end = n;
+                self.eof = n == 0;
+            }
+            if self.eof && self.in_start == self.in_end {
+                // Flush the decoder (a dangling UTF-16 surrogate becomes U+FFFD).
+                let (_, _, written, _) = self.decoder.decode_to_utf8(&[], &mut self.outbuf, true);
+                if written == 0 {
+                    return Ok(0);
+                }
+                self.out_start = 0;
+                self.out_end = written;
+                continue;
+            }
+            let (_, read, written, _) = self.decoder.decode_to_utf8(
+                &self.inbuf[self.in_start..self.in_end],
+                &mut self.outbuf,
+                false,
+            );
+            self.in_start += read;
+            self.out_start = 0;
+            self.out_end = written;
+        }
+    }
+}
+
+pub(crate) struct CsvSource {
+    reader: ::csv::Reader<Box<dyn Read + Send>>,
+    headers: Vec<String>,
+    file: Arc<str>,
+    path: PathBuf,
+    record: ::csv::ByteRecord,
+    row: u64,
+    encoding: Encoding,
+    delimiter: u8,
+    done: bool,
+}
+
+impl CsvSource {
+    pub(crate) fn open(path: &Path, opts: &SourceOptions) -> Result<CsvSource, SourceError> {
+        let io_err = |source| SourceError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = File::open(path).map_err(io_err)?;
+        let mut head = vec![0u8; 64 * 1024];
+        let n = read_full(&mut file, &mut head).map_err(io_err)?;
+        head.truncate(n);
+        let (detected, bom) = detect_encoding(&head);
+        let encoding = opts.encoding.unwrap_or(detected);
+        // Skip the BOM only when it belongs to the encoding we decode with.
+        let skip = if encoding == detected { bom } else { 0 };
+        let delimiter = match opts.delimiter {
+            Some(d) => d,
+            None => {
+                let (text, _) = encoding.rs().decode_without_bom_handling(&head[skip..]);
+                sniff_delimiter(&text)
+            }
+        };
+        let rest = std::io::Cursor::new(head[skip..].to_vec()).chain(file);
+        let input: Box<dyn Read + Send> = match encoding {
+            Encoding::Utf8 => Box::new(rest),
+            other => Box::new(DecodeReader::new(rest, other)),
+        };
+        let mut reader = ::csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(delimiter)
+            .buffer_capacity(256 * 1024)
+            .from_reader(input);
+        let mut record = ::csv::ByteRecord::new();
+        let got = reader
+            .read_byte_record(&mut record)
+            .map_err(|e| SourceError::Csv {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        if !got {
+            return Err(SourceError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        let raw: Vec<String> = record
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect();
+        let headers = clean_headers(path, raw)?;
+        Ok(CsvSource {
+            reader,
+            headers,
+            file: Arc::from(path.display().to_string()),
+            path: path.to_path_buf(),
+            record,
+            row: 1,
+            encoding,
+            delimiter,
+            done: false,
+        })
+    }
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+impl Iterator for CsvSource {
+    type Item = Result<Row, SourceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.reader.read_byte_record(&mut self.record) {
+            Ok(false) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(SourceError::Csv {
+                    path: self.path.clone(),
+                    message: format!("after row {}: {e}", self.row),
+                }))
+            }
+            Ok(true) => {
+                self.row += 1;
+                let mut issues = Vec::new();
+                let mut cells: Vec<String> = Vec::with_capacity(self.headers.len());
+                for (i, field) in self.record.iter().enumerate() {
+                    match std::str::from_utf8(field) {
+                        Ok(s) => cells.push(s.to_string()),
+                        Err(_) => {
+                            let s = String::from_utf8_lossy(field).into_owned();
+                            issues.push(CellIssue {
+                                column: Some(i),
+                                value: s.clone(),
+                                message: "bytes that are not valid UTF-8 (is the file Windows-1251? try --encoding windows-1251)".into(),
+                            });
+                            cells.push(s);
+                        }
+                    }
+                }
+                fit_row(&mut cells, self.headers.len(), &mut issues, true);
+                Some(Ok(Row {
+                    pos: SourcePos {
+                        file: self.file.clone(),
+                        sheet: None,
+                        row: self.row,
+                    },
+                    cells,
+                    issues,
+                }))
+            }
+        }
+    }
+}
+
+impl RowSource for CsvSource {
+    fn headers(&self) -> &[String] {
+        &self.headers
+    }
+    fn describe(&self) -> String {
+        let d = match self.delimiter {
+            b'\t' => "tab".to_string(),
+            d => format!("'{}'", d as char),
+        };
+        format!("CSV, {}, delimiter {d}", self.encoding)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_boms_and_cp1251() {
+        assert_eq!(detect_encoding(b"\xEF\xBB\xBFa"), (Encoding::Utf8, 3));
+        assert_eq!(detect_encoding(b"\xFF\xFEa\0"), (Encoding::Utf16Le, 2));
+        assert_eq!(detect_encoding("Имя".as_bytes()), (Encoding::Utf8, 0));
+        assert_eq!(detect_encoding(b"\xC8\xEC\xFF"), (Encoding::Windows1251, 0));
+        // Truncated multi-byte char at the end of the sample is still UTF-8.
+        assert_eq!(detect_encoding(&"Я".as_bytes()[..1]), (Encoding::Utf8, 0));
+    }
+
+    #[test]
+    fn sniffs_delimiters() {
+        assert_eq!(sniff_delimiter("a;b;c\n1;2,5;3\n"), b';');
+        assert_eq!(sniff_delimiter("a,b,c\n1,2,3\n"), b',');
+        assert_eq!(sniff_delimiter("a\tb\n1\t2\n"), b'\t');
+        assert_eq!(sniff_delimiter("a|b\n1|2\n"), b'|');
+        assert_eq!(sniff_delimiter("\"x;y\",b\n1,2\n"), b',');
+    }
+}

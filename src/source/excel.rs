@@ -1,0 +1,400 @@
+//! XLSX (streamed with calamine's cell reader on a background thread) and XLS/XLSB/ODS (through
+//! calamine's in-memory range: XLS sheets are capped at 65,536 rows, so that is bounded anyway).
+
+use super::{
+    clean_headers, fit_row, CellIssue, Row, RowSource, SourceError, SourceOptions, SourcePos,
+};
+use calamine::{open_workbook_auto, CellErrorType, Data, DataRef, ExcelDateTime, Reader, Xlsx};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+
+/// One cell as text plus the problem the reader saw in it, if any.
+fn float_text(f: f64) -> String {
+    // Identifiers (phones, INN, ids) arrive as floats: print integral values as integers, never
+    // with an exponent. Rust's `Display` for f64 never uses exponent notation.
+    if f.fract() == 0.0 && f.abs() < 1e17 {
+        format!("{}", f as i64)
+    } else {
+        // Excel shows at most 15 significant digits; binary noise beyond that is not user data.
+        let s = format!(
+            "{:.*}",
+            15usize.saturating_sub(f.abs().log10().max(0.0) as usize + 1),
+            f
+        );
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        s.to_string()
+    }
+}
+
+fn datetime_text(dt: &ExcelDateTime) -> String {
+    let (y, mo, d, h, mi, s, _) = dt.to_ymd_hms_milli();
+    let v = dt.as_f64();
+    if dt.is_duration() || (0.0..1.0).contains(&v) {
+        format!("{h:02}:{mi:02}:{s:02}")
+    } else if v.fract() == 0.0 {
+        format!("{y:04}-{mo:02}-{d:02}")
+    } else {
+        format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
+    }
+}
+
+fn error_text(e: &CellErrorType) -> (String, String) {
+    let v = e.to_string();
+    (v.clone(), format!("the cell holds the formula error {v}"))
+}
+
+fn data_ref_text(v: &DataRef<'_>) -> (String, Option<String>) {
+    match v {
+        DataRef::Int(i) => (i.to_string(), None),
+        DataRef::Float(f) => (float_text(*f), None),
+        DataRef::String(s) => (s.clone(), None),
+        DataRef::SharedString(s) => (s.to_string(), None),
+        DataRef::Bool(b) => (if *b { "TRUE" } else { "FALSE" }.into(), None),
+        DataRef::DateTime(dt) => (datetime_text(dt), None),
+        DataRef::DateTimeIso(s) => (s.replace('T', " "), None),
+        DataRef::DurationIso(s) => (s.clone(), None),
+        DataRef::Error(e) => {
+            let (v, m) = error_text(e);
+            (v, Some(m))
+        }
+        DataRef::Empty => (String::new(), None),
+    }
+}
+
+fn data_text(v: &Data) -> (String, Option<String>) {
+    match v {
+        Data::Int(i) => (i.to_string(), None),
+        Data::Float(f) => (float_text(*f), None),
+        Data::String(s) => (s.clone(), None),
+        Data::Bool(b) => (if *b { "TRUE" } else { "FALSE" }.into(), None),
+        Data::DateTime(dt) => (datetime_text(dt), None),
+        Data::DateTimeIso(s) => (s.replace('T', " "), None),
+        Data::DurationIso(s) => (s.clone(), None),
+        Data::Error(e) => {
+            let (v, m) = error_text(e);
+            (v, Some(m))
+        }
+        Data::Empty => (String::new(), None),
+    }
+}
+
+/// Resolve `--sheet` (a name, or a 1-based index) against the workbook's sheet names.
+fn pick_sheet(path: &Path, names: &[String], want: Option<&str>) -> Result<String, SourceError> {
+    let no_sheet = |sheet: &str| SourceError::NoSuchSheet {
+        path: path.to_path_buf(),
+        sheet: sheet.to_string(),
+        available: names.join(", "),
+    };
+    match want {
+        None => names.first().cloned().ok_or_else(|| no_sheet("1")),
+        Some(w) => {
+            if let Some(n) = names.iter().find(|n| n.as_str() == w) {
+                return Ok(n.clone());
+            }
+            match w.parse::<usize>() {
+                Ok(i) if i >= 1 && i <= names.len() => Ok(names[i - 1].clone()),
+                _ => Err(no_sheet(w)),
+            }
+        }
+    }
+}
+
+/// Builds rows out of a stream of (row, col, text, issue) cells.
+struct RowBuilder {
+    file: Arc<str>,
+    sheet: Arc<str>,
+    path: PathBuf,
+    first_col: u32,
+    headers: Option<Vec<String>>,
+    cur_row: Option<u32>,
+    cells: Vec<String>,
+    issues: Vec<CellIssue>,
+}
+
+enum Built {
+    Headers(Vec<String>),
+    Row(Row),
+}
+
+impl RowBuilder {
+    fn push(
+        &mut self,
+        row: u32,
+        col: u32,
+        text: String,
+        issue: Option<String>,
+    ) -> Result<Option<Built>, SourceError> {
+        let mut out = None;
+        if self.cur_row != Some(row) {
+            if self.cur_row.is_some() {
+                out = self.finish()?;
+            }
+            self.cur_row = Some(row);
+        }
+        let c = col.saturating_sub(self.first_col) as usize;
+        if self.cells.len() <= c {
+            self.cells.resize(c + 1, String::new());
+        }
+        if let Some(message) = issue {
+            self.issues.push(CellIssue {
+                column: Some(c),
+                value: text.clone(),
+                message,
+            });
+        }
+        self.cells[c] = text;
+        Ok(out)
+    }
+
+    fn finish(&mut self) -> Result<Option<Built>, SourceError> {
+        let Some(row) = self.cur_row.take() else {
+            return Ok(None);
+        };
+        let mut cells = std::mem::take(&mut self.cells);
+        let mut issues = std::mem::take(&mut self.issues);
+        match &self.headers {
+            None => {
+                if cells.iter().all(|c| c.trim().is_empty()) {
+                    return Ok(None); // blank rows above the header
+                }
+                let h = clean_headers(&self.path, cells)?;
+                self.headers = Some(h.clone());
+                Ok(Some(Built::Headers(h)))
+            }
+            Some(h) => {
+                fit_row(&mut cells, h.len(), &mut issues, false);
+                Ok(Some(Built::Row(Row {
+                    pos: SourcePos {
+                        file: self.file.clone(),
+                        sheet: Some(self.sheet.clone()),
+                        row: row as u64 + 1,
+                    },
+                    cells,
+                    issues,
+                })))
+            }
+        }
+    }
+}
+
+enum Msg {
+    Headers(Vec<String>),
+    Rows(Vec<Row>),
+    Err(SourceError),
+}
+
+/// XLSX read on a background thread with calamine's streaming cell reader: the reader borrows
+/// the workbook, so the thread owns both and sends rows in batches over a bounded channel.
+pub(crate) struct XlsxSource {
+    headers: Vec<String>,
+    sheet: String,
+    rx: Receiver<Msg>,
+    buf: std::vec::IntoIter<Row>,
+    done: bool,
+}
+
+const BATCH: usize = 1024;
+
+impl XlsxSource {
+    pub(crate) fn open(path: &Path, opts: &SourceOptions) -> Result<XlsxSource, SourceError> {
+        let wb_err = |e: calamine::XlsxError| SourceError::Workbook {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let mut wb: Xlsx<_> = calamine::open_workbook(path).map_err(wb_err)?;
+        let sheet = pick_sheet(path, &wb.sheet_names(), opts.sheet.as_deref())?;
+        let (tx, rx) = sync_channel::<Msg>(4);
+        let p = path.to_path_buf();
+        let sheet_name = sheet.clone();
+        std::thread::spawn(move || {
+            let mut run = || -> Result<(), SourceError> {
+                let wb_err = |e: calamine::XlsxError| SourceError::Workbook {
+                    path: p.clone(),
+                    message: e.to_string(),
+                };
+                let mut reader = wb.worksheet_cells_reader(&sheet_name).map_err(wb_err)?;
+                let mut b = RowBuilder {
+                    file: Arc::from(p.display().to_string()),
+                    sheet: Arc::from(sheet_name.as_str()),
+                    path: p.clone(),
+                    first_col: reader.dimensions().start.1,
+                    headers: None,
+                    cur_row: None,
+                    cells: Vec::new(),
+                    issues: Vec::new(),
+                };
+                let mut batch = Vec::with_capacity(BATCH);
+                let send = |built: Option<Built>, batch: &mut Vec<Row>, flush: bool| -> bool {
+                    let ok = match built {
+                        Some(Built::Headers(h)) => tx.send(Msg::Headers(h)).is_ok(),
+                        Some(Built::Row(r)) => {
+                            batch.push(r);
+                            true
+                        }
+                        None => true,
+                    };
+                    if !ok {
+                        return false;
+                    }
+                    if batch.len() >= BATCH || (flush && !batch.is_empty()) {
+                        return tx.send(Msg::Rows(std::mem::take(batch))).is_ok();
+                    }
+                    true
+                };
+                while let Some(cell) = reader.next_cell().map_err(wb_err)? {
+                    let (r, c) = cell.get_position();
+                    let (text, issue) = data_ref_text(cell.get_value());
+                    if text.is_empty() && issue.is_none() {
+                        continue;
+                    }
+                    let built = b.push(r, c, text, issue)?;
+                    if !send(built, &mut batch, false) {
+                        return Ok(()); // the consumer went away
+                    }
+                }
+                let built = b.finish()?;
+                send(built, &mut batch, true);
+                if b.headers.is_none() {
+                    return Err(SourceError::Empty { path: p.clone() });
+                }
+                Ok(())
+            };
+            if let Err(e) = run() {
+                let _ = tx.send(Msg::Err(e));
+            }
+        });
+        match rx.recv() {
+            Ok(Msg::Headers(headers)) => Ok(XlsxSource {
+                headers,
+                sheet,
+                rx,
+                buf: Vec::new().into_iter(),
+                done: false,
+            }),
+            Ok(Msg::Err(e)) => Err(e),
+            _ => Err(SourceError::Empty {
+                path: path.to_path_buf(),
+            }),
+        }
+    }
+}
+
+impl Iterator for XlsxSource {
+    type Item = Result<Row, SourceError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(r) = self.buf.next() {
+                return Some(Ok(r));
+            }
+            if self.done {
+                return None;
+            }
+            match self.rx.recv() {
+                Ok(Msg::Rows(rows)) => self.buf = rows.into_iter(),
+                Ok(Msg::Err(e)) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+                Ok(Msg::Headers(_)) => {}
+                Err(_) => self.done = true,
+            }
+        }
+    }
+}
+
+impl RowSource for XlsxSource {
+    fn headers(&self) -> &[String] {
+        &self.headers
+    }
+    fn describe(&self) -> String {
+        format!("XLSX, sheet '{}'", self.sheet)
+    }
+}
+
+/// XLS/XLSB/ODS through calamine's in-memory range.
+pub(crate) struct RangeSource {
+    headers: Vec<String>,
+    sheet: String,
+    rows: std::vec::IntoIter<Row>,
+}
+
+impl RangeSource {
+    pub(crate) fn open(path: &Path, opts: &SourceOptions) -> Result<RangeSource, SourceError> {
+        let wb_err = |e: calamine::Error| SourceError::Workbook {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let mut wb = open_workbook_auto(path).map_err(wb_err)?;
+        let sheet = pick_sheet(path, &wb.sheet_names(), opts.sheet.as_deref())?;
+        let range = wb.worksheet_range(&sheet).map_err(wb_err)?;
+        let (r0, c0) = range.start().unwrap_or((0, 0));
+        let mut b = RowBuilder {
+            file: Arc::from(path.display().to_string()),
+            sheet: Arc::from(sheet.as_str()),
+            path: path.to_path_buf(),
+            first_col: c0,
+            headers: None,
+            cur_row: None,
+            cells: Vec::new(),
+            issues: Vec::new(),
+        };
+        let mut rows = Vec::new();
+        let mut headers = None;
+        let mut take = |built: Option<Built>, rows: &mut Vec<Row>| match built {
+            Some(Built::Headers(h)) => headers = Some(h),
+            Some(Built::Row(r)) => rows.push(r),
+            None => {}
+        };
+        for (i, row) in range.rows().enumerate() {
+            for (j, v) in row.iter().enumerate() {
+                let (text, issue) = data_text(v);
+                if text.is_empty() && issue.is_none() {
+                    continue;
+                }
+                let built = b.push(r0 + i as u32, c0 + j as u32, text, issue)?;
+                take(built, &mut rows);
+            }
+        }
+        let built = b.finish()?;
+        take(built, &mut rows);
+        let headers = headers.ok_or_else(|| SourceError::Empty {
+            path: path.to_path_buf(),
+        })?;
+        Ok(RangeSource {
+            headers,
+            sheet,
+            rows: rows.into_iter(),
+        })
+    }
+}
+
+impl Iterator for RangeSource {
+    type Item = Result<Row, SourceError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.rows.next().map(Ok)
+    }
+}
+
+impl RowSource for RangeSource {
+    fn headers(&self) -> &[String] {
+        &self.headers
+    }
+    fn describe(&self) -> String {
+        format!("workbook, sheet '{}'", self.sheet)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_that_are_identifiers_stay_whole() {
+        assert_eq!(float_text(79_012_345_678.0), "79012345678");
+        assert_eq!(float_text(5_902_000_000.0), "5902000000");
+        assert_eq!(float_text(1.5), "1.5");
+        assert_eq!(float_text(0.1 + 0.2), "0.3");
+        assert_eq!(float_text(-3.0), "-3");
+    }
+}

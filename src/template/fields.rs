@@ -1,0 +1,431 @@
+//! What we know about each entity's CRM fields without asking a server: titles (as the server's
+//! `fields` action returns them, `shared/fixtures/salesman-real/v3-*-fields-ok.json`), common
+//! column-name synonyms, column sizes and value kinds. `template init` matches columns with it and
+//! the mapper applies its implicit checks (NOTES §4, §7, §8).
+
+use crate::crm::Entity;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    Text,
+    /// Sent as `YYYY-MM-DD HH:MM:SS`.
+    DateTime,
+    /// A TIMESTAMP column: `YYYY-MM-DD HH:MM:SS` within 1970-01-01 … 2038-01-19 (NOTES §7).
+    Timestamp,
+    /// Sent as `YYYY-MM-DD`.
+    Date,
+    /// Sent as `HH:MM`.
+    Time,
+    /// An integer (ids, dictionary ids such as `loyalty`: the server casts text to a wrong number).
+    Int,
+    Number,
+    /// The CRM id of another record; normally filled by `ref = "client"`.
+    Ref(Entity),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct FieldInfo {
+    pub name: &'static str,
+    pub title: &'static str,
+    pub kind: FieldKind,
+    /// Column size in characters where we know it (person fields are varchar(250), NOTES §8).
+    pub max_len: Option<usize>,
+    /// Column names users give this field, compared case-insensitively.
+    pub synonyms: &'static [&'static str],
+}
+
+const fn f(
+    name: &'static str,
+    title: &'static str,
+    kind: FieldKind,
+    max_len: Option<usize>,
+    synonyms: &'static [&'static str],
+) -> FieldInfo {
+    FieldInfo {
+        name,
+        title,
+        kind,
+        max_len,
+        synonyms,
+    }
+}
+
+use FieldKind::*;
+const L: Option<usize> = Some(250);
+
+const CLIENT: &[FieldInfo] = &[
+    f(
+        "uid",
+        "Уникальный идентификатор записи клиента в вашей ИС",
+        Text,
+        L,
+        &[
+            "uid",
+            "Внешний ID",
+            "External ID",
+            "ID клиента",
+            "Код клиента",
+            "Код",
+        ],
+    ),
+    f(
+        "title",
+        "Название",
+        Text,
+        L,
+        &[
+            "Компания",
+            "Название компании",
+            "Организация",
+            "Клиент",
+            "Company",
+            "Organization",
+            "Наименование",
+        ],
+    ),
+    f("type", "Тип записи", Text, None, &["Тип клиента"]),
+    f(
+        "date_create",
+        "Дата создания",
+        DateTime,
+        None,
+        &["Дата создания", "Created"],
+    ),
+    f(
+        "iduser",
+        "Ответственный",
+        Text,
+        None,
+        &["Ответственный", "Менеджер", "Owner"],
+    ),
+    f(
+        "address",
+        "Адрес",
+        Text,
+        None,
+        &["Адрес", "Address", "Юридический адрес"],
+    ),
+    f(
+        "phone",
+        "Телефон",
+        Text,
+        L,
+        &["Телефон", "Телефон компании", "Phone"],
+    ),
+    f("fax", "Факс", Text, L, &["Факс", "Fax"]),
+    f(
+        "site_url",
+        "Сайт",
+        Text,
+        L,
+        &["Сайт", "Website", "Site", "URL"],
+    ),
+    f(
+        "mail_url",
+        "Почта",
+        Text,
+        L,
+        &["Почта компании", "Email компании", "E-mail компании"],
+    ),
+    f(
+        "recv",
+        "Реквизиты",
+        Text,
+        None,
+        &["Реквизиты", "ИНН", "INN"],
+    ),
+];
+
+const PERSON: &[FieldInfo] = &[
+    f(
+        "person",
+        "Ф.И.О.",
+        Text,
+        L,
+        &[
+            "ФИО",
+            "Ф.И.О",
+            "Контакт",
+            "Контактное лицо",
+            "Имя",
+            "Name",
+            "Full name",
+            "Contact",
+        ],
+    ),
+    f(
+        "ptitle",
+        "Должность",
+        Text,
+        L,
+        &["Должность", "Position", "Title", "Job title"],
+    ),
+    f(
+        "tel",
+        "Тел.",
+        Text,
+        L,
+        &["Телефон", "Тел", "Рабочий телефон", "Phone", "Tel"],
+    ),
+    f("fax", "Факс", Text, L, &["Факс", "Fax"]),
+    f(
+        "mob",
+        "Моб.",
+        Text,
+        L,
+        &["Мобильный", "Мобильный телефон", "Моб", "Mobile", "Cell"],
+    ),
+    f(
+        "mail",
+        "Почта",
+        Text,
+        L,
+        &[
+            "E-mail",
+            "Email",
+            "Эл. почта",
+            "Электронная почта",
+            "Почта",
+            "Mail",
+        ],
+    ),
+    f("clid", "Клиент", Ref(Entity::Client), None, &[]),
+    f(
+        "iduser",
+        "Куратор",
+        Text,
+        None,
+        &["Куратор", "Ответственный", "Owner"],
+    ),
+    f(
+        "input7",
+        "Добавочный",
+        Text,
+        L,
+        &["Добавочный", "Доб.", "Extension"],
+    ),
+    f("date_create", "Дата создания", DateTime, None, &[]),
+];
+
+const HISTORY: &[FieldInfo] = &[
+    f(
+        "datum",
+        "Дата",
+        Timestamp,
+        None,
+        &[
+            "Дата",
+            "Дата активности",
+            "Дата последней активности",
+            "Date",
+        ],
+    ),
+    f(
+        "des",
+        "Содержание",
+        Text,
+        None,
+        &[
+            "Содержание",
+            "Текст",
+            "Комментарий",
+            "Описание",
+            "Текст активности",
+            "Notes",
+            "Comment",
+        ],
+    ),
+    f(
+        "tip",
+        "Тип активности",
+        Text,
+        None,
+        &["Тип", "Тип активности", "Activity type", "Type"],
+    ),
+    f(
+        "iduser",
+        "Ответственный",
+        Text,
+        None,
+        &["Ответственный", "Менеджер"],
+    ),
+    f("clid", "ID клиента", Ref(Entity::Client), None, &[]),
+    f(
+        "pid",
+        "ID контакта (массив)",
+        Ref(Entity::Person),
+        None,
+        &[],
+    ),
+    f("did", "ID сделки", Ref(Entity::Deal), None, &[]),
+];
+
+const TASK: &[FieldInfo] = &[
+    f(
+        "datum",
+        "Дата",
+        Date,
+        None,
+        &["Дата", "Срок", "Date", "Due date"],
+    ),
+    f("totime", "Время", Time, None, &["Время", "Time"]),
+    f(
+        "title",
+        "Тема",
+        Text,
+        L,
+        &["Тема", "Задача", "Subject", "Title"],
+    ),
+    f(
+        "des",
+        "Агенда",
+        Text,
+        None,
+        &["Агенда", "Описание", "Комментарий", "Description"],
+    ),
+    f(
+        "tip",
+        "Тип напоминания",
+        Text,
+        None,
+        &["Тип", "Тип задачи", "Type"],
+    ),
+    f(
+        "priority",
+        "Важность",
+        Int,
+        None,
+        &["Важность", "Приоритет", "Priority"],
+    ),
+    f("speed", "Срочность", Int, None, &["Срочность", "Urgency"]),
+    f(
+        "iduser",
+        "Ответственный",
+        Text,
+        None,
+        &["Ответственный", "Исполнитель", "Owner"],
+    ),
+    f("clid", "ID клиента", Ref(Entity::Client), None, &[]),
+    f("pid", "ID контакта", Ref(Entity::Person), None, &[]),
+    f("did", "ID сделки", Ref(Entity::Deal), None, &[]),
+    f(
+        "day",
+        "На весь день",
+        Text,
+        None,
+        &["На весь день", "All day"],
+    ),
+];
+
+const DEAL: &[FieldInfo] = &[
+    f(
+        "uid",
+        "Уникальный идентификатор записи во внешней системе",
+        Text,
+        L,
+        &["uid", "Внешний ID", "External ID", "ID сделки"],
+    ),
+    f(
+        "title",
+        "Название",
+        Text,
+        L,
+        &["Сделка", "Название сделки", "Deal", "Название"],
+    ),
+    f(
+        "datum",
+        "Дата создания",
+        Date,
+        None,
+        &["Дата создания", "Дата", "Created"],
+    ),
+    f("clid", "Клиент", Ref(Entity::Client), None, &[]),
+    f(
+        "iduser",
+        "Куратор",
+        Text,
+        None,
+        &["Куратор", "Ответственный", "Owner"],
+    ),
+    f(
+        "datum_plan",
+        "Дата план.",
+        Date,
+        None,
+        &["Дата план", "Плановая дата", "Planned date"],
+    ),
+    f("step", "Этап", Text, None, &["Этап", "Стадия", "Stage"]),
+    f(
+        "dog_num",
+        "Договор",
+        Text,
+        None,
+        &["Договор", "Номер договора", "Contract"],
+    ),
+    f("tip", "Тип сделки", Text, None, &["Тип сделки", "Тип"]),
+    f(
+        "direction",
+        "Направление",
+        Text,
+        None,
+        &["Направление", "Direction"],
+    ),
+    f(
+        "kol",
+        "Сумма план.",
+        Number,
+        None,
+        &["Сумма", "Сумма план", "Amount", "Бюджет"],
+    ),
+    f(
+        "marga",
+        "Прибыль",
+        Number,
+        None,
+        &["Прибыль", "Маржа", "Margin"],
+    ),
+    f(
+        "datum_start",
+        "Период действия. Начало",
+        Date,
+        None,
+        &["Начало", "Start"],
+    ),
+    f(
+        "datum_end",
+        "Период действия. Конец",
+        Date,
+        None,
+        &["Конец", "End"],
+    ),
+    f(
+        "datum_close",
+        "Дата закрытия",
+        Date,
+        None,
+        &["Дата закрытия", "Closed"],
+    ),
+    f(
+        "kol_fact",
+        "Фактическая сумма продажи",
+        Number,
+        None,
+        &["Фактическая сумма", "Сумма факт"],
+    ),
+];
+
+/// The built-in field table of an entity. `template init --url` will later replace titles with
+/// what the server's `fields` action returns; matching code takes any `&[FieldInfo]`.
+pub fn known_fields(entity: Entity) -> &'static [FieldInfo] {
+    match entity {
+        Entity::Client => CLIENT,
+        Entity::Person => PERSON,
+        Entity::History => HISTORY,
+        Entity::Task => TASK,
+        Entity::Deal => DEAL,
+    }
+}
+
+pub fn field_info(entity: Entity, name: &str) -> Option<&'static FieldInfo> {
+    known_fields(entity).iter().find(|f| f.name == name)
+}
