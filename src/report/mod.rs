@@ -2,6 +2,7 @@
 //! table sinks (XLSX/CSV) every writer shares.
 
 pub mod progress;
+pub mod import;
 pub mod table;
 pub mod validation;
 
