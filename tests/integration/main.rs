@@ -5,3 +5,4 @@ mod cli;
 mod fixtures;
 mod sandbox;
 mod validate;
+mod import;
