@@ -366,7 +366,10 @@ fn row_line(r: &RowInfo, plan: &Plan, up: &Uploader) -> RowLine {
     let (mut created, mut existing, mut failed, mut pending) = (0, 0, 0, 0);
     for &i in &r.records {
         let rec = plan.get(i);
-        let slot = Entity::ALL.iter().position(|e| *e == rec.entity).unwrap_or(0);
+        let slot = Entity::ALL
+            .iter()
+            .position(|e| *e == rec.entity)
+            .unwrap_or(0);
         match up.state(rec.entity, &rec.key) {
             Some(e) if e.state.is_done() => {
                 line.ids[slot] = e.crm_id;

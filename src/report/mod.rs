@@ -1,8 +1,8 @@
 //! Reports and spreadsheet output: per-row outcomes, summaries, the progress display, and the
 //! table sinks (XLSX/CSV) every writer shares.
 
-pub mod progress;
 pub mod import;
+pub mod progress;
 pub mod table;
 pub mod validation;
 

@@ -3,6 +3,6 @@
 
 mod cli;
 mod fixtures;
+mod import;
 mod sandbox;
 mod validate;
-mod import;
