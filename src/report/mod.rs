@@ -1,6 +1,7 @@
 //! Reports and spreadsheet output: per-row outcomes, summaries, the progress display, and the
 //! table sinks (XLSX/CSV) every writer shares.
 
+pub mod import;
 pub mod progress;
 pub mod reconcile;
 pub mod table;

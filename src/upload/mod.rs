@@ -1,9 +1,569 @@
 //! Upload: chunking, bounded concurrency, retries, the journal and resume.
+//!
+//! Records go entity by entity in reference order (clients, persons, deals, tasks, history), so a
+//! reference always resolves through ids the journal already holds. Within an entity, chunks run
+//! concurrently under one adaptive limit. Every record's state is journaled before the next step
+//! (pending → sent → created | existing | failed | ambiguous); a chunk whose answer was lost is
+//! looked up in the CRM before anything of it is resent.
 
+pub mod journal;
+pub mod limit;
+pub mod lookup;
+pub mod plan;
+
+pub use journal::{Entry, Journal, RunIdentity, State, Update};
+pub use limit::Limiter;
+pub use plan::{chunk_by_size, Plan, PlanRecord, Ref};
+
+use crate::crm::{CrmClient, CrmError, Entity, ItemOutcome, RetryClass, RetryPolicy};
+use crate::report::Progress;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum UploadError {
+    #[error("journal {path}: {source}")]
+    Journal {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("journal {path}: {source}")]
+    JournalIo {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("journal {path} cannot be used for this run: {what}. Use another --journal (or delete it to start over)")]
+    JournalMismatch { path: PathBuf, what: String },
+    /// The CRM refused the whole run (bad key, unknown method): nothing more can be sent.
     #[error("{0}")]
-    Other(String),
+    Fatal(#[source] CrmError),
+    #[error("cannot read the report {path}: {message}")]
+    Report { path: PathBuf, message: String },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl UploadError {
+    pub fn journal(path: &Path, source: rusqlite::Error) -> Self {
+        UploadError::Journal {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// How many requests may be in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    Fixed(usize),
+    /// AIMD between 1 and 8, starting at 2.
+    Auto,
+}
+
+#[derive(Debug, Clone)]
+pub struct UploadOptions {
+    /// Rows per `add.list` request.
+    pub chunk: usize,
+    /// JSON bytes per request: far below the server's 8 MB (NOTES.md §9).
+    pub max_chunk_bytes: usize,
+    pub concurrency: Concurrency,
+    /// Attempts per chunk on passing faults.
+    pub retry: RetryPolicy,
+    /// Retries of the lookups (reads) after a lost answer.
+    pub lookup_retry: RetryPolicy,
+    pub quiet: bool,
+}
+
+impl Default for UploadOptions {
+    fn default() -> Self {
+        UploadOptions {
+            chunk: 100,
+            max_chunk_bytes: 1 << 20,
+            concurrency: Concurrency::Auto,
+            retry: RetryPolicy {
+                max_attempts: 8,
+                ..RetryPolicy::default()
+            },
+            lookup_retry: RetryPolicy::default(),
+            quiet: false,
+        }
+    }
+}
+
+/// Per-entity counts of one run (after it, from the journal).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EntityCounts {
+    pub records: u64,
+    pub created: u64,
+    pub existing: u64,
+    pub failed: u64,
+    /// Sent but unresolved (gave up or interrupted): looked up on the next run.
+    pub unresolved: u64,
+    /// Answers lost, then found by lookup.
+    pub ambiguous_resolved: u64,
+}
+
+/// One record in flight: its plan index and the payload with references resolved.
+struct Item {
+    idx: usize,
+    payload: Map<String, Value>,
+}
+
+struct Ctx {
+    client: CrmClient,
+    journal: Mutex<Journal>,
+    limiter: Arc<Limiter>,
+    opts: UploadOptions,
+    stop: Arc<AtomicBool>,
+    plan: Arc<Plan>,
+}
+
+/// Result of one chunk: updates already journaled, to mirror in memory.
+type ChunkResult = Result<Vec<Update>, UploadError>;
+
+pub struct Uploader {
+    ctx: Arc<Ctx>,
+    states: HashMap<(Entity, String), Entry>,
+}
+
+impl Uploader {
+    /// `stop` is raised by Ctrl-C: no new chunk starts, chunks in flight finish and are recorded.
+    pub fn new(
+        client: CrmClient,
+        mut journal: Journal,
+        plan: Arc<Plan>,
+        opts: UploadOptions,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Uploader, UploadError> {
+        journal.register(
+            plan.records()
+                .iter()
+                .map(|r| (r.entity, r.key.as_str(), r.rows_text())),
+        )?;
+        let states = journal.load()?;
+        let limiter = match opts.concurrency {
+            Concurrency::Fixed(n) => Limiter::fixed(n),
+            Concurrency::Auto => Limiter::adaptive(limit::AUTO_START, 1, limit::AUTO_MAX),
+        };
+        Ok(Uploader {
+            ctx: Arc::new(Ctx {
+                client,
+                journal: Mutex::new(journal),
+                limiter,
+                opts,
+                stop,
+                plan,
+            }),
+            states,
+        })
+    }
+
+    pub fn state(&self, entity: Entity, key: &str) -> Option<&Entry> {
+        self.states.get(&(entity, key.to_string()))
+    }
+
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.ctx.limiter
+    }
+
+    /// Upload everything not yet stored. Returns early (Ok) when stopped by Ctrl-C; `Err` only
+    /// for fatal trouble (401, journal failure), after chunks in flight have been recorded.
+    pub async fn run(&mut self) -> Result<(), UploadError> {
+        let plan = self.ctx.plan.clone();
+        for entity in Entity::ALL {
+            let all = plan.of(entity);
+            if all.is_empty() {
+                continue;
+            }
+            let todo: Vec<usize> = all
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    !self
+                        .states
+                        .get(&(entity, plan.get(i).key.clone()))
+                        .is_some_and(|e| e.state.is_done())
+                })
+                .collect();
+            let progress =
+                Progress::new(entity.as_str(), Some(all.len() as u64), self.ctx.opts.quiet);
+            progress.inc((all.len() - todo.len()) as u64);
+            let result = self.run_entity(entity, todo, &progress).await;
+            progress.finish();
+            result?;
+            if self.ctx.stop.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_entity(
+        &mut self,
+        entity: Entity,
+        todo: Vec<usize>,
+        progress: &Progress,
+    ) -> Result<(), UploadError> {
+        let plan = self.ctx.plan.clone();
+        let mut ref_failures = Vec::new();
+        let mut fresh = Vec::new();
+        let mut maybe = Vec::new();
+        for idx in todo {
+            let rec = plan.get(idx);
+            match self.payload(rec) {
+                Ok(payload) => {
+                    let item = Item { idx, payload };
+                    let known = self.states.get(&(entity, rec.key.clone()));
+                    if known.is_some_and(|e| e.state.maybe_stored()) {
+                        maybe.push(item);
+                    } else {
+                        fresh.push(item);
+                    }
+                }
+                Err(why) => ref_failures.push(Update {
+                    entity,
+                    key: rec.key.clone(),
+                    state: State::Failed,
+                    crm_id: None,
+                    error: Some(why),
+                    resolved: false,
+                }),
+            }
+        }
+        if !ref_failures.is_empty() {
+            self.ctx.journal_record(&ref_failures)?;
+            progress.inc(ref_failures.len() as u64);
+            self.apply(ref_failures);
+        }
+        let (max_rows, max_bytes) = if entity.batch_key().is_some() {
+            (self.ctx.opts.chunk, self.ctx.opts.max_chunk_bytes)
+        } else {
+            (1, usize::MAX)
+        };
+        let size = |i: &Item| serde_json::to_vec(&i.payload).map_or(0, |v| v.len() + 1);
+        let mut chunks: Vec<(Vec<Item>, bool)> = Vec::new();
+        // Records a previous run may have stored go first, each chunk starting with a lookup.
+        for c in chunk_by_size(maybe, size, max_rows.max(50), max_bytes) {
+            chunks.push((c, true));
+        }
+        for c in chunk_by_size(fresh, size, max_rows, max_bytes) {
+            chunks.push((c, false));
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut fatal: Option<UploadError> = None;
+        let handle = |res: Result<ChunkResult, tokio::task::JoinError>,
+                      this: &mut Self,
+                      fatal: &mut Option<UploadError>| {
+            match res {
+                Ok(Ok(updates)) => {
+                    let finished = updates
+                        .iter()
+                        .filter(|u| !matches!(u.state, State::Pending | State::Sent))
+                        .count();
+                    progress.inc(finished as u64);
+                    this.apply(updates);
+                }
+                Ok(Err(e)) => {
+                    this.ctx.stop.store(true, Ordering::SeqCst);
+                    fatal.get_or_insert(e);
+                }
+                Err(join) => {
+                    this.ctx.stop.store(true, Ordering::SeqCst);
+                    fatal.get_or_insert(UploadError::Runtime(std::io::Error::other(
+                        join.to_string(),
+                    )));
+                }
+            }
+        };
+        for (items, lookup_first) in chunks {
+            if self.ctx.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            // Take the permit here, so chunks are started (and journaled as sent) only as fast
+            // as the limit allows; finished chunks are collected meanwhile.
+            let permit = loop {
+                tokio::select! {
+                    p = self.ctx.limiter.acquire() => break p,
+                    Some(res) = tasks.join_next(), if !tasks.is_empty() => handle(res, self, &mut fatal),
+                }
+            };
+            if self.ctx.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let ctx = self.ctx.clone();
+            tasks.spawn(async move {
+                let r = send_chunk(&ctx, entity, items, lookup_first).await;
+                drop(permit);
+                r
+            });
+        }
+        while let Some(res) = tasks.join_next().await {
+            handle(res, self, &mut fatal);
+        }
+        match fatal {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn apply(&mut self, updates: Vec<Update>) {
+        for u in updates {
+            let e = self.states.entry((u.entity, u.key)).or_insert(Entry {
+                state: State::Pending,
+                crm_id: None,
+                error: None,
+                resolved: false,
+            });
+            e.state = u.state;
+            e.crm_id = u.crm_id;
+            e.error = u.error;
+            e.resolved |= u.resolved;
+        }
+    }
+
+    /// The record's fields with references replaced by CRM ids; `Err` says which referenced
+    /// record is missing (that record is then failed, never sent without its link).
+    fn payload(&self, rec: &PlanRecord) -> Result<Map<String, Value>, String> {
+        let mut p = rec.fields.clone();
+        for r in &rec.refs {
+            match self.states.get(&(r.entity, r.key.clone())) {
+                Some(Entry {
+                    state: State::Created | State::Existing,
+                    crm_id: Some(id),
+                    ..
+                }) => {
+                    p.insert(r.field.clone(), Value::from(*id));
+                }
+                _ => return Err(format!("{} '{}' was not created", r.entity, r.key)),
+            }
+        }
+        // Clients and deals carry an external id: our key, so a lost answer can be looked up.
+        if matches!(rec.entity, Entity::Client | Entity::Deal)
+            && p.get("uid").is_none_or(|v| v.is_null() || v == "")
+        {
+            p.insert("uid".into(), Value::from(rec.key.clone()));
+        }
+        Ok(p)
+    }
+
+    /// Counts per entity, from the journal's view after the run.
+    pub fn counts(&self) -> HashMap<Entity, EntityCounts> {
+        let mut out: HashMap<Entity, EntityCounts> = HashMap::new();
+        for r in self.ctx.plan.records() {
+            let c = out.entry(r.entity).or_default();
+            c.records += 1;
+            if let Some(e) = self.states.get(&(r.entity, r.key.clone())) {
+                {
+                    match e.state {
+                        State::Created => c.created += 1,
+                        State::Existing => c.existing += 1,
+                        State::Failed => c.failed += 1,
+                        State::Sent | State::Ambiguous => c.unresolved += 1,
+                        State::Pending => {}
+                    }
+                    if e.resolved && e.state.is_done() {
+                        c.ambiguous_resolved += 1;
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Ctx {
+    fn journal_record(&self, updates: &[Update]) -> Result<(), UploadError> {
+        self.journal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(updates)
+    }
+
+    fn update(&self, entity: Entity, item: &Item, state: State) -> Update {
+        Update {
+            entity,
+            key: self.plan.get(item.idx).key.clone(),
+            state,
+            crm_id: None,
+            error: None,
+            resolved: false,
+        }
+    }
+}
+
+async fn send(ctx: &Ctx, entity: Entity, items: &[Item]) -> Result<Vec<ItemOutcome>, CrmError> {
+    if entity.batch_key().is_some() {
+        let rows: Vec<Map<String, Value>> = items.iter().map(|i| i.payload.clone()).collect();
+        ctx.client.add_list(entity, &rows).await
+    } else {
+        let mut out = Vec::with_capacity(items.len());
+        for i in items {
+            out.push(ctx.client.add(entity, &i.payload).await?);
+        }
+        Ok(out)
+    }
+}
+
+/// Send one chunk until every record in it is settled or attempts run out. Returns the updates
+/// it journaled. Only fatal errors are `Err`.
+async fn send_chunk(
+    ctx: &Ctx,
+    entity: Entity,
+    items: Vec<Item>,
+    lookup_first: bool,
+) -> ChunkResult {
+    let mut done: Vec<Update> = Vec::new();
+    let mut remaining = items;
+    let mut lookup = lookup_first;
+    let mut attempt = 0u32;
+    loop {
+        if lookup {
+            let wanted: Vec<lookup::Wanted> = remaining
+                .iter()
+                .map(|i| lookup::Wanted {
+                    key: &ctx.plan.get(i.idx).key,
+                    payload: &i.payload,
+                })
+                .collect();
+            match lookup::find(&ctx.client, entity, &wanted, &ctx.opts.lookup_retry).await {
+                Ok(found) => {
+                    let mut ups = Vec::new();
+                    remaining.retain(|i| {
+                        let key = &ctx.plan.get(i.idx).key;
+                        match found.get(key) {
+                            Some(id) => {
+                                ups.push(Update {
+                                    crm_id: Some(*id),
+                                    resolved: true,
+                                    ..ctx.update(entity, i, State::Created)
+                                });
+                                false
+                            }
+                            None => true,
+                        }
+                    });
+                    ctx.journal_record(&ups)?;
+                    done.extend(ups);
+                }
+                Err(e) if e.is_fatal() => return Err(UploadError::Fatal(e)),
+                Err(e) => {
+                    // Cannot tell what was stored: leave the records ambiguous for the next run.
+                    let ups: Vec<Update> = remaining
+                        .iter()
+                        .map(|i| Update {
+                            error: Some(format!("answer lost and the lookup failed: {e}")),
+                            ..ctx.update(entity, i, State::Ambiguous)
+                        })
+                        .collect();
+                    ctx.journal_record(&ups)?;
+                    done.extend(ups);
+                    return Ok(done);
+                }
+            }
+        }
+        if remaining.is_empty() {
+            return Ok(done);
+        }
+        if attempt > 0 && ctx.stop.load(Ordering::SeqCst) {
+            // Interrupted between attempts: the journal already says pending/ambiguous.
+            return Ok(done);
+        }
+        attempt += 1;
+        let sent: Vec<Update> = remaining
+            .iter()
+            .map(|i| ctx.update(entity, i, State::Sent))
+            .collect();
+        ctx.journal_record(&sent)?;
+        let started = Instant::now();
+        let result = send(ctx, entity, &remaining).await;
+        ctx.limiter.observe(
+            started.elapsed(),
+            remaining.len(),
+            result
+                .as_ref()
+                .is_err_and(|e| e.retry_class() == RetryClass::Retry),
+        );
+        match result {
+            Ok(outcomes) => {
+                let ups: Vec<Update> = remaining
+                    .iter()
+                    .zip(outcomes)
+                    .map(|(i, o)| {
+                        let resolved = attempt > 1 || lookup_first;
+                        match o {
+                            ItemOutcome::Created(id) => Update {
+                                crm_id: Some(id),
+                                resolved: false,
+                                ..ctx.update(entity, i, State::Created)
+                            },
+                            ItemOutcome::Existing(id) => Update {
+                                crm_id: Some(id),
+                                resolved,
+                                ..ctx.update(entity, i, State::Existing)
+                            },
+                            ItemOutcome::Failed { code, text } => Update {
+                                error: Some(match code {
+                                    Some(c) if !c.is_empty() => format!("{text} (code {c})"),
+                                    _ => text,
+                                }),
+                                ..ctx.update(entity, i, State::Failed)
+                            },
+                        }
+                    })
+                    .collect();
+                ctx.journal_record(&ups)?;
+                done.extend(ups);
+                return Ok(done);
+            }
+            Err(e) if e.is_fatal() => {
+                // 401 and friends: the server refused the request itself; nothing was stored.
+                let back: Vec<Update> = remaining
+                    .iter()
+                    .map(|i| ctx.update(entity, i, State::Pending))
+                    .collect();
+                ctx.journal_record(&back)?;
+                return Err(UploadError::Fatal(e));
+            }
+            Err(e) if e.retry_class() == RetryClass::Stop => {
+                // The server rejected the whole request with its own error: a per-row failure
+                // for each record (retrying would get the same answer).
+                let ups: Vec<Update> = remaining
+                    .iter()
+                    .map(|i| Update {
+                        error: Some(e.to_string()),
+                        ..ctx.update(entity, i, State::Failed)
+                    })
+                    .collect();
+                ctx.journal_record(&ups)?;
+                done.extend(ups);
+                return Ok(done);
+            }
+            Err(e) => {
+                let state = if e.may_have_applied() {
+                    State::Ambiguous
+                } else {
+                    State::Pending
+                };
+                let ups: Vec<Update> = remaining
+                    .iter()
+                    .map(|i| Update {
+                        error: Some(format!("gave up after {attempt} attempts: {e}")),
+                        ..ctx.update(entity, i, state)
+                    })
+                    .collect();
+                ctx.journal_record(&ups)?;
+                if attempt >= ctx.opts.retry.max_attempts || ctx.stop.load(Ordering::SeqCst) {
+                    done.extend(ups);
+                    return Ok(done);
+                }
+                lookup = e.may_have_applied();
+                tokio::time::sleep(ctx.opts.retry.backoff(attempt)).await;
+            }
+        }
+    }
 }

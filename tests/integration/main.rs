@@ -4,5 +4,6 @@
 mod cli;
 mod export;
 mod fixtures;
+mod import;
 mod sandbox;
 mod validate;

@@ -1,0 +1,227 @@
+//! The import report: one line per source row with its outcome, the CRM ids of its records and
+//! the error (entity, field, value, message), as XLSX and/or CSV; and reading such a report back
+//! for `import --only-failed`.
+
+use super::{Cell, CsvOptions, CsvTable, ReportError, SheetId, XlsxBook};
+use std::collections::HashSet;
+use std::path::Path;
+
+pub const HEADERS: [&str; 13] = [
+    "file", "sheet", "row", "outcome", "client", "person", "deal", "task", "history", "entity",
+    "field", "value", "error",
+];
+
+/// What happened to one source row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Created,
+    Existing,
+    Invalid,
+    Failed,
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Existing => "existing",
+            Outcome::Invalid => "invalid",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+        }
+    }
+
+    /// Made it into the CRM: `--only-failed` leaves these rows out.
+    pub fn is_success(s: &str) -> bool {
+        s == "created" || s == "existing"
+    }
+}
+
+/// One report line.
+#[derive(Debug, Clone)]
+pub struct RowLine {
+    pub file: String,
+    pub sheet: Option<String>,
+    pub row: u64,
+    pub outcome: Outcome,
+    /// CRM ids in the order client, person, deal, task, history.
+    pub ids: [Option<i64>; 5],
+    pub entity: Option<String>,
+    pub field: Option<String>,
+    pub value: Option<String>,
+    pub error: Option<String>,
+}
+
+pub struct ImportReport {
+    xlsx: Option<(XlsxBook, SheetId)>,
+    csv: Option<CsvTable>,
+}
+
+impl ImportReport {
+    pub fn create(xlsx: Option<&Path>, csv: Option<&Path>) -> Result<ImportReport, ReportError> {
+        let headers: Vec<String> = HEADERS.iter().map(|s| s.to_string()).collect();
+        let xlsx = match xlsx {
+            Some(p) => {
+                if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| ReportError::io(p, e))?;
+                }
+                let mut book = XlsxBook::create(p);
+                let sheet = book.add_sheet("Rows", &headers)?;
+                Some((book, sheet))
+            }
+            None => None,
+        };
+        let csv = match csv {
+            Some(p) => {
+                if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| ReportError::io(p, e))?;
+                }
+                Some(CsvTable::create(p, &headers, CsvOptions::default())?)
+            }
+            None => None,
+        };
+        Ok(ImportReport { xlsx, csv })
+    }
+
+    pub fn write(&mut self, line: &RowLine) -> Result<(), ReportError> {
+        let opt = |s: &Option<String>| s.clone().map_or(Cell::Empty, Cell::Text);
+        let mut cells = vec![
+            Cell::text(line.file.clone()),
+            opt(&line.sheet),
+            Cell::Int(line.row as i64),
+            match line.outcome {
+                Outcome::Failed | Outcome::Invalid => Cell::Flagged(line.outcome.as_str().into()),
+                o => Cell::text(o.as_str()),
+            },
+        ];
+        cells.extend(line.ids.iter().map(|i| i.map_or(Cell::Empty, Cell::Int)));
+        cells.extend([
+            opt(&line.entity),
+            opt(&line.field),
+            opt(&line.value),
+            opt(&line.error),
+        ]);
+        if let Some((book, sheet)) = &mut self.xlsx {
+            book.write_row(*sheet, &cells)?;
+        }
+        if let Some(csv) = &mut self.csv {
+            csv.write_row(&cells)?;
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<(), ReportError> {
+        if let Some((book, _)) = self.xlsx {
+            book.close()?;
+        }
+        if let Some(csv) = self.csv {
+            csv.finish()?;
+        }
+        Ok(())
+    }
+}
+
+/// Row numbers of an import report (XLSX or CSV) whose outcome is not created/existing.
+pub fn rows_to_retry(path: &Path) -> Result<HashSet<u64>, ReportError> {
+    let bad = |message: String| ReportError::Write {
+        path: path.to_path_buf(),
+        message,
+    };
+    let table: Vec<Vec<String>> = match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("xlsx") => {
+            use calamine::{open_workbook, Reader, Xlsx};
+            let mut wb: Xlsx<_> = open_workbook(path).map_err(|e| bad(format!("{e}")))?;
+            let range = wb
+                .worksheet_range("Rows")
+                .map_err(|e| bad(format!("no sheet 'Rows': {e}")))?;
+            range
+                .rows()
+                .map(|r| r.iter().map(|c| c.to_string()).collect())
+                .collect()
+        }
+        _ => {
+            let text = std::fs::read_to_string(path).map_err(|e| ReportError::io(path, e))?;
+            let text = text.trim_start_matches('\u{feff}');
+            let delim = if text.lines().next().unwrap_or("").contains(';') {
+                b';'
+            } else {
+                b','
+            };
+            let mut rd = csv::ReaderBuilder::new()
+                .delimiter(delim)
+                .has_headers(false)
+                .flexible(true)
+                .from_reader(text.as_bytes());
+            rd.records()
+                .map(|r| r.map(|r| r.iter().map(str::to_string).collect()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| ReportError::csv(path, e))?
+        }
+    };
+    let mut it = table.into_iter();
+    let header = it.next().ok_or_else(|| bad("the report is empty".into()))?;
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| bad(format!("no '{name}' column: not an import report?")))
+    };
+    let (row_col, out_col) = (col("row")?, col("outcome")?);
+    let mut out = HashSet::new();
+    for r in it {
+        let outcome = r.get(out_col).map(|s| s.trim()).unwrap_or("");
+        if Outcome::is_success(outcome) {
+            continue;
+        }
+        if let Some(n) = r
+            .get(row_col)
+            .and_then(|s| s.trim().trim_end_matches(".0").parse::<u64>().ok())
+        {
+            out.insert(n);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_rows_are_read_back_from_xlsx_and_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let x = dir.path().join("r.xlsx");
+        let c = dir.path().join("r.csv");
+        let mut rep = ImportReport::create(Some(&x), Some(&c)).unwrap();
+        for (row, outcome) in [
+            (2, Outcome::Created),
+            (3, Outcome::Failed),
+            (4, Outcome::Invalid),
+            (5, Outcome::Existing),
+        ] {
+            rep.write(&RowLine {
+                file: "in.csv".into(),
+                sheet: None,
+                row,
+                outcome,
+                ids: [Some(1), None, None, None, None],
+                entity: None,
+                field: None,
+                value: None,
+                error: None,
+            })
+            .unwrap();
+        }
+        rep.finish().unwrap();
+        let want: HashSet<u64> = [3, 4].into_iter().collect();
+        assert_eq!(rows_to_retry(&x).unwrap(), want);
+        assert_eq!(rows_to_retry(&c).unwrap(), want);
+    }
+}

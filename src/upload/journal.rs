@@ -1,0 +1,416 @@
+//! The journal: one SQLite file that remembers, for every record of a run, where it is on the way
+//! to the CRM. A state is committed before the step that depends on it starts, so after a crash
+//! (even SIGKILL) the next run knows which records are stored, which are certainly not, and which
+//! might be (`sent`/`ambiguous`: looked up in the CRM before anything is resent).
+
+use super::UploadError;
+use crate::crm::Entity;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Where a record is. `Sent` and `Ambiguous` mean "may be stored": never resend blindly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    Pending,
+    Sent,
+    Created,
+    Existing,
+    Failed,
+    Ambiguous,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Sent => "sent",
+            State::Created => "created",
+            State::Existing => "existing",
+            State::Failed => "failed",
+            State::Ambiguous => "ambiguous",
+        }
+    }
+
+    fn parse(s: &str) -> State {
+        match s {
+            "sent" => State::Sent,
+            "created" => State::Created,
+            "existing" => State::Existing,
+            "failed" => State::Failed,
+            "ambiguous" => State::Ambiguous,
+            _ => State::Pending,
+        }
+    }
+
+    /// Stored in the CRM with a known id: nothing more to do for this record.
+    pub fn is_done(self) -> bool {
+        matches!(self, State::Created | State::Existing)
+    }
+
+    /// A request carrying this record may have been applied without us seeing the answer.
+    pub fn maybe_stored(self) -> bool {
+        matches!(self, State::Sent | State::Ambiguous)
+    }
+}
+
+/// What the journal knows about one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub state: State,
+    pub crm_id: Option<i64>,
+    pub error: Option<String>,
+    /// Found by a lookup after a lost answer (counted as "ambiguous-resolved").
+    pub resolved: bool,
+}
+
+/// One record's new state, as written by [`Journal::record`].
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub entity: Entity,
+    pub key: String,
+    pub state: State,
+    pub crm_id: Option<i64>,
+    pub error: Option<String>,
+    pub resolved: bool,
+}
+
+/// What identifies the input of a run, so `--resume` on other input is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunIdentity {
+    pub input: String,
+    pub input_hash: String,
+    pub template_hash: String,
+    pub target: String,
+}
+
+pub struct Journal {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal").field("path", &self.path).finish()
+    }
+}
+
+impl Journal {
+    pub fn open(path: &Path) -> Result<Journal, UploadError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| UploadError::JournalIo {
+                path: path.to_path_buf(),
+                source: e,
+            })?;
+        }
+        let err = |e| UploadError::journal(path, e);
+        let conn = Connection::open(path).map_err(err)?;
+        // WAL + synchronous=NORMAL: a committed transaction survives the process being killed
+        // (only an OS crash could lose the last commits), and commits stay cheap.
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             PRAGMA synchronous=NORMAL;
+             PRAGMA busy_timeout=5000;
+             CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS records (
+                 entity   TEXT NOT NULL,
+                 key      TEXT NOT NULL,
+                 rows     TEXT NOT NULL,
+                 state    TEXT NOT NULL,
+                 crm_id   INTEGER,
+                 error    TEXT,
+                 resolved INTEGER NOT NULL DEFAULT 0,
+                 updated  TEXT NOT NULL DEFAULT (datetime('now')),
+                 PRIMARY KEY (entity, key)
+             );",
+        )
+        .map_err(err)?;
+        Ok(Journal {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: rusqlite::Error) -> UploadError {
+        UploadError::journal(&self.path, e)
+    }
+
+    fn meta(&self, k: &str) -> Result<Option<String>, UploadError> {
+        self.conn
+            .query_row("SELECT v FROM meta WHERE k = ?1", [k], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Bind the journal to this input. A fresh journal takes the identity; one that holds another
+    /// run's records refuses unless it is the same input, template and CRM (mixing two inputs in
+    /// one journal would make "already created" meaningless).
+    pub fn bind(&mut self, id: &RunIdentity) -> Result<bool, UploadError> {
+        let existing = self.meta("input_hash")?;
+        if let Some(hash) = existing {
+            let template = self.meta("template_hash")?.unwrap_or_default();
+            let target = self.meta("target")?.unwrap_or_default();
+            let input = self.meta("input")?.unwrap_or_default();
+            if hash != id.input_hash || template != id.template_hash {
+                return Err(UploadError::JournalMismatch {
+                    path: self.path.clone(),
+                    what: format!(
+                        "it belongs to a run of '{input}' with {}; this run reads '{}' with {}",
+                        if template != id.template_hash {
+                            "another template"
+                        } else {
+                            "different file contents"
+                        },
+                        id.input,
+                        if template != id.template_hash {
+                            "this template"
+                        } else {
+                            "other contents"
+                        }
+                    ),
+                });
+            }
+            if target != id.target {
+                return Err(UploadError::JournalMismatch {
+                    path: self.path.clone(),
+                    what: format!(
+                        "its records were sent to {target}, this run sends to {}",
+                        id.target
+                    ),
+                });
+            }
+            return Ok(true);
+        }
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| UploadError::journal(&path, e))?;
+        for (k, v) in [
+            ("input", &id.input),
+            ("input_hash", &id.input_hash),
+            ("template_hash", &id.template_hash),
+            ("target", &id.target),
+        ] {
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (k, v) VALUES (?1, ?2)",
+                params![k, v],
+            )
+            .map_err(|e| UploadError::journal(&path, e))?;
+        }
+        tx.commit().map_err(|e| UploadError::journal(&path, e))?;
+        Ok(false)
+    }
+
+    /// Has this journal got records already (a resume)?
+    pub fn has_records(&self) -> Result<bool, UploadError> {
+        self.conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM records)", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Register records as pending (records known from an earlier run keep their state).
+    pub fn register<'a>(
+        &mut self,
+        records: impl Iterator<Item = (Entity, &'a str, String)>,
+    ) -> Result<(), UploadError> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| UploadError::journal(&path, e))?;
+        {
+            let mut stmt = tx
+                .prepare(
+                    "INSERT INTO records (entity, key, rows, state) VALUES (?1, ?2, ?3, 'pending')
+                     ON CONFLICT (entity, key) DO UPDATE SET rows = excluded.rows",
+                )
+                .map_err(|e| UploadError::journal(&path, e))?;
+            for (entity, key, rows) in records {
+                stmt.execute(params![entity.as_str(), key, rows])
+                    .map_err(|e| UploadError::journal(&path, e))?;
+            }
+        }
+        tx.commit().map_err(|e| UploadError::journal(&path, e))
+    }
+
+    /// Everything the journal knows.
+    pub fn load(&self) -> Result<HashMap<(Entity, String), Entry>, UploadError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT entity, key, state, crm_id, error, resolved FROM records")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (entity, key, state, crm_id, error, resolved) = row.map_err(|e| self.err(e))?;
+            let Ok(entity) = Entity::from_str(&entity) else {
+                continue;
+            };
+            out.insert(
+                (entity, key),
+                Entry {
+                    state: State::parse(&state),
+                    crm_id,
+                    error,
+                    resolved: resolved != 0,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Write many state changes in one transaction (one fsync-free WAL commit per chunk).
+    pub fn record(&mut self, updates: &[Update]) -> Result<(), UploadError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| UploadError::journal(&path, e))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE records SET state = ?3, crm_id = ?4, error = ?5,
+                            resolved = (resolved OR ?6), updated = datetime('now')
+                     WHERE entity = ?1 AND key = ?2",
+                )
+                .map_err(|e| UploadError::journal(&path, e))?;
+            for u in updates {
+                stmt.execute(params![
+                    u.entity.as_str(),
+                    u.key,
+                    u.state.as_str(),
+                    u.crm_id,
+                    u.error,
+                    u.resolved
+                ])
+                .map_err(|e| UploadError::journal(&path, e))?;
+            }
+        }
+        tx.commit().map_err(|e| UploadError::journal(&path, e))
+    }
+}
+
+/// A stable 64-bit FNV-1a fingerprint (std's hasher may change between Rust releases, and the
+/// journal outlives the binary that wrote it).
+pub fn fingerprint(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}-{}", bytes.len())
+}
+
+/// Fingerprint of a file, read in blocks so big inputs do not sit in memory.
+pub fn fingerprint_file(path: &Path) -> Result<String, UploadError> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| UploadError::JournalIo {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut len = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| UploadError::JournalIo {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        if n == 0 {
+            break;
+        }
+        len += n as u64;
+        for b in &buf[..n] {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    Ok(format!("{h:016x}-{len}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(hash: &str) -> RunIdentity {
+        RunIdentity {
+            input: "in.csv".into(),
+            input_hash: hash.into(),
+            template_hash: "t".into(),
+            target: "http://crm".into(),
+        }
+    }
+
+    #[test]
+    fn states_survive_reopening_and_other_input_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        {
+            let mut j = Journal::open(&path).unwrap();
+            assert!(!j.bind(&id("a")).unwrap());
+            j.register(
+                [
+                    (Entity::Person, "a@x", "2".to_string()),
+                    (Entity::Person, "b@x", "3".to_string()),
+                ]
+                .into_iter(),
+            )
+            .unwrap();
+            j.record(&[Update {
+                entity: Entity::Person,
+                key: "a@x".into(),
+                state: State::Created,
+                crm_id: Some(7),
+                error: None,
+                resolved: true,
+            }])
+            .unwrap();
+        }
+        let mut j = Journal::open(&path).unwrap();
+        assert!(j.bind(&id("a")).unwrap());
+        // Registering again keeps the state of known records.
+        j.register([(Entity::Person, "a@x", "2".to_string())].into_iter())
+            .unwrap();
+        let all = j.load().unwrap();
+        let a = &all[&(Entity::Person, "a@x".to_string())];
+        assert_eq!(
+            (a.state, a.crm_id, a.resolved),
+            (State::Created, Some(7), true)
+        );
+        assert_eq!(
+            all[&(Entity::Person, "b@x".to_string())].state,
+            State::Pending
+        );
+        let e = j.bind(&id("b")).unwrap_err().to_string();
+        assert!(e.contains("different file contents"), "{e}");
+    }
+
+    #[test]
+    fn fingerprints_are_stable() {
+        assert_eq!(fingerprint(b""), "cbf29ce484222325-0");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"hello").unwrap();
+        assert_eq!(fingerprint_file(&p).unwrap(), fingerprint(b"hello"));
+    }
+}

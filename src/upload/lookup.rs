@@ -1,0 +1,342 @@
+//! Finding records a lost answer may have created. Persons and history have no external id and
+//! no duplicate check on the server (NOTES.md §3), so after an answer is lost the only safe way
+//! on is to look each record up and send only those that are really missing.
+
+use crate::crm::{CrmClient, CrmError, Entity, RetryPolicy};
+use serde_json::{json, Map, Value};
+use std::collections::{HashMap, HashSet};
+
+/// How many list pages one lookup group may read before giving up (200 rows a page).
+const MAX_PAGES: u64 = 100;
+
+/// One record to find: its payload as it was sent (references already resolved).
+pub struct Wanted<'a> {
+    pub key: &'a str,
+    pub payload: &'a Map<String, Value>,
+}
+
+fn text(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| text(Some(x)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => String::new(),
+    }
+}
+
+fn id(v: Option<&Value>) -> Option<i64> {
+    match v? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|i| *i > 0)
+}
+
+/// Compare text the way the server stores it: tags stripped, quotes dropped or replaced
+/// (NOTES.md §8), whitespace collapsed, case ignored.
+pub fn normalize(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_tag = false;
+    for c in s.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            _ if in_tag => {}
+            '"' | '\'' | '”' | '“' | '«' | '»' | '`' => {}
+            c if c.is_whitespace() => out.push(' '),
+            c => out.extend(c.to_lowercase()),
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Look records up; returns key → CRM id of those found. Errors only when the CRM cannot be
+/// asked (then the records stay ambiguous).
+pub async fn find(
+    client: &CrmClient,
+    entity: Entity,
+    wanted: &[Wanted<'_>],
+    policy: &RetryPolicy,
+) -> Result<HashMap<String, i64>, CrmError> {
+    match entity {
+        Entity::Client => find_by_uid(client, Entity::Client, wanted, policy).await,
+        Entity::Deal => find_by_uid(client, Entity::Deal, wanted, policy).await,
+        Entity::Person => find_persons(client, wanted, policy).await,
+        Entity::History => find_history(client, wanted, policy).await,
+        Entity::Task => find_tasks(client, wanted, policy).await,
+    }
+}
+
+/// Clients and deals carry our key in `uid`: `info` by uid, then a `list` search as a fallback
+/// for servers whose `info` ignores uid.
+async fn find_by_uid(
+    client: &CrmClient,
+    entity: Entity,
+    wanted: &[Wanted<'_>],
+    policy: &RetryPolicy,
+) -> Result<HashMap<String, i64>, CrmError> {
+    let mut found = HashMap::new();
+    for w in wanted {
+        let uid = text(w.payload.get("uid"));
+        if uid.is_empty() {
+            continue;
+        }
+        match client
+            .call_idempotent(entity, "info", &json!({ "uid": uid }), policy)
+            .await
+        {
+            Ok(v) => {
+                let data = v.get("data").unwrap_or(&v);
+                let their_uid = text(data.get("uid"));
+                if let Some(i) = id(data.get(entity.id_field())) {
+                    if their_uid.is_empty() || their_uid == uid {
+                        found.insert(w.key.to_string(), i);
+                        continue;
+                    }
+                }
+            }
+            Err(CrmError::Api { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let title = text(w.payload.get("title"));
+        let mut params = Map::new();
+        params.insert("uid".into(), json!(uid));
+        if !title.is_empty() {
+            params.insert("word".into(), json!(title));
+        }
+        params.insert("order".into(), json!(entity.id_field()));
+        if entity == Entity::Deal {
+            params.insert("active".into(), json!("yes"));
+        }
+        let page = match client.list_page(entity, &params, 0, policy).await {
+            Ok(p) => p,
+            Err(CrmError::Api { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        if let Some(i) = page
+            .rows
+            .iter()
+            .find(|r| text(r.get("uid")) == uid)
+            .and_then(|r| id(r.get(entity.id_field())))
+        {
+            found.insert(w.key.to_string(), i);
+        }
+    }
+    Ok(found)
+}
+
+const PERSON_MATCH: [&str; 4] = ["person", "mail", "tel", "mob"];
+
+/// Persons: a `word` search on the most specific key field (mail, phone, then name), within
+/// the client; a candidate matches when every name/contact field we sent equals its stored form.
+async fn find_persons(
+    client: &CrmClient,
+    wanted: &[Wanted<'_>],
+    policy: &RetryPolicy,
+) -> Result<HashMap<String, i64>, CrmError> {
+    let mut found = HashMap::new();
+    let mut claimed = HashSet::new();
+    for w in wanted {
+        let Some(word) = ["mail", "tel", "mob", "person"]
+            .iter()
+            .map(|f| text(w.payload.get(*f)))
+            .find(|v| !v.trim().is_empty())
+        else {
+            continue;
+        };
+        let mut params = Map::new();
+        params.insert("word".into(), json!(word.trim()));
+        params.insert("order".into(), json!("pid"));
+        params.insert("first".into(), json!("old"));
+        if let Some(clid) = id(w.payload.get("clid")) {
+            params.insert("filter".into(), json!({ "clid": clid }));
+        }
+        let want: Vec<(&str, String)> = PERSON_MATCH
+            .iter()
+            .map(|f| (*f, normalize(&text(w.payload.get(*f)))))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        let clid = id(w.payload.get("clid"));
+        'pages: for page in 0..MAX_PAGES {
+            let p = client
+                .list_page(Entity::Person, &params, page, policy)
+                .await?;
+            for r in &p.rows {
+                let Some(pid) = id(r.get("pid")) else {
+                    continue;
+                };
+                if claimed.contains(&pid) {
+                    continue;
+                }
+                let same_client = match (clid, id(r.get("clid"))) {
+                    (Some(a), Some(b)) => a == b,
+                    (Some(_), None) => false,
+                    _ => true,
+                };
+                let same = want.iter().all(|(f, v)| match r.get(*f) {
+                    Some(x) => normalize(&text(Some(x))) == *v,
+                    None => true,
+                });
+                if same_client && same {
+                    claimed.insert(pid);
+                    found.insert(w.key.to_string(), pid);
+                    break 'pages;
+                }
+            }
+            if p.rows.len() < 200 {
+                break;
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn day_of(payload: &Map<String, Value>, field: &str) -> String {
+    let d = text(payload.get(field));
+    let d = d.trim();
+    if d.len() >= 10 && d.as_bytes()[4] == b'-' {
+        d[..10].to_string()
+    } else if let Some(day) = d.get(..10).filter(|s| s.as_bytes().get(4) == Some(&b'/')) {
+        day.replace('/', "-")
+    } else {
+        // No date: the server stamps "now" (account timezone); today's local date is our guess.
+        chrono::Local::now().format("%Y-%m-%d").to_string()
+    }
+}
+
+/// History: one listing per (day, client, person) group of the chunk — history/list shows only
+/// today unless dateStart/dateEnd are given (NOTES.md §6) — matched on client, person, deal, date
+/// and content as the server stores it.
+async fn find_history(
+    client: &CrmClient,
+    wanted: &[Wanted<'_>],
+    policy: &RetryPolicy,
+) -> Result<HashMap<String, i64>, CrmError> {
+    // (day, clid, pid) → records of that group
+    type Group = (String, Option<i64>, Option<i64>);
+    let mut groups: HashMap<Group, Vec<&Wanted>> = HashMap::new();
+    for w in wanted {
+        let g = (
+            day_of(w.payload, "datum"),
+            id(w.payload.get("clid")),
+            id(w.payload.get("pid")),
+        );
+        groups.entry(g).or_default().push(w);
+    }
+    let mut found = HashMap::new();
+    let mut claimed = HashSet::new();
+    for ((day, clid, pid), ws) in groups {
+        let mut params = Map::new();
+        params.insert("dateStart".into(), json!(day));
+        params.insert("dateEnd".into(), json!(day));
+        params.insert("order".into(), json!("cid"));
+        if let Some(c) = clid {
+            params.insert("clid".into(), json!(c));
+        }
+        if let Some(p) = pid {
+            params.insert("pid".into(), json!(p));
+        }
+        let mut rows = Vec::new();
+        for page in 0..MAX_PAGES {
+            let p = client
+                .list_page(Entity::History, &params, page, policy)
+                .await?;
+            let n = p.rows.len();
+            rows.extend(p.rows);
+            if n < 200 {
+                break;
+            }
+        }
+        for w in ws {
+            let content = normalize(&text(w.payload.get("content")));
+            let datum = text(w.payload.get("datum"));
+            for r in &rows {
+                let Some(cid) = id(r.get("cid")) else {
+                    continue;
+                };
+                if claimed.contains(&cid) {
+                    continue;
+                }
+                let same_ref = |f: &str| match id(w.payload.get(f)) {
+                    Some(x) => id(r.get(f)) == Some(x) || r.get(f).is_none(),
+                    None => true,
+                };
+                let same_time = datum.len() < 16 || text(r.get("datum")).starts_with(&datum[..16]);
+                if same_ref("clid")
+                    && same_ref("pid")
+                    && same_ref("did")
+                    && same_time
+                    && normalize(&text(r.get("content"))) == content
+                {
+                    claimed.insert(cid);
+                    found.insert(w.key.to_string(), cid);
+                    break;
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Tasks: a `word` search on the title among active tasks of the task's day.
+async fn find_tasks(
+    client: &CrmClient,
+    wanted: &[Wanted<'_>],
+    policy: &RetryPolicy,
+) -> Result<HashMap<String, i64>, CrmError> {
+    let mut found = HashMap::new();
+    let mut claimed = HashSet::new();
+    for w in wanted {
+        let title = text(w.payload.get("title"));
+        if title.trim().is_empty() {
+            continue;
+        }
+        let day = day_of(w.payload, "datum");
+        let mut params = Map::new();
+        params.insert("word".into(), json!(title));
+        params.insert("active".into(), json!("yes"));
+        params.insert("dateStart".into(), json!(day));
+        params.insert("dateEnd".into(), json!(day));
+        let p = client.list_page(Entity::Task, &params, 0, policy).await?;
+        let want = normalize(&title);
+        if let Some(tid) = p
+            .rows
+            .iter()
+            .filter(|r| normalize(&text(r.get("title"))) == want)
+            .filter_map(|r| id(r.get("tid")))
+            .find(|t| !claimed.contains(t))
+        {
+            claimed.insert(tid);
+            found.insert(w.key.to_string(), tid);
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalisation_matches_what_the_server_stores() {
+        assert_eq!(
+            normalize("Звонок: \"Ромашка\" <b>ok</b>\n  итог"),
+            normalize("Звонок: Ромашка ok<br />\n итог")
+        );
+        assert_eq!(normalize("ООО «Лес»"), normalize("ООО ”Лес”"));
+    }
+
+    #[test]
+    fn day_of_a_datum() {
+        let mut m = Map::new();
+        m.insert("datum".into(), json!("2024-06-25 14:20"));
+        assert_eq!(day_of(&m, "datum"), "2024-06-25");
+        m.insert("datum".into(), json!("2024/06/25 14:20:00"));
+        assert_eq!(day_of(&m, "datum"), "2024-06-25");
+    }
+}

@@ -1,0 +1,158 @@
+//! The upload plan: the distinct records of a run, each once however many rows hold it, with the
+//! rows it came from and the references it needs resolved before it can be sent.
+
+use crate::crm::Entity;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// A field whose value is another record's CRM id (e.g. a person's `clid`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ref {
+    pub field: String,
+    pub entity: Entity,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanRecord {
+    pub entity: Entity,
+    pub key: String,
+    pub fields: Map<String, Value>,
+    pub refs: Vec<Ref>,
+    /// Source rows (1-based, as the report shows them) holding this record.
+    pub rows: Vec<u64>,
+}
+
+impl PlanRecord {
+    /// Rows as the journal stores them ("2,5,9"), shortened for records shared by many rows.
+    pub fn rows_text(&self) -> String {
+        let mut s: Vec<String> = self.rows.iter().take(20).map(u64::to_string).collect();
+        if self.rows.len() > 20 {
+            s.push(format!("… ({} rows)", self.rows.len()));
+        }
+        s.join(",")
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    records: Vec<PlanRecord>,
+    index: HashMap<(Entity, String), usize>,
+}
+
+impl Plan {
+    pub fn new() -> Plan {
+        Plan::default()
+    }
+
+    /// Add one row's record; a key seen before only gains the row (the first row's fields win,
+    /// as the CRM would keep the first one created).
+    pub fn add(
+        &mut self,
+        row: u64,
+        entity: Entity,
+        key: String,
+        fields: Map<String, Value>,
+        refs: Vec<Ref>,
+    ) -> usize {
+        if let Some(&i) = self.index.get(&(entity, key.clone())) {
+            let r = &mut self.records[i];
+            if r.rows.last() != Some(&row) {
+                r.rows.push(row);
+            }
+            return i;
+        }
+        let i = self.records.len();
+        self.index.insert((entity, key.clone()), i);
+        self.records.push(PlanRecord {
+            entity,
+            key,
+            fields,
+            refs,
+            rows: vec![row],
+        });
+        i
+    }
+
+    pub fn records(&self) -> &[PlanRecord] {
+        &self.records
+    }
+
+    pub fn get(&self, i: usize) -> &PlanRecord {
+        &self.records[i]
+    }
+
+    pub fn find(&self, entity: Entity, key: &str) -> Option<usize> {
+        self.index.get(&(entity, key.to_string())).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Record indices of one entity, in first-seen order.
+    pub fn of(&self, entity: Entity) -> Vec<usize> {
+        (0..self.records.len())
+            .filter(|&i| self.records[i].entity == entity)
+            .collect()
+    }
+}
+
+/// Split payloads into chunks of at most `max_rows` rows and about `max_bytes` of JSON, so no
+/// request comes near the server's 8 MB body / 30 s execution limits (NOTES.md §9) whatever the
+/// row width. A single row larger than `max_bytes` still goes, alone.
+pub fn chunk_by_size<T>(
+    items: Vec<T>,
+    size_of: impl Fn(&T) -> usize,
+    max_rows: usize,
+    max_bytes: usize,
+) -> Vec<Vec<T>> {
+    let max_rows = max_rows.max(1);
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut bytes = 0usize;
+    for item in items {
+        let n = size_of(&item);
+        if !cur.is_empty() && (cur.len() >= max_rows || bytes + n > max_bytes) {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        bytes += n;
+        cur.push(item);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_with_the_same_key_are_planned_once() {
+        let mut p = Plan::new();
+        let a = p.add(2, Entity::Client, "Ромашка".into(), Map::new(), vec![]);
+        let b = p.add(3, Entity::Client, "Ромашка".into(), Map::new(), vec![]);
+        p.add(3, Entity::Person, "a@x".into(), Map::new(), vec![]);
+        assert_eq!(a, b);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p.get(a).rows, vec![2, 3]);
+        assert_eq!(p.of(Entity::Person), vec![1]);
+    }
+
+    #[test]
+    fn chunks_respect_rows_and_bytes() {
+        let c = chunk_by_size((0..10).collect(), |_| 10, 4, 1000);
+        assert_eq!(c.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 4, 2]);
+        let c = chunk_by_size((0..10).collect(), |_| 10, 100, 35);
+        assert_eq!(c.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3, 3, 1]);
+        let c = chunk_by_size(vec![1], |_| 10_000, 100, 35);
+        assert_eq!(c.len(), 1);
+    }
+}
