@@ -24,6 +24,8 @@ CREATE TABLE IF NOT EXISTS person (
     iduser INTEGER, input7 TEXT
 );
 CREATE INDEX IF NOT EXISTS person_clid ON person(clid);
+CREATE INDEX IF NOT EXISTS person_owner_pid ON person(iduser, pid);
+CREATE INDEX IF NOT EXISTS person_owner_date ON person(iduser, date_create, pid);
 CREATE TABLE IF NOT EXISTS history (
     cid INTEGER PRIMARY KEY AUTOINCREMENT,
     datum TEXT NOT NULL, des TEXT, tip TEXT, iduser INTEGER,
