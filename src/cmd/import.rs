@@ -2,10 +2,8 @@
 
 use crate::cli::ConnectionArgs;
 use crate::cmd::validate::source_options;
-use crate::config::Connection;
 use crate::crm::{CrmClient, Entity};
 use crate::report::import::{rows_to_retry, ImportReport, Outcome, RowLine};
-use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::source;
 use crate::template::{map_file, MapOptions, Severity, Template};
 use crate::upload::journal::{fingerprint_file, State};
@@ -187,13 +185,7 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
             });
         } else {
             for rec in m.records {
-                let mut fields = rec.fields;
-                // The API names history text `content` (the server's own field list says `des`).
-                if rec.entity == Entity::History && !fields.contains_key("content") {
-                    if let Some(v) = fields.remove("des") {
-                        fields.insert("content".into(), v);
-                    }
-                }
+                let fields = rec.fields;
                 let refs = rec
                     .refs
                     .into_iter()
@@ -212,17 +204,7 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
     let plan = Arc::new(plan);
 
     // Where to send: the embedded sandbox, or the configured CRM.
-    let sandbox = match &args.sandbox {
-        Some(db) => Some(Sandbox::start(SandboxConfig {
-            db: db.display().to_string(),
-            ..SandboxConfig::default()
-        })?),
-        None => None,
-    };
-    let conn: Connection = match &sandbox {
-        Some(s) => s.connection(),
-        None => args.conn.resolve()?,
-    };
+    let (sandbox, conn) = super::connect(args.sandbox.as_deref(), &args.conn)?;
     let report_path = args.report.clone().unwrap_or_else(|| {
         let stem = args
             .file
@@ -246,11 +228,7 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
         input: file_name.clone(),
         input_hash: fingerprint_file(&args.file)?,
         template_hash: fingerprint_file(&args.template)?,
-        // The sandbox listens on a new port each run: its database file is what identifies it.
-        target: match &args.sandbox {
-            Some(db) => format!("sandbox {}", db.display()),
-            None => format!("{} as {}", conn.url, conn.login),
-        },
+        target: super::target_name(args.sandbox.as_deref(), Some(&conn)),
     })?;
 
     let client = CrmClient::new(&conn)?;

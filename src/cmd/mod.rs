@@ -22,3 +22,36 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Fields(args) => fields::run(args),
     }
 }
+
+/// The CRM a command talks to: the embedded sandbox on its SQLite file (`--sandbox [DB]`), or the
+/// one the connection flags, environment or profile name. The sandbox runs while the returned
+/// handle lives.
+pub(crate) fn connect(
+    sandbox: Option<&std::path::Path>,
+    conn: &crate::cli::ConnectionArgs,
+) -> Result<(Option<crate::sandbox::Sandbox>, crate::config::Connection)> {
+    match sandbox {
+        Some(db) => {
+            let s = crate::sandbox::Sandbox::start(crate::sandbox::SandboxConfig {
+                db: db.display().to_string(),
+                ..crate::sandbox::SandboxConfig::default()
+            })?;
+            let c = s.connection();
+            Ok((Some(s), c))
+        }
+        None => Ok((None, conn.resolve()?)),
+    }
+}
+
+/// What a journal records as the run's target. The sandbox listens on a new port each run: its
+/// database file is what identifies it.
+pub(crate) fn target_name(
+    sandbox: Option<&std::path::Path>,
+    conn: Option<&crate::config::Connection>,
+) -> String {
+    match (sandbox, conn) {
+        (Some(db), _) => format!("sandbox {}", db.display()),
+        (None, Some(c)) => format!("{} as {}", c.url, c.login),
+        (None, None) => String::new(),
+    }
+}

@@ -1,15 +1,21 @@
 //! `smbatch reconcile`: is everything there, and is it right? Reads the source through its
-//! template, exports the CRM's records and writes a report a manager can read.
+//! template, exports the CRM's records and writes a report a manager can read. `--fix` sends the
+//! missing records through the import path, with a journal that makes sure nothing goes twice.
 
 use crate::cli::ConnectionArgs;
 use crate::cmd::validate::source_options;
 use crate::crm::{CrmClient, RetryPolicy};
-use crate::reconcile::run::{compare, fetch_crm, read_source};
+use crate::reconcile::run::{
+    compare, fetch_crm, journal_ids, prepare_fix, read_source, SourceSide,
+};
+use crate::reconcile::Reconciliation;
 use crate::report::reconcile::{summary_json, summary_text, write_xlsx};
 use crate::template::Template;
+use crate::upload::journal::fingerprint_file;
+use crate::upload::{Journal, RunIdentity};
 use crate::{Error, Exit, Result};
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
@@ -21,6 +27,15 @@ pub struct ReconcileArgs {
     /// Where to write the report (XLSX)
     #[arg(long, short = 'o', default_value = "reconcile.xlsx")]
     pub output: PathBuf,
+    /// The import's journal: its key → CRM id map is used for matching (and updated by --fix)
+    #[arg(long)]
+    pub journal: Option<PathBuf>,
+    /// Re-send the records missing in the CRM through the import path, then check again
+    #[arg(long)]
+    pub fix: bool,
+    /// Reconcile against the embedded sandbox (SQLite file, default smbatch-sandbox.sqlite)
+    #[arg(long, num_args = 0..=1, default_missing_value = "smbatch-sandbox.sqlite", value_name = "DB")]
+    pub sandbox: Option<PathBuf>,
     /// Print the summary as JSON
     #[arg(long)]
     pub json: bool,
@@ -43,52 +58,149 @@ pub struct ReconcileArgs {
     pub conn: ConnectionArgs,
 }
 
-pub fn run(args: ReconcileArgs) -> Result<Exit> {
-    let template = Template::load(&args.template)?;
-    let opts = source_options(
-        args.encoding.as_deref(),
-        args.delimiter.as_deref(),
-        args.sheet.as_deref(),
-        &template,
-    )?;
-    let conn = args.conn.resolve()?;
-    let side = read_source(&args.file, &template, &opts)?;
-    if side.records.is_empty() && side.rows_read == 0 {
-        return Err(Error::Usage(format!(
-            "{} has no data rows to reconcile",
-            args.file.display()
-        )));
-    }
+/// Export the CRM side and match it with the source.
+fn check(args: &ReconcileArgs, side: &SourceSide) -> Result<Reconciliation> {
+    let (sandbox, conn) = super::connect(args.sandbox.as_deref(), &args.conn)?;
     let client = CrmClient::new(&conn)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
-    let policy = RetryPolicy::default();
     let crm = runtime.block_on(fetch_crm(
         &client,
-        &side,
+        side,
         args.concurrency.max(1),
-        &policy,
-        args.quiet,
+        &RetryPolicy::default(),
+        args.quiet || args.json,
     ))?;
-    let result = compare(&side, &crm, None);
-    write_xlsx(&result, &args.output)?;
+    let ids = match &args.journal {
+        Some(path) if path.exists() => Some(journal_ids(&Journal::open(path)?)?),
+        Some(path) => {
+            return Err(Error::Usage(format!(
+                "--journal {}: no such file",
+                path.display()
+            )))
+        }
+        None => None,
+    };
+    if let Some(s) = sandbox {
+        s.stop();
+    }
+    Ok(compare(side, &crm, ids.as_ref()))
+}
+
+/// The journal `--fix` works with: the import's own, or a new one next to the report.
+fn fix_journal_path(args: &ReconcileArgs) -> PathBuf {
+    args.journal.clone().unwrap_or_else(|| {
+        let stem = args
+            .output
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "reconcile".into());
+        args.output.with_file_name(format!("{stem}.journal.sqlite"))
+    })
+}
+
+fn fix(args: &ReconcileArgs, side: &SourceSide, result: &Reconciliation) -> Result<()> {
+    let journal_path = fix_journal_path(args);
+    let mut journal = Journal::open(&journal_path)?;
+    // Bind it to this file, template and CRM exactly as the import will check it.
+    let conn = match &args.sandbox {
+        Some(_) => None,
+        None => Some(args.conn.resolve()?),
+    };
+    let target = super::target_name(args.sandbox.as_deref(), conn.as_ref());
+    journal.bind(&RunIdentity {
+        input: args.file.display().to_string(),
+        input_hash: fingerprint_file(&args.file)?,
+        template_hash: fingerprint_file(&args.template)?,
+        target,
+    })?;
+    let missing = prepare_fix(&mut journal, side, result)?;
+    drop(journal);
+    if missing == 0 {
+        return Ok(());
+    }
+    if !args.json {
+        println!("--fix: sending {missing} missing records through the import path");
+    }
+    let stem = args
+        .output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "reconcile".into());
+    let import = super::import::ImportArgs {
+        file: args.file.clone(),
+        template: args.template.clone(),
+        conn: args.conn.clone(),
+        chunk: 100,
+        concurrency: "auto".into(),
+        journal: Some(journal_path),
+        resume: false,
+        report: Some(
+            args.output
+                .with_file_name(format!("{stem}.fix-report.xlsx")),
+        ),
+        csv_report: None,
+        sandbox: args.sandbox.clone(),
+        only_failed: None,
+        encoding: args.encoding.clone(),
+        delimiter: args.delimiter.clone(),
+        sheet: args.sheet.clone(),
+        json: false,
+        quiet: args.quiet || args.json,
+    };
+    // Rows that fail again show in the fix report and in the second check below.
+    super::import::run(import)?;
+    Ok(())
+}
+
+fn print(args: &ReconcileArgs, side: &SourceSide, result: &Reconciliation) {
     if args.json {
-        let mut j = summary_json(&result);
+        let mut j = summary_json(result);
         j["report"] = args.output.display().to_string().into();
         j["invalid_source_rows"] = side.invalid_rows.into();
+        j["fixed"] = args.fix.into();
         println!("{j}");
-    } else {
-        print!("{}", summary_text(&result));
-        if side.invalid_rows > 0 {
-            println!(
-                "{} source rows are invalid and were not expected in the CRM (see `smbatch validate`)",
-                side.invalid_rows
-            );
-        }
-        println!("Report: {}", args.output.display());
+        return;
     }
+    print!("{}", summary_text(result));
+    if side.invalid_rows > 0 {
+        println!(
+            "{} source rows are invalid and were not expected in the CRM (see `smbatch validate`)",
+            side.invalid_rows
+        );
+    }
+    println!("Report: {}", args.output.display());
+}
+
+fn source_side(args: &ReconcileArgs, template: &Template, file: &Path) -> Result<SourceSide> {
+    let opts = source_options(
+        args.encoding.as_deref(),
+        args.delimiter.as_deref(),
+        args.sheet.as_deref(),
+        template,
+    )?;
+    let side = read_source(file, template, &opts)?;
+    if side.rows_read == 0 {
+        return Err(Error::Usage(format!(
+            "{} has no data rows to reconcile",
+            file.display()
+        )));
+    }
+    Ok(side)
+}
+
+pub fn run(args: ReconcileArgs) -> Result<Exit> {
+    let template = Template::load(&args.template)?;
+    let side = source_side(&args, &template, &args.file)?;
+    let mut result = check(&args, &side)?;
+    if args.fix && !result.missing.is_empty() {
+        fix(&args, &side, &result)?;
+        result = check(&args, &side)?;
+    }
+    write_xlsx(&result, &args.output)?;
+    print(&args, &side, &result);
     Ok(if result.is_clean() {
         Exit::Clean
     } else {

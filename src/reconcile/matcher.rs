@@ -74,6 +74,8 @@ pub struct Reconciliation {
     pub different: Vec<FieldDiff>,
     pub duplicates: Vec<Duplicate>,
     pub only_in_crm: Vec<(Entity, CrmRecord)>,
+    /// (entity, source key) → the CRM id it matched.
+    pub matched: HashMap<(Entity, String), i64>,
 }
 
 impl Reconciliation {
@@ -170,12 +172,13 @@ pub struct EntityInput<'a> {
 /// Match every entity; `inputs` must come in reference order (clients first).
 pub fn reconcile(inputs: &[EntityInput<'_>]) -> Reconciliation {
     let mut out = Reconciliation::default();
-    // (entity, key) → CRM id of the matched record, for resolving references.
+    // (entity, key) → CRM id of the matched record, also for resolving references.
     let mut matched_ids: HashMap<(Entity, String), i64> = HashMap::new();
     for input in inputs {
         let summary = reconcile_entity(input, &mut matched_ids, &mut out);
         out.summaries.push((input.entity, summary));
     }
+    out.matched = matched_ids;
     out
 }
 

@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-/// The source side: every valid record, records of one key merged (first row's values win, as
-/// the import sends them).
+/// The source side: the records of every valid row, records of one key merged (first row's
+/// values win, as the import sends them).
 #[derive(Debug, Default)]
 pub struct SourceSide {
     pub records: BTreeMap<Entity, Vec<SourceRecord>>,
@@ -39,8 +39,10 @@ pub fn read_source(
             continue;
         }
         side.rows_read += 1;
+        // The import sends nothing from an invalid row, so nothing of it is expected.
         if !mapped.is_valid() {
             side.invalid_rows += 1;
+            continue;
         }
         for rec in mapped.records {
             let list = side.records.entry(rec.entity).or_default();
@@ -145,4 +147,64 @@ pub fn compare(
         })
         .collect();
     reconcile(&inputs)
+}
+
+/// key → CRM id per entity, for the records an import journal says are stored.
+pub fn journal_ids(
+    journal: &crate::upload::Journal,
+) -> crate::Result<HashMap<Entity, HashMap<String, i64>>> {
+    let mut out: HashMap<Entity, HashMap<String, i64>> = HashMap::new();
+    for ((entity, key), entry) in journal.load()? {
+        if let (true, Some(id)) = (entry.state.is_done(), entry.crm_id) {
+            out.entry(entity).or_default().insert(key, id);
+        }
+    }
+    Ok(out)
+}
+
+/// Make a journal agree with what the CRM holds, so the import path sends exactly the missing
+/// records: matched records become stored with the id they matched (a lost answer, a record made
+/// by another tool), missing ones pending again (deleted since). Returns how many are missing.
+pub fn prepare_fix(
+    journal: &mut crate::upload::Journal,
+    side: &SourceSide,
+    result: &Reconciliation,
+) -> crate::Result<u64> {
+    use crate::upload::journal::{State, Update};
+    let known = journal.load()?;
+    journal.register(
+        side.records
+            .values()
+            .flatten()
+            .map(|r| (r.entity, r.key.as_str(), r.rows.join(", "))),
+    )?;
+    let mut updates = Vec::new();
+    for ((entity, key), id) in &result.matched {
+        let entry = known.get(&(*entity, key.clone()));
+        if entry.is_some_and(|e| e.state.is_done() && e.crm_id == Some(*id)) {
+            continue;
+        }
+        updates.push(Update {
+            entity: *entity,
+            key: key.clone(),
+            state: entry
+                .filter(|e| e.state == State::Existing)
+                .map_or(State::Created, |e| e.state),
+            crm_id: Some(*id),
+            error: None,
+            resolved: true,
+        });
+    }
+    for m in &result.missing {
+        updates.push(Update {
+            entity: m.entity,
+            key: m.key.clone(),
+            state: State::Pending,
+            crm_id: None,
+            error: None,
+            resolved: false,
+        });
+    }
+    journal.record(&updates)?;
+    Ok(result.missing.len() as u64)
 }

@@ -220,8 +220,10 @@ const HISTORY: &[FieldInfo] = &[
             "Date",
         ],
     ),
+    // The `fields` action calls it `des` (its column name); add, add.list and list read and
+    // answer `content`.
     f(
-        "des",
+        "content",
         "Содержание",
         Text,
         None,

@@ -64,7 +64,7 @@ pub fn starter_template(
                     (Entity::Person, "person")
                         | (Entity::Client, "title")
                         | (Entity::Task, "title")
-                        | (Entity::History, "des")
+                        | (Entity::History, "content")
                 ) {
                     spec.push_str(", required = true");
                 }
@@ -83,7 +83,7 @@ pub fn starter_template(
             let want = match entity {
                 Entity::Person => "person",
                 Entity::Client | Entity::Task | Entity::Deal => "title",
-                Entity::History => "des",
+                Entity::History => "content",
             };
             headers
                 .iter()

@@ -354,6 +354,13 @@ impl Template {
             }
             let mut fields = Vec::new();
             for (name, value) in re.fields {
+                // History's `fields` action lists its text as `des`, but every write and list
+                // uses `content`: accept the name a user copied from `smbatch fields history`.
+                let name = if entity == Entity::History && name == "des" {
+                    "content".to_string()
+                } else {
+                    name
+                };
                 let field_err = |message: String| TemplateError::Field {
                     path: p.clone(),
                     entity: entity.to_string(),

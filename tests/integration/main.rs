@@ -5,5 +5,6 @@ mod cli;
 mod export;
 mod fixtures;
 mod import;
+mod reconcile;
 mod sandbox;
 mod validate;
