@@ -3,8 +3,10 @@
 
 use super::normalize::{norm_field, norm_phone, norm_text, norm_title, value_text};
 use crate::crm::Entity;
+use rayon::prelude::*;
 use serde_json::{Map, Value};
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::HashMap;
 
 /// One record the source says should exist (records of one key merged across rows).
 #[derive(Debug, Clone, PartialEq)]
@@ -182,6 +184,86 @@ pub fn reconcile(inputs: &[EntityInput<'_>]) -> Reconciliation {
     out
 }
 
+/// A probe as a 64-bit hash: 400,000 probes of 100,000 records take a few MB this way instead
+/// of a string map. A collision can only make two different values look alike, which the field
+/// comparison then shows as a difference.
+fn hash_probe(p: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(p)
+}
+
+/// CRM records by probe hash: a sorted vector, searched by range.
+struct ProbeIndex(Vec<(u64, u32)>);
+
+impl ProbeIndex {
+    fn build(entity: Entity, crm: &[CrmRecord]) -> ProbeIndex {
+        let per_record: Vec<Vec<u64>> = crm
+            .par_iter()
+            .map(|r| {
+                probes(entity, None, &r.fields)
+                    .iter()
+                    .map(|p| hash_probe(p))
+                    .collect()
+            })
+            .collect();
+        let mut entries: Vec<(u64, u32)> = per_record
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, hs)| hs.into_iter().map(move |h| (h, i as u32)))
+            .collect();
+        entries.par_sort_unstable();
+        ProbeIndex(entries)
+    }
+
+    fn get(&self, h: u64) -> impl Iterator<Item = usize> + '_ {
+        let from = self.0.partition_point(|(x, _)| *x < h);
+        self.0[from..]
+            .iter()
+            .take_while(move |(x, _)| *x == h)
+            .map(|(_, i)| *i as usize)
+    }
+}
+
+/// A source record with its references resolved to CRM ids, and its probes.
+struct Prepared<'a> {
+    fields: Cow<'a, Map<String, Value>>,
+    probes: Vec<u64>,
+}
+
+/// Field-level differences between a source record and the CRM record it matched.
+fn diffs(
+    entity: Entity,
+    rec: &SourceRecord,
+    fields: &Map<String, Value>,
+    crm: &CrmRecord,
+) -> Vec<FieldDiff> {
+    let mut out = Vec::new();
+    for (field, want) in fields {
+        // Only what the list shows can be compared.
+        let Some(have) = crm.fields.get(field) else {
+            continue;
+        };
+        let same = if field == "title" {
+            norm_title(&strip_deal_prefix(entity, &value_text(want)))
+                == norm_title(&strip_deal_prefix(entity, &value_text(have)))
+        } else {
+            norm_field(field, want) == norm_field(field, have)
+        };
+        if !same {
+            out.push(FieldDiff {
+                entity,
+                key: rec.key.clone(),
+                id: crm.id,
+                rows: rec.rows.clone(),
+                field: field.clone(),
+                source: value_text(want),
+                crm: value_text(have),
+            });
+        }
+    }
+    out
+}
+
 fn reconcile_entity(
     input: &EntityInput<'_>,
     matched_ids: &mut HashMap<(Entity, String), i64>,
@@ -199,45 +281,44 @@ fn reconcile_entity(
         .enumerate()
         .map(|(i, r)| (r.id, i))
         .collect();
-    let mut by_probe: HashMap<String, Vec<usize>> = HashMap::new();
-    for (i, r) in input.crm.iter().enumerate() {
-        for p in probes(entity, None, &r.fields) {
-            by_probe.entry(p).or_default().push(i);
-        }
-    }
-    let mut claimed: HashSet<usize> = HashSet::new();
+    let index = ProbeIndex::build(entity, input.crm);
 
-    for rec in input.source {
-        // References resolve to the CRM ids their records matched.
-        let mut fields = rec.fields.clone();
-        for (field, ref_entity, ref_key) in &rec.refs {
-            if let Some(id) = matched_ids.get(&(*ref_entity, ref_key.clone())) {
-                fields.insert(field.clone(), Value::from(*id));
+    // References resolve to the CRM ids their records matched (earlier entities are done).
+    let ids: &HashMap<(Entity, String), i64> = matched_ids;
+    let prepared: Vec<Prepared<'_>> = input
+        .source
+        .par_iter()
+        .map(|rec| {
+            let mut fields = Cow::Borrowed(&rec.fields);
+            for (field, ref_entity, ref_key) in &rec.refs {
+                if let Some(id) = ids.get(&(*ref_entity, ref_key.clone())) {
+                    fields.to_mut().insert(field.clone(), Value::from(*id));
+                }
             }
-        }
-        let rec_probes = probes(entity, Some(&rec.key), &fields);
-        let journal_id = input.journal.and_then(|j| j.get(&rec.key).copied());
+            let probes = probes(entity, Some(&rec.key), &fields)
+                .iter()
+                .map(|p| hash_probe(p))
+                .collect();
+            Prepared { fields, probes }
+        })
+        .collect();
 
+    // Claiming is sequential: the first source record to reach a CRM record gets it.
+    let mut claimed = vec![false; input.crm.len()];
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    for (si, (rec, prep)) in input.source.iter().zip(&prepared).enumerate() {
+        let journal_id = input.journal.and_then(|j| j.get(&rec.key).copied());
         // The journal's id is the strongest evidence; otherwise the first probe that hits.
-        let mut hit: Option<usize> = None;
+        let mut hit: Option<usize> = journal_id.and_then(|id| by_id.get(&id).copied());
         let mut candidates: Vec<usize> = Vec::new();
-        if let Some(id) = journal_id {
-            hit = by_id.get(&id).copied();
-        }
-        for p in &rec_probes {
-            if let Some(found) = by_probe.get(p) {
-                let free: Vec<usize> = found
-                    .iter()
-                    .copied()
-                    .filter(|i| !claimed.contains(i))
-                    .collect();
-                if free.is_empty() {
-                    continue;
-                }
-                if hit.is_none() || free.contains(&hit.unwrap_or(usize::MAX)) {
-                    candidates = free;
-                    break;
-                }
+        for &p in &prep.probes {
+            let free: Vec<usize> = index.get(p).filter(|i| !claimed[*i]).collect();
+            if free.is_empty() {
+                continue;
+            }
+            if hit.is_none_or(|h| free.contains(&h)) {
+                candidates = free;
+                break;
             }
         }
         if journal_id.is_none() {
@@ -249,27 +330,24 @@ fn reconcile_entity(
                 entity,
                 key: rec.key.clone(),
                 rows: rec.rows.clone(),
-                fields: fields.clone(),
+                fields: prep.fields.clone().into_owned(),
                 journal_id,
             });
             continue;
         };
         summary.matched += 1;
-        claimed.insert(found);
+        claimed[found] = true;
         let crm = &input.crm[found];
         matched_ids.insert((entity, rec.key.clone()), crm.id);
+        pairs.push((si, found));
 
-        let mut dup_ids: Vec<i64> = candidates
-            .iter()
-            .copied()
-            .filter(|i| *i != found)
-            .map(|i| input.crm[i].id)
-            .collect();
-        if !dup_ids.is_empty() {
-            for i in &candidates {
-                claimed.insert(*i);
+        candidates.retain(|i| *i != found);
+        if !candidates.is_empty() {
+            let mut dup_ids: Vec<i64> = vec![crm.id];
+            for &i in &candidates {
+                claimed[i] = true;
+                dup_ids.push(input.crm[i].id);
             }
-            dup_ids.insert(0, crm.id);
             dup_ids.sort_unstable();
             summary.duplicated += 1;
             out.duplicates.push(Duplicate {
@@ -279,41 +357,28 @@ fn reconcile_entity(
                 ids: dup_ids,
             });
         }
+    }
 
-        let mut differs = false;
-        for (field, want) in &fields {
-            // Only what the list shows can be compared.
-            let Some(have) = crm.fields.get(field) else {
-                continue;
-            };
-            let (mut a, b) = (norm_field(field, want), norm_field(field, have));
-            if field == "title" {
-                a = norm_title(&strip_deal_prefix(entity, &value_text(want)));
-                let b2 = norm_title(&strip_deal_prefix(entity, &value_text(have)));
-                if a == b2 {
-                    continue;
-                }
-            }
-            if a != b {
-                differs = true;
-                out.different.push(FieldDiff {
-                    entity,
-                    key: rec.key.clone(),
-                    id: crm.id,
-                    rows: rec.rows.clone(),
-                    field: field.clone(),
-                    source: value_text(want),
-                    crm: value_text(have),
-                });
-            }
-        }
-        if differs {
+    let found_diffs: Vec<Vec<FieldDiff>> = pairs
+        .par_iter()
+        .map(|&(si, ci)| {
+            diffs(
+                entity,
+                &input.source[si],
+                &prepared[si].fields,
+                &input.crm[ci],
+            )
+        })
+        .collect();
+    for d in found_diffs {
+        if !d.is_empty() {
             summary.different += 1;
+            out.different.extend(d);
         }
     }
 
     for (i, r) in input.crm.iter().enumerate() {
-        if !claimed.contains(&i) {
+        if !claimed[i] {
             summary.only_in_crm += 1;
             out.only_in_crm.push((entity, r.clone()));
         }

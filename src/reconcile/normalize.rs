@@ -24,38 +24,37 @@ pub fn value_text(v: &Value) -> String {
     }
 }
 
-fn strip_tags(s: &str) -> String {
+/// Text as the server's mangling and a human reader would not distinguish it: tags stripped,
+/// quotes of every kind removed, case folded, `ё` as `е`, runs of white space as one space.
+/// One pass, one allocation: reconcile runs this on every compared field.
+pub fn norm_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut in_tag = false;
+    let mut space = false;
     for c in s.chars() {
+        if in_tag {
+            if c == '>' {
+                in_tag = false;
+                space = true;
+            }
+            continue;
+        }
         match c {
             '<' => in_tag = true,
-            '>' if in_tag => {
-                in_tag = false;
-                out.push(' ');
+            '"' | '\'' | '«' | '»' | '”' | '“' | '„' | '`' => {}
+            c if c.is_whitespace() => space = true,
+            c => {
+                if space && !out.is_empty() {
+                    out.push(' ');
+                }
+                space = false;
+                for l in c.to_lowercase() {
+                    out.push(if l == 'ё' { 'е' } else { l });
+                }
             }
-            _ if !in_tag => out.push(c),
-            _ => {}
         }
     }
     out
-}
-
-/// Text as the server's mangling and a human reader would not distinguish it: tags stripped,
-/// quotes of every kind removed, case folded, `ё` as `е`, runs of white space as one space.
-pub fn norm_text(s: &str) -> String {
-    let s = if s.contains('<') {
-        strip_tags(s)
-    } else {
-        s.to_string()
-    };
-    let cleaned: String = s
-        .chars()
-        .filter(|c| !matches!(c, '"' | '\'' | '«' | '»' | '”' | '“' | '„' | '`'))
-        .flat_map(char::to_lowercase)
-        .map(|c| if c == 'ё' { 'е' } else { c })
-        .collect();
-    cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Digits of a phone number, a Russian `8XXXXXXXXXX` read as `7XXXXXXXXXX`. Several numbers in

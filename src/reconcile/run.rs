@@ -84,6 +84,23 @@ fn filters_for(entity: Entity, records: &[SourceRecord]) -> Filters {
     filters
 }
 
+/// Person lists honour `fields`: ask only for what is compared or matched on, which makes the
+/// export 3–4× faster on the real server (throughput.md) and keeps memory small.
+fn list_fields(entity: Entity, records: &[SourceRecord]) -> Option<String> {
+    if entity != Entity::Person {
+        return None;
+    }
+    let mut names: Vec<&str> = vec!["pid", "person", "mail", "tel", "mob", "clid"];
+    for r in records {
+        for f in r.fields.keys().chain(r.refs.iter().map(|(f, _, _)| f)) {
+            if !names.contains(&f.as_str()) {
+                names.push(f);
+            }
+        }
+    }
+    Some(names.join(","))
+}
+
 fn crm_record(entity: Entity, row: serde_json::Map<String, Value>) -> Option<CrmRecord> {
     let id = match row.get(entity.id_field())? {
         Value::Number(n) => n.as_i64()?,
@@ -105,11 +122,12 @@ pub async fn fetch_crm(
     for (&entity, records) in &side.records {
         let progress = Progress::new(&format!("{entity} (CRM)"), None, quiet);
         let filters = filters_for(entity, records);
+        let fields = list_fields(entity, records);
         let rows = export::fetch_all(
             client,
             entity,
             &filters,
-            None,
+            fields.as_deref(),
             concurrency,
             policy,
             &progress,

@@ -1,0 +1,171 @@
+//! Reconcile throughput and memory: `cargo bench --bench reconcile_throughput` (ROWS=… to change
+//! the size, default 100,000).
+//!
+//! 1. Matching alone, in this process: ROWS source persons against ROWS CRM persons (1 % missing,
+//!    1 % edited, 1 % duplicated, 1 % only in the CRM) — rows/s of `reconcile()` and peak RSS.
+//! 2. End to end: ROWS persons imported into an in-process sandbox, then `smbatch reconcile` run
+//!    as a child process — its wall time (export + matching) and its own peak RSS (getrusage of
+//!    the children), to show where the time goes.
+
+use serde_json::{json, Map, Value};
+use smbatch::crm::Entity;
+use smbatch::reconcile::{reconcile, CrmRecord, EntityInput, SourceRecord};
+use smbatch::sandbox::{Sandbox, SandboxConfig};
+use std::process::Command;
+use std::time::Instant;
+
+fn vm_hwm_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn children_maxrss_mb() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct we own.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    usage.ru_maxrss as f64 / 1024.0
+}
+
+fn person(i: usize) -> Map<String, Value> {
+    json!({
+        "person": format!("Сотрудник {i:06} Петрович"),
+        "ptitle": "Менеджер по закупкам",
+        "tel": format!("+7 (342) 2{i:06}"),
+        "mail": format!("p{i}@example.com"),
+    })
+    .as_object()
+    .cloned()
+    .unwrap_or_default()
+}
+
+fn matching(rows: usize) {
+    let source: Vec<SourceRecord> = (0..rows)
+        .map(|i| SourceRecord {
+            entity: Entity::Person,
+            key: format!("p{i}@example.com"),
+            fields: person(i),
+            refs: vec![],
+            rows: vec![format!("persons.csv row {}", i + 2)],
+        })
+        .collect();
+    let mut crm: Vec<CrmRecord> = Vec::with_capacity(rows + rows / 50);
+    for i in 0..rows {
+        if i % 100 == 1 {
+            continue; // missing
+        }
+        let mut f = person(i);
+        if i % 100 == 2 {
+            f.insert("ptitle".into(), json!("Уволен")); // edited
+        }
+        f.insert("pid".into(), json!(i + 1));
+        crm.push(CrmRecord {
+            id: i as i64 + 1,
+            fields: f.clone(),
+        });
+        if i % 100 == 3 {
+            crm.push(CrmRecord {
+                id: (rows + i) as i64 + 1,
+                fields: f,
+            }); // duplicate
+        }
+        if i % 100 == 4 {
+            let mut other = person(rows + i);
+            other.insert("pid".into(), json!(2 * rows + i + 1));
+            crm.push(CrmRecord {
+                id: (2 * rows + i) as i64 + 1,
+                fields: other,
+            }); // only in CRM
+        }
+    }
+    let started = Instant::now();
+    let r = reconcile(&[EntityInput {
+        entity: Entity::Person,
+        source: &source,
+        crm: &crm,
+        journal: None,
+    }]);
+    let secs = started.elapsed().as_secs_f64();
+    let s = &r.summaries[0].1;
+    assert_eq!(s.missing as usize, rows / 100);
+    assert_eq!(s.different as usize, rows / 100);
+    assert_eq!(s.duplicated as usize, rows / 100);
+    assert_eq!(s.only_in_crm as usize, rows / 100);
+    println!(
+        "matching: {rows} source vs {} CRM records in {secs:.2} s = {:.0} source rows/s; peak RSS {:.0} MB (inputs included)",
+        crm.len(),
+        rows as f64 / secs,
+        vm_hwm_mb()
+    );
+}
+
+fn end_to_end(rows: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("persons.csv");
+    let mut csv = String::from("name;title;tel;mail\n");
+    for i in 0..rows {
+        let p = person(i);
+        csv.push_str(&format!(
+            "{};{};{};{}\n",
+            p["person"].as_str().unwrap_or_default(),
+            p["ptitle"].as_str().unwrap_or_default(),
+            p["tel"].as_str().unwrap_or_default(),
+            p["mail"].as_str().unwrap_or_default()
+        ));
+    }
+    std::fs::write(&input, csv).unwrap();
+    let template = dir.path().join("persons.toml");
+    std::fs::write(
+        &template,
+        "[source]\nencoding = \"utf-8\"\ndelimiter = \";\"\n\n[[entity]]\ntype = \"person\"\nkey = \"{mail}\"\n[entity.fields]\nperson = { column = \"name\", required = true }\nptitle = { column = \"title\" }\ntel = { column = \"tel\" }\nmail = { column = \"mail\" }\n",
+    )
+    .unwrap();
+    let sb = Sandbox::start(SandboxConfig {
+        db: dir.path().join("sandbox.sqlite").display().to_string(),
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let conn = sb.connection();
+    let run = |args: &[&str]| {
+        let started = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_smbatch"))
+            .args(args)
+            .arg(&input)
+            .arg("--template")
+            .arg(&template)
+            .arg("--url")
+            .arg(&conn.url)
+            .arg("--login")
+            .arg(&conn.login)
+            .arg("-q")
+            .env("SMBATCH_APIKEY", conn.apikey.expose())
+            .env("SMBATCH_CONFIG", "/nonexistent")
+            .output()
+            .unwrap();
+        assert!(out.status.code().unwrap_or(2) < 2, "{out:?}");
+        started.elapsed().as_secs_f64()
+    };
+    let report = dir.path().join("import.xlsx");
+    let imported = run(&["import", "--report", report.to_str().unwrap_or_default()]);
+    assert_eq!(sb.count(Entity::Person) as usize, rows);
+    let out = dir.path().join("reconcile.xlsx");
+    let secs = run(&["reconcile", "-o", out.to_str().unwrap_or_default()]);
+    println!(
+        "end to end: import {rows} persons {imported:.1} s; reconcile (read + export + match + report) {secs:.1} s = {:.0} rows/s; children's peak RSS {:.0} MB",
+        rows as f64 / secs,
+        children_maxrss_mb()
+    );
+}
+
+fn main() {
+    let rows: usize = std::env::var("ROWS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
+    matching(rows);
+    end_to_end(rows);
+}
