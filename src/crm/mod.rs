@@ -6,6 +6,7 @@ mod client;
 mod entity;
 mod outcome;
 mod retry;
+pub mod values;
 
 pub use client::{CrmClient, FieldInfo, ListPage};
 pub use entity::{Entity, UnknownEntity};

@@ -1,6 +1,7 @@
 //! Reading one item's result from a write answer. The real server's per-item answers differ by
 //! entity and leak fields between rows (NOTES.md §2), so each entity has its own rule.
 
+use super::values::value_id;
 use super::Entity;
 use serde_json::Value;
 
@@ -12,15 +13,6 @@ pub enum ItemOutcome {
     Existing(i64),
     /// Rejected by the server; `text` is its own message, verbatim.
     Failed { code: Option<String>, text: String },
-}
-
-fn as_id(v: Option<&Value>) -> Option<i64> {
-    match v? {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-    .filter(|id| *id > 0)
 }
 
 fn error_of(item: &Value) -> (Option<String>, String) {
@@ -47,7 +39,7 @@ impl ItemOutcome {
     pub fn read(entity: Entity, item: &Value) -> ItemOutcome {
         let result = item.get("result").and_then(Value::as_str).unwrap_or("");
         if result == "Error" {
-            if let Some(id) = as_id(item.get("exists")) {
+            if let Some(id) = value_id(item.get("exists")) {
                 return ItemOutcome::Existing(id);
             }
         }
@@ -58,7 +50,7 @@ impl ItemOutcome {
             _ => result == "Успешно",
         };
         if ok {
-            if let Some(id) = as_id(item.get("data")) {
+            if let Some(id) = value_id(item.get("data")) {
                 return ItemOutcome::Created(id);
             }
         }

@@ -1,7 +1,7 @@
 //! Matching source records with CRM records, entity by entity in reference order, so a person's
 //! `clid` can be compared with the CRM id its client matched.
 
-use super::normalize::{norm_field, norm_phone, norm_text, norm_title, value_text};
+use crate::crm::values::{norm_field, norm_phone, norm_text, norm_title, value_text};
 use crate::crm::Entity;
 use rayon::prelude::*;
 use serde_json::{Map, Value};

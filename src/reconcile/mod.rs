@@ -1,7 +1,6 @@
 //! Reconcile: matching source records with CRM records by key; differences.
 
 pub mod matcher;
-pub mod normalize;
 pub mod run;
 
 pub use matcher::{

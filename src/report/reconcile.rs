@@ -1,7 +1,7 @@
 //! The reconcile report: a summary sheet with a chart, then one sheet per kind of finding.
 
 use super::{Cell, ReportError, XlsxBook};
-use crate::reconcile::normalize::value_text;
+use crate::crm::values::value_text;
 use crate::reconcile::Reconciliation;
 use rust_xlsxwriter::{Chart, ChartType, Format};
 use serde_json::{json, Value};

@@ -2,6 +2,7 @@
 //! no duplicate check on the server (NOTES.md §3), so after an answer is lost the only safe way
 //! on is to look each record up and send only those that are really missing.
 
+use crate::crm::values::{norm_text, value_id, value_text};
 use crate::crm::{CrmClient, CrmError, Entity, RetryPolicy};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -15,44 +16,8 @@ pub struct Wanted<'a> {
     pub payload: &'a Map<String, Value>,
 }
 
-fn text(v: Option<&Value>) -> String {
-    match v {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|x| text(Some(x)))
-            .collect::<Vec<_>>()
-            .join(", "),
-        _ => String::new(),
-    }
-}
-
-fn id(v: Option<&Value>) -> Option<i64> {
-    match v? {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-    .filter(|i| *i > 0)
-}
-
-/// Compare text the way the server stores it: tags stripped, quotes dropped or replaced
-/// (NOTES.md §8), whitespace collapsed, case ignored.
-pub fn normalize(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut in_tag = false;
-    for c in s.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' if in_tag => in_tag = false,
-            _ if in_tag => {}
-            '"' | '\'' | '”' | '“' | '«' | '»' | '`' => {}
-            c if c.is_whitespace() => out.push(' '),
-            c => out.extend(c.to_lowercase()),
-        }
-    }
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
+fn value_text_of(v: Option<&Value>) -> String {
+    v.map(value_text).unwrap_or_default()
 }
 
 /// Look records up; returns key → CRM id of those found. Errors only when the CRM cannot be
@@ -82,7 +47,7 @@ async fn find_by_uid(
 ) -> Result<HashMap<String, i64>, CrmError> {
     let mut found = HashMap::new();
     for w in wanted {
-        let uid = text(w.payload.get("uid"));
+        let uid = value_text_of(w.payload.get("uid"));
         if uid.is_empty() {
             continue;
         }
@@ -92,8 +57,8 @@ async fn find_by_uid(
         {
             Ok(v) => {
                 let data = v.get("data").unwrap_or(&v);
-                let their_uid = text(data.get("uid"));
-                if let Some(i) = id(data.get(entity.id_field())) {
+                let their_uid = value_text_of(data.get("uid"));
+                if let Some(i) = value_id(data.get(entity.id_field())) {
                     if their_uid.is_empty() || their_uid == uid {
                         found.insert(w.key.to_string(), i);
                         continue;
@@ -103,7 +68,7 @@ async fn find_by_uid(
             Err(CrmError::Api { .. }) => {}
             Err(e) => return Err(e),
         }
-        let title = text(w.payload.get("title"));
+        let title = value_text_of(w.payload.get("title"));
         let mut params = Map::new();
         params.insert("uid".into(), json!(uid));
         if !title.is_empty() {
@@ -121,8 +86,8 @@ async fn find_by_uid(
         if let Some(i) = page
             .rows
             .iter()
-            .find(|r| text(r.get("uid")) == uid)
-            .and_then(|r| id(r.get(entity.id_field())))
+            .find(|r| value_text_of(r.get("uid")) == uid)
+            .and_then(|r| value_id(r.get(entity.id_field())))
         {
             found.insert(w.key.to_string(), i);
         }
@@ -144,7 +109,7 @@ async fn find_persons(
     for w in wanted {
         let Some(word) = ["mail", "tel", "mob", "person"]
             .iter()
-            .map(|f| text(w.payload.get(*f)))
+            .map(|f| value_text_of(w.payload.get(*f)))
             .find(|v| !v.trim().is_empty())
         else {
             continue;
@@ -153,33 +118,33 @@ async fn find_persons(
         params.insert("word".into(), json!(word.trim()));
         params.insert("order".into(), json!("pid"));
         params.insert("first".into(), json!("old"));
-        if let Some(clid) = id(w.payload.get("clid")) {
+        if let Some(clid) = value_id(w.payload.get("clid")) {
             params.insert("filter".into(), json!({ "clid": clid }));
         }
         let want: Vec<(&str, String)> = PERSON_MATCH
             .iter()
-            .map(|f| (*f, normalize(&text(w.payload.get(*f)))))
+            .map(|f| (*f, norm_text(&value_text_of(w.payload.get(*f)))))
             .filter(|(_, v)| !v.is_empty())
             .collect();
-        let clid = id(w.payload.get("clid"));
+        let clid = value_id(w.payload.get("clid"));
         'pages: for page in 0..MAX_PAGES {
             let p = client
                 .list_page(Entity::Person, &params, page, policy)
                 .await?;
             for r in &p.rows {
-                let Some(pid) = id(r.get("pid")) else {
+                let Some(pid) = value_id(r.get("pid")) else {
                     continue;
                 };
                 if claimed.contains(&pid) {
                     continue;
                 }
-                let same_client = match (clid, id(r.get("clid"))) {
+                let same_client = match (clid, value_id(r.get("clid"))) {
                     (Some(a), Some(b)) => a == b,
                     (Some(_), None) => false,
                     _ => true,
                 };
                 let same = want.iter().all(|(f, v)| match r.get(*f) {
-                    Some(x) => normalize(&text(Some(x))) == *v,
+                    Some(x) => norm_text(&value_text_of(Some(x))) == *v,
                     None => true,
                 });
                 if same_client && same {
@@ -197,7 +162,7 @@ async fn find_persons(
 }
 
 fn day_of(payload: &Map<String, Value>, field: &str) -> String {
-    let d = text(payload.get(field));
+    let d = value_text_of(payload.get(field));
     let d = d.trim();
     if d.len() >= 10 && d.as_bytes()[4] == b'-' {
         d[..10].to_string()
@@ -223,8 +188,8 @@ async fn find_history(
     for w in wanted {
         let g = (
             day_of(w.payload, "datum"),
-            id(w.payload.get("clid")),
-            id(w.payload.get("pid")),
+            value_id(w.payload.get("clid")),
+            value_id(w.payload.get("pid")),
         );
         groups.entry(g).or_default().push(w);
     }
@@ -253,25 +218,26 @@ async fn find_history(
             }
         }
         for w in ws {
-            let content = normalize(&text(w.payload.get("content")));
-            let datum = text(w.payload.get("datum"));
+            let content = norm_text(&value_text_of(w.payload.get("content")));
+            let datum = value_text_of(w.payload.get("datum"));
             for r in &rows {
-                let Some(cid) = id(r.get("cid")) else {
+                let Some(cid) = value_id(r.get("cid")) else {
                     continue;
                 };
                 if claimed.contains(&cid) {
                     continue;
                 }
-                let same_ref = |f: &str| match id(w.payload.get(f)) {
-                    Some(x) => id(r.get(f)) == Some(x) || r.get(f).is_none(),
+                let same_ref = |f: &str| match value_id(w.payload.get(f)) {
+                    Some(x) => value_id(r.get(f)) == Some(x) || r.get(f).is_none(),
                     None => true,
                 };
-                let same_time = datum.len() < 16 || text(r.get("datum")).starts_with(&datum[..16]);
+                let same_time =
+                    datum.len() < 16 || value_text_of(r.get("datum")).starts_with(&datum[..16]);
                 if same_ref("clid")
                     && same_ref("pid")
                     && same_ref("did")
                     && same_time
-                    && normalize(&text(r.get("content"))) == content
+                    && norm_text(&value_text_of(r.get("content"))) == content
                 {
                     claimed.insert(cid);
                     found.insert(w.key.to_string(), cid);
@@ -292,7 +258,7 @@ async fn find_tasks(
     let mut found = HashMap::new();
     let mut claimed = HashSet::new();
     for w in wanted {
-        let title = text(w.payload.get("title"));
+        let title = value_text_of(w.payload.get("title"));
         if title.trim().is_empty() {
             continue;
         }
@@ -303,12 +269,12 @@ async fn find_tasks(
         params.insert("dateStart".into(), json!(day));
         params.insert("dateEnd".into(), json!(day));
         let p = client.list_page(Entity::Task, &params, 0, policy).await?;
-        let want = normalize(&title);
+        let want = norm_text(&title);
         if let Some(tid) = p
             .rows
             .iter()
-            .filter(|r| normalize(&text(r.get("title"))) == want)
-            .filter_map(|r| id(r.get("tid")))
+            .filter(|r| norm_text(&value_text_of(r.get("title"))) == want)
+            .filter_map(|r| value_id(r.get("tid")))
             .find(|t| !claimed.contains(t))
         {
             claimed.insert(tid);
@@ -325,10 +291,10 @@ mod tests {
     #[test]
     fn normalisation_matches_what_the_server_stores() {
         assert_eq!(
-            normalize("Звонок: \"Ромашка\" <b>ok</b>\n  итог"),
-            normalize("Звонок: Ромашка ok<br />\n итог")
+            norm_text("Звонок: \"Ромашка\" <b>ok</b>\n  итог"),
+            norm_text("Звонок: Ромашка ok<br />\n итог")
         );
-        assert_eq!(normalize("ООО «Лес»"), normalize("ООО ”Лес”"));
+        assert_eq!(norm_text("ООО «Лес»"), norm_text("ООО ”Лес”"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! Comparing what we sent with what the CRM shows. The real server rewrites text on the way in
-//! (NOTES.md §8: quotes become `”`, tags are stripped, history loses quotes and gains `<br />`
-//! in lists, client titles move the legal form to the end), so values are compared in a
-//! normalised form that forgives exactly those changes, and case and spacing.
+//! Reading and comparing the values the CRM answers with. The real server rewrites text on the
+//! way in (NOTES.md §8: quotes become `”`, tags are stripped, history loses quotes and gains
+//! `<br />` in lists, client titles move the legal form to the end), so whoever compares what we
+//! sent with what it shows (lookups after a lost answer, reconcile) uses the normalised forms
+//! here, which forgive exactly those changes, and case and spacing.
 
 use serde_json::Value;
 
@@ -22,6 +23,16 @@ pub fn value_text(v: &Value) -> String {
         Value::Array(items) => items.iter().map(value_text).collect::<Vec<_>>().join(", "),
         Value::Object(_) => v.to_string(),
     }
+}
+
+/// A record id: a positive integer, sent as a number or a string.
+pub fn value_id(v: Option<&Value>) -> Option<i64> {
+    match v? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|id| *id > 0)
 }
 
 /// Text as the server's mangling and a human reader would not distinguish it: tags stripped,
