@@ -4,6 +4,7 @@ use crate::cli::ConnectionArgs;
 use crate::cmd::validate::source_options;
 use crate::crm::{CrmClient, Entity};
 use crate::report::import::{rows_to_retry, ImportReport, Outcome, RowLine};
+use crate::report::summary::SummaryTable;
 use crate::source;
 use crate::template::{map_file, MapOptions, Severity, Template};
 use crate::upload::journal::{fingerprint_file, State};
@@ -260,20 +261,6 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
     });
     drop(runtime);
 
-    // Per-row outcomes into the report.
-    let mut report = ImportReport::create(Some(&report_path), args.csv_report.as_deref())?;
-    let mut by_outcome: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut clean = true;
-    for r in &rows {
-        let line = row_line(r, &plan, &uploader);
-        if !matches!(line.outcome, Outcome::Created | Outcome::Existing) {
-            clean = false;
-        }
-        *by_outcome.entry(line.outcome.as_str()).or_default() += 1;
-        report.write(&line)?;
-    }
-    report.finish()?;
-
     let counts = uploader.counts();
     let mut entities = BTreeMap::new();
     for e in Entity::ALL {
@@ -291,6 +278,25 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
             },
         );
     }
+
+    // Per-row outcomes into the report, after its summary sheet.
+    let mut report = ImportReport::create(
+        Some(&report_path),
+        args.csv_report.as_deref(),
+        &summary_table(&entities),
+    )?;
+    let mut by_outcome: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut clean = true;
+    for r in &rows {
+        let line = row_line(r, &plan, &uploader);
+        if !matches!(line.outcome, Outcome::Created | Outcome::Existing) {
+            clean = false;
+        }
+        *by_outcome.entry(line.outcome.as_str()).or_default() += 1;
+        report.write(&line)?;
+    }
+    report.finish()?;
+
     let summary = Summary {
         file: file_name,
         target: conn.url.clone(),
@@ -319,6 +325,43 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
         return Err(Error::Interrupted);
     }
     Ok(if clean { Exit::Clean } else { Exit::RowsFailed })
+}
+
+fn summary_table(entities: &BTreeMap<Entity, EntitySummary>) -> SummaryTable {
+    SummaryTable {
+        chart_title: "Import by entity".into(),
+        columns: [
+            "entity",
+            "read",
+            "invalid",
+            "created",
+            "existing",
+            "failed",
+            "unresolved",
+            "ambiguous resolved",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: entities
+            .iter()
+            .map(|(e, s)| {
+                let c = &s.counts;
+                (
+                    e.to_string(),
+                    vec![
+                        s.read,
+                        s.invalid,
+                        c.created,
+                        c.existing,
+                        c.failed,
+                        c.unresolved,
+                        c.ambiguous_resolved,
+                    ],
+                )
+            })
+            .collect(),
+        charted: vec![1, 2, 3, 4],
+    }
 }
 
 fn row_line(r: &RowInfo, plan: &Plan, up: &Uploader) -> RowLine {

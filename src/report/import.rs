@@ -2,6 +2,7 @@
 //! the error (entity, field, value, message), as XLSX and/or CSV; and reading such a report back
 //! for `import --only-failed`.
 
+use super::summary::{add_summary_sheet, SummaryTable};
 use super::{Cell, CsvOptions, CsvTable, ReportError, SheetId, XlsxBook};
 use std::collections::HashSet;
 use std::path::Path;
@@ -60,7 +61,12 @@ pub struct ImportReport {
 }
 
 impl ImportReport {
-    pub fn create(xlsx: Option<&Path>, csv: Option<&Path>) -> Result<ImportReport, ReportError> {
+    /// The XLSX opens with `summary` (counts per entity and a chart), then one line per row.
+    pub fn create(
+        xlsx: Option<&Path>,
+        csv: Option<&Path>,
+        summary: &SummaryTable,
+    ) -> Result<ImportReport, ReportError> {
         let headers: Vec<String> = HEADERS.iter().map(|s| s.to_string()).collect();
         let xlsx = match xlsx {
             Some(p) => {
@@ -68,6 +74,7 @@ impl ImportReport {
                     std::fs::create_dir_all(dir).map_err(|e| ReportError::io(p, e))?;
                 }
                 let mut book = XlsxBook::create(p);
+                add_summary_sheet(&mut book, summary)?;
                 let sheet = book.add_sheet("Rows", &headers)?;
                 Some((book, sheet))
             }
@@ -199,7 +206,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let x = dir.path().join("r.xlsx");
         let c = dir.path().join("r.csv");
-        let mut rep = ImportReport::create(Some(&x), Some(&c)).unwrap();
+        let mut rep = ImportReport::create(Some(&x), Some(&c), &SummaryTable::default()).unwrap();
         for (row, outcome) in [
             (2, Outcome::Created),
             (3, Outcome::Failed),

@@ -4,6 +4,7 @@
 pub mod import;
 pub mod progress;
 pub mod reconcile;
+pub mod summary;
 pub mod table;
 pub mod validation;
 

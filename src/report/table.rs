@@ -330,6 +330,10 @@ impl XlsxBook {
         Ok(SheetId(id))
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The workbook itself, for small hand-laid sheets (summaries, charts).
     pub fn workbook_mut(&mut self) -> &mut Workbook {
         &mut self.workbook

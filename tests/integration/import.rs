@@ -185,6 +185,22 @@ fn sample_imports_valid_rows_reports_invalid_ones_and_reruns_create_nothing() {
     assert!(lines
         .iter()
         .any(|l| l.contains(";invalid;") && l.contains("mail") && l.contains("e-mail")));
+    // The XLSX opens with a summary per entity, then every row.
+    {
+        use calamine::{open_workbook, Data, Reader, Xlsx};
+        let mut wb: Xlsx<_> = open_workbook(&report).unwrap();
+        assert_eq!(wb.sheet_names(), vec!["Summary", "Rows"]);
+        let summary = wb.worksheet_range("Summary").unwrap();
+        let person = (1..summary.height())
+            .find(|r| summary.get((*r, 0)) == Some(&Data::String("person".into())))
+            .expect("a person line");
+        assert_eq!(
+            summary.get((person, 3)),
+            Some(&Data::Float(25.0)),
+            "created"
+        );
+        assert_eq!(wb.worksheet_range("Rows").unwrap().height(), 31);
+    }
     // The API key never lands in reports or the journal.
     let journal = std::fs::read(dir.path().join("out/report.journal.sqlite")).unwrap();
     let key = sb.connection().apikey.expose().to_string();
