@@ -91,7 +91,7 @@ impl Reconciliation {
 
 /// Ways to recognise a record without an id, most specific first. Source and CRM records go
 /// through the same function, so both sides produce the same strings.
-fn probes(entity: Entity, key: Option<&str>, f: &Map<String, Value>) -> Vec<String> {
+fn probes(entity: Entity, key: Option<&str>, f: &Map<String, Value>) -> Vec<u64> {
     let get = |name: &str| f.get(name).map(value_text).unwrap_or_default();
     let id_of = |name: &str| {
         f.get(name)
@@ -100,51 +100,49 @@ fn probes(entity: Entity, key: Option<&str>, f: &Map<String, Value>) -> Vec<Stri
             .unwrap_or_default()
     };
     let mut out = Vec::new();
-    let mut push = |kind: &str, v: String| {
-        if !v.is_empty() {
-            out.push(format!("{kind}\u{1f}{v}"));
+    // Probes are hashed as (kind, parts...) directly: no string is built for them.
+    let mut push = |kind: &str, parts: &[&str]| {
+        if parts.first().is_some_and(|p| !p.is_empty()) {
+            out.push(hash_probe(kind, parts));
         }
     };
     match entity {
         Entity::Client | Entity::Deal => {
             // The import writes the record key into `uid` when the template sets none.
-            let uid = Some(get("uid")).filter(|u| !u.is_empty());
-            push("uid", uid.or(key.map(str::to_string)).unwrap_or_default());
+            let uid = get("uid");
+            push(
+                "uid",
+                &[if uid.is_empty() {
+                    key.unwrap_or("")
+                } else {
+                    &uid
+                }],
+            );
             let title = norm_title(&strip_deal_prefix(entity, &get("title")));
-            if !title.is_empty() {
-                push("title", format!("{title}|{}", id_of("clid")));
-            }
+            push("title", &[&title, &id_of("clid")]);
         }
         Entity::Person => {
-            push("mail", get("mail").trim().to_lowercase());
-            push("tel", norm_phone(&get("tel")));
-            push("mob", norm_phone(&get("mob")));
-            let name = norm_text(&get("person"));
-            if !name.is_empty() {
-                push("name", format!("{name}|{}", id_of("clid")));
-            }
+            push("mail", &[&get("mail").trim().to_lowercase()]);
+            push("tel", &[&norm_phone(&get("tel"))]);
+            push("mob", &[&norm_phone(&get("mob"))]);
+            push("name", &[&norm_text(&get("person")), &id_of("clid")]);
         }
         Entity::History => {
-            let content = norm_text(&get("content"));
-            if !content.is_empty() {
-                push(
-                    "hist",
-                    format!(
-                        "{}|{}|{content}",
-                        id_of("clid"),
-                        norm_field("datum", f.get("datum").unwrap_or(&Value::Null))
-                    ),
-                );
-            }
+            let datum = norm_field("datum", f.get("datum").unwrap_or(&Value::Null));
+            push(
+                "hist",
+                &[&norm_text(&get("content")), &id_of("clid"), &datum],
+            );
         }
         Entity::Task => {
-            let title = norm_text(&get("title"));
-            if !title.is_empty() {
-                push(
-                    "task",
-                    format!("{}|{}|{title}", id_of("clid"), get("datum").trim()),
-                );
-            }
+            push(
+                "task",
+                &[
+                    &norm_text(&get("title")),
+                    &id_of("clid"),
+                    get("datum").trim(),
+                ],
+            );
         }
     }
     out
@@ -187,9 +185,12 @@ pub fn reconcile(inputs: &[EntityInput<'_>]) -> Reconciliation {
 /// A probe as a 64-bit hash: 400,000 probes of 100,000 records take a few MB this way instead
 /// of a string map. A collision can only make two different values look alike, which the field
 /// comparison then shows as a difference.
-fn hash_probe(p: &str) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    BuildHasherDefault::<DefaultHasher>::default().hash_one(p)
+fn hash_probe(kind: &str, parts: &[&str]) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash, Hasher};
+    let mut h = BuildHasherDefault::<DefaultHasher>::default().build_hasher();
+    kind.hash(&mut h);
+    parts.hash(&mut h);
+    h.finish()
 }
 
 /// CRM records by probe hash: a sorted vector, searched by range.
@@ -199,12 +200,7 @@ impl ProbeIndex {
     fn build(entity: Entity, crm: &[CrmRecord]) -> ProbeIndex {
         let per_record: Vec<Vec<u64>> = crm
             .par_iter()
-            .map(|r| {
-                probes(entity, None, &r.fields)
-                    .iter()
-                    .map(|p| hash_probe(p))
-                    .collect()
-            })
+            .map(|r| probes(entity, None, &r.fields))
             .collect();
         let mut entries: Vec<(u64, u32)> = per_record
             .into_iter()
@@ -243,7 +239,9 @@ fn diffs(
         let Some(have) = crm.fields.get(field) else {
             continue;
         };
-        let same = if field == "title" {
+        let same = if want == have {
+            true
+        } else if field == "title" {
             norm_title(&strip_deal_prefix(entity, &value_text(want)))
                 == norm_title(&strip_deal_prefix(entity, &value_text(have)))
         } else {
@@ -295,10 +293,7 @@ fn reconcile_entity(
                     fields.to_mut().insert(field.clone(), Value::from(*id));
                 }
             }
-            let probes = probes(entity, Some(&rec.key), &fields)
-                .iter()
-                .map(|p| hash_probe(p))
-                .collect();
+            let probes = probes(entity, Some(&rec.key), &fields);
             Prepared { fields, probes }
         })
         .collect();
