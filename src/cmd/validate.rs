@@ -1,13 +1,12 @@
 //! `smbatch validate`: read a file through a template and report every problem. No network.
 
-use crate::report::validation::{ReportWriter, Tally};
+use crate::report::validation::{check_row, CheckedRow, ReportWriter, Tally};
 use crate::source::{self, Encoding, SourceOptions};
-use crate::template::{map_file, MapOptions, Severity, Template};
+use crate::template::{map_file_with, MapOptions, Severity, Template};
 use crate::{Error, Exit, Result};
 use clap::Args;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -70,7 +69,7 @@ pub fn run(args: ValidateArgs) -> Result<Exit> {
     )?;
     let src = source::open(&args.file, &opts)?;
     let file_name = args.file.display().to_string();
-    let mapper = Arc::new(template.bind(src.headers(), &file_name)?);
+    let mapper = template.bind(src.headers(), &file_name)?;
     let mut tally = Tally::new(
         &file_name,
         &args.template.display().to_string(),
@@ -93,11 +92,19 @@ pub fn run(args: ValidateArgs) -> Result<Exit> {
     });
     let mut shown = 0usize;
     let mut hidden = 0u64;
-    for item in map_file(src, mapper, MapOptions::default()) {
-        let (row, mut m) = item?;
-        tally.add(&mut m);
-        if report.is_active() {
-            report.add(&row, &m)?;
+    let keep_rows = report.is_active();
+    let rows = map_file_with(src, MapOptions::default(), move |row| {
+        check_row(&mapper, row, keep_rows)
+    });
+    for item in rows {
+        let CheckedRow {
+            row,
+            mapped: mut m,
+            prints,
+        } = item?;
+        tally.add_fingerprinted(&mut m, &prints);
+        if let Some(row) = &row {
+            report.add(row, &m)?;
         }
         for p in &m.problems {
             if args.json {

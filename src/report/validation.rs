@@ -6,11 +6,11 @@
 use super::ReportError;
 use crate::crm::Entity;
 use crate::source::Row;
-use crate::template::{MappedRow, Problem, Severity};
+use crate::template::{fingerprint, Fingerprint, MappedRow, Mapper, Problem, Severity};
 use rust_xlsxwriter::{Format, Workbook};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
+
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -46,20 +46,108 @@ pub struct ValidationSummary {
     pub template_warnings: Vec<String>,
 }
 
-fn hash_of<T: Hash>(t: &T) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    t.hash(&mut h);
-    h.finish()
+/// A mapped row reduced to what `validate` needs downstream.
+pub struct CheckedRow {
+    /// The source row, kept only when a report needs its cells.
+    pub row: Option<Row>,
+    /// Records keep entity and key; their field maps are dropped on the worker (already hashed).
+    pub mapped: MappedRow,
+    pub prints: Vec<Fingerprint>,
 }
 
-/// Accumulates counts and detects same-key records with different values. Only 64-bit hashes
-/// are kept per key (≈ 30 bytes each), so a million distinct keys cost ~30 MB, not the records.
+/// Map and fingerprint one row: the per-row work of `validate`, run on the rayon pool.
+pub fn check_row(mapper: &Mapper, row: Row, keep_row: bool) -> CheckedRow {
+    let (mapped, prints) = mapper.map_row_fingerprinted(&row);
+    CheckedRow {
+        row: keep_row.then_some(row),
+        mapped,
+        prints,
+    }
+}
+
+/// key fingerprint → (values fingerprint << 32 | first row), open addressing with linear
+/// probing, 16 bytes a slot. Split into 256 shards that grow by 1.25× on their own, so memory is
+/// ~22 bytes per distinct key with no doubling spikes (2M keys ≈ 45 MB; std's HashMap with a
+/// doubling rehash needed ~3× that at its peak).
+struct KeyTable {
+    shards: Vec<Shard>,
+}
+
+#[derive(Default)]
+struct Shard {
+    /// Key 0 marks an empty slot (a real key 0 is stored as 1).
+    slots: Vec<(u64, u64)>,
+    len: usize,
+}
+
+impl Shard {
+    fn slot(key: u64, cap: usize) -> usize {
+        ((u128::from(key.rotate_left(8)) * cap as u128) >> 64) as usize
+    }
+
+    /// The stored value for `key`, or `None` after inserting `value`.
+    fn get_or_insert(&mut self, key: u64, value: u64) -> Option<u64> {
+        if (self.len + 1) * 5 > self.slots.len() * 4 {
+            self.grow();
+        }
+        let cap = self.slots.len();
+        let mut i = Self::slot(key, cap);
+        loop {
+            let (k, v) = self.slots[i];
+            if k == key {
+                return Some(v);
+            }
+            if k == 0 {
+                self.slots[i] = (key, value);
+                self.len += 1;
+                return None;
+            }
+            i += 1;
+            if i == cap {
+                i = 0;
+            }
+        }
+    }
+
+    fn grow(&mut self) {
+        let cap = (self.slots.len() + self.slots.len() / 4).max(64);
+        let old = std::mem::replace(&mut self.slots, vec![(0, 0); cap]);
+        for (k, v) in old.into_iter().filter(|(k, _)| *k != 0) {
+            let mut i = Self::slot(k, cap);
+            while self.slots[i].0 != 0 {
+                i = if i + 1 == cap { 0 } else { i + 1 };
+            }
+            self.slots[i] = (k, v);
+        }
+    }
+}
+
+impl Default for KeyTable {
+    fn default() -> Self {
+        KeyTable {
+            shards: (0..256).map(|_| Shard::default()).collect(),
+        }
+    }
+}
+
+impl KeyTable {
+    fn get_or_insert(&mut self, key: u64, value: u64) -> Option<u64> {
+        let key = key.max(1);
+        self.shards[(key & 0xff) as usize].get_or_insert(key, value)
+    }
+}
+
+/// Where a problem message was seen (entity, column) and how often.
+type ProblemPlace = (Option<Entity>, Option<String>, u64);
+
+/// Accumulates counts and detects same-key records with different values. Per distinct key only
+/// a 16-byte fingerprint slot is kept (see `KeyTable`), never the records.
 #[derive(Default)]
 pub struct Tally {
     pub summary: ValidationSummary,
-    /// (entity, key hash) → (fields hash, first row)
-    keys: HashMap<(Entity, u64), (u64, u64)>,
-    problem_counts: HashMap<(Option<Entity>, Option<String>, String), u64>,
+    keys: KeyTable,
+    /// message → (entity, column, count)
+    problem_counts: HashMap<String, Vec<ProblemPlace>>,
 }
 
 impl Tally {
@@ -83,30 +171,30 @@ impl Tally {
 
     /// Count a mapped row; adds conflict warnings to `m.problems`.
     pub fn add(&mut self, m: &mut MappedRow) {
+        let prints: Vec<Fingerprint> = m.records.iter().map(fingerprint).collect();
+        self.add_fingerprinted(m, &prints);
+    }
+
+    /// [`Tally::add`] with the fingerprints already computed (`prints[i]` is `m.records[i]`'s).
+    pub fn add_fingerprinted(&mut self, m: &mut MappedRow, prints: &[Fingerprint]) {
         let s = &mut self.summary;
         s.rows_read += 1;
         if m.blank {
             s.blank_rows += 1;
             return;
         }
-        for r in &m.records {
-            let fields = serde_json::to_string(&r.fields).unwrap_or_default();
-            let refs: Vec<(&str, &str)> = r
-                .refs
-                .iter()
-                .map(|x| (x.field.as_str(), x.key.as_str()))
-                .collect();
-            let fh = hash_of(&(fields, refs));
+        for (r, fp) in m.records.iter().zip(prints) {
             let counts = s.entities.entry(r.entity).or_default();
             counts.valid += 1;
-            match self.keys.get(&(r.entity, hash_of(&r.key))) {
-                None => {
-                    counts.distinct_keys += 1;
-                    self.keys
-                        .insert((r.entity, hash_of(&r.key)), (fh, m.pos.row));
-                }
-                Some((h, first)) if *h != fh => {
+            let row = m.pos.row.min(u64::from(u32::MAX));
+            match self
+                .keys
+                .get_or_insert(fp.key, (u64::from(fp.values) << 32) | row)
+            {
+                None => counts.distinct_keys += 1,
+                Some(v) if (v >> 32) as u32 != fp.values => {
                     counts.conflicting_keys += 1;
+                    let first = v & 0xffff_ffff;
                     m.problems.push(Problem {
                         entity: Some(r.entity),
                         column: None,
@@ -133,14 +221,22 @@ impl Tally {
             }
             // Conflict messages embed a row number: group them under one line.
             let msg = if p.message.starts_with("same key as row") {
-                "same key as an earlier row but different values".to_string()
+                "same key as an earlier row but different values"
             } else {
-                p.message.clone()
+                p.message.as_str()
             };
-            *self
-                .problem_counts
-                .entry((p.entity, p.column.clone(), msg))
-                .or_default() += 1;
+            // Look up before cloning: most problems repeat.
+            let places = match self.problem_counts.get_mut(msg) {
+                Some(v) => v,
+                None => self.problem_counts.entry(msg.to_string()).or_default(),
+            };
+            match places
+                .iter_mut()
+                .find(|(e, c, _)| *e == p.entity && *c == p.column)
+            {
+                Some((_, _, n)) => *n += 1,
+                None => places.push((p.entity, p.column.clone(), 1)),
+            }
         }
     }
 
@@ -148,11 +244,15 @@ impl Tally {
         let mut v: Vec<ProblemCount> = self
             .problem_counts
             .into_iter()
-            .map(|((entity, column, message), count)| ProblemCount {
-                entity,
-                column,
-                message,
-                count,
+            .flat_map(|(message, places)| {
+                places
+                    .into_iter()
+                    .map(move |(entity, column, count)| ProblemCount {
+                        entity,
+                        column,
+                        message: message.clone(),
+                        count,
+                    })
             })
             .collect();
         v.sort_by(|a, b| {
@@ -438,5 +538,75 @@ impl ReportWriter {
             rows.flush().map_err(|e| werr(&path, e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{Row, SourcePos};
+    use crate::template::Template;
+    use std::sync::Arc;
+
+    fn row(n: u64, cells: &[&str]) -> Row {
+        Row {
+            pos: SourcePos {
+                file: Arc::from("f.csv"),
+                sheet: None,
+                row: n,
+            },
+            cells: cells.iter().map(|c| c.to_string()).collect(),
+            issues: vec![],
+        }
+    }
+
+    #[test]
+    fn fingerprints_match_built_records_and_find_conflicts() {
+        let t = Template::parse(
+            Path::new("t.toml"),
+            "[[entity]]\ntype=\"client\"\nkey=\"{C}\"\n[entity.fields]\ntitle=\"C\"\n\
+             [[entity]]\ntype=\"person\"\nkey=\"{ID}\"\n[entity.fields]\nperson=\"N\"\n\
+             loyalty={column=\"L\", map={\"a\"=3}, default=0}\nclid={ref=\"client\"}\n",
+        )
+        .unwrap();
+        let m = t
+            .bind(&["ID".into(), "N".into(), "C".into(), "L".into()], "f.csv")
+            .unwrap();
+        let rows = [
+            row(2, &["1", "Ivan", "X", "a"]),
+            row(3, &["1", "Ivan", "X", "a"]),
+            row(4, &["1", "Ivan", "Y", ""]),
+            row(5, &["2", "Petr", "X", ""]),
+        ];
+        let mut slow = Tally::new("f", "t", "s", &m.entities(), vec![]);
+        let mut fast = Tally::new("f", "t", "s", &m.entities(), vec![]);
+        for r in &rows {
+            let (mut a, prints) = m.map_row_fingerprinted(r);
+            let mut b = m.map_row(r);
+            let built: Vec<Fingerprint> = b.records.iter().map(fingerprint).collect();
+            assert_eq!(prints, built, "row {}", r.pos.row);
+            fast.add_fingerprinted(&mut a, &prints);
+            slow.add(&mut b);
+            assert_eq!(a.problems, b.problems);
+        }
+        let (f, s) = (fast.finish(5), slow.finish(5));
+        let p = &f.entities[&Entity::Person];
+        assert_eq!((p.valid, p.distinct_keys, p.conflicting_keys), (4, 2, 1));
+        assert_eq!(f.entities[&Entity::Client].distinct_keys, 2);
+        assert_eq!(f.warnings, 1);
+        assert_eq!(s.warnings, 1);
+    }
+
+    #[test]
+    fn key_table_grows_and_keeps_every_key() {
+        let mut t = KeyTable::default();
+        for k in 0..100_000u64 {
+            let h = k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            assert_eq!(t.get_or_insert(h, k), None);
+        }
+        for k in 0..100_000u64 {
+            let h = k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            assert_eq!(t.get_or_insert(h, 0), Some(k));
+        }
     }
 }

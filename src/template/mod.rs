@@ -10,7 +10,8 @@ mod mapper;
 pub mod rules;
 
 pub use mapper::{
-    map_file, MapOptions, MappedFile, MappedRow, Mapper, Problem, Record, Reference, Severity,
+    fingerprint, map_file, map_file_with, Fingerprint, MapOptions, MappedFile, MappedRow, Mapper,
+    Problem, Record, Reference, Severity,
 };
 
 use crate::crm::Entity;
