@@ -1,9 +1,218 @@
 //! The sandbox: a SalesMan-compatible API served from SQLite, with fault injection.
+//!
+//! `Sandbox::start` runs the server on its own thread and tokio runtime, so synchronous tests and
+//! commands can use it like any remote CRM. The behaviour copies the real server as recorded in
+//! `tests/fixtures/salesman-real/` (see NOTES.md there), quirks included.
 
+mod api;
+mod dicts;
+mod entities;
+mod faults;
+mod store;
+mod text;
+
+pub use faults::FaultConfig;
+
+use crate::config::{ApiKey, Connection};
+use crate::crm::Entity;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum SandboxError {
-    #[error("{0}")]
-    Other(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open sandbox database '{path}': {source}")]
+    Db {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("bad fault spec '{spec}': {reason}")]
+    BadFaultSpec { spec: String, reason: String },
+    #[error("cannot start the sandbox runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// How to run a sandbox.
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    /// SQLite file path, or `:memory:` for a throwaway store.
+    pub db: String,
+    pub login: String,
+    pub apikey: String,
+    pub faults: FaultConfig,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            db: ":memory:".into(),
+            login: "admin@example.ru".into(),
+            apikey: "sandbox-key".into(),
+            faults: FaultConfig::default(),
+        }
+    }
+}
+
+/// A running sandbox server. Dropping it stops the server.
+pub struct Sandbox {
+    addr: SocketAddr,
+    login: String,
+    apikey: String,
+    state: Arc<api::AppState>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("addr", &self.addr)
+            .field("login", &self.login)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Start on an ephemeral port of 127.0.0.1.
+    pub fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        Self::start_on(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn start_on(config: SandboxConfig, listen: SocketAddr) -> Result<Sandbox, SandboxError> {
+        let store = store::Store::open(&config.db, &config.login)?;
+        // Bind synchronously so the caller gets bind errors and the real port right away.
+        let listener = TcpListener::bind(listen).map_err(|source| SandboxError::Bind {
+            addr: listen,
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| SandboxError::Bind {
+            addr: listen,
+            source,
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| SandboxError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let state = Arc::new(api::AppState {
+            store,
+            login: config.login.clone(),
+            apikey: config.apikey.clone(),
+            faults: Mutex::new(faults::FaultState::new(config.faults.clone())),
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("sandbox")
+            .enable_all()
+            .build()
+            .map_err(SandboxError::Runtime)?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = api::router(state.clone());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), std::io::Error>>();
+        let thread = std::thread::Builder::new()
+            .name("sandbox-server".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => {
+                            let _ = ready_tx.send(Ok(()));
+                            l
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(async {
+                            let _ = rx.await;
+                        })
+                        .await;
+                });
+            })
+            .map_err(SandboxError::Runtime)?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(source)) => {
+                return Err(SandboxError::Bind {
+                    addr: listen,
+                    source,
+                })
+            }
+            Err(_) => {
+                return Err(SandboxError::Runtime(std::io::Error::other(
+                    "sandbox thread exited during start",
+                )))
+            }
+        }
+        Ok(Sandbox {
+            addr,
+            login: config.login,
+            apikey: config.apikey,
+            state,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Base URL without a trailing slash, e.g. `http://127.0.0.1:38211`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Connection settings for talking to this sandbox.
+    pub fn connection(&self) -> Connection {
+        Connection {
+            url: self.url(),
+            login: self.login.clone(),
+            apikey: ApiKey::new(self.apikey.clone()),
+        }
+    }
+
+    /// Replace the fault config at runtime; the RNG is reseeded from `faults.seed`.
+    pub fn set_faults(&self, faults: FaultConfig) {
+        let mut f = self
+            .state
+            .faults
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *f = faults::FaultState::new(faults);
+    }
+
+    /// Rows stored for an entity, read directly from the store (includes rows the API hides,
+    /// such as persons owned by an unknown user).
+    pub fn count(&self, entity: Entity) -> u64 {
+        self.state.store.count(entity)
+    }
+
+    /// Stop the server gracefully: in-flight requests finish, then the thread exits.
+    pub fn stop(mut self) {
+        self.shutdown_now();
+    }
+
+    fn shutdown_now(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.shutdown_now();
+    }
 }

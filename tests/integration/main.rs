@@ -3,3 +3,5 @@
 
 mod cli;
 mod validate;
+mod fixtures;
+mod sandbox;

@@ -1,0 +1,1603 @@
+//! Per-entity actions, answering with the exact shapes the real server uses (see the fixtures).
+
+use super::api::{error, AppState, Call, Reply};
+use super::dicts;
+use super::text::{
+    clean_content, clean_field, datetime_error, filter_date, in_timestamp_range, normalize_title,
+    now, parse_date, parse_datetime, today, utf8mb3_error, value_int, value_str,
+};
+use rusqlite::types::Value as Sql;
+use rusqlite::Connection;
+use serde_json::{json, Map, Value};
+
+type Params = Map<String, Value>;
+
+/// Fixed page size of every list (NOTES §6); `offset` is a page number.
+pub const PAGE: i64 = 200;
+
+/// The API user. Only one exists: id 1 with the configured login.
+struct Ctx<'a> {
+    conn: &'a mut Connection,
+    login: &'a str,
+    p: &'a Params,
+}
+
+impl Ctx<'_> {
+    fn user_name(&self, iduser: &Value) -> Value {
+        if iduser.as_i64() == Some(1) {
+            Value::String(self.login.to_string())
+        } else {
+            Value::String(String::new())
+        }
+    }
+    /// Owner id from a row's `user` login: absent → the caller, unknown login → 0 (invisible).
+    fn owner(&self, row: &Params) -> i64 {
+        match value_str(row.get("user"), "") {
+            None => 1,
+            Some(u) if u.is_empty() || u == self.login => 1,
+            Some(_) => 0,
+        }
+    }
+    fn str(&self, k: &str) -> Option<String> {
+        value_str(self.p.get(k), ",").filter(|s| !s.is_empty())
+    }
+    fn int(&self, k: &str) -> Option<i64> {
+        value_int(self.p.get(k))
+    }
+    fn page_offset(&self) -> i64 {
+        self.int("offset").unwrap_or(0).max(0) * PAGE
+    }
+    fn user_filter(&self) -> Option<i64> {
+        self.str("user")
+            .map(|u| if u == self.login { 1 } else { -1 })
+    }
+}
+
+pub fn dispatch(state: &AppState, call: Call) -> Reply {
+    if call.login.as_deref() != Some(state.login.as_str())
+        || call.apikey.as_deref() != Some(state.apikey.as_str())
+    {
+        return Reply::Json(error(401, "Неизвестный пользователь"));
+    }
+    let mut conn = state.store.lock();
+    let mut ctx = Ctx {
+        conn: &mut conn,
+        login: &state.login,
+        p: &call.params,
+    };
+    let a = call.action.as_str();
+    let result = if call.version == 2 {
+        match (call.entity.as_str(), a) {
+            ("person", "list") => person_list(&mut ctx),
+            ("person", "add.list") => person_add_list(&mut ctx),
+            _ => Ok(json!({"error": {"code": 402, "text": "Неизвестный метод"}})),
+        }
+    } else {
+        match call.entity.as_str() {
+            "person" => person(&mut ctx, a),
+            "client" => client(&mut ctx, a),
+            "history" => history(&mut ctx, a),
+            "task" => task(&mut ctx, a),
+            _ => deal(&mut ctx, a),
+        }
+    };
+    match result {
+        Ok(v) => Reply::Json(v),
+        // Store failures are our bugs or a broken disk; answer like the real server's DB errors.
+        Err(e) => Reply::Json(error(500, &format!("Ошибка базы данных sandbox: {e}"))),
+    }
+}
+
+type R = rusqlite::Result<Value>;
+
+fn dict(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or(Value::Null)
+}
+
+/// Query rows as JSON objects (column name → value); reals that are whole become integers.
+fn rows(conn: &Connection, sql: &str, args: &[Sql]) -> rusqlite::Result<Vec<Params>> {
+    let mut st = conn.prepare_cached(sql)?;
+    let names: Vec<String> = st.column_names().iter().map(|s| s.to_string()).collect();
+    let mut q = st.query(rusqlite::params_from_iter(args.iter()))?;
+    let mut out = Vec::new();
+    while let Some(r) = q.next()? {
+        let mut m = Map::new();
+        for (i, n) in names.iter().enumerate() {
+            let v = match r.get::<_, Sql>(i)? {
+                Sql::Null => Value::Null,
+                Sql::Integer(x) => json!(x),
+                Sql::Real(f) if f.fract() == 0.0 && f.abs() < 1e15 => json!(f as i64),
+                Sql::Real(f) => json!(f),
+                Sql::Text(t) => Value::String(t),
+                Sql::Blob(_) => Value::Null,
+            };
+            m.insert(n.clone(), v);
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
+fn count(conn: &Connection, sql: &str, args: &[Sql]) -> rusqlite::Result<i64> {
+    conn.prepare_cached(sql)?
+        .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))
+}
+
+fn requested_fields(p: &Params) -> Option<Vec<String>> {
+    let list: Vec<String> = match p.get("fields")? {
+        Value::String(s) => s.split(',').map(|f| f.trim().to_string()).collect(),
+        Value::Array(a) => a.iter().filter_map(|v| value_str(Some(v), "")).collect(),
+        _ => return None,
+    };
+    let list: Vec<String> = list.into_iter().filter(|f| !f.is_empty()).collect();
+    (!list.is_empty()).then_some(list)
+}
+
+/// Pick `fields` (known ones only) in order; `clid` brings `client` after it, `iduser` brings
+/// `user` before it, as the real server does.
+fn pick(row: &Params, fields: &[String], known: &[&str], extra: &Params) -> Value {
+    let mut m = Map::new();
+    for f in fields {
+        if !known.contains(&f.as_str()) {
+            continue;
+        }
+        if f == "iduser" {
+            if let Some(u) = extra.get("user") {
+                m.insert("user".into(), u.clone());
+            }
+        }
+        m.insert(f.clone(), row.get(f).cloned().unwrap_or(Value::Null));
+        if f == "clid" {
+            if let Some(c) = extra.get("client") {
+                m.insert("client".into(), c.clone());
+            }
+        }
+    }
+    Value::Object(m)
+}
+
+fn like(s: &str) -> Sql {
+    Sql::Text(format!("%{s}%"))
+}
+
+fn unknown(code: i64, text: &str) -> R {
+    Ok(error(code, text))
+}
+
+// ---------------------------------------------------------------- person
+
+const PERSON_TEXT: [&str; 7] = ["person", "ptitle", "tel", "fax", "mob", "mail", "input7"];
+const PERSON_KNOWN: [&str; 12] = [
+    "pid",
+    "date_create",
+    "date_edit",
+    "clid",
+    "ptitle",
+    "person",
+    "tel",
+    "fax",
+    "mob",
+    "mail",
+    "iduser",
+    "input7",
+];
+
+fn person(ctx: &mut Ctx, a: &str) -> R {
+    match a {
+        "fields" => Ok(dict(dicts::PERSON_FIELDS)),
+        "list" => person_list(ctx),
+        "info" => person_info(ctx),
+        "add" => {
+            let row = ctx.p.clone();
+            let tx = ctx.conn.transaction()?;
+            let r = person_insert(&tx, ctx.login, &row)?;
+            tx.commit()?;
+            Ok(r)
+        }
+        "add.list" => person_add_list(ctx),
+        "update" => person_update(ctx),
+        "delete" => person_delete(ctx),
+        _ => unknown(404, "Неизвестный метод"),
+    }
+}
+
+fn person_fail(msg: &str, line: u32) -> Value {
+    json!({"result": "", "data": 0, "error": format!("Ошибка{msg} в строке {line}")})
+}
+
+/// Cleaned person text fields, or the MySQL strict-mode error the row would fail with.
+fn person_values(row: &Params) -> Result<Vec<Option<String>>, Value> {
+    let mut vals = Vec::with_capacity(PERSON_TEXT.len());
+    for f in PERSON_TEXT {
+        let v = value_str(row.get(f), ", ").map(|s| clean_field(&s));
+        if let Some(s) = &v {
+            if let Some(e) = utf8mb3_error(s, "app_personcat", f) {
+                return Err(person_fail(&e, 1366));
+            }
+            if s.chars().count() > 250 {
+                return Err(person_fail(
+                    &format!("Data too long for column '{f}' at row 1"),
+                    1406,
+                ));
+            }
+        }
+        vals.push(v);
+    }
+    Ok(vals)
+}
+
+fn person_insert(conn: &Connection, login: &str, row: &Params) -> R {
+    let name = value_str(row.get("person"), ", ")
+        .map(|s| clean_field(&s))
+        .unwrap_or_default();
+    if name.is_empty() {
+        return Ok(json!({"result": "", "data": 0, "error": ""}));
+    }
+    let vals = match person_values(row) {
+        Ok(v) => v,
+        Err(e) => return Ok(e),
+    };
+    let owner = match value_str(row.get("user"), "") {
+        Some(u) if !u.is_empty() && u != login => 0,
+        _ => 1,
+    };
+    let clid = value_int(row.get("clid")).unwrap_or(0);
+    let mut st = conn.prepare_cached(
+        "INSERT INTO person (date_create, clid, person, ptitle, tel, fax, mob, mail, input7, iduser)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    st.execute(rusqlite::params![
+        now(),
+        clid,
+        vals[0],
+        vals[1],
+        vals[2],
+        vals[3],
+        vals[4],
+        vals[5],
+        vals[6],
+        owner
+    ])?;
+    Ok(json!({"result": "Контакт добавлен", "data": conn.last_insert_rowid(), "error": ""}))
+}
+
+/// Batch rows from an array or (PHP form) an object of rows; anything else = no rows.
+fn batch_rows(p: &Params, key: &str) -> Vec<Value> {
+    match p.get(key) {
+        Some(Value::Array(a)) => a.clone(),
+        Some(Value::Object(o)) => o.values().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn person_add_list(ctx: &mut Ctx) -> R {
+    let rows_in = batch_rows(ctx.p, "persons");
+    // One transaction per request: fast, and a crash mid-batch leaves no half batch.
+    let tx = ctx.conn.transaction()?;
+    let mut out = Vec::with_capacity(rows_in.len());
+    for r in &rows_in {
+        let row = r.as_object().cloned().unwrap_or_default();
+        out.push(person_insert(&tx, ctx.login, &row)?);
+    }
+    tx.commit()?;
+    Ok(Value::Array(out))
+}
+
+const PERSON_SELECT: &str = "SELECT p.pid, p.date_create, p.date_edit, p.clid,
+    CASE WHEN p.clid = 0 OR p.clid IS NULL THEN '' ELSE COALESCE(c.title, '--не найден--') END AS client,
+    p.ptitle, p.person, p.tel, p.fax, p.mob, p.mail, p.iduser, p.input7
+    FROM person p LEFT JOIN client c ON c.clid = p.clid";
+
+const PERSON_SELECT_FROM: &str = "SELECT p.pid, p.date_create, p.date_edit, p.clid,
+    CASE WHEN p.clid = 0 OR p.clid IS NULL THEN '' ELSE COALESCE(c.title, '--не найден--') END AS client,
+    p.ptitle, p.person, p.tel, p.fax, p.mob, p.mail, p.iduser, p.input7 FROM";
+
+fn person_list(ctx: &mut Ctx) -> R {
+    let mut wh = vec!["p.iduser = 1".to_string()];
+    let mut args: Vec<Sql> = Vec::new();
+    if let Some(w) = ctx.str("word") {
+        wh.push("(p.person LIKE ? OR p.tel LIKE ? OR p.mob LIKE ? OR p.mail LIKE ?)".into());
+        for _ in 0..4 {
+            args.push(like(&w));
+        }
+    }
+    if let Some(Value::Object(f)) = ctx.p.get("filter") {
+        for (k, v) in f {
+            if PERSON_KNOWN.contains(&k.as_str()) {
+                wh.push(format!("p.{k} = ?"));
+                args.push(match v {
+                    Value::Number(_) => Sql::Integer(value_int(Some(v)).unwrap_or(0)),
+                    _ => Sql::Text(value_str(Some(v), ",").unwrap_or_default()),
+                });
+            }
+        }
+    }
+    // Raw string BETWEEN on date_create, as the real server does (NOTES §6).
+    match (ctx.str("dateStart"), ctx.str("dateEnd")) {
+        (Some(s), Some(e)) => {
+            wh.push("p.date_create BETWEEN ? AND ?".into());
+            args.extend([Sql::Text(s), Sql::Text(e)]);
+        }
+        (Some(s), None) => {
+            wh.push("p.date_create > ?".into());
+            args.push(Sql::Text(s));
+        }
+        (None, Some(e)) => {
+            wh.push("p.date_create < ?".into());
+            args.push(Sql::Text(e));
+        }
+        (None, None) => {}
+    }
+    let order = ctx
+        .str("order")
+        .filter(|o| PERSON_KNOWN.contains(&o.as_str()))
+        .unwrap_or_else(|| "date_create".into());
+    let dir = if ctx.str("first").as_deref() == Some("old") {
+        "ASC"
+    } else {
+        "DESC"
+    };
+    let where_sql = wh.join(" AND ");
+    let total = count(
+        ctx.conn,
+        &format!("SELECT COUNT(*) FROM person p WHERE {where_sql}"),
+        &args,
+    )?;
+    // Page first, join after: OFFSET then skips bare index entries instead of joined rows,
+    // which keeps deep pages of a 100k export fast.
+    let sql = format!(
+        "{PERSON_SELECT_FROM} (SELECT * FROM person p WHERE {where_sql} ORDER BY p.{order} {dir}, p.pid {dir} LIMIT {PAGE} OFFSET {}) p
+         LEFT JOIN client c ON c.clid = p.clid ORDER BY p.{order} {dir}, p.pid {dir}",
+        ctx.page_offset()
+    );
+    let found = rows(ctx.conn, &sql, &args)?;
+    let fields = requested_fields(ctx.p)
+        .unwrap_or_else(|| PERSON_KNOWN.iter().map(|s| s.to_string()).collect());
+    let data: Vec<Value> = found
+        .iter()
+        .map(|r| {
+            let mut extra = Map::new();
+            extra.insert("client".into(), r["client"].clone());
+            extra.insert("user".into(), ctx.user_name(&r["iduser"]));
+            pick(r, &fields, &PERSON_KNOWN, &extra)
+        })
+        .collect();
+    let mut out = Map::new();
+    if !data.is_empty() {
+        out.insert("data".into(), Value::Array(data));
+    }
+    out.insert("count".into(), json!(total));
+    Ok(Value::Object(out))
+}
+
+fn person_info(ctx: &mut Ctx) -> R {
+    let pid = ctx.int("pid").unwrap_or(0);
+    let found = rows(
+        ctx.conn,
+        &format!("{PERSON_SELECT} WHERE p.pid = ?"),
+        &[Sql::Integer(pid)],
+    )?;
+    // A record with an empty name counts as not found: an object of nulls, not an error.
+    let row = found
+        .into_iter()
+        .find(|r| r["person"].as_str().is_some_and(|s| !s.is_empty()));
+    let mut full = Map::new();
+    for f in PERSON_KNOWN {
+        let v = match &row {
+            Some(r) if f == "iduser" => ctx.user_name(&r["iduser"]),
+            Some(r) => r[f].clone(),
+            None if f == "iduser" => json!(""),
+            None => Value::Null,
+        };
+        full.insert(f.to_string(), v);
+    }
+    let mut extra = Map::new();
+    extra.insert(
+        "client".into(),
+        row.as_ref()
+            .map(|r| r["client"].clone())
+            .unwrap_or(json!("")),
+    );
+    let fields = requested_fields(ctx.p)
+        .unwrap_or_else(|| PERSON_KNOWN.iter().map(|s| s.to_string()).collect());
+    let mut data = pick(&full, &fields, &PERSON_KNOWN, &extra);
+    // info reports the owner as a login under `iduser` and has no separate `user` key.
+    if let Value::Object(m) = &mut data {
+        m.shift_remove("user");
+        if ctx.str("socinfo").as_deref() == Some("yes") {
+            let socials: Map<String, Value> = [
+                "blog", "mysite", "twitter", "icq", "skype", "google", "yandex", "mykrug",
+            ]
+            .iter()
+            .map(|k| (k.to_string(), Value::Null))
+            .collect();
+            m.insert("socials".into(), Value::Object(socials));
+        }
+    }
+    Ok(json!({ "data": data }))
+}
+
+fn person_update(ctx: &mut Ctx) -> R {
+    let Some(pid) = ctx.int("pid").filter(|&p| p > 0) else {
+        return Ok(error(405, "Отсутствуют параметры - pid контакта"));
+    };
+    // A FULL replace: omitted fields are blanked and the owner is reset unless `iduser` is
+    // numeric (NOTES §5). This is the real server's data-loss hazard, kept on purpose.
+    let mut vals = match person_values(ctx.p) {
+        Ok(v) => v,
+        Err(e) => return Ok(e),
+    };
+    for v in &mut vals {
+        if v.is_none() {
+            *v = Some(String::new());
+        }
+    }
+    let iduser = match ctx.p.get("iduser") {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    let clid = ctx.int("clid");
+    ctx.conn.execute(
+        "UPDATE person SET person = ?1, ptitle = ?2, tel = ?3, fax = ?4, mob = ?5, mail = ?6,
+         input7 = ?7, iduser = ?8, clid = COALESCE(?9, clid), date_edit = ?10 WHERE pid = ?11",
+        rusqlite::params![
+            vals[0],
+            vals[1],
+            vals[2],
+            vals[3],
+            vals[4],
+            vals[5],
+            vals[6],
+            iduser,
+            clid,
+            now(),
+            pid
+        ],
+    )?;
+    Ok(json!({"result": "Данные контакта обновлены", "data": pid, "error": ""}))
+}
+
+fn person_delete(ctx: &mut Ctx) -> R {
+    let Some(pid) = ctx.int("pid").filter(|&p| p > 0) else {
+        return Ok(error(405, "Отсутствуют параметры - pid контакта"));
+    };
+    let tx = ctx.conn.transaction()?;
+    tx.execute("DELETE FROM person WHERE pid = ?1", [pid])?;
+    let h = tx.execute("DELETE FROM history WHERE pid = ?1", [pid])?;
+    let t = tx.execute("DELETE FROM task WHERE pid = ?1", [pid])?;
+    tx.commit()?;
+    Ok(json!({
+        "message": format!("Успешно: Контакт удален. Также удалено {h} записи истории активностей. Удалено {t} записей напоминаний. Удалено 0 файлов.\n\t\t\t"),
+        "result": "Клиент удален",
+        "data": pid
+    }))
+}
+
+// ---------------------------------------------------------------- client
+
+const CLIENT_LIST: [&str; 12] = [
+    "clid",
+    "uid",
+    "type",
+    "date_create",
+    "date_edit",
+    "title",
+    "iduser",
+    "address",
+    "phone",
+    "fax",
+    "site_url",
+    "mail_url",
+];
+
+fn client(ctx: &mut Ctx, a: &str) -> R {
+    match a {
+        "fields" => Ok(dict(dicts::CLIENT_FIELDS)),
+        "list" => client_list(ctx),
+        "info" => {
+            let clid = ctx.int("clid").unwrap_or(0);
+            let want = |k: &str| {
+                matches!(ctx.p.get(k), Some(Value::Bool(true)))
+                    || ctx
+                        .str(k)
+                        .as_deref()
+                        .is_some_and(|v| v == "yes" || v == "1")
+            };
+            let (contacts, bank, uids) = (want("contacts"), want("bankinfo"), want("uids"));
+            match client_info_obj(ctx.conn, ctx.login, clid, contacts, bank, uids)? {
+                Some(d) => Ok(json!({ "data": d })),
+                None => Ok(error(
+                    403,
+                    "Клиент не найден в пределах аккаунта указанного пользователя.",
+                )),
+            }
+        }
+        "add" => {
+            let row = ctx.p.clone();
+            let tx = ctx.conn.transaction()?;
+            let r = client_insert(&tx, ctx.login, &row)?;
+            tx.commit()?;
+            Ok(r)
+        }
+        "add.list" => {
+            let rows_in = batch_rows(ctx.p, "client");
+            let tx = ctx.conn.transaction()?;
+            let mut out = Vec::with_capacity(rows_in.len());
+            for r in &rows_in {
+                let row = r.as_object().cloned().unwrap_or_default();
+                out.push(client_insert(&tx, ctx.login, &row)?);
+            }
+            tx.commit()?;
+            Ok(Value::Array(out))
+        }
+        "update" => {
+            let Some(clid) = ctx.int("clid").filter(|&c| c > 0) else {
+                return Ok(error(405, "Отсутствуют параметры - clid клиента"));
+            };
+            if count(
+                ctx.conn,
+                "SELECT COUNT(*) FROM client WHERE clid = ?",
+                &[Sql::Integer(clid)],
+            )? == 0
+            {
+                return Ok(error(403, "Клиент не найден"));
+            }
+            for f in [
+                "uid",
+                "type",
+                "phone",
+                "fax",
+                "mail_url",
+                "site_url",
+                "address",
+                "des",
+                "territory",
+                "clientpath",
+                "tip_cmr",
+            ] {
+                if let Some(v) = value_str(ctx.p.get(f), ",") {
+                    ctx.conn.execute(
+                        &format!("UPDATE client SET {f} = ?1 WHERE clid = ?2"),
+                        rusqlite::params![clean_field(&v), clid],
+                    )?;
+                }
+            }
+            if let Some(t) = ctx.str("title") {
+                ctx.conn.execute(
+                    "UPDATE client SET title = ?1 WHERE clid = ?2",
+                    rusqlite::params![normalize_title(&t), clid],
+                )?;
+            }
+            ctx.conn.execute(
+                "UPDATE client SET date_edit = ?1 WHERE clid = ?2",
+                rusqlite::params![now(), clid],
+            )?;
+            Ok(json!({"result": "Успешно", "data": clid}))
+        }
+        "delete" => {
+            let Some(clid) = ctx.int("clid").filter(|&c| c > 0) else {
+                return Ok(error(405, "Отсутствуют параметры - clid клиента"));
+            };
+            if ctx
+                .conn
+                .execute("DELETE FROM client WHERE clid = ?1", [clid])?
+                == 0
+            {
+                return Ok(error(403, "Клиент не найден"));
+            }
+            Ok(json!({"result": "Успешно", "data": clid}))
+        }
+        _ => unknown(402, "Неизвестный метод"),
+    }
+}
+
+fn client_insert(conn: &Connection, login: &str, row: &Params) -> R {
+    let title = value_str(row.get("title"), ",")
+        .map(|t| normalize_title(&t))
+        .unwrap_or_default();
+    if title.is_empty() {
+        return Ok(error(402, "Отсутствуют параметры - Название клиента"));
+    }
+    let text = |k: &str| value_str(row.get(k), ",").map(|s| clean_field(&s));
+    let phone = text("phone").filter(|s| !s.is_empty());
+    let mail = text("mail_url").filter(|s| !s.is_empty());
+    for (col, v) in [("title", Some(&title)), ("phone", phone.as_ref())] {
+        if let Some(e) = v.and_then(|s| utf8mb3_error(s, "app_clientcat", col)) {
+            return Ok(error(500, &e));
+        }
+    }
+    // Duplicate: same normalised title, and phone / e-mail (when given) matching (NOTES §3).
+    let mut sql = "SELECT clid FROM client WHERE title = ?".to_string();
+    let mut args = vec![Sql::Text(title.clone())];
+    if let Some(p) = &phone {
+        sql.push_str(" AND phone LIKE ?");
+        args.push(like(p));
+    }
+    if let Some(m) = &mail {
+        sql.push_str(" AND mail_url LIKE ?");
+        args.push(like(m));
+    }
+    sql.push_str(" ORDER BY clid LIMIT 1");
+    if let Some(r) = rows(conn, &sql, &args)?.first() {
+        let clid = r["clid"].clone();
+        return Ok(json!({
+            "result": "Error",
+            "exists": clid,
+            "error": {"code": 304, "text": format!("Найден существующий клиент - {title} (clid = {clid}). Запрос отклонен.")}
+        }));
+    }
+    let date_create = match row.get("date_create") {
+        None => now(),
+        v => match parse_datetime(v) {
+            Ok(d) => d,
+            Err(raw) => {
+                return Ok(error(
+                    500,
+                    &datetime_error(&raw, "app_clientcat", "date_create"),
+                ))
+            }
+        },
+    };
+    let recv = match row.get("recv") {
+        Some(Value::Object(o)) => Some(
+            Value::Object(
+                o.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            json!(value_str(Some(v), ",")
+                                .map(|s| clean_field(&s))
+                                .unwrap_or_default()),
+                        )
+                    })
+                    .collect(),
+            )
+            .to_string(),
+        ),
+        _ => None,
+    };
+    let owner = match value_str(row.get("user"), "") {
+        Some(u) if !u.is_empty() && u != login => 0,
+        _ => 1,
+    };
+    conn.prepare_cached(
+        "INSERT INTO client (uid, type, date_create, title, iduser, address, phone, fax, site_url,
+         mail_url, des, territory, clientpath, tip_cmr, recv)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )?
+    .execute(rusqlite::params![
+        text("uid").filter(|s| !s.is_empty()),
+        text("type")
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "client".into()),
+        date_create,
+        title,
+        owner,
+        text("address"),
+        phone,
+        text("fax"),
+        text("site_url"),
+        mail,
+        text("des"),
+        text("territory"),
+        text("clientpath"),
+        text("tip_cmr"),
+        recv
+    ])?;
+    Ok(json!({"result": "Успешно", "data": conn.last_insert_rowid()}))
+}
+
+fn client_list(ctx: &mut Ctx) -> R {
+    // The real server dies with an HTML fatal error without a valid `order` (its default sort
+    // column does not exist); we answer a JSON error instead (README, "The sandbox").
+    let Some(order) = ctx
+        .str("order")
+        .filter(|o| CLIENT_LIST.contains(&o.as_str()))
+    else {
+        return Ok(error(
+            400,
+            "client/list: укажите order (например date_create или clid); реальный сервер без него отвечает HTML fatal error",
+        ));
+    };
+    let mut wh = vec!["1 = 1".to_string()];
+    let mut args = Vec::new();
+    if let Some(w) = ctx.str("word") {
+        wh.push("(title LIKE ? OR uid = ? OR phone LIKE ? OR mail_url LIKE ?)".into());
+        args.extend([like(&w), Sql::Text(w.clone()), like(&w), like(&w)]);
+    }
+    if let Some(u) = ctx.str("uid") {
+        wh.push("uid = ?".into());
+        args.push(Sql::Text(u));
+    }
+    if let Some(u) = ctx.user_filter() {
+        wh.push(format!("iduser = {u}"));
+    }
+    let where_sql = wh.join(" AND ");
+    let total = count(
+        ctx.conn,
+        &format!("SELECT COUNT(*) FROM client WHERE {where_sql}"),
+        &args,
+    )?;
+    // The real server sorts DESC whatever `first` says.
+    let found = rows(
+        ctx.conn,
+        &format!(
+            "SELECT * FROM client WHERE {where_sql} ORDER BY {order} DESC, clid ASC LIMIT {PAGE} OFFSET {}",
+            ctx.page_offset()
+        ),
+        &args,
+    )?;
+    let fields = requested_fields(ctx.p)
+        .unwrap_or_else(|| CLIENT_LIST.iter().map(|s| s.to_string()).collect());
+    let data: Vec<Value> = found
+        .iter()
+        .map(|r| {
+            let mut extra = Map::new();
+            extra.insert("user".into(), ctx.user_name(&r["iduser"]));
+            pick(r, &fields, &CLIENT_LIST, &extra)
+        })
+        .collect();
+    Ok(list_envelope(data, ctx, &order, total))
+}
+
+fn list_envelope(data: Vec<Value>, ctx: &Ctx, ord: &str, total: i64) -> Value {
+    json!({
+        "data": data,
+        "params": {
+            "page": ctx.int("offset").unwrap_or(0).max(0) + 1,
+            "pageall": (total + PAGE - 1) / PAGE,
+            "ord": ord,
+            "tuda": "DESC",
+            "count": total
+        },
+        "count": total
+    })
+}
+
+fn client_info_obj(
+    conn: &Connection,
+    login: &str,
+    clid: i64,
+    contacts: bool,
+    bank: bool,
+    uids: bool,
+) -> rusqlite::Result<Option<Value>> {
+    let Some(r) = rows(
+        conn,
+        "SELECT * FROM client WHERE clid = ?",
+        &[Sql::Integer(clid)],
+    )?
+    .into_iter()
+    .next() else {
+        return Ok(None);
+    };
+    let created = r["date_create"].as_str().unwrap_or("").to_string();
+    let short = chrono::NaiveDateTime::parse_from_str(&created, "%Y-%m-%d %H:%M:%S")
+        .map(|d| d.format("%d.%m.%y,  %H:%M").to_string())
+        .unwrap_or_default();
+    let mut d = json!({
+        "clid": r["clid"], "uid": r["uid"], "clientUID": r["uid"], "iduser": r["iduser"],
+        "title": r["title"], "des": r["des"], "idcategory": 0, "category": "",
+        "phone": r["phone"], "fax": r["fax"], "site_url": r["site_url"], "mail_url": r["mail_url"],
+        "address": r["address"], "pid": 0, "fav": "no", "trash": "no", "head_clid": 0, "head": "",
+        "scheme": null, "tip_cmr": r["tip_cmr"], "relation": null, "territory": 0,
+        "territoryname": r["territory"].as_str().unwrap_or(""), "created": created,
+        "creator": if r["iduser"].as_i64() == Some(1) { login } else { "" }, "creatorID": r["iduser"],
+        "date_create": short, "edited": r["date_edit"], "editor": "не определено", "editorID": 0,
+        "date_edit": "", "dostup": [], "clientpath": r["clientpath"].as_str().unwrap_or(""),
+        "clientpath2": 0, "type": r["type"], "priceLevel": "price_1"
+    });
+    let Value::Object(m) = &mut d else {
+        return Ok(None);
+    };
+    if bank {
+        let recv: Map<String, Value> = r["recv"]
+            .as_str()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        let mut b = Map::new();
+        b.insert("clid".into(), r["clid"].clone());
+        for k in [
+            "castUrName",
+            "castUrNameShort",
+            "castName",
+            "castInn",
+            "castKpp",
+            "castBank",
+            "castBankKs",
+            "castBankRs",
+            "castBankBik",
+            "castOkpo",
+            "castOgrn",
+            "castDirName",
+            "castDirSignature",
+            "castDirStatus",
+            "castDirStatusSig",
+            "castDirOsnovanie",
+            "castUrAddr",
+        ] {
+            let v = match k {
+                "castName" => r["title"].clone(),
+                _ => recv.get(k).cloned().unwrap_or(json!("")),
+            };
+            b.insert(k.into(), v);
+        }
+        b.insert("castFacAddr".into(), Value::Null);
+        b.insert("castType".into(), r["type"].clone());
+        m.insert("bankinfo".into(), Value::Object(b));
+    }
+    if uids {
+        m.insert("uids".into(), json!([]));
+    }
+    if contacts {
+        let ps = rows(
+            conn,
+            "SELECT pid, person, ptitle, tel, mob, mail FROM person WHERE clid = ? ORDER BY pid",
+            &[Sql::Integer(clid)],
+        )?;
+        m.insert("person".into(), Value::Null);
+        m.insert(
+            "contacts".into(),
+            Value::Array(ps.into_iter().map(Value::Object).collect()),
+        );
+    }
+    Ok(Some(d))
+}
+
+/// A client inside deal/info: the info object without `dostup`, with `bankinfo` and the same
+/// requisites again under `recv`.
+fn embedded_client(conn: &Connection, login: &str, clid: i64) -> R {
+    let Some(mut v) = client_info_obj(conn, login, clid, false, true, false)? else {
+        return Ok(Value::Null);
+    };
+    if let Value::Object(m) = &mut v {
+        m.shift_remove("dostup");
+        let bank = m.get("bankinfo").cloned().unwrap_or(Value::Null);
+        m.insert("recv".into(), bank);
+    }
+    Ok(v)
+}
+
+// ---------------------------------------------------------------- history
+
+fn history(ctx: &mut Ctx, a: &str) -> R {
+    match a {
+        "fields" => Ok(dict(dicts::HISTORY_FIELDS)),
+        "tips" => Ok(dict(dicts::HISTORY_TIPS)),
+        "list" => history_list(ctx),
+        "info" => {
+            let Some(cid) = ctx.int("cid").filter(|&c| c > 0) else {
+                return Ok(error(405, "Отсутствуют параметры - cid записи"));
+            };
+            let found = rows(
+                ctx.conn,
+                &format!("{HISTORY_SELECT} WHERE h.cid = ?"),
+                &[Sql::Integer(cid)],
+            )?;
+            let Some(r) = found.into_iter().next() else {
+                return Ok(error(
+                    "403",
+                    "Не найдено в пределах аккаунта указанного пользователя.",
+                ));
+            };
+            let mut d = history_row(ctx, &r, false);
+            if let Value::Object(m) = &mut d {
+                let did = m.shift_remove("did").unwrap_or(json!(0));
+                let dog = m.shift_remove("dogovor").unwrap_or(json!(""));
+                m.insert(
+                    "person".into(),
+                    json!([{"pid": r["pid"], "person": r["pname"]}]),
+                );
+                m.insert("did".into(), did);
+                m.insert("dogovor".into(), dog);
+            }
+            Ok(json!({ "data": d }))
+        }
+        "add" => {
+            if ctx.str("content").is_none() {
+                return Ok(error(405, "Отсутствуют параметры"));
+            }
+            if ["clid", "pid", "did"]
+                .iter()
+                .all(|k| ctx.int(k).unwrap_or(0) == 0)
+            {
+                return Ok(error(405, "Отсутствуют параметры"));
+            }
+            let row = ctx.p.clone();
+            let tx = ctx.conn.transaction()?;
+            let r = match history_insert(&tx, ctx.login, &row, Some("Событие"))? {
+                Ok(cid) => json!({"result": "Успешно", "data": cid}),
+                Err(e) => json!({"result": "Error", "error": e}),
+            };
+            tx.commit()?;
+            Ok(r)
+        }
+        "add.list" => {
+            let rows_in = batch_rows(ctx.p, "list");
+            let tx = ctx.conn.transaction()?;
+            let mut out = Vec::with_capacity(rows_in.len());
+            // The real server reuses one response array across rows, so `data` and `error`
+            // leak into later rows (NOTES §2). Clients judge rows by `result` only.
+            let mut leak = Map::new();
+            for r in &rows_in {
+                let row = r.as_object().cloned().unwrap_or_default();
+                let res = if value_str(row.get("content"), "").is_none_or(|c| c.trim().is_empty()) {
+                    Err(json!({"code": 405, "text": "Отсутствуют параметры - Заголовок"}))
+                } else {
+                    history_insert(&tx, ctx.login, &row, None)?
+                };
+                match res {
+                    Ok(cid) => {
+                        leak.insert("result".into(), json!("Успешно"));
+                        leak.insert("data".into(), json!(cid));
+                    }
+                    Err(e) => {
+                        leak.insert("result".into(), json!("Error"));
+                        leak.insert("error".into(), e);
+                    }
+                }
+                out.push(Value::Object(leak.clone()));
+            }
+            tx.commit()?;
+            Ok(Value::Array(out))
+        }
+        "update" => {
+            let Some(cid) = ctx.int("cid").filter(|&c| c > 0) else {
+                return Ok(error(405, "Отсутствуют параметры - cid записи"));
+            };
+            if count(
+                ctx.conn,
+                "SELECT COUNT(*) FROM history WHERE cid = ?",
+                &[Sql::Integer(cid)],
+            )? == 0
+            {
+                return Ok(error(403, "Запись не найдена."));
+            }
+            if let Some(c) = ctx.str("content") {
+                ctx.conn.execute(
+                    "UPDATE history SET des = ?1 WHERE cid = ?2",
+                    rusqlite::params![clean_content(&c), cid],
+                )?;
+            }
+            if let Some(t) = ctx.str("tip") {
+                ctx.conn.execute(
+                    "UPDATE history SET tip = ?1 WHERE cid = ?2",
+                    rusqlite::params![t, cid],
+                )?;
+            }
+            if ctx.p.contains_key("datum") {
+                match parse_datetime(ctx.p.get("datum")) {
+                    Ok(d) if in_timestamp_range(&d) => {
+                        ctx.conn.execute(
+                            "UPDATE history SET datum = ?1 WHERE cid = ?2",
+                            rusqlite::params![d, cid],
+                        )?;
+                    }
+                    Ok(d) | Err(d) => {
+                        return Ok(error(
+                            500,
+                            &format!(
+                                "{} в строке 1292",
+                                datetime_error(&d, "app_history", "datum")
+                            ),
+                        ))
+                    }
+                }
+            }
+            Ok(json!({"result": "Успешно", "data": cid}))
+        }
+        "delete" => {
+            let Some(cid) = ctx.int("cid").filter(|&c| c > 0) else {
+                return Ok(error(405, "Отсутствуют параметры - cid записи"));
+            };
+            if ctx
+                .conn
+                .execute("DELETE FROM history WHERE cid = ?1", [cid])?
+                == 0
+            {
+                return Ok(error(403, "Запись не найдена."));
+            }
+            Ok(json!({"result": "Успешно"}))
+        }
+        _ => unknown(404, "Не понимаю чЁ происходит. Может в следующий раз?"),
+    }
+}
+
+/// pid may come as a number, a numeric string or an array of them ("ID контакта (массив)").
+fn first_int(v: Option<&Value>) -> i64 {
+    match v {
+        Some(Value::Array(a)) => value_int(a.first()).unwrap_or(0),
+        other => value_int(other).unwrap_or(0),
+    }
+}
+
+/// Inner `Ok(Err(error_object))`: the row is rejected the way MySQL strict mode rejects it.
+fn history_insert(
+    conn: &Connection,
+    login: &str,
+    row: &Params,
+    default_tip: Option<&str>,
+) -> rusqlite::Result<Result<i64, Value>> {
+    let content = clean_content(&value_str(row.get("content"), ", ").unwrap_or_default());
+    if let Some(e) = utf8mb3_error(&content, "app_history", "des") {
+        return Ok(Err(
+            json!({"code": 500, "text": format!("{e} в строке 1292")}),
+        ));
+    }
+    let datum = match parse_datetime(row.get("datum")) {
+        Ok(d) if in_timestamp_range(&d) => d,
+        Ok(_) | Err(_) => {
+            let raw = value_str(row.get("datum"), "").unwrap_or_default();
+            return Ok(Err(json!({"code": 500, "text": format!(
+                "{} в строке 1292",
+                datetime_error(&raw, "app_history", "datum")
+            )})));
+        }
+    };
+    let tip = value_str(row.get("tip"), "")
+        .filter(|t| !t.is_empty())
+        .or(default_tip.map(str::to_string));
+    let owner = match value_str(row.get("user"), "") {
+        Some(u) if !u.is_empty() && u != login => 0,
+        _ => 1,
+    };
+    conn.prepare_cached(
+        "INSERT INTO history (datum, des, tip, iduser, clid, pid, did) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(rusqlite::params![
+        datum,
+        content,
+        tip,
+        owner,
+        first_int(row.get("clid")),
+        first_int(row.get("pid")),
+        first_int(row.get("did"))
+    ])?;
+    Ok(Ok(conn.last_insert_rowid()))
+}
+
+const HISTORY_SELECT: &str = "SELECT h.cid, h.datum, h.des, h.tip, h.iduser, h.clid, h.pid, h.did,
+    COALESCE(c.title, '') AS client, COALESCE(d.title, '') AS dogovor, p.person AS pname
+    FROM history h LEFT JOIN client c ON c.clid = h.clid LEFT JOIN deal d ON d.did = h.did
+    LEFT JOIN person p ON p.pid = h.pid";
+
+fn history_row(ctx: &Ctx, r: &Params, list: bool) -> Value {
+    let content = r["des"].as_str().unwrap_or("");
+    let content = if list {
+        // history/list passes content through nl2br; info returns it raw.
+        content.replace('\n', "<br />\n")
+    } else {
+        content.to_string()
+    };
+    json!({
+        "cid": r["cid"], "datum": r["datum"], "content": content, "tip": r["tip"],
+        "iduser": r["iduser"], "user": ctx.user_name(&r["iduser"]), "clid": r["clid"],
+        "client": r["client"], "did": r["did"], "dogovor": r["dogovor"]
+    })
+}
+
+/// Date window for history/task lists: no dates = today only, start only = start..today.
+fn date_window(ctx: &Ctx) -> (String, String) {
+    let start = filter_date(ctx.p.get("dateStart"));
+    let end = filter_date(ctx.p.get("dateEnd"));
+    (start.unwrap_or_else(today), end.unwrap_or_else(today))
+}
+
+fn history_list(ctx: &mut Ctx) -> R {
+    let (start, end) = date_window(ctx);
+    let mut wh = vec!["substr(h.datum, 1, 10) BETWEEN ? AND ?".to_string()];
+    let mut args = vec![Sql::Text(start), Sql::Text(end)];
+    if let Some(w) = ctx.str("word") {
+        wh.push("h.des LIKE ?".into());
+        args.push(like(&w));
+    }
+    if let Some(t) = ctx.str("tip") {
+        wh.push("h.tip = ?".into());
+        args.push(Sql::Text(t));
+    }
+    for k in ["clid", "pid", "did"] {
+        if let Some(v) = ctx.int(k).filter(|&v| v > 0) {
+            wh.push(format!("h.{k} = {v}"));
+        }
+    }
+    if let Some(u) = ctx.user_filter() {
+        wh.push(format!("h.iduser = {u}"));
+    }
+    let order = ctx
+        .str("order")
+        .filter(|o| ["cid", "datum", "tip", "clid", "pid", "did"].contains(&o.as_str()))
+        .unwrap_or_else(|| "datum".into());
+    let dir = if ctx.str("first").as_deref() == Some("old") {
+        "ASC"
+    } else {
+        "DESC"
+    };
+    let found = rows(
+        ctx.conn,
+        &format!(
+            "{HISTORY_SELECT} WHERE {} ORDER BY h.{order} {dir}, h.cid ASC LIMIT {PAGE} OFFSET {}",
+            wh.join(" AND "),
+            ctx.page_offset()
+        ),
+        &args,
+    )?;
+    if found.is_empty() {
+        return Ok(json!([]));
+    }
+    let data: Vec<Value> = found.iter().map(|r| history_row(ctx, r, true)).collect();
+    Ok(json!({ "data": data }))
+}
+
+// ---------------------------------------------------------------- task
+
+const TASK_SELECT: &str =
+    "SELECT t.*, COALESCE(c.title, '') AS client, COALESCE(d.title, '') AS dogovor,
+    p.person AS pname FROM task t LEFT JOIN client c ON c.clid = t.clid
+    LEFT JOIN deal d ON d.did = t.did LEFT JOIN person p ON p.pid = t.pid";
+
+fn task_row(ctx: &Ctx, r: &Params) -> Value {
+    let s = |k: &str| json!(r[k].to_string().trim_matches('"'));
+    json!({
+        "tid": s("tid"), "datum": r["datum"], "totime": r["totime"], "title": r["title"],
+        "des": r["des"], "tip": r["tip"], "active": r["active"], "priority": s("priority"),
+        "speed": s("speed"), "iduser": r["iduser"], "user": ctx.user_name(&r["iduser"]),
+        "autor": r["autor"], "autorlogin": "", "clid": r["clid"], "client": r["client"],
+        "did": r["did"], "dogovor": r["dogovor"], "readonly": r["readonly"], "day": r["day"],
+        "status": s("status")
+    })
+}
+
+fn task(ctx: &mut Ctx, a: &str) -> R {
+    match a {
+        "fields" => Ok(dict(dicts::TASK_FIELDS)),
+        "tips" => Ok(dict(dicts::TASK_TIPS)),
+        "list" => {
+            // Without `active` the real server (PHP 8) returns nothing.
+            let active = match ctx.str("active").as_deref() {
+                Some("yes") => "yes",
+                Some("no") => "no",
+                _ => return Ok(json!([])),
+            };
+            let (start, end) = date_window(ctx);
+            let mut wh = vec!["t.active = ?".to_string(), "t.datum BETWEEN ? AND ?".into()];
+            let mut args = vec![Sql::Text(active.into()), Sql::Text(start), Sql::Text(end)];
+            if let Some(w) = ctx.str("word") {
+                wh.push("(t.title LIKE ? OR t.des LIKE ?)".into());
+                args.extend([like(&w), like(&w)]);
+            }
+            if let Some(t) = ctx.str("tip") {
+                wh.push("t.tip = ?".into());
+                args.push(Sql::Text(t));
+            }
+            for k in ["clid", "pid", "did"] {
+                if let Some(v) = ctx.int(k).filter(|&v| v > 0) {
+                    wh.push(format!("t.{k} = {v}"));
+                }
+            }
+            if let Some(u) = ctx.user_filter() {
+                wh.push(format!("t.iduser = {u}"));
+            }
+            let found = rows(
+                ctx.conn,
+                &format!(
+                    "{TASK_SELECT} WHERE {} ORDER BY t.datum DESC, t.totime DESC, t.tid ASC LIMIT {PAGE} OFFSET {}",
+                    wh.join(" AND "),
+                    ctx.page_offset()
+                ),
+                &args,
+            )?;
+            if found.is_empty() {
+                return Ok(json!([]));
+            }
+            let data: Vec<Value> = found.iter().map(|r| task_row(ctx, r)).collect();
+            Ok(json!({ "data": data }))
+        }
+        "info" => {
+            let Some(id) = ctx.int("id").filter(|&i| i > 0) else {
+                return Ok(error(405, "Отсутствуют параметры - id напоминания"));
+            };
+            let Some(r) = rows(
+                ctx.conn,
+                &format!("{TASK_SELECT} WHERE t.tid = ?"),
+                &[Sql::Integer(id)],
+            )?
+            .into_iter()
+            .next() else {
+                return Ok(error(403, "Напоминание не найдено"));
+            };
+            let mut d = task_row(ctx, &r);
+            if let Value::Object(m) = &mut d {
+                let tail: Vec<(String, Value)> = ["did", "dogovor", "readonly", "day", "status"]
+                    .iter()
+                    .filter_map(|k| m.shift_remove(*k).map(|v| (k.to_string(), v)))
+                    .collect();
+                m.insert(
+                    "person".into(),
+                    json!([{"pid": r["pid"], "person": r["pname"]}]),
+                );
+                m.extend(tail);
+            }
+            Ok(json!({ "data": d }))
+        }
+        "add" => {
+            let Some(title) = ctx.str("title").map(|t| clean_field(&t)) else {
+                return Ok(error(405, "Отсутствуют параметры - Заголовок"));
+            };
+            let datum = match parse_date(ctx.p.get("datum")) {
+                Ok(d) => d,
+                Err(raw) => return Ok(error(500, &datetime_error(&raw, "app_tasks", "datum"))),
+            };
+            let owner = ctx.owner(ctx.p);
+            ctx.conn.execute(
+                "INSERT INTO task (datum, totime, title, des, tip, priority, speed, iduser, clid, pid, did, day)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                rusqlite::params![
+                    datum,
+                    ctx.str("totime").unwrap_or_else(|| "09:00".into()),
+                    title,
+                    ctx.str("des").map(|d| clean_field(&d)),
+                    ctx.str("tip").unwrap_or_else(|| "Задача".into()),
+                    ctx.int("priority").unwrap_or(0),
+                    ctx.int("speed").unwrap_or(0),
+                    owner,
+                    first_int(ctx.p.get("clid")),
+                    first_int(ctx.p.get("pid")),
+                    first_int(ctx.p.get("did")),
+                    ctx.str("day")
+                ],
+            )?;
+            Ok(json!({"result": "Успешно", "data": ctx.conn.last_insert_rowid()}))
+        }
+        "update" | "doit" => {
+            let Some(id) = ctx.int("id").or(ctx.int("tid")).filter(|&i| i > 0) else {
+                return Ok(error(405, "Отсутствуют параметры - id напоминания"));
+            };
+            if count(
+                ctx.conn,
+                "SELECT COUNT(*) FROM task WHERE tid = ?",
+                &[Sql::Integer(id)],
+            )? == 0
+            {
+                return Ok(error(403, "Напоминание не найдено"));
+            }
+            if a == "doit" {
+                ctx.conn.execute(
+                    "UPDATE task SET active = 'no', status = 1 WHERE tid = ?1",
+                    [id],
+                )?;
+            }
+            for f in ["title", "des", "tip", "totime", "active"] {
+                if let Some(v) = ctx.str(f) {
+                    ctx.conn.execute(
+                        &format!("UPDATE task SET {f} = ?1 WHERE tid = ?2"),
+                        rusqlite::params![clean_field(&v), id],
+                    )?;
+                }
+            }
+            for f in ["priority", "speed", "status", "clid", "pid", "did"] {
+                if let Some(v) = ctx.int(f) {
+                    ctx.conn.execute(
+                        &format!("UPDATE task SET {f} = ?1 WHERE tid = ?2"),
+                        rusqlite::params![v, id],
+                    )?;
+                }
+            }
+            if ctx.p.contains_key("datum") {
+                match parse_date(ctx.p.get("datum")) {
+                    Ok(d) => {
+                        ctx.conn.execute(
+                            "UPDATE task SET datum = ?1 WHERE tid = ?2",
+                            rusqlite::params![d, id],
+                        )?;
+                    }
+                    Err(raw) => return Ok(error(500, &datetime_error(&raw, "app_tasks", "datum"))),
+                }
+            }
+            Ok(json!({"result": "Успешно", "data": id}))
+        }
+        "delete" => {
+            let Some(id) = ctx.int("id").or(ctx.int("tid")).filter(|&i| i > 0) else {
+                return Ok(error(405, "Отсутствуют параметры - id напоминания"));
+            };
+            if ctx.conn.execute("DELETE FROM task WHERE tid = ?1", [id])? == 0 {
+                return Ok(error(403, "Напоминание не найдено"));
+            }
+            Ok(json!({"result": "Успешно", "data": id}))
+        }
+        _ => unknown(404, "Неизвестный метод"),
+    }
+}
+
+// ---------------------------------------------------------------- deal
+
+/// The default install's deal stages: (stage id, percent, title).
+const STEPS: [(i64, i64, &str); 7] = [
+    (10, 0, "Проявлен/Выявлен интерес"),
+    (2, 20, "Подтвержден интерес"),
+    (11, 40, "Отправлено КП"),
+    (5, 60, "Обсуждение деталей - продукты, услуги, оплата"),
+    (6, 80, "Согласован договор, Выставлен счет"),
+    (7, 90, "Получена предоплата, Выполнение договора"),
+    (8, 100, "Закрытие сделки, Подписание документов"),
+];
+
+fn step_of(percent: i64) -> (i64, i64, &'static str) {
+    STEPS
+        .iter()
+        .copied()
+        .find(|s| s.1 == percent)
+        .unwrap_or(STEPS[0])
+}
+
+const DEAL_SELECT: &str = "SELECT d.*, COALESCE(c.title, '') AS client_title,
+    COALESCE(pc.title, '') AS payer_title FROM deal d LEFT JOIN client c ON c.clid = d.clid
+    LEFT JOIN client pc ON pc.clid = d.payer";
+
+const DEAL_ORDER: [&str; 6] = ["did", "datum", "title", "kol", "datum_plan", "clid"];
+
+fn deal(ctx: &mut Ctx, a: &str) -> R {
+    match a {
+        "fields" => Ok(dict(dicts::DEAL_FIELDS)),
+        "steplist" => Ok(dict(dicts::DEAL_STEPLIST)),
+        "list" => {
+            // Without active=yes the real server lists closed deals only.
+            let close = if ctx.str("active").as_deref() == Some("yes") {
+                "no"
+            } else {
+                "yes"
+            };
+            let mut wh = vec!["d.close = ?".to_string()];
+            let mut args = vec![Sql::Text(close.into())];
+            if let Some(w) = ctx.str("word") {
+                wh.push("(d.title LIKE ? OR d.uid = ?)".into());
+                args.extend([like(&w), Sql::Text(w.clone())]);
+            }
+            if let Some(v) = ctx.int("clid").filter(|&v| v > 0) {
+                wh.push(format!("d.clid = {v}"));
+            }
+            if let Some(u) = ctx.user_filter() {
+                wh.push(format!("d.iduser = {u}"));
+            }
+            let order = ctx
+                .str("order")
+                .filter(|o| DEAL_ORDER.contains(&o.as_str()))
+                .unwrap_or_else(|| "datum".into());
+            let where_sql = wh.join(" AND ");
+            let total = count(
+                ctx.conn,
+                &format!("SELECT COUNT(*) FROM deal d WHERE {where_sql}"),
+                &args,
+            )?;
+            let found = rows(
+                ctx.conn,
+                &format!(
+                    "{DEAL_SELECT} WHERE {where_sql} ORDER BY d.{order} DESC, d.did ASC LIMIT {PAGE} OFFSET {}",
+                    ctx.page_offset()
+                ),
+                &args,
+            )?;
+            let data = found
+                .iter()
+                .map(|r| {
+                    let (sid, pct, stitle) = step_of(r["step"].as_i64().unwrap_or(0));
+                    json!({
+                        "did": r["did"], "uid": r["uid"], "datum": r["datum"], "datum_izm": r["datum_izm"],
+                        "clid": r["clid"], "clientTitle": r["client_title"], "title": r["title"], "mcid": 0,
+                        "iduser": r["iduser"], "user": ctx.user_name(&r["iduser"]),
+                        "userTitle": ctx.user_name(&r["iduser"]), "datum_plan": r["datum_plan"],
+                        "step": pct, "stepID": sid, "stepTitle": stitle, "contractID": 0,
+                        "contractTitle": null, "contractNumber": null, "contractDate": null,
+                        "tipID": 6, "tip": "Продажа быстрая", "directionID": 1, "direction": "Основное",
+                        "payer": r["payer"], "payerTitle": r["payer_title"], "kol": r["kol"],
+                        "marga": r["marga"], "datum_start": r["datum_start"], "datum_end": r["datum_end"],
+                        "close": r["close"], "datum_close": r["datum_close"],
+                        "status_close": r["status_close"].as_str().map(|s| json!(s)).unwrap_or(json!(false)),
+                        "des_fact": r["des_fact"], "kol_fact": r["kol_fact"]
+                    })
+                })
+                .collect();
+            Ok(list_envelope(data, ctx, &order, total))
+        }
+        "info" => {
+            let (sql, arg) = match (ctx.int("did").filter(|&d| d > 0), ctx.str("uid")) {
+                (Some(did), _) => ("d.did = ?", Sql::Integer(did)),
+                (None, Some(uid)) => ("d.uid = ?", Sql::Text(uid)),
+                (None, None) => return Ok(error(405, "Отсутствуют параметры - did сделки")),
+            };
+            let Some(r) = rows(ctx.conn, &format!("{DEAL_SELECT} WHERE {sql}"), &[arg])?
+                .into_iter()
+                .next()
+            else {
+                return Ok(error(403, "Сделка не найдена"));
+            };
+            let (sid, pct, _) = step_of(r["step"].as_i64().unwrap_or(0));
+            let want = |k: &str| {
+                matches!(ctx.p.get(k), Some(Value::Bool(true)))
+                    || ctx
+                        .str(k)
+                        .as_deref()
+                        .is_some_and(|v| v == "yes" || v == "1")
+            };
+            // uid, datum and clid come back null from deal/info on the real server (NOTES §6).
+            let mut m = Map::new();
+            for (k, v) in [
+                ("did", r["did"].clone()),
+                ("uid", Value::Null),
+                ("datum", Value::Null),
+                ("datum_izm", Value::Null),
+                ("clid", Value::Null),
+                ("title", r["title"].clone()),
+                ("mcid", json!(0)),
+                ("iduser", r["iduser"].clone()),
+                ("user", ctx.user_name(&r["iduser"])),
+                ("userUID", json!("")),
+                ("datum_plan", r["datum_plan"].clone()),
+                ("step", json!(sid)),
+                ("stepID", json!(sid)),
+                ("stepTitle", json!(pct)),
+                ("tipID", json!(6)),
+                ("tip", json!("Продажа быстрая")),
+                ("directionID", json!(1)),
+                ("direction", json!("Основное")),
+            ] {
+                m.insert(k.into(), v);
+            }
+            if want("payer") {
+                let payer = r["payer"].as_i64().unwrap_or(0);
+                let obj = embedded_client(ctx.conn, ctx.login, payer)?;
+                m.insert("payer".into(), obj);
+            }
+            for (k, v) in [
+                ("kol", r["kol"].clone()),
+                ("marga", r["marga"].clone()),
+                ("datum_start", r["datum_start"].clone()),
+                ("datum_end", r["datum_end"].clone()),
+                (
+                    "close",
+                    json!({"close": r["close"], "date": r["datum_close"], "summa": r["kol_fact"],
+                           "status": r["status_close"], "statustext": r["des_fact"]}),
+                ),
+                ("datum_close", r["datum_close"].clone()),
+                ("des_fact", r["des_fact"].clone()),
+                ("kol_fact", r["kol_fact"].clone()),
+            ] {
+                m.insert(k.into(), v);
+            }
+            if want("client") {
+                let clid = r["clid"].as_i64().unwrap_or(0);
+                let obj = embedded_client(ctx.conn, ctx.login, clid)?;
+                m.insert("client".into(), obj);
+            }
+            if want("speka") {
+                m.insert("speka".into(), json!([]));
+            }
+            Ok(json!({ "data": m }))
+        }
+        "add" => {
+            let clid = ctx.int("clid").unwrap_or(0);
+            let payer = ctx.int("payer").filter(|&p| p > 0).unwrap_or(clid);
+            let exists = |conn: &Connection, id: i64| {
+                count(
+                    conn,
+                    "SELECT COUNT(*) FROM client WHERE clid = ?",
+                    &[Sql::Integer(id)],
+                )
+                .map(|n| n > 0)
+            };
+            let known =
+                (clid > 0 && exists(ctx.conn, clid)?) || (payer > 0 && exists(ctx.conn, payer)?);
+            if !known {
+                return Ok(error(407, "Клиент или Плательщик не найден."));
+            }
+            let Some(title) = ctx.str("title").map(|t| clean_field(&t)) else {
+                return Ok(error(405, "Отсутствуют параметры - Название сделки"));
+            };
+            let datum_plan = match ctx.p.get("datum_plan") {
+                None => None,
+                v => match parse_date(v) {
+                    Ok(d) => Some(d),
+                    Err(raw) => {
+                        return Ok(error(
+                            500,
+                            &datetime_error(&raw, "app_dogovor", "datum_plan"),
+                        ))
+                    }
+                },
+            };
+            let kol = ctx
+                .str("kol")
+                .and_then(|s| s.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            let marga = ctx
+                .str("marga")
+                .and_then(|s| s.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            let owner = ctx.owner(ctx.p);
+            let (uid, content) = (ctx.str("uid"), ctx.str("content"));
+            let step = step_of(ctx.int("step").unwrap_or(0)).1;
+            let tx = ctx.conn.transaction()?;
+            tx.execute(
+                "INSERT INTO deal (uid, datum, clid, title, iduser, datum_plan, step, payer, kol, marga, content)
+                 VALUES (?1, ?2, ?3, '', ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                rusqlite::params![
+                    uid,
+                    today(),
+                    clid,
+                    owner,
+                    datum_plan,
+                    step,
+                    payer,
+                    kol,
+                    marga,
+                    content
+                ],
+            )?;
+            let did = tx.last_insert_rowid();
+            // The CRM prefixes deal titles with its deal number ("СД2: ...", NOTES §6).
+            tx.execute(
+                "UPDATE deal SET title = ?1 WHERE did = ?2",
+                rusqlite::params![format!("СД{}: {title}", did + 1), did],
+            )?;
+            tx.commit()?;
+            Ok(json!({"result": "Успешно", "data": did}))
+        }
+        "update" => {
+            let Some(did) = ctx.int("did").filter(|&d| d > 0) else {
+                return Ok(error(405, "Отсутствуют параметры - did сделки"));
+            };
+            if count(
+                ctx.conn,
+                "SELECT COUNT(*) FROM deal WHERE did = ?",
+                &[Sql::Integer(did)],
+            )? == 0
+            {
+                return Ok(error(403, "Сделка не найдена"));
+            }
+            for f in [
+                "title",
+                "uid",
+                "content",
+                "close",
+                "des_fact",
+                "status_close",
+            ] {
+                if let Some(v) = ctx.str(f) {
+                    ctx.conn.execute(
+                        &format!("UPDATE deal SET {f} = ?1 WHERE did = ?2"),
+                        rusqlite::params![clean_field(&v), did],
+                    )?;
+                }
+            }
+            for f in ["kol", "marga", "kol_fact"] {
+                if let Some(v) = ctx.str(f).and_then(|s| s.parse::<f64>().ok()) {
+                    ctx.conn.execute(
+                        &format!("UPDATE deal SET {f} = ?1 WHERE did = ?2"),
+                        rusqlite::params![v, did],
+                    )?;
+                }
+            }
+            if let Some(s) = ctx.int("step") {
+                ctx.conn.execute(
+                    "UPDATE deal SET step = ?1 WHERE did = ?2",
+                    rusqlite::params![step_of(s).1, did],
+                )?;
+            }
+            ctx.conn.execute(
+                "UPDATE deal SET datum_izm = ?1 WHERE did = ?2",
+                rusqlite::params![today(), did],
+            )?;
+            Ok(json!({"result": "Успешно", "data": did}))
+        }
+        "delete" => {
+            let Some(did) = ctx.int("did").filter(|&d| d > 0) else {
+                return Ok(error(405, "Отсутствуют параметры - did сделки"));
+            };
+            if ctx.conn.execute("DELETE FROM deal WHERE did = ?1", [did])? == 0 {
+                return Ok(error(403, "Сделка не найдена"));
+            }
+            Ok(json!({"result": "Успешно", "data": did}))
+        }
+        _ => unknown(402, "Неизвестный метод"),
+    }
+}

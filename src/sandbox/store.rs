@@ -1,0 +1,104 @@
+//! The SQLite store: one table per entity with integer autoincrement ids (ids are never reused,
+//! like MySQL's AUTO_INCREMENT), WAL journal so a crash never corrupts the file.
+
+use super::SandboxError;
+use crate::crm::Entity;
+use rusqlite::Connection;
+use std::sync::{Mutex, MutexGuard};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS client (
+    clid INTEGER PRIMARY KEY AUTOINCREMENT,
+    uid TEXT, type TEXT NOT NULL DEFAULT 'client',
+    date_create TEXT NOT NULL, date_edit TEXT,
+    title TEXT NOT NULL, iduser INTEGER,
+    address TEXT, phone TEXT, fax TEXT, site_url TEXT, mail_url TEXT,
+    des TEXT, territory TEXT, clientpath TEXT, tip_cmr TEXT, recv TEXT
+);
+CREATE INDEX IF NOT EXISTS client_title ON client(title);
+CREATE INDEX IF NOT EXISTS client_uid ON client(uid);
+CREATE TABLE IF NOT EXISTS person (
+    pid INTEGER PRIMARY KEY AUTOINCREMENT,
+    date_create TEXT, date_edit TEXT,
+    clid INTEGER, ptitle TEXT, person TEXT, tel TEXT, fax TEXT, mob TEXT, mail TEXT,
+    iduser INTEGER, input7 TEXT
+);
+CREATE INDEX IF NOT EXISTS person_clid ON person(clid);
+CREATE INDEX IF NOT EXISTS person_owner_pid ON person(iduser, pid);
+CREATE INDEX IF NOT EXISTS person_owner_date ON person(iduser, date_create, pid);
+CREATE TABLE IF NOT EXISTS history (
+    cid INTEGER PRIMARY KEY AUTOINCREMENT,
+    datum TEXT NOT NULL, des TEXT, tip TEXT, iduser INTEGER,
+    clid INTEGER NOT NULL DEFAULT 0, pid INTEGER NOT NULL DEFAULT 0, did INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS history_datum ON history(datum);
+CREATE TABLE IF NOT EXISTS task (
+    tid INTEGER PRIMARY KEY AUTOINCREMENT,
+    datum TEXT NOT NULL, totime TEXT, title TEXT, des TEXT, tip TEXT,
+    active TEXT NOT NULL DEFAULT 'yes', priority INTEGER NOT NULL DEFAULT 0,
+    speed INTEGER NOT NULL DEFAULT 0, iduser INTEGER, autor INTEGER NOT NULL DEFAULT 0,
+    clid INTEGER NOT NULL DEFAULT 0, pid INTEGER NOT NULL DEFAULT 0, did INTEGER NOT NULL DEFAULT 0,
+    readonly TEXT NOT NULL DEFAULT 'no', day TEXT, status INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS deal (
+    did INTEGER PRIMARY KEY AUTOINCREMENT,
+    uid TEXT, datum TEXT, datum_izm TEXT, clid INTEGER NOT NULL DEFAULT 0, title TEXT,
+    iduser INTEGER, datum_plan TEXT, step INTEGER NOT NULL DEFAULT 0, payer INTEGER NOT NULL DEFAULT 0,
+    kol REAL NOT NULL DEFAULT 0, marga REAL NOT NULL DEFAULT 0, datum_start TEXT, datum_end TEXT,
+    close TEXT NOT NULL DEFAULT 'no', datum_close TEXT, status_close TEXT, des_fact TEXT,
+    kol_fact REAL NOT NULL DEFAULT 0, content TEXT
+);
+";
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    pub fn open(path: &str, _login: &str) -> Result<Store, SandboxError> {
+        let err = |source| SandboxError::Db {
+            path: path.to_string(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        // WAL + NORMAL: durable across process crashes, fast enough for bulk tests.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "OFF")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The one connection. A poisoned lock only means a handler panicked mid-request; SQLite's
+    /// transaction was rolled back by then, so the connection is still consistent.
+    pub fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn count(&self, entity: Entity) -> u64 {
+        let table = table(entity);
+        let conn = self.lock();
+        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|n| n as u64)
+        .unwrap_or(0)
+    }
+}
+
+pub fn table(entity: Entity) -> &'static str {
+    match entity {
+        Entity::Client => "client",
+        Entity::Person => "person",
+        Entity::Deal => "deal",
+        Entity::Task => "task",
+        Entity::History => "history",
+    }
+}
