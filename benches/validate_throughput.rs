@@ -153,7 +153,7 @@ fn validate(path: &Path, template: &Template) -> (u64, u64, f64, f64) {
         vec![],
     );
     let rows = map_file_with(src, MapOptions::default(), move |row| {
-        check_row(&mapper, row, false)
+        check_row(&mapper, row, false, &[])
     });
     for item in rows {
         let mut c = item.unwrap();

@@ -6,6 +6,7 @@
 use super::ReportError;
 use crate::crm::Entity;
 use crate::source::Row;
+use crate::template::server::ServerFinding;
 use crate::template::{fingerprint, Fingerprint, MappedRow, Mapper, Problem, Severity};
 use rust_xlsxwriter::{Format, Workbook};
 use serde::Serialize;
@@ -44,6 +45,10 @@ pub struct ValidationSummary {
     pub entities: BTreeMap<Entity, EntityCounts>,
     pub top_problems: Vec<ProblemCount>,
     pub template_warnings: Vec<String>,
+    /// The CRM the template was checked against (`--url`), if any.
+    pub server: Option<String>,
+    /// Where template and CRM disagree (see `template::server`).
+    pub server_findings: Vec<ServerFinding>,
 }
 
 /// A mapped row reduced to what `validate` needs downstream.
@@ -53,12 +58,19 @@ pub struct CheckedRow {
     /// Records keep entity and key; their field maps are dropped on the worker (already hashed).
     pub mapped: MappedRow,
     pub prints: Vec<Fingerprint>,
+    /// The cells of the watched columns (`validate --url`), in the order asked for.
+    pub watched: Vec<String>,
 }
 
 /// Map and fingerprint one row: the per-row work of `validate`, run on the rayon pool.
-pub fn check_row(mapper: &Mapper, row: Row, keep_row: bool) -> CheckedRow {
+pub fn check_row(mapper: &Mapper, row: Row, keep_row: bool, watch: &[usize]) -> CheckedRow {
     let (mapped, prints) = mapper.map_row_fingerprinted(&row);
+    let watched = watch
+        .iter()
+        .map(|&i| row.cells.get(i).cloned().unwrap_or_default())
+        .collect();
     CheckedRow {
+        watched,
         row: keep_row.then_some(row),
         mapped,
         prints,
@@ -295,6 +307,21 @@ impl ValidationSummary {
                     String::new()
                 }
             ));
+        }
+        if let Some(url) = &self.server {
+            if self.server_findings.is_empty() {
+                o.push_str(&format!(
+                    "Checked against {url}: fields, types and owners all match\n"
+                ));
+            } else {
+                o.push_str(&format!(
+                    "Checked against {url}: {} problem(s) the server would not report (nothing was sent):\n",
+                    self.server_findings.len()
+                ));
+                for f in &self.server_findings {
+                    o.push_str(&format!("  {}\n", f.render(&self.template)));
+                }
+            }
         }
         if !self.top_problems.is_empty() {
             o.push_str("Most common problems:\n");

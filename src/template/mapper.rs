@@ -258,6 +258,11 @@ impl Mapper {
         &self.headers
     }
 
+    /// The index of a column as the template names it (same matching as binding).
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        find_column(&self.headers, name)
+    }
+
     /// The entities this mapper builds, in upload order.
     pub fn entities(&self) -> Vec<Entity> {
         self.entities.iter().map(|e| e.entity).collect()

@@ -2,6 +2,6 @@
 //! sandbox started in-process on 127.0.0.1. Each area of the tool has its own module.
 
 mod cli;
-mod validate;
 mod fixtures;
 mod sandbox;
+mod validate;
