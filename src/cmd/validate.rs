@@ -192,7 +192,6 @@ pub fn run(args: ValidateArgs) -> Result<Exit> {
     if hidden > 0 {
         eprintln!("… and {hidden} more problems (see the report)");
     }
-    report.finish()?;
     let mut summary = tally.finish(10);
     if let Some((conn, rt, policy, facts, mut findings)) = server {
         let later = facts.check_values(&template, &watches, &observed);
@@ -207,6 +206,7 @@ pub fn run(args: ValidateArgs) -> Result<Exit> {
         summary.server = Some(conn.url.clone());
         summary.server_findings = findings;
     }
+    report.finish(&template_name, &summary.server_findings)?;
     if args.json {
         println!(
             "{}",

@@ -23,8 +23,6 @@ pub enum ReportError {
     Csv { path: PathBuf, message: String },
     #[error("cannot write XLSX {path}: {message}")]
     Xlsx { path: PathBuf, message: String },
-    #[error("{path}: cannot write the report: {message}")]
-    Write { path: PathBuf, message: String },
 }
 
 impl ReportError {

@@ -1,14 +1,14 @@
 //! The validation report: a summary (terminal / JSON), and XLSX/CSV files with a "Problems" sheet
 //! (row, column, value, message, entity) and a "Rows" sheet (source rows + status). Written as the
-//! rows stream by (rust_xlsxwriter's constant-memory mode), so the report does not hold the file.
-//! Every cell is written as text: nothing a user typed can become a formula in Excel.
+//! rows stream by through the shared sinks of `report::table` (constant-memory XLSX, CSV), so the
+//! report does not hold the file. Every source value is written as text: nothing a user typed can
+//! become a formula in Excel.
 
-use super::ReportError;
+use super::{Cell, CsvOptions, CsvTable, ReportError, SheetId, XlsxBook};
 use crate::crm::Entity;
 use crate::source::Row;
 use crate::template::server::ServerFinding;
 use crate::template::{fingerprint, Fingerprint, MappedRow, Mapper, Problem, Severity};
-use rust_xlsxwriter::{Format, Workbook};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
@@ -356,40 +356,16 @@ pub fn row_status(m: &MappedRow) -> &'static str {
     }
 }
 
-fn problem_line(p: &Problem) -> String {
-    p.message.clone()
-}
-
-// Excel limits: a cell holds 32,767 characters, a sheet 1,048,576 rows.
-const CELL_MAX: usize = 32_767;
-const SHEET_ROWS: u32 = 1_048_576;
-
-fn clip(s: &str) -> &str {
-    match s.char_indices().nth(CELL_MAX) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
-/// Writes the report files while rows stream by.
-pub struct ReportWriter {
-    xlsx: Option<(PathBuf, Workbook, u32, u32, usize)>,
-    csv: Option<(
-        PathBuf,
-        csv::Writer<std::fs::File>,
-        csv::Writer<std::fs::File>,
-    )>,
-}
+// Excel's limit: a sheet holds 1,048,576 rows (the header is one of them).
+const SHEET_ROWS: u64 = 1_048_575;
 
 const PROBLEM_HEADERS: [&str; 8] = [
     "File", "Sheet", "Row", "Column", "Value", "Message", "Entity", "Severity",
 ];
+const SERVER_HEADERS: [&str; 5] = ["Entity", "Field", "Template line", "Problem", "Fix"];
 
-fn werr(path: &Path, e: impl std::fmt::Display) -> ReportError {
-    ReportError::Write {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
+fn strings(h: &[&str]) -> Vec<String> {
+    h.iter().map(|s| s.to_string()).collect()
 }
 
 /// `out.csv` → `out.rows.csv`: the rows table next to the problems table.
@@ -401,57 +377,55 @@ pub fn rows_csv_path(p: &Path) -> PathBuf {
     p.with_file_name(format!("{stem}.rows.csv"))
 }
 
+/// `out.csv` → `out.crm.csv`: the template-vs-CRM findings (`validate --url`).
+pub fn server_csv_path(p: &Path) -> PathBuf {
+    let stem = p
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    p.with_file_name(format!("{stem}.crm.csv"))
+}
+
+fn create_dir_for(p: &Path) -> Result<(), ReportError> {
+    match p.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|e| ReportError::io(dir, e)),
+        None => Ok(()),
+    }
+}
+
+/// Writes the report files while rows stream by, through the shared table sinks
+/// ([`XlsxBook`] in constant-memory mode, [`CsvTable`]): nothing is held per row.
+pub struct ReportWriter {
+    xlsx: Option<(XlsxBook, SheetId, SheetId)>,
+    csv: Option<(PathBuf, CsvTable, CsvTable)>,
+}
+
 impl ReportWriter {
     pub fn new(
         xlsx: Option<&Path>,
         csv_path: Option<&Path>,
         headers: &[String],
     ) -> Result<ReportWriter, ReportError> {
-        let mut rows_header: Vec<String> = vec!["Row".into(), "Status".into(), "Problems".into()];
+        let mut rows_header: Vec<String> = strings(&["Row", "Status", "Problems"]);
         rows_header.extend(headers.iter().cloned());
         let xlsx = match xlsx {
             None => None,
             Some(p) => {
-                let mut wb = Workbook::new();
-                let bold = Format::new().set_bold();
-                let e = |e| werr(p, e);
-                let ws = wb.add_worksheet_with_constant_memory();
-                ws.set_name("Problems").map_err(e)?;
-                for (i, h) in PROBLEM_HEADERS.iter().enumerate() {
-                    ws.write_string_with_format(0, i as u16, *h, &bold)
-                        .map_err(e)?;
-                }
-                ws.set_freeze_panes(1, 0).map_err(e)?;
-                ws.set_column_width(5, 60).map_err(e)?;
-                let ws = wb.add_worksheet_with_constant_memory();
-                ws.set_name("Rows").map_err(e)?;
-                for (i, h) in rows_header.iter().enumerate() {
-                    ws.write_string_with_format(0, i as u16, clip(h), &bold)
-                        .map_err(e)?;
-                }
-                ws.set_freeze_panes(1, 0).map_err(e)?;
-                Some((p.to_path_buf(), wb, 1, 1, rows_header.len()))
+                let mut book = XlsxBook::create(p);
+                let problems = book.add_sheet("Problems", &strings(&PROBLEM_HEADERS))?;
+                let rows = book.add_sheet("Rows", &rows_header)?;
+                Some((book, problems, rows))
             }
         };
         let csv = match csv_path {
             None => None,
             Some(p) => {
-                let open = |p: &Path| -> Result<csv::Writer<std::fs::File>, ReportError> {
-                    if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                        std::fs::create_dir_all(dir).map_err(|e| werr(p, e))?;
-                    }
-                    let mut f = std::fs::File::create(p).map_err(|e| werr(p, e))?;
-                    // UTF-8 BOM: Excel opens the CSV with the right encoding on a double click.
-                    std::io::Write::write_all(&mut f, b"\xEF\xBB\xBF").map_err(|e| werr(p, e))?;
-                    Ok(csv::WriterBuilder::new().delimiter(b';').from_writer(f))
-                };
-                let mut problems = open(p)?;
-                problems
-                    .write_record(PROBLEM_HEADERS)
-                    .map_err(|e| werr(p, e))?;
-                let rp = rows_csv_path(p);
-                let mut rows = open(&rp)?;
-                rows.write_record(&rows_header).map_err(|e| werr(&rp, e))?;
+                create_dir_for(p)?;
+                // UTF-8 with BOM and ';': Excel opens it with the right encoding on a double click.
+                let problems =
+                    CsvTable::create(p, &strings(&PROBLEM_HEADERS), CsvOptions::default())?;
+                let rows =
+                    CsvTable::create(&rows_csv_path(p), &rows_header, CsvOptions::default())?;
                 Some((p.to_path_buf(), problems, rows))
             }
         };
@@ -467,102 +441,109 @@ impl ReportWriter {
             return Ok(());
         }
         let sheet = m.pos.sheet.as_deref().unwrap_or("");
-        let rownum = m.pos.row.to_string();
-        let status = row_status(m);
         let summary: String = m
             .problems
             .iter()
-            .map(|p| {
-                let col = p
-                    .column
-                    .as_deref()
-                    .map(|c| format!("{c}: "))
-                    .unwrap_or_default();
-                format!("{col}{}", problem_line(p))
+            .map(|p| match &p.column {
+                Some(c) => format!("{c}: {}", p.message),
+                None => p.message.clone(),
             })
             .collect::<Vec<_>>()
             .join("; ");
-        let prob_fields = |p: &Problem| -> [String; 8] {
+        let problem_cells = |p: &Problem| -> [Cell; 8] {
+            let text = |s: &str| {
+                if s.is_empty() {
+                    Cell::Empty
+                } else {
+                    Cell::text(s)
+                }
+            };
             [
-                m.pos.file.to_string(),
-                sheet.to_string(),
-                rownum.clone(),
-                p.column.clone().unwrap_or_default(),
-                p.value.clone(),
-                p.message.clone(),
-                p.entity.map(|e| e.to_string()).unwrap_or_default(),
-                match p.severity {
-                    Severity::Error => "error".into(),
-                    Severity::Warning => "warning".into(),
-                },
+                Cell::text(&*m.pos.file),
+                text(sheet),
+                Cell::Int(m.pos.row as i64),
+                text(p.column.as_deref().unwrap_or("")),
+                text(&p.value),
+                Cell::text(&p.message),
+                text(p.entity.map(|e| e.as_str()).unwrap_or("")),
+                Cell::text(match p.severity {
+                    Severity::Error => "error",
+                    Severity::Warning => "warning",
+                }),
             ]
         };
-        if let Some((path, wb, prow, rrow, _)) = &mut self.xlsx {
-            let e = |e| werr(path, e);
-            let ws = wb.worksheet_from_index(0).map_err(e)?;
-            for p in &m.problems {
-                if *prow >= SHEET_ROWS {
-                    break;
-                }
-                for (i, v) in prob_fields(p).iter().enumerate() {
-                    if i == 2 {
-                        ws.write_number(*prow, 2, m.pos.row as f64).map_err(e)?;
-                    } else if !v.is_empty() {
-                        ws.write_string(*prow, i as u16, clip(v)).map_err(e)?;
-                    }
-                }
-                *prow += 1;
+        let mut row_cells = Vec::with_capacity(3 + row.cells.len());
+        row_cells.push(Cell::Int(m.pos.row as i64));
+        row_cells.push(Cell::text(row_status(m)));
+        row_cells.push(if summary.is_empty() {
+            Cell::Empty
+        } else {
+            Cell::Text(summary)
+        });
+        row_cells.extend(row.cells.iter().map(|c| {
+            if c.is_empty() {
+                Cell::Empty
+            } else {
+                Cell::text(c.as_str())
             }
-            if *rrow < SHEET_ROWS {
-                let ws = wb.worksheet_from_index(1).map_err(e)?;
-                ws.write_number(*rrow, 0, m.pos.row as f64).map_err(e)?;
-                ws.write_string(*rrow, 1, status).map_err(e)?;
-                if !summary.is_empty() {
-                    ws.write_string(*rrow, 2, clip(&summary)).map_err(e)?;
+        }));
+        if let Some((book, problems, rows)) = &mut self.xlsx {
+            for p in &m.problems {
+                if book.rows(*problems) < SHEET_ROWS {
+                    book.write_row(*problems, &problem_cells(p))?;
                 }
-                for (i, c) in row.cells.iter().enumerate() {
-                    if !c.is_empty() {
-                        ws.write_string(*rrow, 3 + i as u16, clip(c)).map_err(e)?;
-                    }
-                }
-                *rrow += 1;
+            }
+            if book.rows(*rows) < SHEET_ROWS {
+                book.write_row(*rows, &row_cells)?;
             }
         }
-        if let Some((path, problems, rows)) = &mut self.csv {
+        if let Some((_, problems, rows)) = &mut self.csv {
             for p in &m.problems {
-                problems
-                    .write_record(prob_fields(p))
-                    .map_err(|e| werr(path, e))?;
+                problems.write_row(&problem_cells(p))?;
             }
-            let mut rec: Vec<&str> = vec![&rownum, status, &summary];
-            rec.extend(row.cells.iter().map(String::as_str));
-            rows.write_record(rec).map_err(|e| werr(path, e))?;
+            rows.write_row(&row_cells)?;
         }
         Ok(())
     }
 
-    pub fn finish(self) -> Result<(), ReportError> {
-        if let Some((path, mut wb, prow, rrow, width)) = self.xlsx {
-            let e = |e| werr(&path, e);
-            let ws = wb.worksheet_from_index(0).map_err(e)?;
-            ws.autofilter(
-                0,
-                0,
-                prow.saturating_sub(1).max(1),
-                PROBLEM_HEADERS.len() as u16 - 1,
-            )
-            .map_err(e)?;
-            let ws = wb.worksheet_from_index(1).map_err(e)?;
-            ws.autofilter(0, 0, rrow.saturating_sub(1).max(1), width as u16 - 1)
-                .map_err(e)?;
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|x| werr(&path, x))?;
+    /// Close the files; `findings` (from `validate --url`) get a sheet "CRM check" (and
+    /// `NAME.crm.csv`) when there are any.
+    pub fn finish(self, template: &str, findings: &[ServerFinding]) -> Result<(), ReportError> {
+        let finding_cells = |f: &ServerFinding| -> Vec<Cell> {
+            vec![
+                Cell::text(f.entity.as_str()),
+                Cell::text(&f.field),
+                match f.line {
+                    Some(l) => Cell::Int(l as i64),
+                    None => Cell::text(template),
+                },
+                Cell::text(&f.problem),
+                Cell::text(&f.fix),
+            ]
+        };
+        if let Some((mut book, _, _)) = self.xlsx {
+            if !findings.is_empty() {
+                let s = book.add_sheet("CRM check", &strings(&SERVER_HEADERS))?;
+                for f in findings {
+                    book.write_row(s, &finding_cells(f))?;
+                }
             }
-            wb.save(&path).map_err(e)?;
+            book.close()?;
         }
-        if let Some((path, mut problems, mut rows)) = self.csv {
-            problems.flush().map_err(|e| werr(&path, e))?;
-            rows.flush().map_err(|e| werr(&path, e))?;
+        if let Some((path, problems, rows)) = self.csv {
+            problems.finish()?;
+            rows.finish()?;
+            if !findings.is_empty() {
+                let mut t = CsvTable::create(
+                    &server_csv_path(&path),
+                    &strings(&SERVER_HEADERS),
+                    CsvOptions::default(),
+                )?;
+                for f in findings {
+                    t.write_row(&finding_cells(f))?;
+                }
+                t.finish()?;
+            }
         }
         Ok(())
     }

@@ -395,6 +395,8 @@ fn url_checks_template_against_the_crm_without_writing() {
         .as_bytes(),
     );
     let url = sb.url();
+    let report = dir.path().join("r.xlsx").display().to_string();
+    let csv = dir.path().join("r.csv").display().to_string();
     let (code, out, err) = smbatch_env(
         &[
             "validate",
@@ -405,10 +407,27 @@ fn url_checks_template_against_the_crm_without_writing() {
             &url,
             "--login",
             &conn.login,
+            "--report",
+            &report,
+            "--csv-report",
+            &csv,
         ],
         &[("SMBATCH_APIKEY", conn.apikey.expose())],
     );
     assert_eq!(code, 1, "{out}{err}");
+    // The findings are in the report too: sheet "CRM check" and r.crm.csv.
+    let crm = sheet(&report, "CRM check");
+    assert_eq!(
+        crm[0],
+        ["Entity", "Field", "Template line", "Problem", "Fix"]
+    );
+    assert!(
+        crm.iter()
+            .any(|r| r[0] == "person" && r[1] == "rol" && r[2] == "8"),
+        "{crm:?}"
+    );
+    let crm_csv = std::fs::read_to_string(dir.path().join("r.crm.csv")).unwrap();
+    assert!(crm_csv.contains("nobody@example.ru"), "{crm_csv}");
     let all = format!("{out}\n{err}");
     // A field the CRM has disabled, with the template line and what to do.
     assert!(
