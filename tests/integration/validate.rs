@@ -533,3 +533,35 @@ fn template_init_with_url_uses_live_titles_and_skips_disabled_fields() {
     assert!(out.contains("# ??? = { column = \"Лояльность\" }"), "{out}");
     assert!(!out.contains("loyalty"), "{out}");
 }
+
+#[test]
+fn deal_template_links_every_deal_to_its_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "d.csv",
+        "Номер;Сделка;Компания;ИНН;Дата план;Сумма;Этап\n\
+         D-1;Поставка;ООО Ромашка;5902000001;01.07.2025;1 200,50;20\n\
+         D-2;Монтаж;;;01.08.2025;500;20\n"
+            .as_bytes(),
+    );
+    let (code, out, err) = smbatch(&[
+        "validate",
+        &f,
+        "--template",
+        "templates/deal.toml",
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["entities"]["deal"]["valid"], 1, "{out}");
+    assert_eq!(v["entities"]["deal"]["invalid"], 1, "{out}");
+    assert!(
+        v["top_problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["message"] == "this row has no client record to reference"),
+        "{out}"
+    );
+}
