@@ -6,7 +6,7 @@ use super::rules::{
 };
 use super::{Check, Expr, FieldRule, Input, Part, Template, TemplateError};
 use crate::crm::Entity;
-use crate::source::{Row, RowSource, SourceError, SourcePos};
+use crate::source::{RawBatch, Row, RowSource, SourceError, SourcePos};
 use rayon::prelude::*;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -706,6 +706,11 @@ impl Default for MapOptions {
     }
 }
 
+enum Batch {
+    Rows(Vec<Row>),
+    Raw(RawBatch),
+}
+
 /// Results of [`map_file_with`] in file order. Three stages overlap: a reader thread, a mapping
 /// thread that spreads each batch over rayon, and the consumer (this iterator). Channels hold one
 /// batch each, so at most ~5 batches are alive at once: memory is flat in the row count.
@@ -732,12 +737,26 @@ where
     T: Send + 'static,
     F: Fn(Row) -> T + Send + Sync + 'static,
 {
-    let (tx, rx) = sync_channel::<Result<Vec<Row>, SourceError>>(1);
+    let (tx, rx) = sync_channel::<Result<Batch, SourceError>>(1);
     let (out_tx, out_rx) = sync_channel(1);
     let batch = opts.batch.max(1);
     std::thread::spawn(move || {
         let mut source = source;
         loop {
+            // CSV hands over raw fields: the cells are built on the workers.
+            if let Some(raw) = source.read_raw(batch) {
+                if !raw.batch.is_empty() && tx.send(Ok(Batch::Raw(raw.batch))).is_err() {
+                    return;
+                }
+                if let Some(e) = raw.error {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                if raw.eof {
+                    return;
+                }
+                continue;
+            }
             let mut rows = Vec::with_capacity(batch);
             let mut err = None;
             for r in source.by_ref() {
@@ -753,7 +772,7 @@ where
                 }
             }
             let last = rows.len() < batch || err.is_some();
-            if !rows.is_empty() && tx.send(Ok(rows)).is_err() {
+            if !rows.is_empty() && tx.send(Ok(Batch::Rows(rows))).is_err() {
                 return;
             }
             if let Some(e) = err {
@@ -767,7 +786,13 @@ where
     });
     std::thread::spawn(move || {
         for item in rx {
-            let out = item.map(|rows| rows.into_par_iter().map(&work).collect::<Vec<T>>());
+            let out = item.map(|b| match b {
+                Batch::Rows(rows) => rows.into_par_iter().map(&work).collect::<Vec<T>>(),
+                Batch::Raw(raw) => (0..raw.len())
+                    .into_par_iter()
+                    .map(|i| work(raw.row(i)))
+                    .collect::<Vec<T>>(),
+            });
             if out_tx.send(out).is_err() {
                 return;
             }

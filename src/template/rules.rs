@@ -345,7 +345,9 @@ pub fn parse_time(v: &str) -> Option<NaiveTime> {
 
 /// The server's tables are utf8mb3: 4-byte characters (emoji) fail the row (NOTES §8).
 pub fn first_4byte_char(v: &str) -> Option<char> {
-    v.chars().find(|c| c.len_utf8() == 4)
+    // A 4-byte sequence starts with a byte ≥ 0xF0: scan bytes, decode only on a hit.
+    let i = v.bytes().position(|b| b >= 0xF0)?;
+    v[i..].chars().next()
 }
 
 #[cfg(test)]
