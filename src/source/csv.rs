@@ -196,6 +196,8 @@ pub(crate) struct CsvSource {
     encoding: Encoding,
     delimiter: u8,
     done: bool,
+    /// Decode each field from this single-byte encoding (the reader parses raw bytes).
+    field_decoder: Option<&'static encoding_rs::Encoding>,
 }
 
 impl CsvSource {
@@ -220,8 +222,12 @@ impl CsvSource {
             }
         };
         let rest = std::io::Cursor::new(head[skip..].to_vec()).chain(file);
+        // Windows-1251 is ASCII-compatible and one byte per character, so the CSV structure can
+        // be parsed on the raw bytes and each field decoded on its own — on the worker threads
+        // when the rows go through `read_raw`. UTF-16 is decoded as a stream before parsing.
+        let field_decoder = (encoding == Encoding::Windows1251).then(|| encoding.rs());
         let input: Box<dyn Read + Send> = match encoding {
-            Encoding::Utf8 => Box::new(rest),
+            Encoding::Utf8 | Encoding::Windows1251 => Box::new(rest),
             other => Box::new(DecodeReader::new(rest, other)),
         };
         let mut reader = ::csv::ReaderBuilder::new()
@@ -244,7 +250,10 @@ impl CsvSource {
         }
         let raw: Vec<String> = record
             .iter()
-            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .map(|f| match field_decoder {
+                Some(enc) => enc.decode_without_bom_handling(f).0.into_owned(),
+                None => String::from_utf8_lossy(f).into_owned(),
+            })
             .collect();
         let headers = clean_headers(path, raw)?;
         Ok(CsvSource {
@@ -257,6 +266,7 @@ impl CsvSource {
             encoding,
             delimiter,
             done: false,
+            field_decoder,
         })
     }
 }
@@ -273,7 +283,15 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// A CSV field as text; bytes that are not UTF-8 are replaced and reported.
-pub(crate) fn cell_text(field: &[u8], column: usize, issues: &mut Vec<CellIssue>) -> String {
+pub(crate) fn cell_text(
+    field: &[u8],
+    column: usize,
+    decoder: Option<&'static encoding_rs::Encoding>,
+    issues: &mut Vec<CellIssue>,
+) -> String {
+    if let Some(enc) = decoder {
+        return enc.decode_without_bom_handling(field).0.into_owned();
+    }
     match std::str::from_utf8(field) {
         Ok(s) => s.to_string(),
         Err(_) => {
@@ -312,7 +330,7 @@ impl Iterator for CsvSource {
                 let mut issues = Vec::new();
                 let mut cells: Vec<String> = Vec::with_capacity(self.headers.len());
                 for (i, field) in self.record.iter().enumerate() {
-                    cells.push(cell_text(field, i, &mut issues));
+                    cells.push(cell_text(field, i, self.field_decoder, &mut issues));
                 }
                 fit_row(&mut cells, self.headers.len(), &mut issues, true);
                 Some(Ok(Row {
@@ -334,7 +352,7 @@ impl RowSource for CsvSource {
         &self.headers
     }
     fn read_raw(&mut self, max: usize) -> Option<RawRead> {
-        let mut batch = RawBatch::new(self.file.clone(), self.headers.len());
+        let mut batch = RawBatch::new(self.file.clone(), self.headers.len(), self.field_decoder);
         let mut error = None;
         while !self.done && batch.len() < max {
             match self.reader.read_byte_record(&mut self.record) {

@@ -162,13 +162,20 @@ pub struct RawBatch {
     ends: Vec<usize>,
     /// Per row: index of its first field in `ends`, its field count, its row number.
     rows: Vec<(usize, usize, u64)>,
+    /// Single-byte encoding the fields are in (decoded per field in [`RawBatch::row`]).
+    decoder: Option<&'static encoding_rs::Encoding>,
 }
 
 impl RawBatch {
-    pub(crate) fn new(file: Arc<str>, width: usize) -> RawBatch {
+    pub(crate) fn new(
+        file: Arc<str>,
+        width: usize,
+        decoder: Option<&'static encoding_rs::Encoding>,
+    ) -> RawBatch {
         RawBatch {
             file,
             width,
+            decoder,
             ..RawBatch::default()
         }
     }
@@ -197,7 +204,12 @@ impl RawBatch {
         let mut cells = Vec::with_capacity(self.width.max(n));
         let mut issues = Vec::new();
         for (j, &end) in self.ends[first..first + n].iter().enumerate() {
-            cells.push(csv::cell_text(&self.bytes[start..end], j, &mut issues));
+            cells.push(csv::cell_text(
+                &self.bytes[start..end],
+                j,
+                self.decoder,
+                &mut issues,
+            ));
             start = end;
         }
         fit_row(&mut cells, self.width, &mut issues, true);
