@@ -565,3 +565,30 @@ fn deal_template_links_every_deal_to_its_client() {
         "{out}"
     );
 }
+
+#[test]
+fn shipped_migration_preset_matches_a_fresh_crm() {
+    use smbatch::sandbox::{Sandbox, SandboxConfig};
+    let sb = Sandbox::start(SandboxConfig::default()).unwrap();
+    let conn = sb.connection();
+    let url = sb.url();
+    let (code, out, err) = smbatch_env(
+        &[
+            "validate",
+            "samples/migration-cp1251.csv",
+            "--template",
+            "templates/migration-flat.toml",
+            "--url",
+            &url,
+            "--login",
+            &conn.login,
+            "--json",
+        ],
+        &[("SMBATCH_APIKEY", conn.apikey.expose())],
+    );
+    // Exit 1 for the sample's deliberately bad rows, but nothing between template and CRM.
+    assert_eq!(code, 1, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["server"], url.as_str(), "{out}");
+    assert_eq!(v["server_findings"], serde_json::json!([]), "{out}");
+}
