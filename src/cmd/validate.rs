@@ -80,30 +80,30 @@ pub fn run(args: ValidateArgs) -> Result<Exit> {
     let template_name = args.template.display().to_string();
     // Checked against the server, when one is given: ask before reading the file, so a
     // template that cannot work is reported at once.
-    let server = match args.conn.url.is_some() || args.conn.profile.is_some() {
-        false => None,
-        true => {
-            let conn = args.conn.resolve()?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| Error::Usage(format!("cannot start the network runtime: {e}")))?;
-            let client = CrmClient::new(&conn)?;
-            let policy = RetryPolicy {
-                max_attempts: 3,
-                ..RetryPolicy::default()
-            };
-            let facts = rt.block_on(ServerFacts::fetch(&client, &template, &policy))?;
-            let findings = facts.check_template(&template);
-            for f in &findings {
-                eprintln!("{}", f.render(&template_name));
-            }
-            Some((conn, rt, policy, facts, findings))
+    let server = if args.conn.url.is_some() || args.conn.profile.is_some() {
+        let conn = args.conn.resolve()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Usage(format!("cannot start the network runtime: {e}")))?;
+        let client = CrmClient::new(&conn)?;
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        };
+        let facts = rt.block_on(ServerFacts::fetch(&client, &template, &policy))?;
+        let findings = facts.check_template(&template);
+        for f in &findings {
+            eprintln!("{}", f.render(&template_name));
         }
+        Some((conn, rt, policy, facts, findings))
+    } else {
+        None
     };
-    let watches = match server {
-        Some(_) => srv::watches(&template, &|c| mapper.column_index(c)),
-        None => Vec::new(),
+    let watches = if server.is_some() {
+        srv::watches(&template, &|c| mapper.column_index(c))
+    } else {
+        Vec::new()
     };
     let watch_cols: Vec<usize> = watches.iter().map(|w| w.column).collect();
     let mut observed = Observed::default();
