@@ -360,7 +360,7 @@ impl ServerFacts {
             };
             if !unknown.is_empty() {
                 out.push(finding(
-                    format!("owner login(s) {} do not exist on this CRM: the server would set owner id 0 and the records would be invisible in lists, without an error.", quoted(&unknown, 10)),
+                    format!("owner login(s) {} do not exist on this CRM (the API has no user list; a read-only `fields` call made as that login was refused with 401): the server would set owner id 0 and the records would be invisible in lists, without an error.", quoted(&unknown, 10)),
                     "use existing CRM logins (map the file's names to logins with map = { \"Иванов\" = \"ivanov@firm.ru\" }), or leave user out so the API user owns the records.".into(),
                 ));
             }
