@@ -1,15 +1,19 @@
 //! Validation throughput and memory: `cargo bench --bench validate_throughput`.
+//!
 //! Generates Windows-1251 CSVs (100k and 1M rows, 10 columns) and a 100k-row XLSX in a temp dir,
-//! validates them through the library (source → template → map_file on rayon → tally), and
-//! compares with a plain csv-crate read of the same file. Peak RSS is VmHWM of this process,
-//! which only grows: the runs go small to big, so a flat figure means memory does not grow.
+//! then runs each measurement in a **child process** (this binary re-executed with `--child`), so
+//! every peak RSS (VmHWM) belongs to one run only. A child validates exactly what
+//! `smbatch validate FILE --template T` does by default — read + decode, map and check on rayon,
+//! fingerprint, tally "same key, different values", summary — without a report file (the CLI
+//! writes one only with `--report`/`--csv-report`). The CSV child then does a plain csv-crate
+//! read of the same file (after VmHWM is taken) for the ratio. Each line also gives the child's
+//! CPU time: on a loaded machine, rows per CPU-second says more than wall-clock rows/s.
 
-use smbatch::report::validation::Tally;
+use smbatch::report::validation::{check_row, Tally};
 use smbatch::source::{self, SourceOptions};
-use smbatch::template::{map_file, MapOptions, Template};
+use smbatch::template::{map_file_with, MapOptions, Template};
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 const TEMPLATE: &str = r#"
@@ -106,20 +110,41 @@ fn gen_xlsx(path: &Path, rows: u64) {
     wb.save(path).unwrap();
 }
 
-fn peak_rss_mb() -> f64 {
+fn proc_status(field: &str) -> f64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|k| k.parse::<f64>().ok())
         .map(|k| k / 1024.0)
         .unwrap_or(0.0)
 }
 
-fn validate(path: &Path, template: &Template) -> (u64, u64, f64) {
+/// User + system CPU seconds of this process so far (all threads).
+fn cpu_secs() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = s.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let t = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 (utime, stime) of /proc/PID/stat are 11 and 12 after the ')'.
+    (t(11) + t(12)) / 100.0
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What `smbatch validate` does without a report: returns (rows, invalid, wall s, cpu s).
+fn validate(path: &Path, template: &Template) -> (u64, u64, f64, f64) {
+    let c0 = cpu_secs();
     let t0 = Instant::now();
     let src = source::open(path, &SourceOptions::default()).unwrap();
-    let mapper = Arc::new(template.bind(src.headers(), "bench").unwrap());
+    let mapper = template.bind(src.headers(), "bench").unwrap();
     let mut tally = Tally::new(
         "bench",
         "bench",
@@ -127,12 +152,20 @@ fn validate(path: &Path, template: &Template) -> (u64, u64, f64) {
         &mapper.entities(),
         vec![],
     );
-    for item in map_file(src, mapper, MapOptions::default()) {
-        let (_row, mut m) = item.unwrap();
-        tally.add(&mut m);
+    let rows = map_file_with(src, MapOptions::default(), move |row| {
+        check_row(&mapper, row, false, &[])
+    });
+    for item in rows {
+        let mut c = item.unwrap();
+        tally.add_fingerprinted(&mut c.mapped, &c.prints);
     }
     let s = tally.finish(5);
-    (s.rows_read, s.invalid_rows, t0.elapsed().as_secs_f64())
+    (
+        s.rows_read,
+        s.invalid_rows,
+        t0.elapsed().as_secs_f64(),
+        cpu_secs() - c0,
+    )
 }
 
 fn plain_csv_read(path: &Path) -> (u64, f64) {
@@ -149,32 +182,58 @@ fn plain_csv_read(path: &Path) -> (u64, f64) {
     (n, t0.elapsed().as_secs_f64())
 }
 
-fn main() {
-    let dir = tempfile::tempdir().unwrap();
+fn child(kind: &str, path: &Path) {
     let template = Template::parse(Path::new("bench.toml"), TEMPLATE).unwrap();
-    println!("threads: {}", rayon::current_num_threads());
+    let load0 = load();
+    let (n, bad, secs, cpu) = validate(path, &template);
+    let peak = proc_status("VmHWM:");
+    let mb = std::fs::metadata(path).unwrap().len() as f64 / 1e6;
+    if kind == "csv" {
+        let (n2, secs2) = plain_csv_read(path);
+        assert_eq!(n, n2);
+        println!(
+            "CSV  {n:>9} rows ({mb:.0} MB cp1251): validate {:>7.0} rows/s ({secs:.2} s wall, {cpu:.2} s CPU = {:.0} rows/CPU-s, {bad} invalid) | plain csv read {:>7.0} rows/s, ratio {:.1}x | peak RSS {peak:.1} MB | load {load0}",
+            n as f64 / secs,
+            n as f64 / cpu.max(0.01),
+            n2 as f64 / secs2,
+            secs / secs2,
+        );
+    } else {
+        println!(
+            "XLSX {n:>9} rows ({mb:.0} MB): validate {:>7.0} rows/s ({secs:.2} s wall, {cpu:.2} s CPU, {bad} invalid) | peak RSS {peak:.1} MB | load {load0}",
+            n as f64 / secs,
+        );
+    }
+}
+
+fn run_child(kind: &str, path: &Path) {
+    let exe = std::env::current_exe().unwrap();
+    let st = std::process::Command::new(exe)
+        .args(["--child", kind])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(st.success(), "child {kind} {} failed", path.display());
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        child(&args[i + 1], Path::new(&args[i + 2]));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    println!(
+        "threads: {} | each line is a separate child process (its own VmHWM)",
+        rayon::current_num_threads()
+    );
     for rows in [100_000u64, 1_000_000] {
         let p = dir.path().join(format!("bench-{rows}.csv"));
         gen_csv(&p, rows);
-        let mb = std::fs::metadata(&p).unwrap().len() as f64 / 1e6;
-        let (n, bad, secs) = validate(&p, &template);
-        let (n2, secs2) = plain_csv_read(&p);
-        assert_eq!(n, n2);
-        println!(
-            "CSV  {rows:>9} rows ({mb:.0} MB cp1251): validate {:>9.0} rows/s ({secs:.2} s, {bad} invalid) | plain csv read {:>9.0} rows/s | ratio {:.1}x | peak RSS {:.1} MB",
-            n as f64 / secs,
-            n2 as f64 / secs2,
-            secs / secs2,
-            peak_rss_mb()
-        );
+        run_child("csv", &p);
         std::fs::remove_file(&p).ok();
     }
     let p = dir.path().join("bench.xlsx");
     gen_xlsx(&p, 100_000);
-    let (n, _, secs) = validate(&p, &template);
-    println!(
-        "XLSX {n:>9} rows: validate {:>9.0} rows/s ({secs:.2} s) | peak RSS {:.1} MB",
-        n as f64 / secs,
-        peak_rss_mb()
-    );
+    run_child("xlsx", &p);
 }

@@ -1,8 +1,11 @@
 //! `smbatch template init`: a starter template from a file's columns.
 
+use crate::cli::ConnectionArgs;
 use crate::crm::Entity;
+use crate::crm::{CrmClient, RetryPolicy};
 use crate::source::{self, Encoding, SourceOptions};
-use crate::template::{fields::known_fields, init::starter_template};
+use crate::template::fields::{known_fields, live_fields};
+use crate::template::init::starter_template;
 use crate::{Error, Exit, Result};
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -28,6 +31,10 @@ pub enum TemplateCommand {
         delimiter: Option<String>,
         #[arg(long)]
         sheet: Option<String>,
+        /// With --url (or a profile): match against the field titles that CRM's `fields` action
+        /// returns, and leave out fields it has disabled
+        #[command(flatten)]
+        conn: ConnectionArgs,
     },
 }
 
@@ -41,6 +48,7 @@ pub fn run(cmd: TemplateCommand) -> Result<Exit> {
             encoding,
             delimiter,
             sheet,
+            conn,
         } => {
             let entity: Entity = entity
                 .parse()
@@ -61,8 +69,23 @@ pub fn run(cmd: TemplateCommand) -> Result<Exit> {
                 .file_name()
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            // Seam: titles fetched from a live server (`--url`, the `fields` action) plug in here.
-            let text = starter_template(entity, src.headers(), &file, known_fields(entity));
+            let table = if conn.url.is_some() || conn.profile.is_some() {
+                let conn = conn.resolve()?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::Usage(format!("cannot start the network runtime: {e}")))?;
+                let client = CrmClient::new(&conn)?;
+                let policy = RetryPolicy {
+                    max_attempts: 3,
+                    ..RetryPolicy::default()
+                };
+                let live = rt.block_on(client.fields(entity, &policy))?;
+                live_fields(entity, &live)
+            } else {
+                known_fields(entity).to_vec()
+            };
+            let text = starter_template(entity, src.headers(), &file, &table);
             match output {
                 None => print!("{text}"),
                 Some(path) => {

@@ -1,8 +1,11 @@
 //! `smbatch validate`: read a file through a template and report every problem. No network.
 
-use crate::report::validation::{ReportWriter, Tally};
+use crate::cli::ConnectionArgs;
+use crate::crm::{CrmClient, RetryPolicy};
+use crate::report::validation::{check_row, CheckedRow, ReportWriter, Tally};
 use crate::source::{self, Encoding, SourceOptions};
-use crate::template::{map_file, MapOptions, Severity, Template};
+use crate::template::server::{self as srv, Observed, ServerFacts};
+use crate::template::{map_file_with, MapOptions, Severity, Template};
 use crate::{Error, Exit, Result};
 use clap::Args;
 use std::io::IsTerminal;
@@ -37,6 +40,9 @@ pub struct ValidateArgs {
     /// How many individual problems to print (the report has them all)
     #[arg(long, default_value_t = 20)]
     pub show: usize,
+    /// With --url (or a profile): also check the template against that CRM, read-only
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
 }
 
 /// Options from the command line, falling back to the template's `[source]`.
@@ -70,10 +76,41 @@ pub fn run(args: ValidateArgs) -> Result<Exit> {
     )?;
     let src = source::open(&args.file, &opts)?;
     let file_name = args.file.display().to_string();
-    let mapper = Arc::new(template.bind(src.headers(), &file_name)?);
+    let mapper = template.bind(src.headers(), &file_name)?;
+    let template_name = args.template.display().to_string();
+    // Checked against the server, when one is given: ask before reading the file, so a
+    // template that cannot work is reported at once.
+    let server = if args.conn.url.is_some() || args.conn.profile.is_some() {
+        let conn = args.conn.resolve()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Usage(format!("cannot start the network runtime: {e}")))?;
+        let client = CrmClient::new(&conn)?;
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        };
+        let facts = rt.block_on(ServerFacts::fetch(&client, &template, &policy))?;
+        let findings = facts.check_template(&template);
+        for f in &findings {
+            eprintln!("{}", f.render(&template_name));
+        }
+        Some((conn, rt, policy, facts, findings))
+    } else {
+        None
+    };
+    let watches = if server.is_some() {
+        srv::watches(&template, &|c| mapper.column_index(c))
+    } else {
+        Vec::new()
+    };
+    let watch_cols: Vec<usize> = watches.iter().map(|w| w.column).collect();
+    let mut observed = Observed::default();
+    let mapper = Arc::new(mapper);
     let mut tally = Tally::new(
         &file_name,
-        &args.template.display().to_string(),
+        &template_name,
         &src.describe(),
         &mapper.entities(),
         template.warnings.clone(),
@@ -93,11 +130,24 @@ pub fn run(args: ValidateArgs) -> Result<Exit> {
     });
     let mut shown = 0usize;
     let mut hidden = 0u64;
-    for item in map_file(src, mapper, MapOptions::default()) {
-        let (row, mut m) = item?;
-        tally.add(&mut m);
-        if report.is_active() {
-            report.add(&row, &m)?;
+    let keep_rows = report.is_active();
+    let worker_mapper = Arc::clone(&mapper);
+    let rows = map_file_with(src, MapOptions::default(), move |row| {
+        check_row(&worker_mapper, row, keep_rows, &watch_cols)
+    });
+    for item in rows {
+        let CheckedRow {
+            row,
+            mapped: mut m,
+            prints,
+            watched,
+        } = item?;
+        if !watched.is_empty() {
+            observed.add(&watches, watched);
+        }
+        tally.add_fingerprinted(&mut m, &prints);
+        if let Some(row) = &row {
+            report.add(row, &m)?;
         }
         for p in &m.problems {
             if args.json {
@@ -142,8 +192,21 @@ pub fn run(args: ValidateArgs) -> Result<Exit> {
     if hidden > 0 {
         eprintln!("… and {hidden} more problems (see the report)");
     }
-    report.finish()?;
-    let summary = tally.finish(10);
+    let mut summary = tally.finish(10);
+    if let Some((conn, rt, policy, facts, mut findings)) = server {
+        let later = facts.check_values(&template, &watches, &observed);
+        let owners = rt.block_on(ServerFacts::check_owners(
+            &conn, &template, &watches, &observed, &policy,
+        ));
+        for f in later.iter().chain(&owners) {
+            eprintln!("{}", f.render(&template_name));
+        }
+        findings.extend(later);
+        findings.extend(owners);
+        summary.server = Some(conn.url.clone());
+        summary.server_findings = findings;
+    }
+    report.finish(&template_name, &summary.server_findings)?;
     if args.json {
         println!(
             "{}",
@@ -162,9 +225,11 @@ pub fn run(args: ValidateArgs) -> Result<Exit> {
             );
         }
     }
-    Ok(if summary.invalid_rows > 0 {
-        Exit::RowsFailed
-    } else {
-        Exit::Clean
-    })
+    Ok(
+        if summary.invalid_rows > 0 || !summary.server_findings.is_empty() {
+            Exit::RowsFailed
+        } else {
+            Exit::Clean
+        },
+    )
 }

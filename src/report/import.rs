@@ -132,7 +132,7 @@ impl ImportReport {
 
 /// Row numbers of an import report (XLSX or CSV) whose outcome is not created/existing.
 pub fn rows_to_retry(path: &Path) -> Result<HashSet<u64>, ReportError> {
-    let bad = |message: String| ReportError::Write {
+    let bad = |message: String| ReportError::Read {
         path: path.to_path_buf(),
         message,
     };

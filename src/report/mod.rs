@@ -25,8 +25,8 @@ pub enum ReportError {
     Csv { path: PathBuf, message: String },
     #[error("cannot write XLSX {path}: {message}")]
     Xlsx { path: PathBuf, message: String },
-    #[error("{path}: cannot write the report: {message}")]
-    Write { path: PathBuf, message: String },
+    #[error("cannot read the report {path}: {message}")]
+    Read { path: PathBuf, message: String },
 }
 
 impl ReportError {

@@ -1,16 +1,17 @@
 //! The validation report: a summary (terminal / JSON), and XLSX/CSV files with a "Problems" sheet
 //! (row, column, value, message, entity) and a "Rows" sheet (source rows + status). Written as the
-//! rows stream by (rust_xlsxwriter's constant-memory mode), so the report does not hold the file.
-//! Every cell is written as text: nothing a user typed can become a formula in Excel.
+//! rows stream by through the shared sinks of `report::table` (constant-memory XLSX, CSV), so the
+//! report does not hold the file. Every source value is written as text: nothing a user typed can
+//! become a formula in Excel.
 
-use super::ReportError;
+use super::{Cell, CsvOptions, CsvTable, ReportError, SheetId, XlsxBook};
 use crate::crm::Entity;
 use crate::source::Row;
-use crate::template::{MappedRow, Problem, Severity};
-use rust_xlsxwriter::{Format, Workbook};
+use crate::template::server::ServerFinding;
+use crate::template::{fingerprint, Fingerprint, MappedRow, Mapper, Problem, Severity};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
+
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -44,22 +45,121 @@ pub struct ValidationSummary {
     pub entities: BTreeMap<Entity, EntityCounts>,
     pub top_problems: Vec<ProblemCount>,
     pub template_warnings: Vec<String>,
+    /// The CRM the template was checked against (`--url`), if any.
+    pub server: Option<String>,
+    /// Where template and CRM disagree (see `template::server`).
+    pub server_findings: Vec<ServerFinding>,
 }
 
-fn hash_of<T: Hash>(t: &T) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    t.hash(&mut h);
-    h.finish()
+/// A mapped row reduced to what `validate` needs downstream.
+pub struct CheckedRow {
+    /// The source row, kept only when a report needs its cells.
+    pub row: Option<Row>,
+    /// Records keep entity and key; their field maps are dropped on the worker (already hashed).
+    pub mapped: MappedRow,
+    pub prints: Vec<Fingerprint>,
+    /// The cells of the watched columns (`validate --url`), in the order asked for.
+    pub watched: Vec<String>,
 }
 
-/// Accumulates counts and detects same-key records with different values. Only 64-bit hashes
-/// are kept per key (≈ 30 bytes each), so a million distinct keys cost ~30 MB, not the records.
+/// Map and fingerprint one row: the per-row work of `validate`, run on the rayon pool.
+pub fn check_row(mapper: &Mapper, row: Row, keep_row: bool, watch: &[usize]) -> CheckedRow {
+    let (mapped, prints) = mapper.map_row_fingerprinted(&row);
+    let watched = watch
+        .iter()
+        .map(|&i| row.cells.get(i).cloned().unwrap_or_default())
+        .collect();
+    CheckedRow {
+        watched,
+        row: keep_row.then_some(row),
+        mapped,
+        prints,
+    }
+}
+
+/// key fingerprint → (values fingerprint << 32 | first row), open addressing with linear
+/// probing, 16 bytes a slot. Split into 256 shards that grow by 1.25× on their own, so memory is
+/// ~22 bytes per distinct key with no doubling spikes (2M keys ≈ 45 MB; std's HashMap with a
+/// doubling rehash needed ~3× that at its peak).
+struct KeyTable {
+    shards: Vec<Shard>,
+}
+
+#[derive(Default)]
+struct Shard {
+    /// Key 0 marks an empty slot (a real key 0 is stored as 1).
+    slots: Vec<(u64, u64)>,
+    len: usize,
+}
+
+impl Shard {
+    fn slot(key: u64, cap: usize) -> usize {
+        ((u128::from(key.rotate_left(8)) * cap as u128) >> 64) as usize
+    }
+
+    /// The stored value for `key`, or `None` after inserting `value`.
+    fn get_or_insert(&mut self, key: u64, value: u64) -> Option<u64> {
+        if (self.len + 1) * 5 > self.slots.len() * 4 {
+            self.grow();
+        }
+        let cap = self.slots.len();
+        let mut i = Self::slot(key, cap);
+        loop {
+            let (k, v) = self.slots[i];
+            if k == key {
+                return Some(v);
+            }
+            if k == 0 {
+                self.slots[i] = (key, value);
+                self.len += 1;
+                return None;
+            }
+            i += 1;
+            if i == cap {
+                i = 0;
+            }
+        }
+    }
+
+    fn grow(&mut self) {
+        let cap = (self.slots.len() + self.slots.len() / 4).max(64);
+        let old = std::mem::replace(&mut self.slots, vec![(0, 0); cap]);
+        for (k, v) in old.into_iter().filter(|(k, _)| *k != 0) {
+            let mut i = Self::slot(k, cap);
+            while self.slots[i].0 != 0 {
+                i = if i + 1 == cap { 0 } else { i + 1 };
+            }
+            self.slots[i] = (k, v);
+        }
+    }
+}
+
+impl Default for KeyTable {
+    fn default() -> Self {
+        KeyTable {
+            shards: (0..256).map(|_| Shard::default()).collect(),
+        }
+    }
+}
+
+impl KeyTable {
+    fn get_or_insert(&mut self, key: u64, value: u64) -> Option<u64> {
+        let key = key.max(1);
+        self.shards[(key & 0xff) as usize].get_or_insert(key, value)
+    }
+}
+
+/// Where a problem message was seen (entity, column) and how often.
+type ProblemPlace = (Option<Entity>, Option<String>, u64);
+
+/// Accumulates counts and detects same-key records with different values. Per distinct key only
+/// a 16-byte fingerprint slot is kept (see `KeyTable`), never the records.
 #[derive(Default)]
 pub struct Tally {
     pub summary: ValidationSummary,
-    /// (entity, key hash) → (fields hash, first row)
-    keys: HashMap<(Entity, u64), (u64, u64)>,
-    problem_counts: HashMap<(Option<Entity>, Option<String>, String), u64>,
+    keys: KeyTable,
+    /// message → (entity, column, count)
+    problem_counts: HashMap<String, Vec<ProblemPlace>>,
 }
 
 impl Tally {
@@ -83,30 +183,30 @@ impl Tally {
 
     /// Count a mapped row; adds conflict warnings to `m.problems`.
     pub fn add(&mut self, m: &mut MappedRow) {
+        let prints: Vec<Fingerprint> = m.records.iter().map(fingerprint).collect();
+        self.add_fingerprinted(m, &prints);
+    }
+
+    /// [`Tally::add`] with the fingerprints already computed (`prints[i]` is `m.records[i]`'s).
+    pub fn add_fingerprinted(&mut self, m: &mut MappedRow, prints: &[Fingerprint]) {
         let s = &mut self.summary;
         s.rows_read += 1;
         if m.blank {
             s.blank_rows += 1;
             return;
         }
-        for r in &m.records {
-            let fields = serde_json::to_string(&r.fields).unwrap_or_default();
-            let refs: Vec<(&str, &str)> = r
-                .refs
-                .iter()
-                .map(|x| (x.field.as_str(), x.key.as_str()))
-                .collect();
-            let fh = hash_of(&(fields, refs));
+        for (r, fp) in m.records.iter().zip(prints) {
             let counts = s.entities.entry(r.entity).or_default();
             counts.valid += 1;
-            match self.keys.get(&(r.entity, hash_of(&r.key))) {
-                None => {
-                    counts.distinct_keys += 1;
-                    self.keys
-                        .insert((r.entity, hash_of(&r.key)), (fh, m.pos.row));
-                }
-                Some((h, first)) if *h != fh => {
+            let row = m.pos.row.min(u64::from(u32::MAX));
+            match self
+                .keys
+                .get_or_insert(fp.key, (u64::from(fp.values) << 32) | row)
+            {
+                None => counts.distinct_keys += 1,
+                Some(v) if (v >> 32) as u32 != fp.values => {
                     counts.conflicting_keys += 1;
+                    let first = v & 0xffff_ffff;
                     m.problems.push(Problem {
                         entity: Some(r.entity),
                         column: None,
@@ -133,14 +233,22 @@ impl Tally {
             }
             // Conflict messages embed a row number: group them under one line.
             let msg = if p.message.starts_with("same key as row") {
-                "same key as an earlier row but different values".to_string()
+                "same key as an earlier row but different values"
             } else {
-                p.message.clone()
+                p.message.as_str()
             };
-            *self
-                .problem_counts
-                .entry((p.entity, p.column.clone(), msg))
-                .or_default() += 1;
+            // Look up before cloning: most problems repeat.
+            let places = match self.problem_counts.get_mut(msg) {
+                Some(v) => v,
+                None => self.problem_counts.entry(msg.to_string()).or_default(),
+            };
+            match places
+                .iter_mut()
+                .find(|(e, c, _)| *e == p.entity && *c == p.column)
+            {
+                Some((_, _, n)) => *n += 1,
+                None => places.push((p.entity, p.column.clone(), 1)),
+            }
         }
     }
 
@@ -148,11 +256,15 @@ impl Tally {
         let mut v: Vec<ProblemCount> = self
             .problem_counts
             .into_iter()
-            .map(|((entity, column, message), count)| ProblemCount {
-                entity,
-                column,
-                message,
-                count,
+            .flat_map(|(message, places)| {
+                places
+                    .into_iter()
+                    .map(move |(entity, column, count)| ProblemCount {
+                        entity,
+                        column,
+                        message: message.clone(),
+                        count,
+                    })
             })
             .collect();
         v.sort_by(|a, b| {
@@ -196,6 +308,21 @@ impl ValidationSummary {
                 }
             ));
         }
+        if let Some(url) = &self.server {
+            if self.server_findings.is_empty() {
+                o.push_str(&format!(
+                    "Checked against {url}: fields, types and owners all match\n"
+                ));
+            } else {
+                o.push_str(&format!(
+                    "Checked against {url}: {} problem(s) the server would not report (nothing was sent):\n",
+                    self.server_findings.len()
+                ));
+                for f in &self.server_findings {
+                    o.push_str(&format!("  {}\n", f.render(&self.template)));
+                }
+            }
+        }
         if !self.top_problems.is_empty() {
             o.push_str("Most common problems:\n");
             for p in &self.top_problems {
@@ -229,40 +356,16 @@ pub fn row_status(m: &MappedRow) -> &'static str {
     }
 }
 
-fn problem_line(p: &Problem) -> String {
-    p.message.clone()
-}
-
-// Excel limits: a cell holds 32,767 characters, a sheet 1,048,576 rows.
-const CELL_MAX: usize = 32_767;
-const SHEET_ROWS: u32 = 1_048_576;
-
-fn clip(s: &str) -> &str {
-    match s.char_indices().nth(CELL_MAX) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
-/// Writes the report files while rows stream by.
-pub struct ReportWriter {
-    xlsx: Option<(PathBuf, Workbook, u32, u32, usize)>,
-    csv: Option<(
-        PathBuf,
-        csv::Writer<std::fs::File>,
-        csv::Writer<std::fs::File>,
-    )>,
-}
+// Excel's limit: a sheet holds 1,048,576 rows (the header is one of them).
+const SHEET_ROWS: u64 = 1_048_575;
 
 const PROBLEM_HEADERS: [&str; 8] = [
     "File", "Sheet", "Row", "Column", "Value", "Message", "Entity", "Severity",
 ];
+const SERVER_HEADERS: [&str; 5] = ["Entity", "Field", "Template line", "Problem", "Fix"];
 
-fn werr(path: &Path, e: impl std::fmt::Display) -> ReportError {
-    ReportError::Write {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
+fn strings(h: &[&str]) -> Vec<String> {
+    h.iter().map(|s| s.to_string()).collect()
 }
 
 /// `out.csv` → `out.rows.csv`: the rows table next to the problems table.
@@ -274,57 +377,55 @@ pub fn rows_csv_path(p: &Path) -> PathBuf {
     p.with_file_name(format!("{stem}.rows.csv"))
 }
 
+/// `out.csv` → `out.crm.csv`: the template-vs-CRM findings (`validate --url`).
+pub fn server_csv_path(p: &Path) -> PathBuf {
+    let stem = p
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    p.with_file_name(format!("{stem}.crm.csv"))
+}
+
+fn create_dir_for(p: &Path) -> Result<(), ReportError> {
+    match p.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|e| ReportError::io(dir, e)),
+        None => Ok(()),
+    }
+}
+
+/// Writes the report files while rows stream by, through the shared table sinks
+/// ([`XlsxBook`] in constant-memory mode, [`CsvTable`]): nothing is held per row.
+pub struct ReportWriter {
+    xlsx: Option<(XlsxBook, SheetId, SheetId)>,
+    csv: Option<(PathBuf, CsvTable, CsvTable)>,
+}
+
 impl ReportWriter {
     pub fn new(
         xlsx: Option<&Path>,
         csv_path: Option<&Path>,
         headers: &[String],
     ) -> Result<ReportWriter, ReportError> {
-        let mut rows_header: Vec<String> = vec!["Row".into(), "Status".into(), "Problems".into()];
+        let mut rows_header: Vec<String> = strings(&["Row", "Status", "Problems"]);
         rows_header.extend(headers.iter().cloned());
         let xlsx = match xlsx {
             None => None,
             Some(p) => {
-                let mut wb = Workbook::new();
-                let bold = Format::new().set_bold();
-                let e = |e| werr(p, e);
-                let ws = wb.add_worksheet_with_constant_memory();
-                ws.set_name("Problems").map_err(e)?;
-                for (i, h) in PROBLEM_HEADERS.iter().enumerate() {
-                    ws.write_string_with_format(0, i as u16, *h, &bold)
-                        .map_err(e)?;
-                }
-                ws.set_freeze_panes(1, 0).map_err(e)?;
-                ws.set_column_width(5, 60).map_err(e)?;
-                let ws = wb.add_worksheet_with_constant_memory();
-                ws.set_name("Rows").map_err(e)?;
-                for (i, h) in rows_header.iter().enumerate() {
-                    ws.write_string_with_format(0, i as u16, clip(h), &bold)
-                        .map_err(e)?;
-                }
-                ws.set_freeze_panes(1, 0).map_err(e)?;
-                Some((p.to_path_buf(), wb, 1, 1, rows_header.len()))
+                let mut book = XlsxBook::create(p);
+                let problems = book.add_sheet("Problems", &strings(&PROBLEM_HEADERS))?;
+                let rows = book.add_sheet("Rows", &rows_header)?;
+                Some((book, problems, rows))
             }
         };
         let csv = match csv_path {
             None => None,
             Some(p) => {
-                let open = |p: &Path| -> Result<csv::Writer<std::fs::File>, ReportError> {
-                    if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                        std::fs::create_dir_all(dir).map_err(|e| werr(p, e))?;
-                    }
-                    let mut f = std::fs::File::create(p).map_err(|e| werr(p, e))?;
-                    // UTF-8 BOM: Excel opens the CSV with the right encoding on a double click.
-                    std::io::Write::write_all(&mut f, b"\xEF\xBB\xBF").map_err(|e| werr(p, e))?;
-                    Ok(csv::WriterBuilder::new().delimiter(b';').from_writer(f))
-                };
-                let mut problems = open(p)?;
-                problems
-                    .write_record(PROBLEM_HEADERS)
-                    .map_err(|e| werr(p, e))?;
-                let rp = rows_csv_path(p);
-                let mut rows = open(&rp)?;
-                rows.write_record(&rows_header).map_err(|e| werr(&rp, e))?;
+                create_dir_for(p)?;
+                // UTF-8 with BOM and ';': Excel opens it with the right encoding on a double click.
+                let problems =
+                    CsvTable::create(p, &strings(&PROBLEM_HEADERS), CsvOptions::default())?;
+                let rows =
+                    CsvTable::create(&rows_csv_path(p), &rows_header, CsvOptions::default())?;
                 Some((p.to_path_buf(), problems, rows))
             }
         };
@@ -340,103 +441,180 @@ impl ReportWriter {
             return Ok(());
         }
         let sheet = m.pos.sheet.as_deref().unwrap_or("");
-        let rownum = m.pos.row.to_string();
-        let status = row_status(m);
         let summary: String = m
             .problems
             .iter()
-            .map(|p| {
-                let col = p
-                    .column
-                    .as_deref()
-                    .map(|c| format!("{c}: "))
-                    .unwrap_or_default();
-                format!("{col}{}", problem_line(p))
+            .map(|p| match &p.column {
+                Some(c) => format!("{c}: {}", p.message),
+                None => p.message.clone(),
             })
             .collect::<Vec<_>>()
             .join("; ");
-        let prob_fields = |p: &Problem| -> [String; 8] {
+        let problem_cells = |p: &Problem| -> [Cell; 8] {
+            let text = |s: &str| {
+                if s.is_empty() {
+                    Cell::Empty
+                } else {
+                    Cell::text(s)
+                }
+            };
             [
-                m.pos.file.to_string(),
-                sheet.to_string(),
-                rownum.clone(),
-                p.column.clone().unwrap_or_default(),
-                p.value.clone(),
-                p.message.clone(),
-                p.entity.map(|e| e.to_string()).unwrap_or_default(),
-                match p.severity {
-                    Severity::Error => "error".into(),
-                    Severity::Warning => "warning".into(),
-                },
+                Cell::text(&*m.pos.file),
+                text(sheet),
+                Cell::Int(m.pos.row as i64),
+                text(p.column.as_deref().unwrap_or("")),
+                text(&p.value),
+                Cell::text(&p.message),
+                text(p.entity.map(|e| e.as_str()).unwrap_or("")),
+                Cell::text(match p.severity {
+                    Severity::Error => "error",
+                    Severity::Warning => "warning",
+                }),
             ]
         };
-        if let Some((path, wb, prow, rrow, _)) = &mut self.xlsx {
-            let e = |e| werr(path, e);
-            let ws = wb.worksheet_from_index(0).map_err(e)?;
-            for p in &m.problems {
-                if *prow >= SHEET_ROWS {
-                    break;
-                }
-                for (i, v) in prob_fields(p).iter().enumerate() {
-                    if i == 2 {
-                        ws.write_number(*prow, 2, m.pos.row as f64).map_err(e)?;
-                    } else if !v.is_empty() {
-                        ws.write_string(*prow, i as u16, clip(v)).map_err(e)?;
-                    }
-                }
-                *prow += 1;
+        let mut row_cells = Vec::with_capacity(3 + row.cells.len());
+        row_cells.push(Cell::Int(m.pos.row as i64));
+        row_cells.push(Cell::text(row_status(m)));
+        row_cells.push(if summary.is_empty() {
+            Cell::Empty
+        } else {
+            Cell::Text(summary)
+        });
+        row_cells.extend(row.cells.iter().map(|c| {
+            if c.is_empty() {
+                Cell::Empty
+            } else {
+                Cell::text(c.as_str())
             }
-            if *rrow < SHEET_ROWS {
-                let ws = wb.worksheet_from_index(1).map_err(e)?;
-                ws.write_number(*rrow, 0, m.pos.row as f64).map_err(e)?;
-                ws.write_string(*rrow, 1, status).map_err(e)?;
-                if !summary.is_empty() {
-                    ws.write_string(*rrow, 2, clip(&summary)).map_err(e)?;
+        }));
+        if let Some((book, problems, rows)) = &mut self.xlsx {
+            for p in &m.problems {
+                if book.rows(*problems) < SHEET_ROWS {
+                    book.write_row(*problems, &problem_cells(p))?;
                 }
-                for (i, c) in row.cells.iter().enumerate() {
-                    if !c.is_empty() {
-                        ws.write_string(*rrow, 3 + i as u16, clip(c)).map_err(e)?;
-                    }
-                }
-                *rrow += 1;
+            }
+            if book.rows(*rows) < SHEET_ROWS {
+                book.write_row(*rows, &row_cells)?;
             }
         }
-        if let Some((path, problems, rows)) = &mut self.csv {
+        if let Some((_, problems, rows)) = &mut self.csv {
             for p in &m.problems {
-                problems
-                    .write_record(prob_fields(p))
-                    .map_err(|e| werr(path, e))?;
+                problems.write_row(&problem_cells(p))?;
             }
-            let mut rec: Vec<&str> = vec![&rownum, status, &summary];
-            rec.extend(row.cells.iter().map(String::as_str));
-            rows.write_record(rec).map_err(|e| werr(path, e))?;
+            rows.write_row(&row_cells)?;
         }
         Ok(())
     }
 
-    pub fn finish(self) -> Result<(), ReportError> {
-        if let Some((path, mut wb, prow, rrow, width)) = self.xlsx {
-            let e = |e| werr(&path, e);
-            let ws = wb.worksheet_from_index(0).map_err(e)?;
-            ws.autofilter(
-                0,
-                0,
-                prow.saturating_sub(1).max(1),
-                PROBLEM_HEADERS.len() as u16 - 1,
-            )
-            .map_err(e)?;
-            let ws = wb.worksheet_from_index(1).map_err(e)?;
-            ws.autofilter(0, 0, rrow.saturating_sub(1).max(1), width as u16 - 1)
-                .map_err(e)?;
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|x| werr(&path, x))?;
+    /// Close the files; `findings` (from `validate --url`) get a sheet "CRM check" (and
+    /// `NAME.crm.csv`) when there are any.
+    pub fn finish(self, template: &str, findings: &[ServerFinding]) -> Result<(), ReportError> {
+        let finding_cells = |f: &ServerFinding| -> Vec<Cell> {
+            vec![
+                Cell::text(f.entity.as_str()),
+                Cell::text(&f.field),
+                match f.line {
+                    Some(l) => Cell::Int(l as i64),
+                    None => Cell::text(template),
+                },
+                Cell::text(&f.problem),
+                Cell::text(&f.fix),
+            ]
+        };
+        if let Some((mut book, _, _)) = self.xlsx {
+            if !findings.is_empty() {
+                let s = book.add_sheet("CRM check", &strings(&SERVER_HEADERS))?;
+                for f in findings {
+                    book.write_row(s, &finding_cells(f))?;
+                }
             }
-            wb.save(&path).map_err(e)?;
+            book.close()?;
         }
-        if let Some((path, mut problems, mut rows)) = self.csv {
-            problems.flush().map_err(|e| werr(&path, e))?;
-            rows.flush().map_err(|e| werr(&path, e))?;
+        if let Some((path, problems, rows)) = self.csv {
+            problems.finish()?;
+            rows.finish()?;
+            if !findings.is_empty() {
+                let mut t = CsvTable::create(
+                    &server_csv_path(&path),
+                    &strings(&SERVER_HEADERS),
+                    CsvOptions::default(),
+                )?;
+                for f in findings {
+                    t.write_row(&finding_cells(f))?;
+                }
+                t.finish()?;
+            }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{Row, SourcePos};
+    use crate::template::Template;
+    use std::sync::Arc;
+
+    fn row(n: u64, cells: &[&str]) -> Row {
+        Row {
+            pos: SourcePos {
+                file: Arc::from("f.csv"),
+                sheet: None,
+                row: n,
+            },
+            cells: cells.iter().map(|c| c.to_string()).collect(),
+            issues: vec![],
+        }
+    }
+
+    #[test]
+    fn fingerprints_match_built_records_and_find_conflicts() {
+        let t = Template::parse(
+            Path::new("t.toml"),
+            "[[entity]]\ntype=\"client\"\nkey=\"{C}\"\n[entity.fields]\ntitle=\"C\"\n\
+             [[entity]]\ntype=\"person\"\nkey=\"{ID}\"\n[entity.fields]\nperson=\"N\"\n\
+             loyalty={column=\"L\", map={\"a\"=3}, default=0}\nclid={ref=\"client\"}\n",
+        )
+        .unwrap();
+        let m = t
+            .bind(&["ID".into(), "N".into(), "C".into(), "L".into()], "f.csv")
+            .unwrap();
+        let rows = [
+            row(2, &["1", "Ivan", "X", "a"]),
+            row(3, &["1", "Ivan", "X", "a"]),
+            row(4, &["1", "Ivan", "Y", ""]),
+            row(5, &["2", "Petr", "X", ""]),
+        ];
+        let mut slow = Tally::new("f", "t", "s", &m.entities(), vec![]);
+        let mut fast = Tally::new("f", "t", "s", &m.entities(), vec![]);
+        for r in &rows {
+            let (mut a, prints) = m.map_row_fingerprinted(r);
+            let mut b = m.map_row(r);
+            let built: Vec<Fingerprint> = b.records.iter().map(fingerprint).collect();
+            assert_eq!(prints, built, "row {}", r.pos.row);
+            fast.add_fingerprinted(&mut a, &prints);
+            slow.add(&mut b);
+            assert_eq!(a.problems, b.problems);
+        }
+        let (f, s) = (fast.finish(5), slow.finish(5));
+        let p = &f.entities[&Entity::Person];
+        assert_eq!((p.valid, p.distinct_keys, p.conflicting_keys), (4, 2, 1));
+        assert_eq!(f.entities[&Entity::Client].distinct_keys, 2);
+        assert_eq!(f.warnings, 1);
+        assert_eq!(s.warnings, 1);
+    }
+
+    #[test]
+    fn key_table_grows_and_keeps_every_key() {
+        let mut t = KeyTable::default();
+        for k in 0..100_000u64 {
+            let h = k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            assert_eq!(t.get_or_insert(h, k), None);
+        }
+        for k in 0..100_000u64 {
+            let h = k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            assert_eq!(t.get_or_insert(h, 0), Some(k));
+        }
     }
 }

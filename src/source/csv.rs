@@ -1,7 +1,8 @@
 //! CSV with encoding and delimiter detection, streamed: memory does not depend on the row count.
 
 use super::{
-    clean_headers, fit_row, CellIssue, Row, RowSource, SourceError, SourceOptions, SourcePos,
+    clean_headers, fit_row, CellIssue, RawBatch, RawRead, Row, RowSource, SourceError,
+    SourceOptions, SourcePos,
 };
 use std::fmt;
 use std::fs::File;
@@ -195,6 +196,8 @@ pub(crate) struct CsvSource {
     encoding: Encoding,
     delimiter: u8,
     done: bool,
+    /// Decode each field from this single-byte encoding (the reader parses raw bytes).
+    field_decoder: Option<&'static encoding_rs::Encoding>,
 }
 
 impl CsvSource {
@@ -219,8 +222,12 @@ impl CsvSource {
             }
         };
         let rest = std::io::Cursor::new(head[skip..].to_vec()).chain(file);
+        // Windows-1251 is ASCII-compatible and one byte per character, so the CSV structure can
+        // be parsed on the raw bytes and each field decoded on its own — on the worker threads
+        // when the rows go through `read_raw`. UTF-16 is decoded as a stream before parsing.
+        let field_decoder = (encoding == Encoding::Windows1251).then(|| encoding.rs());
         let input: Box<dyn Read + Send> = match encoding {
-            Encoding::Utf8 => Box::new(rest),
+            Encoding::Utf8 | Encoding::Windows1251 => Box::new(rest),
             other => Box::new(DecodeReader::new(rest, other)),
         };
         let mut reader = ::csv::ReaderBuilder::new()
@@ -243,7 +250,10 @@ impl CsvSource {
         }
         let raw: Vec<String> = record
             .iter()
-            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .map(|f| match field_decoder {
+                Some(enc) => enc.decode_without_bom_handling(f).0.into_owned(),
+                None => String::from_utf8_lossy(f).into_owned(),
+            })
             .collect();
         let headers = clean_headers(path, raw)?;
         Ok(CsvSource {
@@ -256,6 +266,7 @@ impl CsvSource {
             encoding,
             delimiter,
             done: false,
+            field_decoder,
         })
     }
 }
@@ -269,6 +280,30 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// A CSV field as text; bytes that are not UTF-8 are replaced and reported.
+pub(crate) fn cell_text(
+    field: &[u8],
+    column: usize,
+    decoder: Option<&'static encoding_rs::Encoding>,
+    issues: &mut Vec<CellIssue>,
+) -> String {
+    if let Some(enc) = decoder {
+        return enc.decode_without_bom_handling(field).0.into_owned();
+    }
+    match std::str::from_utf8(field) {
+        Ok(s) => s.to_string(),
+        Err(_) => {
+            let s = String::from_utf8_lossy(field).into_owned();
+            issues.push(CellIssue {
+                column: Some(column),
+                value: s.clone(),
+                message: "bytes that are not valid UTF-8 (is the file Windows-1251? try --encoding windows-1251)".into(),
+            });
+            s
+        }
+    }
 }
 
 impl Iterator for CsvSource {
@@ -295,18 +330,7 @@ impl Iterator for CsvSource {
                 let mut issues = Vec::new();
                 let mut cells: Vec<String> = Vec::with_capacity(self.headers.len());
                 for (i, field) in self.record.iter().enumerate() {
-                    match std::str::from_utf8(field) {
-                        Ok(s) => cells.push(s.to_string()),
-                        Err(_) => {
-                            let s = String::from_utf8_lossy(field).into_owned();
-                            issues.push(CellIssue {
-                                column: Some(i),
-                                value: s.clone(),
-                                message: "bytes that are not valid UTF-8 (is the file Windows-1251? try --encoding windows-1251)".into(),
-                            });
-                            cells.push(s);
-                        }
-                    }
+                    cells.push(cell_text(field, i, self.field_decoder, &mut issues));
                 }
                 fit_row(&mut cells, self.headers.len(), &mut issues, true);
                 Some(Ok(Row {
@@ -326,6 +350,31 @@ impl Iterator for CsvSource {
 impl RowSource for CsvSource {
     fn headers(&self) -> &[String] {
         &self.headers
+    }
+    fn read_raw(&mut self, max: usize) -> Option<RawRead> {
+        let mut batch = RawBatch::new(self.file.clone(), self.headers.len(), self.field_decoder);
+        let mut error = None;
+        while !self.done && batch.len() < max {
+            match self.reader.read_byte_record(&mut self.record) {
+                Ok(false) => self.done = true,
+                Err(e) => {
+                    self.done = true;
+                    error = Some(SourceError::Csv {
+                        path: self.path.clone(),
+                        message: format!("after row {}: {e}", self.row),
+                    });
+                }
+                Ok(true) => {
+                    self.row += 1;
+                    batch.push(&self.record, self.row);
+                }
+            }
+        }
+        Some(RawRead {
+            batch,
+            error,
+            eof: self.done,
+        })
     }
     fn describe(&self) -> String {
         let d = match self.delimiter {
@@ -348,6 +397,39 @@ mod tests {
         assert_eq!(detect_encoding(b"\xC8\xEC\xFF"), (Encoding::Windows1251, 0));
         // Truncated multi-byte char at the end of the sample is still UTF-8.
         assert_eq!(detect_encoding(&"Я".as_bytes()[..1]), (Encoding::Utf8, 0));
+    }
+
+    #[test]
+    fn raw_batches_build_the_same_rows_as_the_iterator() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.csv");
+        // Ragged rows, quoted newline, bad UTF-8, empty line.
+        std::fs::write(
+            &p,
+            b"a;b;c\n1;2;3\n4;5\n6;7;8;9\n\"x\ny\";\xff;z\n\n10;11;12\n".as_slice(),
+        )
+        .unwrap();
+        let opts = SourceOptions {
+            encoding: Some(Encoding::Utf8),
+            ..SourceOptions::default()
+        };
+        let want: Vec<Row> = CsvSource::open(&p, &opts)
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let mut src = CsvSource::open(&p, &opts).unwrap();
+        let mut got = Vec::new();
+        loop {
+            let raw = src.read_raw(2).unwrap();
+            assert!(raw.error.is_none());
+            got.extend((0..raw.batch.len()).map(|i| raw.batch.row(i)));
+            if raw.eof {
+                break;
+            }
+        }
+        assert_eq!(got, want);
+        assert_eq!(want.len(), 5);
+        assert!(want[1..4].iter().all(|r| !r.issues.is_empty()), "{want:?}");
     }
 
     #[test]

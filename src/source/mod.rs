@@ -135,6 +135,94 @@ pub trait RowSource: Iterator<Item = Result<Row, SourceError>> + Send {
     fn headers(&self) -> &[String];
     /// What was detected (encoding, delimiter, sheet), for the summary.
     fn describe(&self) -> String;
+    /// Up to `max` rows as raw fields, for sources that can hand them over cheaper than as
+    /// [`Row`]s (CSV): the cells are then built — and later freed — on the worker threads, not
+    /// on the one reader thread. `None` when the source does not support it (use the iterator).
+    fn read_raw(&mut self, _max: usize) -> Option<RawRead> {
+        None
+    }
+}
+
+/// What [`RowSource::read_raw`] read: rows (possibly none) and then, maybe, the end or an error.
+pub struct RawRead {
+    pub batch: RawBatch,
+    /// A read error after the rows of `batch`; the stream ends with it.
+    pub error: Option<SourceError>,
+    /// No more rows.
+    pub eof: bool,
+}
+
+/// CSV rows as one byte buffer with field boundaries: two allocations per batch, not per cell.
+#[derive(Debug, Default)]
+pub struct RawBatch {
+    file: Arc<str>,
+    width: usize,
+    bytes: Vec<u8>,
+    /// End offset of each field in `bytes`.
+    ends: Vec<usize>,
+    /// Per row: index of its first field in `ends`, its field count, its row number.
+    rows: Vec<(usize, usize, u64)>,
+    /// Single-byte encoding the fields are in (decoded per field in [`RawBatch::row`]).
+    decoder: Option<&'static encoding_rs::Encoding>,
+}
+
+impl RawBatch {
+    pub(crate) fn new(
+        file: Arc<str>,
+        width: usize,
+        decoder: Option<&'static encoding_rs::Encoding>,
+    ) -> RawBatch {
+        RawBatch {
+            file,
+            width,
+            decoder,
+            ..RawBatch::default()
+        }
+    }
+
+    pub(crate) fn push(&mut self, record: &::csv::ByteRecord, row: u64) {
+        let first = self.ends.len();
+        for f in record {
+            self.bytes.extend_from_slice(f);
+            self.ends.push(self.bytes.len());
+        }
+        self.rows.push((first, record.len(), row));
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Build row `i` (what the CSV iterator would have yielded for it).
+    pub fn row(&self, i: usize) -> Row {
+        let (first, n, row) = self.rows[i];
+        let mut start = if first == 0 { 0 } else { self.ends[first - 1] };
+        let mut cells = Vec::with_capacity(self.width.max(n));
+        let mut issues = Vec::new();
+        for (j, &end) in self.ends[first..first + n].iter().enumerate() {
+            cells.push(csv::cell_text(
+                &self.bytes[start..end],
+                j,
+                self.decoder,
+                &mut issues,
+            ));
+            start = end;
+        }
+        fit_row(&mut cells, self.width, &mut issues, true);
+        Row {
+            pos: SourcePos {
+                file: self.file.clone(),
+                sheet: None,
+                row,
+            },
+            cells,
+            issues,
+        }
+    }
 }
 
 /// Open a CSV, XLSX or XLS file as a row stream; the type is decided by the extension.

@@ -428,6 +428,33 @@ pub fn known_fields(entity: Entity) -> &'static [FieldInfo] {
     }
 }
 
+/// The field table as a live CRM has it: only the fields its `fields` action lists (disabled
+/// ones are left out, so nothing is matched to them), with the server's titles; what we know
+/// about each (kind, size, synonyms) is kept. Built once per `template init`, so the few strings
+/// are leaked to fit the `'static` table type.
+pub fn live_fields(entity: Entity, live: &[crate::crm::FieldInfo]) -> Vec<FieldInfo> {
+    let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
+    live.iter()
+        .map(|l| match field_info(entity, &l.name) {
+            Some(k) => FieldInfo {
+                title: if l.title.is_empty() {
+                    k.title
+                } else {
+                    leak(&l.title)
+                },
+                ..*k
+            },
+            None => FieldInfo {
+                name: leak(&l.name),
+                title: leak(&l.title),
+                kind: Text,
+                max_len: None,
+                synonyms: &[],
+            },
+        })
+        .collect()
+}
+
 pub fn field_info(entity: Entity, name: &str) -> Option<&'static FieldInfo> {
     known_fields(entity).iter().find(|f| f.name == name)
 }

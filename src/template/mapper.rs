@@ -1,12 +1,16 @@
 //! A template bound to a file's headers: turns rows into records and problems, in parallel.
 
 use super::fields::FieldKind;
-use super::rules::{first_4byte_char, is_email, is_phone, parse_date, parse_number, parse_time};
+use super::rules::{
+    first_4byte_char, format_datetime, is_email, is_phone, parse_number, parse_time, DateFormats,
+};
 use super::{Check, Expr, FieldRule, Input, Part, Template, TemplateError};
 use crate::crm::Entity;
-use crate::source::{Row, RowSource, SourceError, SourcePos};
+use crate::source::{RawBatch, Row, RowSource, SourceError, SourcePos};
 use rayon::prelude::*;
 use serde_json::Value;
+use std::borrow::Cow;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
@@ -90,6 +94,9 @@ struct BoundField {
     input: BoundInput,
     /// Header name shown in problems.
     column: Option<String>,
+    /// `map` keys trimmed and lower-cased once, not per cell.
+    map_lc: Option<Vec<(String, Value)>>,
+    dates: Option<DateFormats>,
 }
 
 #[derive(Debug, Clone)]
@@ -194,6 +201,12 @@ impl Template {
                     rule: f.clone(),
                     input,
                     column,
+                    map_lc: f.map.as_ref().map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.trim().to_lowercase(), v.clone()))
+                            .collect()
+                    }),
+                    dates: f.date.as_deref().map(DateFormats::new),
                 });
             }
             let mut presence: Vec<usize> = if columns.len() > key_cols {
@@ -245,12 +258,29 @@ impl Mapper {
         &self.headers
     }
 
+    /// The index of a column as the template names it (same matching as binding).
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        find_column(&self.headers, name)
+    }
+
     /// The entities this mapper builds, in upload order.
     pub fn entities(&self) -> Vec<Entity> {
         self.entities.iter().map(|e| e.entity).collect()
     }
 
     pub fn map_row(&self, row: &Row) -> MappedRow {
+        self.map_row_inner(row, true).0
+    }
+
+    /// Map a row for checking only: records carry entity and key but no field values (nothing
+    /// is built for them); instead each gets a [`Fingerprint`] (`prints[i]` is `records[i]`'s),
+    /// equal to [`fingerprint`] of the record `map_row` would build.
+    pub fn map_row_fingerprinted(&self, row: &Row) -> (MappedRow, Vec<Fingerprint>) {
+        self.map_row_inner(row, false)
+    }
+
+    fn map_row_inner(&self, row: &Row, build: bool) -> (MappedRow, Vec<Fingerprint>) {
+        let mut prints = Vec::new();
         let mut out = MappedRow {
             pos: row.pos.clone(),
             records: Vec::new(),
@@ -260,7 +290,7 @@ impl Mapper {
         };
         if row.is_blank() {
             out.blank = true;
-            return out;
+            return (out, prints);
         }
         let cells = &row.cells;
         // Reader-level issues: a bad cell invalidates the records that read it; the rest warn.
@@ -325,22 +355,17 @@ impl Mapper {
                     format!("the key {} is empty", be.key_source),
                 );
             }
-            let mut fields = serde_json::Map::new();
-            let mut refs = Vec::new();
+            let mut sink = Sink::new(build, be.fields.len());
             for bf in &be.fields {
                 let rule = &bf.rule;
                 let field = Some(rule.name.as_str());
-                let raw = match &bf.input {
-                    BoundInput::Column(i) => cells[*i].clone(),
-                    BoundInput::Expr(parts) => render(parts, cells),
-                    BoundInput::Nothing => String::new(),
+                let raw: Cow<str> = match &bf.input {
+                    BoundInput::Column(i) => Cow::Borrowed(&cells[*i]),
+                    BoundInput::Expr(parts) => Cow::Owned(render(parts, cells)),
+                    BoundInput::Nothing => Cow::Borrowed(""),
                     BoundInput::Ref(target) => {
                         match built.iter().find(|(e, _)| e == target) {
-                            Some((_, Some(k))) => refs.push(Reference {
-                                field: rule.name.clone(),
-                                entity: *target,
-                                key: k.clone(),
-                            }),
+                            Some((_, Some(k))) => sink.reference(&rule.name, *target, k),
                             Some((_, None)) => {
                                 err(
                                     &mut out,
@@ -366,17 +391,15 @@ impl Mapper {
                         continue;
                     }
                 };
-                let mut v = raw.trim().to_string();
+                let mut v: Cow<str> = Cow::Borrowed(raw.trim());
                 for t in &rule.transforms {
-                    v = t.apply(&v);
+                    v = t.apply_cow(v);
                 }
                 let mut value: Option<Value> = None;
                 if !v.is_empty() {
-                    if let Some(map) = &rule.map {
-                        match map
-                            .iter()
-                            .find(|(k, _)| k.trim().to_lowercase() == v.to_lowercase())
-                        {
+                    if let (Some(map), Some(map_lc)) = (&rule.map, &bf.map_lc) {
+                        let lc = v.to_lowercase();
+                        match map_lc.iter().find(|(k, _)| *k == lc) {
                             Some((_, mapped)) => value = Some(mapped.clone()),
                             None => {
                                 let keys: Vec<&str> = map.iter().map(|(k, _)| k.as_str()).collect();
@@ -395,7 +418,7 @@ impl Mapper {
                 if v.is_empty() {
                     match &rule.default {
                         Some(d) => {
-                            fields.insert(rule.name.clone(), d.clone());
+                            sink.value(&rule.name, d);
                         }
                         None if rule.required => {
                             err(
@@ -411,7 +434,7 @@ impl Mapper {
                     continue;
                 }
                 if let Some(mapped) = value {
-                    fields.insert(rule.name.clone(), mapped);
+                    sink.value(&rule.name, &mapped);
                     continue;
                 }
                 // Text that the server would reject or mangle (NOTES §8) is reported, not sent.
@@ -432,11 +455,13 @@ impl Mapper {
                         Check::Integer if v.parse::<i64>().is_err() => {
                             Some("is not a whole number".to_string())
                         }
-                        Check::MaxLength(n) if v.chars().count() > *n => Some(format!(
-                            "is {} characters long; the CRM column holds at most {n}",
-                            v.chars().count()
-                        )),
-                        Check::OneOf(list) if !list.iter().any(|x| x == &v) => {
+                        Check::MaxLength(n) if v.len() > *n && v.chars().count() > *n => {
+                            Some(format!(
+                                "is {} characters long; the CRM column holds at most {n}",
+                                v.chars().count()
+                            ))
+                        }
+                        Check::OneOf(list) if !list.iter().any(|x| *x == *v) => {
                             Some(format!("is not one of: {}", list.join(", ")))
                         }
                         Check::Regex(re) if !re.is_match(&v) => {
@@ -466,8 +491,8 @@ impl Mapper {
                             continue;
                         }
                     }
-                } else if let Some(formats) = &rule.date {
-                    match parse_date(&v, formats) {
+                } else if let (Some(formats), Some(compiled)) = (&rule.date, &bf.dates) {
+                    match compiled.parse(&v) {
                         None => {
                             let fmts = if formats.is_empty() {
                                 String::new()
@@ -494,12 +519,7 @@ impl Mapper {
                                     continue;
                                 }
                             }
-                            let fmt = if rule.kind == FieldKind::Date {
-                                "%Y-%m-%d"
-                            } else {
-                                "%Y-%m-%d %H:%M:%S"
-                            };
-                            Value::String(d.format(fmt).to_string())
+                            Value::String(format_datetime(&d, rule.kind == FieldKind::Date))
                         }
                     }
                 } else if rule.kind == FieldKind::Number
@@ -509,15 +529,16 @@ impl Mapper {
                     parse_number(&v)
                         .and_then(serde_json::Number::from_f64)
                         .map(Value::Number)
-                        .unwrap_or(Value::String(v))
+                        .unwrap_or_else(|| Value::String(v.into_owned()))
                 } else if matches!(rule.kind, FieldKind::Int) {
                     v.parse::<i64>()
                         .map(Value::from)
-                        .unwrap_or(Value::String(v))
+                        .unwrap_or_else(|_| Value::String(v.into_owned()))
                 } else {
-                    Value::String(v)
+                    sink.text(&rule.name, v);
+                    continue;
                 };
-                fields.insert(rule.name.clone(), json);
+                sink.value(&rule.name, &json);
             }
             invalid |= out.problems.len() > before;
             if invalid {
@@ -525,6 +546,10 @@ impl Mapper {
                 built.push((be.entity, None));
             } else {
                 built.push((be.entity, Some(key.clone())));
+                let (fields, refs, print) = sink.finish(be.entity, &key);
+                if !build {
+                    prints.push(print);
+                }
                 out.records.push(Record {
                     entity: be.entity,
                     key,
@@ -533,7 +558,138 @@ impl Mapper {
                 });
             }
         }
-        out
+        (out, prints)
+    }
+}
+
+/// A compact identity of one record: which key it has and what it holds, so "same key,
+/// different values" can be checked with 12 bytes per key instead of the record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// Entity and key, 64-bit (a false match needs ~4·10⁹ distinct keys to become likely).
+    pub key: u64,
+    /// Field values and references; 32 bits are plenty to tell "same" from "different".
+    pub values: u32,
+}
+
+const SEED: foldhash::quality::FixedState = foldhash::quality::FixedState::with_seed(0x5eed_5a1e);
+type FpHasher = foldhash::quality::FoldHasher<'static>;
+
+fn hash_text(h: &mut FpHasher, name: &str, v: &str) {
+    h.write(name.as_bytes());
+    h.write_u8(0xff);
+    h.write_u8(1);
+    h.write(v.as_bytes());
+    h.write_u8(0xff);
+}
+
+fn hash_value(h: &mut FpHasher, name: &str, v: &Value) {
+    match v {
+        Value::String(s) => hash_text(h, name, s),
+        Value::Null => {
+            h.write(name.as_bytes());
+            h.write_u8(0xfd);
+        }
+        other => {
+            h.write(name.as_bytes());
+            h.write_u8(0xfe);
+            h.write(other.to_string().as_bytes());
+            h.write_u8(0xff);
+        }
+    }
+}
+
+fn hash_ref(h: &mut FpHasher, field: &str, key: &str) {
+    h.write(field.as_bytes());
+    h.write_u8(0xfc);
+    h.write(key.as_bytes());
+    h.write_u8(0xff);
+}
+
+fn key_hash(entity: Entity, key: &str) -> u64 {
+    let mut k = SEED.build_hasher();
+    k.write_u8(entity as u8);
+    k.write(key.as_bytes());
+    k.finish()
+}
+
+fn combine(fields: &FpHasher, refs: &FpHasher) -> u32 {
+    (fields.finish() ^ refs.finish().rotate_left(32)) as u32
+}
+
+/// The fingerprint of a built record (what [`Mapper::map_row_fingerprinted`] computes on the fly).
+pub fn fingerprint(r: &Record) -> Fingerprint {
+    let mut f = SEED.build_hasher();
+    let mut rh = SEED.build_hasher();
+    for (name, v) in &r.fields {
+        hash_value(&mut f, name, v);
+    }
+    for x in &r.refs {
+        hash_ref(&mut rh, &x.field, &x.key);
+    }
+    Fingerprint {
+        key: key_hash(r.entity, &r.key),
+        values: combine(&f, &rh),
+    }
+}
+
+/// Where a record's values go: into a JSON map (upload), or only into a hash (validate).
+struct Sink {
+    map: Option<serde_json::Map<String, Value>>,
+    refs: Vec<Reference>,
+    fields: FpHasher,
+    refh: FpHasher,
+}
+
+impl Sink {
+    fn new(build: bool, n: usize) -> Sink {
+        Sink {
+            map: build.then(|| serde_json::Map::with_capacity(n)),
+            refs: Vec::new(),
+            fields: SEED.build_hasher(),
+            refh: SEED.build_hasher(),
+        }
+    }
+    fn value(&mut self, name: &str, v: &Value) {
+        match &mut self.map {
+            Some(m) => {
+                m.insert(name.to_string(), v.clone());
+            }
+            None => hash_value(&mut self.fields, name, v),
+        }
+    }
+    fn text(&mut self, name: &str, v: Cow<str>) {
+        match &mut self.map {
+            Some(m) => {
+                m.insert(name.to_string(), Value::String(v.into_owned()));
+            }
+            None => hash_text(&mut self.fields, name, &v),
+        }
+    }
+    fn reference(&mut self, field: &str, entity: Entity, key: &str) {
+        if self.map.is_some() {
+            self.refs.push(Reference {
+                field: field.to_string(),
+                entity,
+                key: key.to_string(),
+            });
+        } else {
+            hash_ref(&mut self.refh, field, key);
+        }
+    }
+    fn finish(
+        self,
+        entity: Entity,
+        key: &str,
+    ) -> (serde_json::Map<String, Value>, Vec<Reference>, Fingerprint) {
+        let print = match self.map {
+            Some(_) => Fingerprint::default(),
+            None => Fingerprint {
+                key: key_hash(entity, key),
+                values: combine(&self.fields, &self.refh),
+            },
+        };
+        (self.map.unwrap_or_default(), self.refs, print)
     }
 }
 
@@ -546,27 +702,61 @@ pub struct MapOptions {
 
 impl Default for MapOptions {
     fn default() -> Self {
-        MapOptions { batch: 4096 }
+        MapOptions { batch: 2048 }
     }
 }
 
-/// The rows of a file mapped through a template, in file order. Reading runs on its own thread
-/// and mapping uses rayon; at most a few batches are in flight, so memory is flat in row count.
-pub struct MappedFile {
-    rx: Receiver<Result<Vec<Row>, SourceError>>,
-    mapper: Arc<Mapper>,
-    buf: std::vec::IntoIter<(Row, MappedRow)>,
+enum Batch {
+    Rows(Vec<Row>),
+    Raw(RawBatch),
+}
+
+/// Results of [`map_file_with`] in file order. Three stages overlap: a reader thread, a mapping
+/// thread that spreads each batch over rayon, and the consumer (this iterator). Channels hold one
+/// batch each, so at most ~5 batches are alive at once: memory is flat in the row count.
+pub struct MappedFile<T = (Row, MappedRow)> {
+    rx: Receiver<Result<Vec<T>, SourceError>>,
+    buf: std::vec::IntoIter<T>,
     done: bool,
 }
 
 /// Read `source` through `mapper` in parallel batches, preserving order. Each item is the source
 /// row (for reports) with its mapping; a read error ends the stream after it is yielded.
 pub fn map_file(source: Box<dyn RowSource>, mapper: Arc<Mapper>, opts: MapOptions) -> MappedFile {
-    let (tx, rx) = sync_channel(2);
+    map_file_with(source, opts, move |r| {
+        let m = mapper.map_row(&r);
+        (r, m)
+    })
+}
+
+/// Like [`map_file`], but `work` runs on the rayon pool for every row, so per-row work the
+/// consumer would otherwise do alone (hashing, formatting, dropping what it does not need)
+/// happens in parallel too.
+pub fn map_file_with<T, F>(source: Box<dyn RowSource>, opts: MapOptions, work: F) -> MappedFile<T>
+where
+    T: Send + 'static,
+    F: Fn(Row) -> T + Send + Sync + 'static,
+{
+    let (tx, rx) = sync_channel::<Result<Batch, SourceError>>(1);
+    let (out_tx, out_rx) = sync_channel(1);
     let batch = opts.batch.max(1);
     std::thread::spawn(move || {
         let mut source = source;
         loop {
+            // CSV hands over raw fields: the cells are built on the workers.
+            if let Some(raw) = source.read_raw(batch) {
+                if !raw.batch.is_empty() && tx.send(Ok(Batch::Raw(raw.batch))).is_err() {
+                    return;
+                }
+                if let Some(e) = raw.error {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                if raw.eof {
+                    return;
+                }
+                continue;
+            }
             let mut rows = Vec::with_capacity(batch);
             let mut err = None;
             for r in source.by_ref() {
@@ -582,7 +772,7 @@ pub fn map_file(source: Box<dyn RowSource>, mapper: Arc<Mapper>, opts: MapOption
                 }
             }
             let last = rows.len() < batch || err.is_some();
-            if !rows.is_empty() && tx.send(Ok(rows)).is_err() {
+            if !rows.is_empty() && tx.send(Ok(Batch::Rows(rows))).is_err() {
                 return;
             }
             if let Some(e) = err {
@@ -594,16 +784,29 @@ pub fn map_file(source: Box<dyn RowSource>, mapper: Arc<Mapper>, opts: MapOption
             }
         }
     });
+    std::thread::spawn(move || {
+        for item in rx {
+            let out = item.map(|b| match b {
+                Batch::Rows(rows) => rows.into_par_iter().map(&work).collect::<Vec<T>>(),
+                Batch::Raw(raw) => (0..raw.len())
+                    .into_par_iter()
+                    .map(|i| work(raw.row(i)))
+                    .collect::<Vec<T>>(),
+            });
+            if out_tx.send(out).is_err() {
+                return;
+            }
+        }
+    });
     MappedFile {
-        rx,
-        mapper,
+        rx: out_rx,
         buf: Vec::new().into_iter(),
         done: false,
     }
 }
 
-impl Iterator for MappedFile {
-    type Item = Result<(Row, MappedRow), SourceError>;
+impl<T> Iterator for MappedFile<T> {
+    type Item = Result<T, SourceError>;
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if let Some(x) = self.buf.next() {
@@ -613,17 +816,7 @@ impl Iterator for MappedFile {
                 return None;
             }
             match self.rx.recv() {
-                Ok(Ok(rows)) => {
-                    let mapper = &self.mapper;
-                    let mapped: Vec<(Row, MappedRow)> = rows
-                        .into_par_iter()
-                        .map(|r| {
-                            let m = mapper.map_row(&r);
-                            (r, m)
-                        })
-                        .collect();
-                    self.buf = mapped.into_iter();
-                }
+                Ok(Ok(items)) => self.buf = items.into_iter(),
                 Ok(Err(e)) => {
                     self.done = true;
                     return Some(Err(e));

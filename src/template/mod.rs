@@ -8,9 +8,11 @@ pub mod fields;
 pub mod init;
 mod mapper;
 pub mod rules;
+pub mod server;
 
 pub use mapper::{
-    map_file, MapOptions, MappedFile, MappedRow, Mapper, Problem, Record, Reference, Severity,
+    fingerprint, map_file, map_file_with, Fingerprint, MapOptions, MappedFile, MappedRow, Mapper,
+    Problem, Record, Reference, Severity,
 };
 
 use crate::crm::Entity;
@@ -184,6 +186,8 @@ pub struct FieldRule {
     pub map: Option<Vec<(String, serde_json::Value)>>,
     pub default: Option<serde_json::Value>,
     pub kind: FieldKind,
+    /// 1-based line of the field in the template file, for messages.
+    pub line: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -327,6 +331,7 @@ impl Template {
         }
         let mut entities = Vec::new();
         let mut warnings = Vec::new();
+        let lines = field_lines(text);
         for re in raw.entity {
             let entity: Entity = re
                 .kind
@@ -391,7 +396,12 @@ impl Template {
                         )))
                     }
                 };
-                fields.push(build_field(entity, &name, rf, &mut warnings).map_err(field_err)?);
+                let mut rule = build_field(entity, &name, rf, &mut warnings).map_err(field_err)?;
+                rule.line = lines
+                    .iter()
+                    .find(|(t, f, _)| *t == re.kind && *f == name)
+                    .map(|(_, _, l)| *l);
+                fields.push(rule);
             }
             entities.push(EntityTemplate {
                 entity,
@@ -432,7 +442,8 @@ fn build_field(
     warnings: &mut Vec<String>,
 ) -> Result<FieldRule, String> {
     let info = field_info(entity, name);
-    let custom = name.starts_with("input")
+    let custom = name == server::OWNER_FIELD
+        || name.starts_with("input")
         || matches!(entity, Entity::Person if ["blog", "mysite", "twitter", "icq", "skype", "google", "yandex", "mykrug", "social", "rol", "loyalty", "clientpath"].contains(&name));
     if info.is_none() && !custom {
         warnings.push(format!(
@@ -551,7 +562,42 @@ fn build_field(
         map,
         default: rf.default.as_ref().map(toml_to_json),
         kind,
+        line: None,
     })
+}
+
+/// (entity type, field name, 1-based line) of each `name = ...` line under `[entity.fields]`:
+/// a light scan of the text (the TOML parser keeps no positions), good for messages only.
+fn field_lines(text: &str) -> Vec<(String, String, usize)> {
+    let mut out = Vec::new();
+    let mut kind = String::new();
+    let mut in_fields = false;
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            in_fields = l.starts_with("[entity.fields]");
+            if l.starts_with("[[entity]]") {
+                kind.clear();
+            }
+            continue;
+        }
+        let Some((lhs, rhs)) = l.split_once('=') else {
+            continue;
+        };
+        let lhs = lhs.trim().trim_matches('"');
+        if !in_fields && lhs == "type" {
+            kind = rhs
+                .split('#')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches('"')
+                .to_string();
+        } else if in_fields && !lhs.is_empty() && !lhs.starts_with('#') {
+            out.push((kind.clone(), lhs.to_string(), i + 1));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -332,3 +332,263 @@ fn template_init_matches_titles_and_lists_the_rest() {
     let (code, _, err) = smbatch(&["validate", "samples/migration.xlsx", "--template", &out]);
     assert!(code == 0 || code == 1, "{err}");
 }
+
+fn smbatch_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::cargo_bin("smbatch").unwrap();
+    cmd.current_dir(root()).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const SERVER_T: &str = r#"name = "checked against a CRM"
+
+[[entity]]
+type = "person"
+key = "{ID}"
+[entity.fields]
+person  = { column = "ФИО", required = true }
+rol     = { column = "Роль" }
+loyalty = { column = "Лояльность" }
+clientpath = { value = "{ID}", map = { "1" = "Сайт" }, default = 0 }
+user    = { column = "Ответственный" }
+
+[[entity]]
+type = "history"
+key = "{ID}"
+[entity.fields]
+des  = { column = "Текст", required = true }
+tip  = { column = "Тип" }
+pid  = { ref = "person" }
+
+[[entity]]
+type = "task"
+key = "{ID}"
+[entity.fields]
+title = { column = "Текст" }
+datum = { value = "2030-01-01" }
+tip   = { column = "Тип", map = { "Звонок" = "Звонок", "Письмо" = "Почта!" }, default = "Встреча" }
+"#;
+
+#[test]
+fn url_checks_template_against_the_crm_without_writing() {
+    use smbatch::sandbox::{Sandbox, SandboxConfig};
+    let sb = Sandbox::start(SandboxConfig::default()).unwrap();
+    let conn = sb.connection();
+    let dir = tempfile::tempdir().unwrap();
+    let t = write(dir.path(), "t.toml", SERVER_T.as_bytes());
+    let f = write(
+        dir.path(),
+        "p.csv",
+        format!(
+            "ID;ФИО;Роль;Лояльность;Ответственный;Текст;Тип\n\
+             1;Иванов Иван;ЛПР;Лояльный;{login};Позвонил;Звонок\n\
+             2;Петров Пётр;;2;nobody@example.ru;Написал;Письмо\n",
+            login = conn.login
+        )
+        .as_bytes(),
+    );
+    let url = sb.url();
+    let report = dir.path().join("r.xlsx").display().to_string();
+    let csv = dir.path().join("r.csv").display().to_string();
+    let (code, out, err) = smbatch_env(
+        &[
+            "validate",
+            &f,
+            "--template",
+            &t,
+            "--url",
+            &url,
+            "--login",
+            &conn.login,
+            "--report",
+            &report,
+            "--csv-report",
+            &csv,
+        ],
+        &[("SMBATCH_APIKEY", conn.apikey.expose())],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    // The findings are in the report too: sheet "CRM check" and r.crm.csv.
+    let crm = sheet(&report, "CRM check");
+    assert_eq!(
+        crm[0],
+        ["Entity", "Field", "Template line", "Problem", "Fix"]
+    );
+    assert!(
+        crm.iter()
+            .any(|r| r[0] == "person" && r[1] == "rol" && r[2] == "8"),
+        "{crm:?}"
+    );
+    let crm_csv = std::fs::read_to_string(dir.path().join("r.crm.csv")).unwrap();
+    assert!(crm_csv.contains("nobody@example.ru"), "{crm_csv}");
+    let all = format!("{out}\n{err}");
+    // A field the CRM has disabled, with the template line and what to do.
+    assert!(
+        all.contains(&format!("{t}:8: person field 'rol'")) && all.contains("unknown or disabled"),
+        "{all}"
+    );
+    // loyalty read as text from the file; clientpath mapped to text in the template.
+    assert!(
+        all.contains("person field 'loyalty'") && all.contains("'Лояльный'"),
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!("{t}:10: person field 'clientpath'")) && all.contains("\"Сайт\""),
+        "{all}"
+    );
+    // tip values: from the file (history, no map) and template constants (task map).
+    assert!(
+        all.contains("history field 'tip'") && all.contains("'Звонок'") && all.contains("'Письмо'"),
+        "{all}"
+    );
+    assert!(
+        all.contains("task field 'tip'") && all.contains("'Почта!'"),
+        "{all}"
+    );
+    // Owner logins: the unknown one is named, the API user is fine.
+    assert!(
+        all.contains("person field 'user'") && all.contains("'nobody@example.ru'"),
+        "{all}"
+    );
+    assert!(
+        !all.contains(&format!("'{}' do not exist", conn.login)),
+        "{all}"
+    );
+    assert!(out.contains(&format!("Checked against {url}")), "{out}");
+    // Nothing was written.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = smbatch::crm::CrmClient::new(&conn).unwrap();
+    let page = rt
+        .block_on(client.list_page(
+            smbatch::crm::Entity::Person,
+            &serde_json::Map::new(),
+            0,
+            &smbatch::crm::RetryPolicy::immediate(1),
+        ))
+        .unwrap();
+    assert!(page.rows.is_empty(), "{:?}", page.rows);
+
+    // A template that fits the CRM passes the server check (exit 0 when the rows are valid).
+    let ok = write(
+        dir.path(),
+        "ok.toml",
+        "[[entity]]\ntype = \"person\"\nkey = \"{ID}\"\n[entity.fields]\nperson = \"ФИО\"\n\
+         ptitle = { column = \"Роль\" }\n"
+            .as_bytes(),
+    );
+    let (code, out, err) = smbatch_env(
+        &[
+            "validate",
+            &f,
+            "--template",
+            &ok,
+            "--url",
+            &url,
+            "--login",
+            &conn.login,
+        ],
+        &[("SMBATCH_APIKEY", conn.apikey.expose())],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("fields, types and owners all match"), "{out}");
+}
+
+#[test]
+fn template_init_with_url_uses_live_titles_and_skips_disabled_fields() {
+    use smbatch::sandbox::{Sandbox, SandboxConfig};
+    let sb = Sandbox::start(SandboxConfig::default()).unwrap();
+    let conn = sb.connection();
+    let dir = tempfile::tempdir().unwrap();
+    // "Моб." and "Куратор" are the server's own titles; "Лояльность" is a disabled field there.
+    let f = write(
+        dir.path(),
+        "h.csv",
+        "ID;Ф.И.О.;Моб.;Лояльность\n1;Иванов;89120000000;3\n".as_bytes(),
+    );
+    let url = sb.url();
+    let (code, out, err) = smbatch_env(
+        &[
+            "template",
+            "init",
+            "person",
+            "--from",
+            &f,
+            "--url",
+            &url,
+            "--login",
+            &conn.login,
+        ],
+        &[("SMBATCH_APIKEY", conn.apikey.expose())],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("mob      = { column = \"Моб.\""), "{out}");
+    assert!(out.contains("person   = { column = \"Ф.И.О.\""), "{out}");
+    assert!(out.contains("# ??? = { column = \"Лояльность\" }"), "{out}");
+    assert!(!out.contains("loyalty"), "{out}");
+}
+
+#[test]
+fn deal_template_links_every_deal_to_its_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "d.csv",
+        "Номер;Сделка;Компания;ИНН;Дата план;Сумма;Этап\n\
+         D-1;Поставка;ООО Ромашка;5902000001;01.07.2025;1 200,50;20\n\
+         D-2;Монтаж;;;01.08.2025;500;20\n"
+            .as_bytes(),
+    );
+    let (code, out, err) = smbatch(&[
+        "validate",
+        &f,
+        "--template",
+        "templates/deal.toml",
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["entities"]["deal"]["valid"], 1, "{out}");
+    assert_eq!(v["entities"]["deal"]["invalid"], 1, "{out}");
+    assert!(
+        v["top_problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["message"] == "this row has no client record to reference"),
+        "{out}"
+    );
+}
+
+#[test]
+fn shipped_migration_preset_matches_a_fresh_crm() {
+    use smbatch::sandbox::{Sandbox, SandboxConfig};
+    let sb = Sandbox::start(SandboxConfig::default()).unwrap();
+    let conn = sb.connection();
+    let url = sb.url();
+    let (code, out, err) = smbatch_env(
+        &[
+            "validate",
+            "samples/migration-cp1251.csv",
+            "--template",
+            "templates/migration-flat.toml",
+            "--url",
+            &url,
+            "--login",
+            &conn.login,
+            "--json",
+        ],
+        &[("SMBATCH_APIKEY", conn.apikey.expose())],
+    );
+    // Exit 1 for the sample's deliberately bad rows, but nothing between template and CRM.
+    assert_eq!(code, 1, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["server"], url.as_str(), "{out}");
+    assert_eq!(v["server_findings"], serde_json::json!([]), "{out}");
+}

@@ -1,0 +1,376 @@
+//! Checking a template against a live CRM (`validate --url`): what the real server would silently
+//! drop or garble (NOTES §4). Read-only: only `fields`, `tips` and a `fields` call per owner
+//! login are made; nothing is written.
+//!
+//! Two steps: [`ServerFacts::fetch`] asks the CRM once, before the file is read;
+//! [`ServerFacts::check`] compares the template and the values the file actually holds
+//! ([`Observed`], collected while the rows stream by) with those answers.
+
+use super::{FieldRule, Input, Template};
+use crate::config::Connection;
+use crate::crm::{CrmClient, CrmError, Entity, FieldInfo, RetryPolicy};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The field that names a record's owner by login (a payload parameter, not a listed field).
+pub const OWNER_FIELD: &str = "user";
+/// Person fields the server casts to an integer id (NOTES §4).
+const INT_DICT_FIELDS: [&str; 2] = ["loyalty", "clientpath"];
+/// Distinct values kept per watched field (enough to name the bad ones).
+const MAX_OBSERVED: usize = 1000;
+/// Owner logins probed at most (one request each).
+const MAX_OWNERS: usize = 50;
+
+/// One way the template and the CRM disagree.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ServerFinding {
+    pub entity: Entity,
+    pub field: String,
+    /// 1-based line in the template file.
+    pub line: Option<usize>,
+    pub problem: String,
+    /// What to do instead.
+    pub fix: String,
+}
+
+impl ServerFinding {
+    /// `template.toml:12: person field 'loyalty': … Fix: …`
+    pub fn render(&self, template: &str) -> String {
+        let at = match self.line {
+            Some(l) => format!("{template}:{l}"),
+            None => template.to_string(),
+        };
+        format!(
+            "{at}: {} field '{}': {} Fix: {}",
+            self.entity, self.field, self.problem, self.fix
+        )
+    }
+}
+
+/// What one CRM said about the entities a template builds.
+#[derive(Debug, Clone, Default)]
+pub struct ServerFacts {
+    pub fields: BTreeMap<Entity, Vec<FieldInfo>>,
+    pub tips: BTreeMap<Entity, Vec<String>>,
+}
+
+/// A field whose values in the file matter to the server check.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    pub entity: Entity,
+    pub field: String,
+    pub column: usize,
+}
+
+/// Distinct cell values of the watched columns, as the rows went by.
+#[derive(Debug, Default)]
+pub struct Observed {
+    values: BTreeMap<usize, BTreeSet<String>>,
+}
+
+impl Observed {
+    /// `cells[i]` is the value of `watches[i].column` in one row.
+    pub fn add(&mut self, watches: &[Watch], cells: Vec<String>) {
+        for (w, v) in watches.iter().zip(cells) {
+            let set = self.values.entry(w.column).or_default();
+            if set.len() < MAX_OBSERVED && !v.trim().is_empty() {
+                set.insert(v);
+            }
+        }
+    }
+
+    fn of(&self, column: usize) -> impl Iterator<Item = &String> {
+        self.values.get(&column).into_iter().flatten()
+    }
+}
+
+fn is_int(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.is_i64() || n.is_u64(),
+        Value::String(s) => s.trim().parse::<i64>().is_ok(),
+        _ => false,
+    }
+}
+
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn quoted(v: impl IntoIterator<Item = impl AsRef<str>>, max: usize) -> String {
+    let all: Vec<String> = v.into_iter().map(|s| format!("'{}'", s.as_ref())).collect();
+    if all.len() > max {
+        format!("{}, … ({} in all)", all[..max].join(", "), all.len())
+    } else {
+        all.join(", ")
+    }
+}
+
+/// The cell of a field that reads one column directly (value checks need it).
+fn column_of(rule: &FieldRule, column_index: &dyn Fn(&str) -> Option<usize>) -> Option<usize> {
+    match &rule.input {
+        Input::Column(c) => column_index(c),
+        _ => None,
+    }
+}
+
+/// Fields whose file values the check needs: `tip` without a `map`, `loyalty`/`clientpath`
+/// without a `map`, and the owner `user`.
+pub fn watches(template: &Template, column_index: &dyn Fn(&str) -> Option<usize>) -> Vec<Watch> {
+    let mut out = Vec::new();
+    for e in &template.entities {
+        for f in &e.fields {
+            let wanted = (f.name == "tip" && f.map.is_none())
+                || (e.entity == Entity::Person
+                    && INT_DICT_FIELDS.contains(&f.name.as_str())
+                    && f.map.is_none())
+                || f.name == OWNER_FIELD;
+            if let (true, Some(column)) = (wanted, column_of(f, column_index)) {
+                out.push(Watch {
+                    entity: e.entity,
+                    field: f.name.clone(),
+                    column,
+                });
+            }
+        }
+    }
+    out
+}
+
+impl ServerFacts {
+    /// Ask the CRM for the fields of every entity the template builds and the `tips` of those
+    /// that have a `tip` field.
+    pub async fn fetch(
+        client: &CrmClient,
+        template: &Template,
+        policy: &RetryPolicy,
+    ) -> Result<ServerFacts, CrmError> {
+        let mut facts = ServerFacts::default();
+        for e in &template.entities {
+            facts
+                .fields
+                .insert(e.entity, client.fields(e.entity, policy).await?);
+            if matches!(e.entity, Entity::History | Entity::Task)
+                && e.fields.iter().any(|f| f.name == "tip")
+            {
+                facts
+                    .tips
+                    .insert(e.entity, client.tips(e.entity, policy).await?);
+            }
+        }
+        Ok(facts)
+    }
+
+    /// Everything the template alone tells: unknown/disabled fields, dictionary ids given as
+    /// text, `tip` constants the CRM does not have.
+    pub fn check_template(&self, template: &Template) -> Vec<ServerFinding> {
+        let mut out = Vec::new();
+        for e in &template.entities {
+            let Some(known) = self.fields.get(&e.entity) else {
+                continue;
+            };
+            for f in &e.fields {
+                let finding = |problem: String, fix: String| ServerFinding {
+                    entity: e.entity,
+                    field: f.name.clone(),
+                    line: f.line,
+                    problem,
+                    fix,
+                };
+                if f.name != OWNER_FIELD && !known.iter().any(|k| k.name == f.name) {
+                    let names: Vec<String> = known
+                        .iter()
+                        .map(|k| format!("{} ({})", k.name, k.title))
+                        .collect();
+                    out.push(finding(
+                        format!("this CRM does not list '{}' among its {} fields (unknown or disabled in its field settings): the server would silently drop the value.", f.name, e.entity),
+                        format!("enable the field in the CRM's field settings, or send the column to one of its fields: {}.", names.join(", ")),
+                    ));
+                }
+                if e.entity == Entity::Person && INT_DICT_FIELDS.contains(&f.name.as_str()) {
+                    let bad_map: Vec<String> = f
+                        .map
+                        .iter()
+                        .flatten()
+                        .filter(|(_, v)| !is_int(v))
+                        .map(|(k, v)| format!("{k} = {v}"))
+                        .collect();
+                    let bad_default = f.default.as_ref().filter(|d| !is_int(d));
+                    if !bad_map.is_empty() || bad_default.is_some() {
+                        let mut what = bad_map;
+                        what.extend(bad_default.map(|d| format!("default = {d}")));
+                        out.push(finding(
+                            format!("the server casts {} to a number, so text becomes a wrong id (\"1 - Пока не понятно\" is stored as id 1); the template sends {}.", f.name, what.join(", ")),
+                            format!("map every value to the numeric id of the CRM's {} dictionary, e.g. map = {{ \"Лояльный\" = 3 }}.", f.name),
+                        ));
+                    }
+                }
+                if f.name == "tip" {
+                    if let Some(tips) = self.tips.get(&e.entity) {
+                        let mut consts: Vec<String> = Vec::new();
+                        consts.extend(f.map.iter().flatten().map(|(_, v)| text_of(v)));
+                        consts.extend(f.default.iter().map(text_of));
+                        for c in &f.checks {
+                            if let super::Check::OneOf(list) = c {
+                                consts.extend(list.iter().cloned());
+                            }
+                        }
+                        let missing: BTreeSet<String> =
+                            consts.into_iter().filter(|c| !tips.contains(c)).collect();
+                        if !missing.is_empty() {
+                            out.push(finding(
+                                format!("{} not among this CRM's {} types (tips); the server stores unknown types verbatim, so these records fall outside every type filter and report.", quoted(&missing, 10), e.entity),
+                                format!("use the CRM's own titles: {}.", quoted(tips, 30)),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// What the file's values tell: `tip` values and dictionary ids read straight from a column.
+    pub fn check_values(
+        &self,
+        template: &Template,
+        watches: &[Watch],
+        seen: &Observed,
+    ) -> Vec<ServerFinding> {
+        let mut out = Vec::new();
+        for w in watches {
+            let Some(rule) = template
+                .entities
+                .iter()
+                .find(|e| e.entity == w.entity)
+                .and_then(|e| e.fields.iter().find(|f| f.name == w.field))
+            else {
+                continue;
+            };
+            let values: Vec<String> = seen
+                .of(w.column)
+                .map(|v| {
+                    let mut s = v.trim().to_string();
+                    for t in &rule.transforms {
+                        s = t.apply(&s);
+                    }
+                    s
+                })
+                .filter(|s| !s.is_empty())
+                .collect();
+            let finding = |problem: String, fix: String| ServerFinding {
+                entity: w.entity,
+                field: w.field.clone(),
+                line: rule.line,
+                problem,
+                fix,
+            };
+            if w.field == "tip" {
+                let Some(tips) = self.tips.get(&w.entity) else {
+                    continue;
+                };
+                let missing: BTreeSet<&String> =
+                    values.iter().filter(|v| !tips.contains(v)).collect();
+                if !missing.is_empty() {
+                    out.push(finding(
+                        format!("the file has {} values that are not among this CRM's types (tips): {}; the server stores them verbatim, outside every type filter.", w.field, quoted(&missing, 10)),
+                        format!("add a map from the file's words to the CRM's titles ({}), e.g. map = {{ \"Звонок\" = \"вх.Звонок\" }}, default = \"Событие\".", quoted(tips, 30)),
+                    ));
+                }
+            } else if INT_DICT_FIELDS.contains(&w.field.as_str()) {
+                let text: BTreeSet<&String> = values
+                    .iter()
+                    .filter(|v| v.parse::<i64>().is_err())
+                    .collect();
+                if !text.is_empty() {
+                    out.push(finding(
+                        format!("the column holds text ({}) but the server casts {} to a number: the records would get a wrong id.", quoted(&text, 10), w.field),
+                        format!("add a map from these words to the numeric ids of the CRM's {} dictionary, e.g. map = {{ \"Лояльный\" = 3 }}, default = 0.", w.field),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Owner logins (`user`: constants in the template, values in the file) that this CRM does
+    /// not know. There is no user-list action in the API, but the API key is per installation
+    /// and the `login` header picks the user, so a read-only `fields` call made *as* that login
+    /// answers 401 "Неизвестный пользователь" exactly when the login does not exist.
+    pub async fn check_owners(
+        conn: &Connection,
+        template: &Template,
+        watches: &[Watch],
+        seen: &Observed,
+        policy: &RetryPolicy,
+    ) -> Vec<ServerFinding> {
+        let mut out = Vec::new();
+        for e in &template.entities {
+            let Some(rule) = e.fields.iter().find(|f| f.name == OWNER_FIELD) else {
+                continue;
+            };
+            let mut logins: BTreeSet<String> = BTreeSet::new();
+            logins.extend(rule.default.iter().map(text_of));
+            logins.extend(rule.map.iter().flatten().map(|(_, v)| text_of(v)));
+            if let Some(w) = watches
+                .iter()
+                .find(|w| w.entity == e.entity && w.field == OWNER_FIELD)
+            {
+                logins.extend(seen.of(w.column).map(|v| {
+                    let mut s = v.trim().to_string();
+                    for t in &rule.transforms {
+                        s = t.apply(&s);
+                    }
+                    s
+                }));
+            }
+            logins.retain(|l| !l.is_empty());
+            let mut unknown = Vec::new();
+            let mut unchecked = Vec::new();
+            for (i, login) in logins.iter().enumerate() {
+                if i >= MAX_OWNERS || *login == conn.login {
+                    if *login != conn.login {
+                        unchecked.push(login.clone());
+                    }
+                    continue;
+                }
+                let as_owner = Connection {
+                    login: login.clone(),
+                    ..conn.clone()
+                };
+                let answer = match CrmClient::new(&as_owner) {
+                    Ok(c) => c.fields(Entity::Person, policy).await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                match answer {
+                    Ok(()) => {}
+                    Err(CrmError::Auth { .. }) => unknown.push(login.clone()),
+                    Err(_) => unchecked.push(login.clone()),
+                }
+            }
+            let finding = |problem: String, fix: String| ServerFinding {
+                entity: e.entity,
+                field: OWNER_FIELD.to_string(),
+                line: rule.line,
+                problem,
+                fix,
+            };
+            if !unknown.is_empty() {
+                out.push(finding(
+                    format!("owner login(s) {} do not exist on this CRM (the API has no user list; a read-only `fields` call made as that login was refused with 401): the server would set owner id 0 and the records would be invisible in lists, without an error.", quoted(&unknown, 10)),
+                    "use existing CRM logins (map the file's names to logins with map = { \"Иванов\" = \"ivanov@firm.ru\" }), or leave user out so the API user owns the records.".into(),
+                ));
+            }
+            if !unchecked.is_empty() {
+                out.push(finding(
+                    format!("could not check the owner login(s) {} (too many, or the CRM did not answer).", quoted(&unchecked, 10)),
+                    "check that these logins exist in the CRM before importing.".into(),
+                ));
+            }
+        }
+        out
+    }
+}
