@@ -3,12 +3,12 @@
 use crate::cli::ConnectionArgs;
 use crate::crm::{CrmClient, RetryPolicy};
 use crate::report::validation::{check_row, CheckedRow, ReportWriter, Tally};
+use crate::report::Progress;
 use crate::source::{self, Encoding, SourceOptions};
 use crate::template::server::{self as srv, Observed, ServerFacts};
 use crate::template::{map_file_with, MapOptions, Severity, Template};
 use crate::{Error, Exit, Result};
 use clap::Args;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -120,14 +120,7 @@ pub fn run(args: ValidateArgs) -> Result<Exit> {
         args.csv_report.as_deref(),
         src.headers(),
     )?;
-    let progress = std::io::stderr().is_terminal().then(|| {
-        let pb = indicatif::ProgressBar::new_spinner();
-        pb.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {pos} rows ({per_sec}) {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        pb
-    });
+    let progress = Progress::new("rows", None, args.json);
     let mut shown = 0usize;
     let mut hidden = 0u64;
     let keep_rows = report.is_active();
@@ -172,23 +165,14 @@ pub fn run(args: ValidateArgs) -> Result<Exit> {
                     format!(" value '{}'", p.value)
                 };
                 let line = format!("{}{col}{ent}: {sev}:{val} {}", m.pos, p.message);
-                match &progress {
-                    Some(pb) => pb.println(line),
-                    None => eprintln!("{line}"),
-                }
+                progress.println(&line);
             } else {
                 hidden += 1;
             }
         }
-        if let Some(pb) = &progress {
-            if m.pos.row % 1024 == 0 {
-                pb.set_position(tally.summary.rows_read);
-            }
-        }
+        progress.inc(1);
     }
-    if let Some(pb) = progress {
-        pb.finish_and_clear();
-    }
+    progress.finish();
     if hidden > 0 {
         eprintln!("… and {hidden} more problems (see the report)");
     }

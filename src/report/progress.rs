@@ -71,6 +71,14 @@ impl Progress {
         }
     }
 
+    /// A line for the user (a problem found, say), printed above the bar when there is one.
+    pub fn println(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
     pub fn set_message(&self, msg: String) {
         if let Some(bar) = &self.bar {
             bar.set_message(msg);
