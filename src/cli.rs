@@ -49,3 +49,40 @@ pub struct ConnectionArgs {
     #[arg(long, env = "SMBATCH_PROFILE", global = true)]
     pub profile: Option<String>,
 }
+
+/// How to read the input file: overrides of what is sniffed and of the template's `[source]`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SourceArgs {
+    /// CSV encoding: auto, utf-8, windows-1251, utf-16 (overrides the template)
+    #[arg(long)]
+    pub encoding: Option<String>,
+    /// CSV delimiter: one character, or tab (overrides the template)
+    #[arg(long)]
+    pub delimiter: Option<String>,
+    /// Sheet name or 1-based number (overrides the template)
+    #[arg(long)]
+    pub sheet: Option<String>,
+}
+
+impl SourceArgs {
+    /// The reader options: these flags first, then the template's `[source]` (if any), then
+    /// detection. An explicit `--encoding auto` wins over the template's encoding.
+    pub fn options(
+        &self,
+        template: Option<&crate::template::Template>,
+    ) -> crate::Result<crate::source::SourceOptions> {
+        use crate::source::{parse_delimiter, Encoding, SourceOptions};
+        let mut opts = SourceOptions::default();
+        match self.encoding.as_deref() {
+            Some("auto") => {}
+            Some(e) => opts.encoding = Some(e.parse::<Encoding>()?),
+            None => opts.encoding = template.and_then(|t| t.source.encoding),
+        }
+        opts.delimiter = self.delimiter.as_deref().map(parse_delimiter).transpose()?;
+        opts.sheet = self.sheet.clone();
+        Ok(match template {
+            Some(t) => opts.or(&t.source),
+            None => opts,
+        })
+    }
+}

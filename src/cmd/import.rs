@@ -1,7 +1,6 @@
 //! `smbatch import`: source → template → plan → upload (journaled) → report.
 
-use crate::cli::ConnectionArgs;
-use crate::cmd::validate::source_options;
+use crate::cli::{ConnectionArgs, SourceArgs};
 use crate::crm::{CrmClient, Entity};
 use crate::report::import::{rows_to_retry, ImportReport, Outcome, RowLine};
 use crate::report::summary::SummaryTable;
@@ -53,15 +52,8 @@ pub struct ImportArgs {
     /// Import only the rows an earlier report lists as not created/existing
     #[arg(long, value_name = "REPORT")]
     pub only_failed: Option<PathBuf>,
-    /// CSV encoding: auto, utf-8, windows-1251, utf-16 (overrides the template)
-    #[arg(long)]
-    pub encoding: Option<String>,
-    /// CSV delimiter (overrides the template)
-    #[arg(long)]
-    pub delimiter: Option<String>,
-    /// Sheet name or 1-based number (overrides the template)
-    #[arg(long)]
-    pub sheet: Option<String>,
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// Print the summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -131,12 +123,7 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
         return Err(Error::Usage("--chunk must be at least 1".into()));
     }
     let template = Template::load(&args.template)?;
-    let opts = source_options(
-        args.encoding.as_deref(),
-        args.delimiter.as_deref(),
-        args.sheet.as_deref(),
-        &template,
-    )?;
+    let opts = args.source.options(Some(&template))?;
     let only: Option<HashSet<u64>> = match &args.only_failed {
         Some(p) => Some(rows_to_retry(p)?),
         None => None,

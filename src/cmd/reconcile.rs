@@ -2,8 +2,7 @@
 //! template, exports the CRM's records and writes a report a manager can read. `--fix` sends the
 //! missing records through the import path, with a journal that makes sure nothing goes twice.
 
-use crate::cli::ConnectionArgs;
-use crate::cmd::validate::source_options;
+use crate::cli::{ConnectionArgs, SourceArgs};
 use crate::crm::{CrmClient, RetryPolicy};
 use crate::reconcile::run::{
     compare, fetch_crm, journal_ids, prepare_fix, read_source, SourceSide,
@@ -39,15 +38,8 @@ pub struct ReconcileArgs {
     /// Print the summary as JSON
     #[arg(long)]
     pub json: bool,
-    /// CSV encoding: auto, utf-8, windows-1251, utf-16 (overrides the template)
-    #[arg(long)]
-    pub encoding: Option<String>,
-    /// CSV delimiter (overrides the template)
-    #[arg(long)]
-    pub delimiter: Option<String>,
-    /// Sheet name or 1-based number (overrides the template)
-    #[arg(long)]
-    pub sheet: Option<String>,
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// Pages fetched at once while exporting the CRM side
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
@@ -144,9 +136,7 @@ fn fix(args: &ReconcileArgs, side: &SourceSide, result: &Reconciliation) -> Resu
         csv_report: None,
         sandbox: args.sandbox.clone(),
         only_failed: None,
-        encoding: args.encoding.clone(),
-        delimiter: args.delimiter.clone(),
-        sheet: args.sheet.clone(),
+        source: args.source.clone(),
         json: false,
         quiet: args.quiet || args.json,
     };
@@ -175,12 +165,7 @@ fn print(args: &ReconcileArgs, side: &SourceSide, result: &Reconciliation) {
 }
 
 fn source_side(args: &ReconcileArgs, template: &Template, file: &Path) -> Result<SourceSide> {
-    let opts = source_options(
-        args.encoding.as_deref(),
-        args.delimiter.as_deref(),
-        args.sheet.as_deref(),
-        template,
-    )?;
+    let opts = args.source.options(Some(template))?;
     let side = read_source(file, template, &opts)?;
     if side.rows_read == 0 {
         return Err(Error::Usage(format!(

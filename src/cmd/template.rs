@@ -1,9 +1,9 @@
 //! `smbatch template init`: a starter template from a file's columns.
 
-use crate::cli::ConnectionArgs;
+use crate::cli::{ConnectionArgs, SourceArgs};
 use crate::crm::Entity;
 use crate::crm::{CrmClient, RetryPolicy};
-use crate::source::{self, Encoding, SourceOptions};
+use crate::source;
 use crate::template::fields::{known_fields, live_fields};
 use crate::template::init::starter_template;
 use crate::{Error, Exit, Result};
@@ -25,12 +25,8 @@ pub enum TemplateCommand {
         /// Overwrite the output file if it exists
         #[arg(long)]
         force: bool,
-        #[arg(long)]
-        encoding: Option<String>,
-        #[arg(long)]
-        delimiter: Option<String>,
-        #[arg(long)]
-        sheet: Option<String>,
+        #[command(flatten)]
+        source: SourceArgs,
         /// With --url (or a profile): match against the field titles that CRM's `fields` action
         /// returns, and leave out fields it has disabled
         #[command(flatten)]
@@ -45,25 +41,13 @@ pub fn run(cmd: TemplateCommand) -> Result<Exit> {
             from,
             output,
             force,
-            encoding,
-            delimiter,
-            sheet,
+            source: source_args,
             conn,
         } => {
             let entity: Entity = entity
                 .parse()
                 .map_err(|e: crate::crm::UnknownEntity| Error::Usage(e.to_string()))?;
-            let opts = SourceOptions {
-                encoding: match encoding.as_deref() {
-                    None | Some("auto") => None,
-                    Some(e) => Some(e.parse::<Encoding>()?),
-                },
-                delimiter: delimiter
-                    .as_deref()
-                    .map(source::parse_delimiter)
-                    .transpose()?,
-                sheet,
-            };
+            let opts = source_args.options(None)?;
             let src = source::open(&from, &opts)?;
             let file = from
                 .file_name()

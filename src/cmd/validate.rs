@@ -1,10 +1,10 @@
 //! `smbatch validate`: read a file through a template and report every problem. No network.
 
-use crate::cli::ConnectionArgs;
+use crate::cli::{ConnectionArgs, SourceArgs};
 use crate::crm::{CrmClient, RetryPolicy};
 use crate::report::validation::{check_row, CheckedRow, ReportWriter, Tally};
 use crate::report::Progress;
-use crate::source::{self, Encoding, SourceOptions};
+use crate::source;
 use crate::template::server::{self as srv, Observed, ServerFacts};
 use crate::template::{map_file_with, MapOptions, Severity, Template};
 use crate::{Error, Exit, Result};
@@ -25,15 +25,8 @@ pub struct ValidateArgs {
     /// Write the problems as CSV (and the rows next to it as NAME.rows.csv)
     #[arg(long)]
     pub csv_report: Option<PathBuf>,
-    /// CSV encoding: auto, utf-8, windows-1251, utf-16 (overrides the template)
-    #[arg(long)]
-    pub encoding: Option<String>,
-    /// CSV delimiter: one character, or tab (overrides the template)
-    #[arg(long)]
-    pub delimiter: Option<String>,
-    /// Sheet name or 1-based number (overrides the template)
-    #[arg(long)]
-    pub sheet: Option<String>,
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// Print the summary as JSON
     #[arg(long)]
     pub json: bool,
@@ -45,35 +38,9 @@ pub struct ValidateArgs {
     pub conn: ConnectionArgs,
 }
 
-/// Options from the command line, falling back to the template's `[source]`.
-pub fn source_options(
-    encoding: Option<&str>,
-    delimiter: Option<&str>,
-    sheet: Option<&str>,
-    template: &Template,
-) -> Result<SourceOptions> {
-    let mut cli = SourceOptions::default();
-    match encoding {
-        // An explicit "auto" wins over the template's encoding.
-        Some("auto") => {}
-        Some(e) => cli.encoding = Some(e.parse::<Encoding>()?),
-        None => cli.encoding = template.source.encoding,
-    }
-    if let Some(d) = delimiter {
-        cli.delimiter = Some(source::parse_delimiter(d)?);
-    }
-    cli.sheet = sheet.map(str::to_string);
-    Ok(cli.or(&template.source))
-}
-
 pub fn run(args: ValidateArgs) -> Result<Exit> {
     let template = Template::load(&args.template)?;
-    let opts = source_options(
-        args.encoding.as_deref(),
-        args.delimiter.as_deref(),
-        args.sheet.as_deref(),
-        &template,
-    )?;
+    let opts = args.source.options(Some(&template))?;
     let src = source::open(&args.file, &opts)?;
     let file_name = args.file.display().to_string();
     let mapper = template.bind(src.headers(), &file_name)?;
