@@ -9,7 +9,7 @@
 
 use serde_json::{json, Map, Value};
 use smbatch::crm::Entity;
-use smbatch::reconcile::{reconcile, CrmRecord, EntityInput, SourceRecord};
+use smbatch::reconcile::{reconcile, CrmRecord, EntityInput, Fields, Names, SourceRecord};
 use smbatch::sandbox::{Sandbox, SandboxConfig};
 use std::process::Command;
 use std::time::Instant;
@@ -52,11 +52,12 @@ fn person(i: usize) -> Map<String, Value> {
 }
 
 fn matching(rows: usize) {
+    let mut names = Names::default();
     let source: Vec<SourceRecord> = (0..rows)
         .map(|i| SourceRecord {
             entity: Entity::Person,
             key: format!("p{i}@example.com"),
-            fields: person(i),
+            fields: Fields::from_map(&person(i), &mut names),
             refs: vec![],
             rows: vec![format!("persons.csv row {}", i + 2)],
         })
@@ -73,12 +74,12 @@ fn matching(rows: usize) {
         f.insert("pid".into(), json!(i + 1));
         crm.push(CrmRecord {
             id: i as i64 + 1,
-            fields: f.clone(),
+            fields: Fields::from_map(&f, &mut names),
         });
         if i % 100 == 3 {
             crm.push(CrmRecord {
                 id: (rows + i) as i64 + 1,
-                fields: f,
+                fields: Fields::from_map(&f, &mut names),
             }); // duplicate
         }
         if i % 100 == 4 {
@@ -86,7 +87,7 @@ fn matching(rows: usize) {
             other.insert("pid".into(), json!(2 * rows + i + 1));
             crm.push(CrmRecord {
                 id: (2 * rows + i) as i64 + 1,
-                fields: other,
+                fields: Fields::from_map(&other, &mut names),
             }); // only in CRM
         }
     }

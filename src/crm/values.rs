@@ -91,12 +91,11 @@ pub fn norm_title(s: &str) -> String {
         .join(" ")
 }
 
-/// How a field's values are compared.
-pub fn norm_field(field: &str, v: &Value) -> String {
-    let text = value_text(v);
+/// How a field's values are compared, given as text (see [`value_text`]).
+pub fn norm_field(field: &str, text: &str) -> String {
     match field {
-        "tel" | "mob" | "fax" | "phone" => norm_phone(&text),
-        "title" => norm_title(&text),
+        "tel" | "mob" | "fax" | "phone" => norm_phone(text),
+        "title" => norm_title(text),
         // Dates: the server answers `YYYY-MM-DD HH:MM:SS`; `YYYY-MM-DD` means midnight.
         "datum" | "date_create" | "datum_plan" | "birthday" => {
             let t = text.trim();
@@ -108,7 +107,7 @@ pub fn norm_field(field: &str, v: &Value) -> String {
                 t.replace('T', " ")
             }
         }
-        _ => norm_text(&text),
+        _ => norm_text(text),
     }
 }
 
@@ -134,12 +133,12 @@ mod tests {
             norm_phone("+7(342)200-00-00")
         );
         assert_eq!(
-            norm_field("kol", &json!(100000.0)),
-            norm_field("kol", &json!("100000"))
+            norm_field("kol", &value_text(&json!(100000.0))),
+            norm_field("kol", &value_text(&json!("100000")))
         );
         assert_eq!(
-            norm_field("datum", &json!("2024-06-25 14:25")),
-            norm_field("datum", &json!("2024-06-25 14:25:00"))
+            norm_field("datum", &value_text(&json!("2024-06-25 14:25"))),
+            norm_field("datum", &value_text(&json!("2024-06-25 14:25:00")))
         );
     }
 }

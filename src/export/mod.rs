@@ -614,18 +614,18 @@ async fn export_entity(
     Ok(summary)
 }
 
-/// Collects a pass's rows in memory (reconcile compares them; the file writers stream instead).
-struct CollectRows<'a> {
-    rows: &'a mut Vec<Row>,
+/// Hands a pass's rows to a callback (reconcile keeps them; the file writers stream instead).
+struct EachRow<'a, F: FnMut(Row)> {
+    on_row: &'a mut F,
     progress: &'a Progress,
 }
 
-impl PageSink for CollectRows<'_> {
+impl<F: FnMut(Row)> PageSink for EachRow<'_, F> {
     fn first_page(&mut self, _rows: &[Row], _count: Option<u64>) -> Result<(), ExportError> {
         Ok(())
     }
     fn row(&mut self, row: Row) -> Result<(), ExportError> {
-        self.rows.push(row);
+        (self.on_row)(row);
         Ok(())
     }
     fn page_done(&mut self, received: u64) {
@@ -634,7 +634,9 @@ impl PageSink for CollectRows<'_> {
 }
 
 /// Every record of `entity` matching `filters`, all passes (open and closed deals...) together,
-/// each record once. `fields` narrows what the server sends (where it honours `fields`).
+/// each record once, handed to `on_row` in page order. `fields` narrows what the server sends
+/// (where it honours `fields`).
+#[allow(clippy::too_many_arguments)]
 pub async fn fetch_all(
     client: &CrmClient,
     entity: Entity,
@@ -643,8 +645,8 @@ pub async fn fetch_all(
     concurrency: usize,
     policy: &RetryPolicy,
     progress: &Progress,
-) -> Result<Vec<Row>, ExportError> {
-    let mut rows = Vec::new();
+    mut on_row: impl FnMut(Row),
+) -> Result<(), ExportError> {
     let mut seen = Seen::default();
     for pass in query::passes(entity, filters, fields) {
         let pager = Pager {
@@ -654,11 +656,11 @@ pub async fn fetch_all(
             policy: policy.clone(),
             concurrency,
         };
-        let mut sink = CollectRows {
-            rows: &mut rows,
+        let mut sink = EachRow {
+            on_row: &mut on_row,
             progress,
         };
         pager.run(&mut seen, &mut sink).await?;
     }
-    Ok(rows)
+    Ok(())
 }

@@ -1,10 +1,10 @@
 //! Matching source records with CRM records, entity by entity in reference order, so a person's
 //! `clid` can be compared with the CRM id its client matched.
 
-use crate::crm::values::{norm_field, norm_phone, norm_text, norm_title, value_text};
+use super::fields::Fields;
+use crate::crm::values::{norm_field, norm_phone, norm_text, norm_title};
 use crate::crm::Entity;
 use rayon::prelude::*;
-use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
 
@@ -13,7 +13,7 @@ use std::collections::HashMap;
 pub struct SourceRecord {
     pub entity: Entity,
     pub key: String,
-    pub fields: Map<String, Value>,
+    pub fields: Fields,
     /// (field, referenced entity, referenced key), e.g. ("clid", Client, "ООО Ромашка").
     pub refs: Vec<(String, Entity, String)>,
     /// Where it came from, as "file:row" (or "file/sheet:row") labels.
@@ -24,7 +24,7 @@ pub struct SourceRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CrmRecord {
     pub id: i64,
-    pub fields: Map<String, Value>,
+    pub fields: Fields,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,7 +45,7 @@ pub struct Missing {
     pub entity: Entity,
     pub key: String,
     pub rows: Vec<String>,
-    pub fields: Map<String, Value>,
+    pub fields: Fields,
     /// The id the journal recorded, when the record was created once and is gone now.
     pub journal_id: Option<i64>,
 }
@@ -91,12 +91,11 @@ impl Reconciliation {
 
 /// Ways to recognise a record without an id, most specific first. Source and CRM records go
 /// through the same function, so both sides produce the same strings.
-fn probes(entity: Entity, key: Option<&str>, f: &Map<String, Value>) -> Vec<u64> {
-    let get = |name: &str| f.get(name).map(value_text).unwrap_or_default();
+fn probes(entity: Entity, key: Option<&str>, f: &Fields) -> Vec<u64> {
+    let get = |name: &str| f.get(name).unwrap_or_default();
     let id_of = |name: &str| {
         f.get(name)
-            .map(value_text)
-            .filter(|s| !s.is_empty() && s != "0")
+            .filter(|s| !s.is_empty() && *s != "0")
             .unwrap_or_default()
     };
     let mut out = Vec::new();
@@ -123,12 +122,12 @@ fn probes(entity: Entity, key: Option<&str>, f: &Map<String, Value>) -> Vec<u64>
         }
         Entity::Person => {
             push("mail", &[&get("mail").trim().to_lowercase()]);
-            push("tel", &[&norm_phone(&get("tel"))]);
-            push("mob", &[&norm_phone(&get("mob"))]);
-            push("name", &[&norm_text(&get("person")), &id_of("clid")]);
+            push("tel", &[&norm_phone(get("tel"))]);
+            push("mob", &[&norm_phone(get("mob"))]);
+            push("name", &[&norm_text(get("person")), id_of("clid")]);
         }
         Entity::History => {
-            let datum = norm_field("datum", f.get("datum").unwrap_or(&Value::Null));
+            let datum = norm_field("datum", get("datum"));
             push(
                 "hist",
                 &[&norm_text(&get("content")), &id_of("clid"), &datum],
@@ -222,19 +221,14 @@ impl ProbeIndex {
 
 /// A source record with its references resolved to CRM ids, and its probes.
 struct Prepared<'a> {
-    fields: Cow<'a, Map<String, Value>>,
+    fields: Cow<'a, Fields>,
     probes: Vec<u64>,
 }
 
 /// Field-level differences between a source record and the CRM record it matched.
-fn diffs(
-    entity: Entity,
-    rec: &SourceRecord,
-    fields: &Map<String, Value>,
-    crm: &CrmRecord,
-) -> Vec<FieldDiff> {
+fn diffs(entity: Entity, rec: &SourceRecord, fields: &Fields, crm: &CrmRecord) -> Vec<FieldDiff> {
     let mut out = Vec::new();
-    for (field, want) in fields {
+    for (field, want) in fields.iter() {
         // Only what the list shows can be compared.
         let Some(have) = crm.fields.get(field) else {
             continue;
@@ -242,8 +236,8 @@ fn diffs(
         let same = if want == have {
             true
         } else if field == "title" {
-            norm_title(&strip_deal_prefix(entity, &value_text(want)))
-                == norm_title(&strip_deal_prefix(entity, &value_text(have)))
+            norm_title(&strip_deal_prefix(entity, want))
+                == norm_title(&strip_deal_prefix(entity, have))
         } else {
             norm_field(field, want) == norm_field(field, have)
         };
@@ -253,9 +247,9 @@ fn diffs(
                 key: rec.key.clone(),
                 id: crm.id,
                 rows: rec.rows.clone(),
-                field: field.clone(),
-                source: value_text(want),
-                crm: value_text(have),
+                field: field.to_string(),
+                source: want.to_string(),
+                crm: have.to_string(),
             });
         }
     }
@@ -290,7 +284,7 @@ fn reconcile_entity(
             let mut fields = Cow::Borrowed(&rec.fields);
             for (field, ref_entity, ref_key) in &rec.refs {
                 if let Some(id) = ids.get(&(*ref_entity, ref_key.clone())) {
-                    fields.to_mut().insert(field.clone(), Value::from(*id));
+                    fields.to_mut().set(field, id.to_string());
                 }
             }
             let probes = probes(entity, Some(&rec.key), &fields);
@@ -384,13 +378,14 @@ fn reconcile_entity(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::reconcile::Names;
+    use serde_json::{json, Value};
 
     fn src(entity: Entity, key: &str, fields: Value) -> SourceRecord {
         SourceRecord {
             entity,
             key: key.into(),
-            fields: fields.as_object().unwrap().clone(),
+            fields: Fields::from_map(fields.as_object().unwrap(), &mut Names::default()),
             refs: vec![],
             rows: vec![format!("in.csv:{key}")],
         }
@@ -398,7 +393,7 @@ mod tests {
     fn crm(id: i64, fields: Value) -> CrmRecord {
         CrmRecord {
             id,
-            fields: fields.as_object().unwrap().clone(),
+            fields: Fields::from_map(fields.as_object().unwrap(), &mut Names::default()),
         }
     }
 

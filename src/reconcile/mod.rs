@@ -1,8 +1,10 @@
 //! Reconcile: matching source records with CRM records by key; differences.
 
+pub mod fields;
 pub mod matcher;
 pub mod run;
 
+pub use fields::{Fields, Names};
 pub use matcher::{
     reconcile, CrmRecord, Duplicate, EntityInput, EntitySummary, FieldDiff, Missing,
     Reconciliation, SourceRecord,

@@ -2,7 +2,8 @@
 //! entities exported, both matched. Nothing here trusts the import's own log unless a journal is
 //! given, and then only for which CRM id belongs to which key.
 
-use super::{reconcile, CrmRecord, EntityInput, Reconciliation, SourceRecord};
+use super::{reconcile, CrmRecord, EntityInput, Fields, Names, Reconciliation, SourceRecord};
+use crate::crm::values::value_id;
 use crate::crm::{CrmClient, Entity, RetryPolicy};
 use crate::export::{self, Filters};
 use crate::report::Progress;
@@ -32,6 +33,7 @@ pub fn read_source(
     let src = source::open(file, opts)?;
     let mapper = Arc::new(template.bind(src.headers(), &file.display().to_string())?);
     let mut side = SourceSide::default();
+    let mut names = Names::default();
     let mut index: HashMap<(Entity, String), usize> = HashMap::new();
     for item in map_file(src, mapper, MapOptions::default()) {
         let (_, mapped) = item?;
@@ -53,7 +55,7 @@ pub fn read_source(
                     list.push(SourceRecord {
                         entity: rec.entity,
                         key: rec.key,
-                        fields: rec.fields,
+                        fields: Fields::from_map(&rec.fields, &mut names),
                         refs: rec
                             .refs
                             .into_iter()
@@ -75,7 +77,7 @@ fn filters_for(entity: Entity, records: &[SourceRecord]) -> Filters {
     if entity == Entity::History || entity == Entity::Task {
         let dates: Vec<NaiveDate> = records
             .iter()
-            .filter_map(|r| r.fields.get("datum").and_then(Value::as_str))
+            .filter_map(|r| r.fields.get("datum"))
             .filter_map(|d| NaiveDate::parse_from_str(d.get(..10)?, "%Y-%m-%d").ok())
             .collect();
         filters.from = dates.iter().min().copied();
@@ -92,8 +94,13 @@ fn list_fields(entity: Entity, records: &[SourceRecord]) -> Option<String> {
     }
     let mut names: Vec<&str> = vec!["pid", "person", "mail", "tel", "mob", "clid"];
     for r in records {
-        for f in r.fields.keys().chain(r.refs.iter().map(|(f, _, _)| f)) {
-            if !names.contains(&f.as_str()) {
+        for f in r
+            .fields
+            .iter()
+            .map(|(f, _)| f)
+            .chain(r.refs.iter().map(|(f, _, _)| f.as_str()))
+        {
+            if !names.contains(&f) {
                 names.push(f);
             }
         }
@@ -101,13 +108,16 @@ fn list_fields(entity: Entity, records: &[SourceRecord]) -> Option<String> {
     Some(names.join(","))
 }
 
-fn crm_record(entity: Entity, row: serde_json::Map<String, Value>) -> Option<CrmRecord> {
-    let id = match row.get(entity.id_field())? {
-        Value::Number(n) => n.as_i64()?,
-        Value::String(s) => s.trim().parse().ok()?,
-        _ => return None,
-    };
-    Some(CrmRecord { id, fields: row })
+fn crm_record(
+    entity: Entity,
+    row: &serde_json::Map<String, Value>,
+    names: &mut Names,
+) -> Option<CrmRecord> {
+    let id = value_id(row.get(entity.id_field()))?;
+    Some(CrmRecord {
+        id,
+        fields: Fields::from_map(row, names),
+    })
 }
 
 /// Export the CRM's records of every entity the source has.
@@ -123,7 +133,10 @@ pub async fn fetch_crm(
         let progress = Progress::new(&format!("{entity} (CRM)"), None, quiet);
         let filters = filters_for(entity, records);
         let fields = list_fields(entity, records);
-        let rows = export::fetch_all(
+        // Each row is made compact as it arrives: the JSON maps never pile up.
+        let mut records = Vec::new();
+        let mut names = Names::default();
+        export::fetch_all(
             client,
             entity,
             &filters,
@@ -131,15 +144,11 @@ pub async fn fetch_crm(
             concurrency,
             policy,
             &progress,
+            |row| records.extend(crm_record(entity, &row, &mut names)),
         )
         .await?;
         progress.finish();
-        out.insert(
-            entity,
-            rows.into_iter()
-                .filter_map(|r| crm_record(entity, r))
-                .collect(),
-        );
+        out.insert(entity, records);
     }
     Ok(out)
 }

@@ -2,7 +2,6 @@
 
 use super::summary::{add_summary_sheet, SummaryTable};
 use super::{Cell, ReportError, XlsxBook};
-use crate::crm::values::value_text;
 use crate::reconcile::Reconciliation;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -30,7 +29,7 @@ pub fn write_xlsx(r: &Reconciliation, path: &Path) -> Result<(), ReportError> {
         let values = m
             .fields
             .iter()
-            .map(|(k, v)| format!("{k}={}", value_text(v)))
+            .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join("; ");
         book.write_row(
@@ -100,8 +99,8 @@ pub fn write_xlsx(r: &Reconciliation, path: &Path) -> Result<(), ReportError> {
         let values = rec
             .fields
             .iter()
-            .filter(|(_, v)| !matches!(v, Value::Null) && !value_text(v).is_empty())
-            .map(|(k, v)| format!("{k}={}", value_text(v)))
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join("; ");
         book.write_row(
