@@ -114,11 +114,11 @@ fn probes(entity: Entity, key: Option<&str>, f: &Fields) -> Vec<u64> {
                 &[if uid.is_empty() {
                     key.unwrap_or("")
                 } else {
-                    &uid
+                    uid
                 }],
             );
-            let title = norm_title(&strip_deal_prefix(entity, &get("title")));
-            push("title", &[&title, &id_of("clid")]);
+            let title = norm_title(&strip_deal_prefix(entity, get("title")));
+            push("title", &[&title, id_of("clid")]);
         }
         Entity::Person => {
             push("mail", &[&get("mail").trim().to_lowercase()]);
@@ -128,19 +128,12 @@ fn probes(entity: Entity, key: Option<&str>, f: &Fields) -> Vec<u64> {
         }
         Entity::History => {
             let datum = norm_field("datum", get("datum"));
-            push(
-                "hist",
-                &[&norm_text(&get("content")), &id_of("clid"), &datum],
-            );
+            push("hist", &[&norm_text(get("content")), id_of("clid"), &datum]);
         }
         Entity::Task => {
             push(
                 "task",
-                &[
-                    &norm_text(&get("title")),
-                    &id_of("clid"),
-                    get("datum").trim(),
-                ],
+                &[&norm_text(get("title")), id_of("clid"), get("datum").trim()],
             );
         }
     }
