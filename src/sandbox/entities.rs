@@ -2,6 +2,7 @@
 
 use super::api::{error, AppState, Call, Reply};
 use super::dicts;
+use super::store::{data_version, IdCache};
 use super::text::{
     clean_content, clean_field, datetime_error, filter_date, in_timestamp_range, normalize_title,
     now, parse_date, parse_datetime, today, utf8mb3_error, value_int, value_str,
@@ -9,6 +10,7 @@ use super::text::{
 use rusqlite::types::Value as Sql;
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
+use std::sync::{Arc, Mutex};
 
 type Params = Map<String, Value>;
 
@@ -20,6 +22,7 @@ struct Ctx<'a> {
     conn: &'a mut Connection,
     login: &'a str,
     p: &'a Params,
+    ids: &'a Mutex<IdCache>,
 }
 
 impl Ctx<'_> {
@@ -45,7 +48,7 @@ impl Ctx<'_> {
         value_int(self.p.get(k))
     }
     fn page_offset(&self) -> i64 {
-        self.int("offset").unwrap_or(0).max(0) * PAGE
+        self.int("offset").unwrap_or(0).max(0).saturating_mul(PAGE)
     }
     fn user_filter(&self) -> Option<i64> {
         self.str("user")
@@ -64,6 +67,7 @@ pub fn dispatch(state: &AppState, call: Call) -> Reply {
         conn: &mut conn,
         login: &state.login,
         p: &call.params,
+        ids: &state.store.ids,
     };
     let a = call.action.as_str();
     let result = if call.version == 2 {
@@ -101,19 +105,64 @@ fn rows(conn: &Connection, sql: &str, args: &[Sql]) -> rusqlite::Result<Vec<Para
     let mut q = st.query(rusqlite::params_from_iter(args.iter()))?;
     let mut out = Vec::new();
     while let Some(r) = q.next()? {
-        let mut m = Map::new();
-        for (i, n) in names.iter().enumerate() {
-            let v = match r.get::<_, Sql>(i)? {
-                Sql::Null => Value::Null,
-                Sql::Integer(x) => json!(x),
-                Sql::Real(f) if f.fract() == 0.0 && f.abs() < 1e15 => json!(f as i64),
-                Sql::Real(f) => json!(f),
-                Sql::Text(t) => Value::String(t),
-                Sql::Blob(_) => Value::Null,
-            };
-            m.insert(n.clone(), v);
+        out.push(row_map(r, &names)?);
+    }
+    Ok(out)
+}
+
+fn row_map(r: &rusqlite::Row, names: &[String]) -> rusqlite::Result<Params> {
+    let mut m = Map::with_capacity(names.len());
+    for (i, n) in names.iter().enumerate() {
+        let v = match r.get::<_, Sql>(i)? {
+            Sql::Null => Value::Null,
+            Sql::Integer(x) => json!(x),
+            Sql::Real(f) if f.fract() == 0.0 && f.abs() < 1e15 => json!(f as i64),
+            Sql::Real(f) => json!(f),
+            Sql::Text(t) => Value::String(t),
+            Sql::Blob(_) => Value::Null,
+        };
+        m.insert(n.clone(), v);
+    }
+    Ok(m)
+}
+
+/// Every id `ids_sql` selects (one integer column, in list order) for `args`, cached for the
+/// current state of the data (see [`IdCache`]): a paging client pays for the full query once,
+/// not once a page.
+fn ordered_ids(ctx: &Ctx, ids_sql: &str, args: &[Sql]) -> rusqlite::Result<Arc<Vec<i64>>> {
+    let version = data_version(ctx.conn)?;
+    let key = format!("{ids_sql}\u{0}{args:?}");
+    let mut cache = ctx.ids.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(ids) = cache.get(&key, version) {
+        return Ok(ids);
+    }
+    let mut st = ctx.conn.prepare_cached(ids_sql)?;
+    let ids = st
+        .query_map(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    let ids = Arc::new(ids);
+    cache.put(key, version, ids.clone());
+    Ok(ids)
+}
+
+/// The ids of the page `offset` asks for: what `LIMIT 200 OFFSET offset*200` would select.
+fn page_of<'i>(ctx: &Ctx, ids: &'i [i64]) -> &'i [i64] {
+    let start = usize::try_from(ctx.page_offset())
+        .unwrap_or(usize::MAX)
+        .min(ids.len());
+    &ids[start..start.saturating_add(PAGE as usize).min(ids.len())]
+}
+
+/// Rows by id, in the order given; `sql` selects the row whose id equals its one parameter.
+fn rows_by_id(conn: &Connection, sql: &str, ids: &[i64]) -> rusqlite::Result<Vec<Params>> {
+    let mut st = conn.prepare_cached(sql)?;
+    let names: Vec<String> = st.column_names().iter().map(|s| s.to_string()).collect();
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let mut q = st.query([id])?;
+        if let Some(r) = q.next()? {
+            out.push(row_map(r, &names)?);
         }
-        out.push(m);
     }
     Ok(out)
 }
@@ -288,10 +337,6 @@ const PERSON_SELECT: &str = "SELECT p.pid, p.date_create, p.date_edit, p.clid,
     p.ptitle, p.person, p.tel, p.fax, p.mob, p.mail, p.iduser, p.input7
     FROM person p LEFT JOIN client c ON c.clid = p.clid";
 
-const PERSON_SELECT_FROM: &str = "SELECT p.pid, p.date_create, p.date_edit, p.clid,
-    CASE WHEN p.clid = 0 OR p.clid IS NULL THEN '' ELSE COALESCE(c.title, '--не найден--') END AS client,
-    p.ptitle, p.person, p.tel, p.fax, p.mob, p.mail, p.iduser, p.input7 FROM";
-
 fn person_list(ctx: &mut Ctx) -> R {
     let mut wh = vec!["p.iduser = 1".to_string()];
     let mut args: Vec<Sql> = Vec::new();
@@ -338,19 +383,21 @@ fn person_list(ctx: &mut Ctx) -> R {
         "DESC"
     };
     let where_sql = wh.join(" AND ");
-    let total = count(
-        ctx.conn,
-        &format!("SELECT COUNT(*) FROM person p WHERE {where_sql}"),
+    // Ids in order once per query and data version, then the page's rows by id (client
+    // titles joined for those 200 rows only).
+    let ids = ordered_ids(
+        ctx,
+        &format!(
+            "SELECT p.pid FROM person p WHERE {where_sql} ORDER BY p.{order} {dir}, p.pid {dir}"
+        ),
         &args,
     )?;
-    // Page first, join after: OFFSET then skips bare index entries instead of joined rows,
-    // which keeps deep pages of a 100k export fast.
-    let sql = format!(
-        "{PERSON_SELECT_FROM} (SELECT * FROM person p WHERE {where_sql} ORDER BY p.{order} {dir}, p.pid {dir} LIMIT {PAGE} OFFSET {}) p
-         LEFT JOIN client c ON c.clid = p.clid ORDER BY p.{order} {dir}, p.pid {dir}",
-        ctx.page_offset()
-    );
-    let found = rows(ctx.conn, &sql, &args)?;
+    let total = ids.len() as i64;
+    let found = rows_by_id(
+        ctx.conn,
+        &format!("{PERSON_SELECT} WHERE p.pid = ?"),
+        page_of(ctx, &ids),
+    )?;
     let fields = requested_fields(ctx.p)
         .unwrap_or_else(|| PERSON_KNOWN.iter().map(|s| s.to_string()).collect());
     let data: Vec<Value> = found
@@ -714,19 +761,17 @@ fn client_list(ctx: &mut Ctx) -> R {
         wh.push(format!("iduser = {u}"));
     }
     let where_sql = wh.join(" AND ");
-    let total = count(
-        ctx.conn,
-        &format!("SELECT COUNT(*) FROM client WHERE {where_sql}"),
+    // The real server sorts DESC whatever `first` says.
+    let ids = ordered_ids(
+        ctx,
+        &format!("SELECT clid FROM client WHERE {where_sql} ORDER BY {order} DESC, clid ASC"),
         &args,
     )?;
-    // The real server sorts DESC whatever `first` says.
-    let found = rows(
+    let total = ids.len() as i64;
+    let found = rows_by_id(
         ctx.conn,
-        &format!(
-            "SELECT * FROM client WHERE {where_sql} ORDER BY {order} DESC, clid ASC LIMIT {PAGE} OFFSET {}",
-            ctx.page_offset()
-        ),
-        &args,
+        "SELECT * FROM client WHERE clid = ?",
+        page_of(ctx, &ids),
     )?;
     let fields = requested_fields(ctx.p)
         .unwrap_or_else(|| CLIENT_LIST.iter().map(|s| s.to_string()).collect());
@@ -1113,14 +1158,18 @@ fn history_list(ctx: &mut Ctx) -> R {
     } else {
         "DESC"
     };
-    let found = rows(
-        ctx.conn,
+    let ids = ordered_ids(
+        ctx,
         &format!(
-            "{HISTORY_SELECT} WHERE {} ORDER BY h.{order} {dir}, h.cid ASC LIMIT {PAGE} OFFSET {}",
-            wh.join(" AND "),
-            ctx.page_offset()
+            "SELECT h.cid FROM history h WHERE {} ORDER BY h.{order} {dir}, h.cid ASC",
+            wh.join(" AND ")
         ),
         &args,
+    )?;
+    let found = rows_by_id(
+        ctx.conn,
+        &format!("{HISTORY_SELECT} WHERE h.cid = ?"),
+        page_of(ctx, &ids),
     )?;
     if found.is_empty() {
         return Ok(json!([]));
@@ -1178,14 +1227,18 @@ fn task(ctx: &mut Ctx, a: &str) -> R {
             if let Some(u) = ctx.user_filter() {
                 wh.push(format!("t.iduser = {u}"));
             }
-            let found = rows(
-                ctx.conn,
+            let ids = ordered_ids(
+                ctx,
                 &format!(
-                    "{TASK_SELECT} WHERE {} ORDER BY t.datum DESC, t.totime DESC, t.tid ASC LIMIT {PAGE} OFFSET {}",
-                    wh.join(" AND "),
-                    ctx.page_offset()
+                    "SELECT t.tid FROM task t WHERE {} ORDER BY t.datum DESC, t.totime DESC, t.tid ASC",
+                    wh.join(" AND ")
                 ),
                 &args,
+            )?;
+            let found = rows_by_id(
+                ctx.conn,
+                &format!("{TASK_SELECT} WHERE t.tid = ?"),
+                page_of(ctx, &ids),
             )?;
             if found.is_empty() {
                 return Ok(json!([]));
@@ -1364,18 +1417,18 @@ fn deal(ctx: &mut Ctx, a: &str) -> R {
                 .filter(|o| DEAL_ORDER.contains(&o.as_str()))
                 .unwrap_or_else(|| "datum".into());
             let where_sql = wh.join(" AND ");
-            let total = count(
-                ctx.conn,
-                &format!("SELECT COUNT(*) FROM deal d WHERE {where_sql}"),
-                &args,
-            )?;
-            let found = rows(
-                ctx.conn,
+            let ids = ordered_ids(
+                ctx,
                 &format!(
-                    "{DEAL_SELECT} WHERE {where_sql} ORDER BY d.{order} DESC, d.did ASC LIMIT {PAGE} OFFSET {}",
-                    ctx.page_offset()
+                    "SELECT d.did FROM deal d WHERE {where_sql} ORDER BY d.{order} DESC, d.did ASC"
                 ),
                 &args,
+            )?;
+            let total = ids.len() as i64;
+            let found = rows_by_id(
+                ctx.conn,
+                &format!("{DEAL_SELECT} WHERE d.did = ?"),
+                page_of(ctx, &ids),
             )?;
             let data = found
                 .iter()

@@ -4,7 +4,8 @@
 use super::SandboxError;
 use crate::crm::Entity;
 use rusqlite::Connection;
-use std::sync::{Mutex, MutexGuard};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS client (
@@ -52,6 +53,56 @@ CREATE TABLE IF NOT EXISTS deal (
 
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Ordered ids of recent list queries; see [`IdCache`].
+    pub ids: Mutex<IdCache>,
+}
+
+/// How many list queries keep their ordered ids (each costs 8 bytes a matching row).
+const ID_CACHE_ENTRIES: usize = 8;
+
+/// The ordered ids matching recent `list` queries, each valid for one state of the data.
+///
+/// Paging with `LIMIT 200 OFFSET n*200` (and `COUNT(*)` on every page) costs O(rows) a page, so a
+/// full export costs O(rows²). A paging client asks the same query again and again with only the
+/// page changing: the first page computes every matching id in order once (which also gives the
+/// count), the following pages slice that list and look their 200 rows up by id. Any write to the
+/// store changes the data version and so invalidates every entry; what a page answers is exactly
+/// what `LIMIT/OFFSET` over the same ordering would answer.
+#[derive(Default)]
+pub struct IdCache {
+    entries: VecDeque<IdEntry>,
+}
+
+struct IdEntry {
+    key: String,
+    version: (u64, i64),
+    ids: Arc<Vec<i64>>,
+}
+
+impl IdCache {
+    pub fn get(&mut self, key: &str, version: (u64, i64)) -> Option<Arc<Vec<i64>>> {
+        self.entries.retain(|e| e.version == version);
+        self.entries
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| e.ids.clone())
+    }
+
+    pub fn put(&mut self, key: String, version: (u64, i64), ids: Arc<Vec<i64>>) {
+        self.entries
+            .retain(|e| e.version == version && e.key != key);
+        if self.entries.len() >= ID_CACHE_ENTRIES {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(IdEntry { key, version, ids });
+    }
+}
+
+/// The state of the data as SQLite sees it: rows changed through this connection, and commits
+/// by any other connection to the same file.
+pub fn data_version(conn: &Connection) -> rusqlite::Result<(u64, i64)> {
+    let other: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+    Ok((conn.total_changes(), other))
 }
 
 impl Store {
@@ -71,6 +122,7 @@ impl Store {
         conn.execute_batch(SCHEMA).map_err(err)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            ids: Mutex::new(IdCache::default()),
         })
     }
 
