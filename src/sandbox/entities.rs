@@ -153,18 +153,38 @@ fn page_of<'i>(ctx: &Ctx, ids: &'i [i64]) -> &'i [i64] {
     &ids[start..start.saturating_add(PAGE as usize).min(ids.len())]
 }
 
-/// Rows by id, in the order given; `sql` selects the row whose id equals its one parameter.
-fn rows_by_id(conn: &Connection, sql: &str, ids: &[i64]) -> rusqlite::Result<Vec<Params>> {
-    let mut st = conn.prepare_cached(sql)?;
-    let names: Vec<String> = st.column_names().iter().map(|s| s.to_string()).collect();
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        let mut q = st.query([id])?;
-        if let Some(r) = q.next()? {
-            out.push(row_map(r, &names)?);
+/// Rows by id, in the order given: `select` is a query without `WHERE`, `id` its id column
+/// (`p.pid`) and `key` that column's name in the result (`pid`). One statement for the whole
+/// page (ids passed as a JSON array), not one lookup per row.
+fn rows_by_id(
+    conn: &Connection,
+    select: &str,
+    id: &str,
+    key: &str,
+    ids: &[i64],
+) -> rusqlite::Result<Vec<Params>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+    let found = rows(
+        conn,
+        &format!("{select} WHERE {id} IN (SELECT value FROM json_each(?1))"),
+        &[Sql::Text(list)],
+    )?;
+    let at: std::collections::HashMap<i64, usize> =
+        ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    let mut slots: Vec<Option<Params>> = vec![None; ids.len()];
+    for row in found {
+        if let Some(&i) = row
+            .get(key)
+            .and_then(Value::as_i64)
+            .and_then(|v| at.get(&v))
+        {
+            slots[i] = Some(row);
         }
     }
-    Ok(out)
+    Ok(slots.into_iter().flatten().collect())
 }
 
 fn count(conn: &Connection, sql: &str, args: &[Sql]) -> rusqlite::Result<i64> {
@@ -185,7 +205,27 @@ fn requested_fields(p: &Params) -> Option<Vec<String>> {
 /// Pick `fields` (known ones only) in order; `clid` brings `client` after it, `iduser` brings
 /// `user` before it, as the real server does.
 fn pick(row: &Params, fields: &[String], known: &[&str], extra: &Params) -> Value {
-    let mut m = Map::new();
+    pick_from(&mut row.clone(), fields, known, extra, false)
+}
+
+/// Whether no field is named twice (then [`pick_from`] may move values out of the row).
+fn distinct(fields: &[String]) -> bool {
+    fields
+        .iter()
+        .enumerate()
+        .all(|(i, f)| !fields[..i].contains(f))
+}
+
+/// [`pick`] on a row that is not needed afterwards: with `take` (fields [`distinct`]) values
+/// are moved out of `row` instead of copied.
+fn pick_from(
+    row: &mut Params,
+    fields: &[String],
+    known: &[&str],
+    extra: &Params,
+    take: bool,
+) -> Value {
+    let mut m = Map::with_capacity(fields.len() + 2);
     for f in fields {
         if !known.contains(&f.as_str()) {
             continue;
@@ -195,7 +235,12 @@ fn pick(row: &Params, fields: &[String], known: &[&str], extra: &Params) -> Valu
                 m.insert("user".into(), u.clone());
             }
         }
-        m.insert(f.clone(), row.get(f).cloned().unwrap_or(Value::Null));
+        let v = match row.get_mut(f) {
+            Some(v) if take => v.take(),
+            Some(v) => v.clone(),
+            None => Value::Null,
+        };
+        m.insert(f.clone(), v);
         if f == "clid" {
             if let Some(c) = extra.get("client") {
                 m.insert("client".into(), c.clone());
@@ -393,20 +438,17 @@ fn person_list(ctx: &mut Ctx) -> R {
         &args,
     )?;
     let total = ids.len() as i64;
-    let found = rows_by_id(
-        ctx.conn,
-        &format!("{PERSON_SELECT} WHERE p.pid = ?"),
-        page_of(ctx, &ids),
-    )?;
+    let found = rows_by_id(ctx.conn, PERSON_SELECT, "p.pid", "pid", page_of(ctx, &ids))?;
     let fields = requested_fields(ctx.p)
         .unwrap_or_else(|| PERSON_KNOWN.iter().map(|s| s.to_string()).collect());
+    let take = distinct(&fields);
     let data: Vec<Value> = found
-        .iter()
-        .map(|r| {
+        .into_iter()
+        .map(|mut r| {
             let mut extra = Map::new();
-            extra.insert("client".into(), r["client"].clone());
+            extra.insert("client".into(), r["client"].take());
             extra.insert("user".into(), ctx.user_name(&r["iduser"]));
-            pick(r, &fields, &PERSON_KNOWN, &extra)
+            pick_from(&mut r, &fields, &PERSON_KNOWN, &extra, take)
         })
         .collect();
     let mut out = Map::new();
@@ -770,17 +812,20 @@ fn client_list(ctx: &mut Ctx) -> R {
     let total = ids.len() as i64;
     let found = rows_by_id(
         ctx.conn,
-        "SELECT * FROM client WHERE clid = ?",
+        "SELECT * FROM client",
+        "clid",
+        "clid",
         page_of(ctx, &ids),
     )?;
     let fields = requested_fields(ctx.p)
         .unwrap_or_else(|| CLIENT_LIST.iter().map(|s| s.to_string()).collect());
+    let take = distinct(&fields);
     let data: Vec<Value> = found
-        .iter()
-        .map(|r| {
+        .into_iter()
+        .map(|mut r| {
             let mut extra = Map::new();
             extra.insert("user".into(), ctx.user_name(&r["iduser"]));
-            pick(r, &fields, &CLIENT_LIST, &extra)
+            pick_from(&mut r, &fields, &CLIENT_LIST, &extra, take)
         })
         .collect();
     Ok(list_envelope(data, ctx, &order, total))
@@ -1166,11 +1211,7 @@ fn history_list(ctx: &mut Ctx) -> R {
         ),
         &args,
     )?;
-    let found = rows_by_id(
-        ctx.conn,
-        &format!("{HISTORY_SELECT} WHERE h.cid = ?"),
-        page_of(ctx, &ids),
-    )?;
+    let found = rows_by_id(ctx.conn, HISTORY_SELECT, "h.cid", "cid", page_of(ctx, &ids))?;
     if found.is_empty() {
         return Ok(json!([]));
     }
@@ -1235,11 +1276,7 @@ fn task(ctx: &mut Ctx, a: &str) -> R {
                 ),
                 &args,
             )?;
-            let found = rows_by_id(
-                ctx.conn,
-                &format!("{TASK_SELECT} WHERE t.tid = ?"),
-                page_of(ctx, &ids),
-            )?;
+            let found = rows_by_id(ctx.conn, TASK_SELECT, "t.tid", "tid", page_of(ctx, &ids))?;
             if found.is_empty() {
                 return Ok(json!([]));
             }
@@ -1425,11 +1462,7 @@ fn deal(ctx: &mut Ctx, a: &str) -> R {
                 &args,
             )?;
             let total = ids.len() as i64;
-            let found = rows_by_id(
-                ctx.conn,
-                &format!("{DEAL_SELECT} WHERE d.did = ?"),
-                page_of(ctx, &ids),
-            )?;
+            let found = rows_by_id(ctx.conn, DEAL_SELECT, "d.did", "did", page_of(ctx, &ids))?;
             let data = found
                 .iter()
                 .map(|r| {
