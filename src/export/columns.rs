@@ -114,6 +114,29 @@ impl Columns {
     }
 }
 
+impl Columns {
+    /// [`cells`](Self::cells) of a row that is not needed afterwards: text is moved into its
+    /// cell instead of copied (most cells of an export are text).
+    pub fn into_cells(&self, mut row: Map<String, Value>) -> Vec<Cell> {
+        let in_order =
+            row.len() == self.names.len() && row.keys().zip(&self.names).all(|(k, n)| k == n);
+        if !in_order {
+            return self.cells(&row);
+        }
+        self.names
+            .iter()
+            .zip(&self.kinds)
+            .zip(row.values_mut())
+            .map(|((name, kind), v)| match (kind, v) {
+                (Kind::Text, Value::String(s)) => {
+                    text_cell_owned(self.entity, name, std::mem::take(s))
+                }
+                (kind, v) => cell(self.entity, name, *kind, v),
+            })
+            .collect()
+    }
+}
+
 /// One value as a typed cell.
 pub fn cell(entity: Entity, name: &str, kind: Kind, v: &Value) -> Cell {
     if v.is_null() {
@@ -146,7 +169,10 @@ pub fn cell(entity: Entity, name: &str, kind: Kind, v: &Value) -> Cell {
 }
 
 fn text_cell(entity: Entity, name: &str, v: &Value) -> Cell {
-    let mut s = flatten(v);
+    text_cell_owned(entity, name, flatten(v))
+}
+
+fn text_cell_owned(entity: Entity, name: &str, mut s: String) -> Cell {
     // history/list passes `content` through PHP's nl2br (history/info returns it raw, NOTES §6):
     // the `<br />` before each newline is the server's presentation, not what the user wrote.
     if entity == Entity::History && name == "content" && s.contains("<br />") {
@@ -350,5 +376,17 @@ mod tests {
             c.cells(&rows[1]),
             vec![Cell::Int(2), Cell::Empty, Cell::text("x@y")]
         );
+        assert_eq!(c.into_cells(rows[1].clone()), c.cells(&rows[1]));
+        let full = json!({"pid": "3", "person": "", "mail": "=1+1"});
+        let full = full.as_object().unwrap();
+        assert_eq!(
+            c.into_cells(full.clone()),
+            vec![Cell::Int(3), Cell::Empty, Cell::text("=1+1")]
+        );
+        let h = Columns::new(Entity::History, vec!["cid".into(), "content".into()]);
+        let row = json!({"cid": 1, "content": "a<br />\nb"});
+        let row = row.as_object().unwrap();
+        assert_eq!(h.into_cells(row.clone()), h.cells(row));
+        assert_eq!(h.cells(row)[1], Cell::text("a\nb"));
     }
 }

@@ -467,7 +467,7 @@ impl PageSink for EntityWriter<'_> {
             }
         }
         let cells = match &self.columns {
-            Some(c) => c.cells(&row),
+            Some(c) => c.into_cells(row),
             None => return Err(ExportError::Internal("no columns".into())),
         };
         self.out.write(&cells)?;
