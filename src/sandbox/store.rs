@@ -154,3 +154,42 @@ pub fn table(entity: Entity) -> &'static str {
         Entity::History => "history",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_version_moves_with_our_writes_and_other_connections_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.sqlite").to_string_lossy().into_owned();
+        let store = Store::open(&path, "admin").unwrap();
+        let v0 = data_version(&store.lock()).unwrap();
+        assert_eq!(
+            data_version(&store.lock()).unwrap(),
+            v0,
+            "reads change nothing"
+        );
+        store
+            .lock()
+            .execute("INSERT INTO person (person) VALUES ('a')", [])
+            .unwrap();
+        let v1 = data_version(&store.lock()).unwrap();
+        assert_ne!(v1, v0);
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute("INSERT INTO person (person) VALUES ('b')", [])
+            .unwrap();
+        let v2 = data_version(&store.lock()).unwrap();
+        assert_ne!(v2, v1, "a commit by another connection is seen");
+
+        let mut cache = IdCache::default();
+        cache.put("q".into(), v2, Arc::new(vec![1, 2]));
+        assert_eq!(cache.get("q", v2).as_deref(), Some(&vec![1, 2]));
+        assert!(cache.get("q", v1).is_none(), "another data version misses");
+        assert!(
+            cache.get("q", v2).is_none(),
+            "entries of other versions are dropped on lookup"
+        );
+    }
+}
