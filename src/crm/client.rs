@@ -285,7 +285,7 @@ impl CrmClient {
         let v = self
             .call_idempotent(entity, "list", &Value::Object(body), policy)
             .await?;
-        parse_list(&v).ok_or_else(|| self.shape(entity, "list", "neither a list nor a page object"))
+        parse_list(v).ok_or_else(|| self.shape(entity, "list", "neither a list nor a page object"))
     }
 
     /// One attempt at `add.list`: one outcome per row, in order. A short or missing answer is an
@@ -371,22 +371,26 @@ fn envelope_error(v: &Value) -> Option<(String, String)> {
 }
 
 /// The list shapes seen: `[]` (empty history/task), `{"count":N}` (empty person page),
-/// `{"data":[...], "count":N, ...}`; `count` may be a string (v1).
-pub(crate) fn parse_list(v: &Value) -> Option<ListPage> {
+/// `{"data":[...], "count":N, ...}`; `count` may be a string (v1). Takes the answer apart
+/// instead of copying its rows.
+pub(crate) fn parse_list(v: Value) -> Option<ListPage> {
+    fn objects(items: Vec<Value>) -> Vec<Map<String, Value>> {
+        items
+            .into_iter()
+            .filter_map(|i| match i {
+                Value::Object(o) => Some(o),
+                _ => None,
+            })
+            .collect()
+    }
     match v {
         Value::Array(items) => Some(ListPage {
-            rows: items
-                .iter()
-                .filter_map(|i| i.as_object().cloned())
-                .collect(),
+            rows: objects(items),
             count: None,
         }),
-        Value::Object(obj) => {
-            let rows = match obj.get("data") {
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .filter_map(|i| i.as_object().cloned())
-                    .collect(),
+        Value::Object(mut obj) => {
+            let rows = match obj.remove("data") {
+                Some(Value::Array(items)) => objects(items),
                 None => Vec::new(),
                 Some(_) => return None,
             };
@@ -420,12 +424,12 @@ mod tests {
 
     #[test]
     fn list_shapes_of_the_real_server() {
-        assert_eq!(parse_list(&json!([])).unwrap().rows.len(), 0);
-        let p = parse_list(&json!({"count": 459})).unwrap();
+        assert_eq!(parse_list(json!([])).unwrap().rows.len(), 0);
+        let p = parse_list(json!({"count": 459})).unwrap();
         assert_eq!((p.rows.len(), p.count), (0, Some(459)));
-        let p = parse_list(&json!({"data":[{"pid":1}], "count":"7"})).unwrap();
+        let p = parse_list(json!({"data":[{"pid":1}], "count":"7"})).unwrap();
         assert_eq!((p.rows.len(), p.count), (1, Some(7)));
-        assert!(parse_list(&json!("x")).is_none());
+        assert!(parse_list(json!("x")).is_none());
     }
 
     #[test]

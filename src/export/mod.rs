@@ -455,14 +455,19 @@ impl PageSink for EntityWriter<'_> {
             }
         }
         if let Some(known) = &self.derived {
-            if row.len() > known.len() || row.keys().any(|k| !known.contains(k)) {
+            // Nearly every row has exactly the header's keys in its order: compare names
+            // first, and hash them only when that fails.
+            let same_keys = self.columns.as_ref().is_some_and(|c| {
+                row.len() == c.names().len() && row.keys().zip(c.names()).all(|(k, n)| k == n)
+            });
+            if !same_keys && (row.len() > known.len() || row.keys().any(|k| !known.contains(k))) {
                 for k in row.keys().filter(|k| !known.contains(*k)) {
                     self.ignored.insert(k.clone());
                 }
             }
         }
         let cells = match &self.columns {
-            Some(c) => c.cells(&row),
+            Some(c) => c.into_cells(row),
             None => return Err(ExportError::Internal("no columns".into())),
         };
         self.out.write(&cells)?;

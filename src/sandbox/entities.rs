@@ -2,6 +2,7 @@
 
 use super::api::{error, AppState, Call, Reply};
 use super::dicts;
+use super::store::{data_version, IdCache};
 use super::text::{
     clean_content, clean_field, datetime_error, filter_date, in_timestamp_range, normalize_title,
     now, parse_date, parse_datetime, today, utf8mb3_error, value_int, value_str,
@@ -9,6 +10,7 @@ use super::text::{
 use rusqlite::types::Value as Sql;
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
+use std::sync::{Arc, Mutex};
 
 type Params = Map<String, Value>;
 
@@ -20,6 +22,7 @@ struct Ctx<'a> {
     conn: &'a mut Connection,
     login: &'a str,
     p: &'a Params,
+    ids: &'a Mutex<IdCache>,
 }
 
 impl Ctx<'_> {
@@ -45,7 +48,7 @@ impl Ctx<'_> {
         value_int(self.p.get(k))
     }
     fn page_offset(&self) -> i64 {
-        self.int("offset").unwrap_or(0).max(0) * PAGE
+        self.int("offset").unwrap_or(0).max(0).saturating_mul(PAGE)
     }
     fn user_filter(&self) -> Option<i64> {
         self.str("user")
@@ -64,6 +67,7 @@ pub fn dispatch(state: &AppState, call: Call) -> Reply {
         conn: &mut conn,
         login: &state.login,
         p: &call.params,
+        ids: &state.store.ids,
     };
     let a = call.action.as_str();
     let result = if call.version == 2 {
@@ -101,21 +105,86 @@ fn rows(conn: &Connection, sql: &str, args: &[Sql]) -> rusqlite::Result<Vec<Para
     let mut q = st.query(rusqlite::params_from_iter(args.iter()))?;
     let mut out = Vec::new();
     while let Some(r) = q.next()? {
-        let mut m = Map::new();
-        for (i, n) in names.iter().enumerate() {
-            let v = match r.get::<_, Sql>(i)? {
-                Sql::Null => Value::Null,
-                Sql::Integer(x) => json!(x),
-                Sql::Real(f) if f.fract() == 0.0 && f.abs() < 1e15 => json!(f as i64),
-                Sql::Real(f) => json!(f),
-                Sql::Text(t) => Value::String(t),
-                Sql::Blob(_) => Value::Null,
-            };
-            m.insert(n.clone(), v);
-        }
-        out.push(m);
+        out.push(row_map(r, &names)?);
     }
     Ok(out)
+}
+
+fn row_map(r: &rusqlite::Row, names: &[String]) -> rusqlite::Result<Params> {
+    let mut m = Map::with_capacity(names.len());
+    for (i, n) in names.iter().enumerate() {
+        let v = match r.get::<_, Sql>(i)? {
+            Sql::Null => Value::Null,
+            Sql::Integer(x) => json!(x),
+            Sql::Real(f) if f.fract() == 0.0 && f.abs() < 1e15 => json!(f as i64),
+            Sql::Real(f) => json!(f),
+            Sql::Text(t) => Value::String(t),
+            Sql::Blob(_) => Value::Null,
+        };
+        m.insert(n.clone(), v);
+    }
+    Ok(m)
+}
+
+/// Every id `ids_sql` selects (one integer column, in list order) for `args`, cached for the
+/// current state of the data (see [`IdCache`]): a paging client pays for the full query once,
+/// not once a page.
+fn ordered_ids(ctx: &Ctx, ids_sql: &str, args: &[Sql]) -> rusqlite::Result<Arc<Vec<i64>>> {
+    let version = data_version(ctx.conn)?;
+    let key = format!("{ids_sql}\u{0}{args:?}");
+    let mut cache = ctx.ids.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(ids) = cache.get(&key, version) {
+        return Ok(ids);
+    }
+    let mut st = ctx.conn.prepare_cached(ids_sql)?;
+    let ids = st
+        .query_map(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    let ids = Arc::new(ids);
+    cache.put(key, version, ids.clone());
+    Ok(ids)
+}
+
+/// The ids of the page `offset` asks for: what `LIMIT 200 OFFSET offset*200` would select.
+fn page_of<'i>(ctx: &Ctx, ids: &'i [i64]) -> &'i [i64] {
+    let start = usize::try_from(ctx.page_offset())
+        .unwrap_or(usize::MAX)
+        .min(ids.len());
+    &ids[start..start.saturating_add(PAGE as usize).min(ids.len())]
+}
+
+/// Rows by id, in the order given: `select` is a query without `WHERE`, `id` its id column
+/// (`p.pid`) and `key` that column's name in the result (`pid`). One statement for the whole
+/// page (ids passed as a JSON array), not one lookup per row.
+fn rows_by_id(
+    conn: &Connection,
+    select: &str,
+    id: &str,
+    key: &str,
+    ids: &[i64],
+) -> rusqlite::Result<Vec<Params>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+    let found = rows(
+        conn,
+        &format!("{select} WHERE {id} IN (SELECT value FROM json_each(?1))"),
+        &[Sql::Text(list)],
+    )?;
+    let at: std::collections::HashMap<i64, usize> =
+        ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    let mut slots: Vec<Option<Params>> = vec![None; ids.len()];
+    for row in found {
+        if let Some(&i) = row
+            .get(key)
+            .and_then(Value::as_i64)
+            .and_then(|v| at.get(&v))
+        {
+            slots[i] = Some(row);
+        }
+    }
+    Ok(slots.into_iter().flatten().collect())
 }
 
 fn count(conn: &Connection, sql: &str, args: &[Sql]) -> rusqlite::Result<i64> {
@@ -136,7 +205,27 @@ fn requested_fields(p: &Params) -> Option<Vec<String>> {
 /// Pick `fields` (known ones only) in order; `clid` brings `client` after it, `iduser` brings
 /// `user` before it, as the real server does.
 fn pick(row: &Params, fields: &[String], known: &[&str], extra: &Params) -> Value {
-    let mut m = Map::new();
+    pick_from(&mut row.clone(), fields, known, extra, false)
+}
+
+/// Whether no field is named twice (then [`pick_from`] may move values out of the row).
+fn distinct(fields: &[String]) -> bool {
+    fields
+        .iter()
+        .enumerate()
+        .all(|(i, f)| !fields[..i].contains(f))
+}
+
+/// [`pick`] on a row that is not needed afterwards: with `take` (fields [`distinct`]) values
+/// are moved out of `row` instead of copied.
+fn pick_from(
+    row: &mut Params,
+    fields: &[String],
+    known: &[&str],
+    extra: &Params,
+    take: bool,
+) -> Value {
+    let mut m = Map::with_capacity(fields.len() + 2);
     for f in fields {
         if !known.contains(&f.as_str()) {
             continue;
@@ -146,7 +235,12 @@ fn pick(row: &Params, fields: &[String], known: &[&str], extra: &Params) -> Valu
                 m.insert("user".into(), u.clone());
             }
         }
-        m.insert(f.clone(), row.get(f).cloned().unwrap_or(Value::Null));
+        let v = match row.get_mut(f) {
+            Some(v) if take => v.take(),
+            Some(v) => v.clone(),
+            None => Value::Null,
+        };
+        m.insert(f.clone(), v);
         if f == "clid" {
             if let Some(c) = extra.get("client") {
                 m.insert("client".into(), c.clone());
@@ -288,10 +382,6 @@ const PERSON_SELECT: &str = "SELECT p.pid, p.date_create, p.date_edit, p.clid,
     p.ptitle, p.person, p.tel, p.fax, p.mob, p.mail, p.iduser, p.input7
     FROM person p LEFT JOIN client c ON c.clid = p.clid";
 
-const PERSON_SELECT_FROM: &str = "SELECT p.pid, p.date_create, p.date_edit, p.clid,
-    CASE WHEN p.clid = 0 OR p.clid IS NULL THEN '' ELSE COALESCE(c.title, '--не найден--') END AS client,
-    p.ptitle, p.person, p.tel, p.fax, p.mob, p.mail, p.iduser, p.input7 FROM";
-
 fn person_list(ctx: &mut Ctx) -> R {
     let mut wh = vec!["p.iduser = 1".to_string()];
     let mut args: Vec<Sql> = Vec::new();
@@ -338,28 +428,27 @@ fn person_list(ctx: &mut Ctx) -> R {
         "DESC"
     };
     let where_sql = wh.join(" AND ");
-    let total = count(
-        ctx.conn,
-        &format!("SELECT COUNT(*) FROM person p WHERE {where_sql}"),
+    // Ids in order once per query and data version, then the page's rows by id (client
+    // titles joined for those 200 rows only).
+    let ids = ordered_ids(
+        ctx,
+        &format!(
+            "SELECT p.pid FROM person p WHERE {where_sql} ORDER BY p.{order} {dir}, p.pid {dir}"
+        ),
         &args,
     )?;
-    // Page first, join after: OFFSET then skips bare index entries instead of joined rows,
-    // which keeps deep pages of a 100k export fast.
-    let sql = format!(
-        "{PERSON_SELECT_FROM} (SELECT * FROM person p WHERE {where_sql} ORDER BY p.{order} {dir}, p.pid {dir} LIMIT {PAGE} OFFSET {}) p
-         LEFT JOIN client c ON c.clid = p.clid ORDER BY p.{order} {dir}, p.pid {dir}",
-        ctx.page_offset()
-    );
-    let found = rows(ctx.conn, &sql, &args)?;
+    let total = ids.len() as i64;
+    let found = rows_by_id(ctx.conn, PERSON_SELECT, "p.pid", "pid", page_of(ctx, &ids))?;
     let fields = requested_fields(ctx.p)
         .unwrap_or_else(|| PERSON_KNOWN.iter().map(|s| s.to_string()).collect());
+    let take = distinct(&fields);
     let data: Vec<Value> = found
-        .iter()
-        .map(|r| {
+        .into_iter()
+        .map(|mut r| {
             let mut extra = Map::new();
-            extra.insert("client".into(), r["client"].clone());
+            extra.insert("client".into(), r["client"].take());
             extra.insert("user".into(), ctx.user_name(&r["iduser"]));
-            pick(r, &fields, &PERSON_KNOWN, &extra)
+            pick_from(&mut r, &fields, &PERSON_KNOWN, &extra, take)
         })
         .collect();
     let mut out = Map::new();
@@ -714,28 +803,29 @@ fn client_list(ctx: &mut Ctx) -> R {
         wh.push(format!("iduser = {u}"));
     }
     let where_sql = wh.join(" AND ");
-    let total = count(
-        ctx.conn,
-        &format!("SELECT COUNT(*) FROM client WHERE {where_sql}"),
+    // The real server sorts DESC whatever `first` says.
+    let ids = ordered_ids(
+        ctx,
+        &format!("SELECT clid FROM client WHERE {where_sql} ORDER BY {order} DESC, clid ASC"),
         &args,
     )?;
-    // The real server sorts DESC whatever `first` says.
-    let found = rows(
+    let total = ids.len() as i64;
+    let found = rows_by_id(
         ctx.conn,
-        &format!(
-            "SELECT * FROM client WHERE {where_sql} ORDER BY {order} DESC, clid ASC LIMIT {PAGE} OFFSET {}",
-            ctx.page_offset()
-        ),
-        &args,
+        "SELECT * FROM client",
+        "clid",
+        "clid",
+        page_of(ctx, &ids),
     )?;
     let fields = requested_fields(ctx.p)
         .unwrap_or_else(|| CLIENT_LIST.iter().map(|s| s.to_string()).collect());
+    let take = distinct(&fields);
     let data: Vec<Value> = found
-        .iter()
-        .map(|r| {
+        .into_iter()
+        .map(|mut r| {
             let mut extra = Map::new();
             extra.insert("user".into(), ctx.user_name(&r["iduser"]));
-            pick(r, &fields, &CLIENT_LIST, &extra)
+            pick_from(&mut r, &fields, &CLIENT_LIST, &extra, take)
         })
         .collect();
     Ok(list_envelope(data, ctx, &order, total))
@@ -1113,15 +1203,15 @@ fn history_list(ctx: &mut Ctx) -> R {
     } else {
         "DESC"
     };
-    let found = rows(
-        ctx.conn,
+    let ids = ordered_ids(
+        ctx,
         &format!(
-            "{HISTORY_SELECT} WHERE {} ORDER BY h.{order} {dir}, h.cid ASC LIMIT {PAGE} OFFSET {}",
-            wh.join(" AND "),
-            ctx.page_offset()
+            "SELECT h.cid FROM history h WHERE {} ORDER BY h.{order} {dir}, h.cid ASC",
+            wh.join(" AND ")
         ),
         &args,
     )?;
+    let found = rows_by_id(ctx.conn, HISTORY_SELECT, "h.cid", "cid", page_of(ctx, &ids))?;
     if found.is_empty() {
         return Ok(json!([]));
     }
@@ -1178,15 +1268,15 @@ fn task(ctx: &mut Ctx, a: &str) -> R {
             if let Some(u) = ctx.user_filter() {
                 wh.push(format!("t.iduser = {u}"));
             }
-            let found = rows(
-                ctx.conn,
+            let ids = ordered_ids(
+                ctx,
                 &format!(
-                    "{TASK_SELECT} WHERE {} ORDER BY t.datum DESC, t.totime DESC, t.tid ASC LIMIT {PAGE} OFFSET {}",
-                    wh.join(" AND "),
-                    ctx.page_offset()
+                    "SELECT t.tid FROM task t WHERE {} ORDER BY t.datum DESC, t.totime DESC, t.tid ASC",
+                    wh.join(" AND ")
                 ),
                 &args,
             )?;
+            let found = rows_by_id(ctx.conn, TASK_SELECT, "t.tid", "tid", page_of(ctx, &ids))?;
             if found.is_empty() {
                 return Ok(json!([]));
             }
@@ -1364,19 +1454,15 @@ fn deal(ctx: &mut Ctx, a: &str) -> R {
                 .filter(|o| DEAL_ORDER.contains(&o.as_str()))
                 .unwrap_or_else(|| "datum".into());
             let where_sql = wh.join(" AND ");
-            let total = count(
-                ctx.conn,
-                &format!("SELECT COUNT(*) FROM deal d WHERE {where_sql}"),
-                &args,
-            )?;
-            let found = rows(
-                ctx.conn,
+            let ids = ordered_ids(
+                ctx,
                 &format!(
-                    "{DEAL_SELECT} WHERE {where_sql} ORDER BY d.{order} DESC, d.did ASC LIMIT {PAGE} OFFSET {}",
-                    ctx.page_offset()
+                    "SELECT d.did FROM deal d WHERE {where_sql} ORDER BY d.{order} DESC, d.did ASC"
                 ),
                 &args,
             )?;
+            let total = ids.len() as i64;
+            let found = rows_by_id(ctx.conn, DEAL_SELECT, "d.did", "did", page_of(ctx, &ids))?;
             let data = found
                 .iter()
                 .map(|r| {

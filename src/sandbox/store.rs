@@ -4,7 +4,8 @@
 use super::SandboxError;
 use crate::crm::Entity;
 use rusqlite::Connection;
-use std::sync::{Mutex, MutexGuard};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS client (
@@ -52,6 +53,56 @@ CREATE TABLE IF NOT EXISTS deal (
 
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Ordered ids of recent list queries; see [`IdCache`].
+    pub ids: Mutex<IdCache>,
+}
+
+/// How many list queries keep their ordered ids (each costs 8 bytes a matching row).
+const ID_CACHE_ENTRIES: usize = 8;
+
+/// The ordered ids matching recent `list` queries, each valid for one state of the data.
+///
+/// Paging with `LIMIT 200 OFFSET n*200` (and `COUNT(*)` on every page) costs O(rows) a page, so a
+/// full export costs O(rows²). A paging client asks the same query again and again with only the
+/// page changing: the first page computes every matching id in order once (which also gives the
+/// count), the following pages slice that list and look their 200 rows up by id. Any write to the
+/// store changes the data version and so invalidates every entry; what a page answers is exactly
+/// what `LIMIT/OFFSET` over the same ordering would answer.
+#[derive(Default)]
+pub struct IdCache {
+    entries: VecDeque<IdEntry>,
+}
+
+struct IdEntry {
+    key: String,
+    version: (u64, i64),
+    ids: Arc<Vec<i64>>,
+}
+
+impl IdCache {
+    pub fn get(&mut self, key: &str, version: (u64, i64)) -> Option<Arc<Vec<i64>>> {
+        self.entries.retain(|e| e.version == version);
+        self.entries
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| e.ids.clone())
+    }
+
+    pub fn put(&mut self, key: String, version: (u64, i64), ids: Arc<Vec<i64>>) {
+        self.entries
+            .retain(|e| e.version == version && e.key != key);
+        if self.entries.len() >= ID_CACHE_ENTRIES {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(IdEntry { key, version, ids });
+    }
+}
+
+/// The state of the data as SQLite sees it: rows changed through this connection, and commits
+/// by any other connection to the same file.
+pub fn data_version(conn: &Connection) -> rusqlite::Result<(u64, i64)> {
+    let other: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+    Ok((conn.total_changes(), other))
 }
 
 impl Store {
@@ -71,6 +122,7 @@ impl Store {
         conn.execute_batch(SCHEMA).map_err(err)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            ids: Mutex::new(IdCache::default()),
         })
     }
 
@@ -100,5 +152,44 @@ pub fn table(entity: Entity) -> &'static str {
         Entity::Deal => "deal",
         Entity::Task => "task",
         Entity::History => "history",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_version_moves_with_our_writes_and_other_connections_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.sqlite").to_string_lossy().into_owned();
+        let store = Store::open(&path, "admin").unwrap();
+        let v0 = data_version(&store.lock()).unwrap();
+        assert_eq!(
+            data_version(&store.lock()).unwrap(),
+            v0,
+            "reads change nothing"
+        );
+        store
+            .lock()
+            .execute("INSERT INTO person (person) VALUES ('a')", [])
+            .unwrap();
+        let v1 = data_version(&store.lock()).unwrap();
+        assert_ne!(v1, v0);
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute("INSERT INTO person (person) VALUES ('b')", [])
+            .unwrap();
+        let v2 = data_version(&store.lock()).unwrap();
+        assert_ne!(v2, v1, "a commit by another connection is seen");
+
+        let mut cache = IdCache::default();
+        cache.put("q".into(), v2, Arc::new(vec![1, 2]));
+        assert_eq!(cache.get("q", v2).as_deref(), Some(&vec![1, 2]));
+        assert!(cache.get("q", v1).is_none(), "another data version misses");
+        assert!(
+            cache.get("q", v2).is_none(),
+            "entries of other versions are dropped on lookup"
+        );
     }
 }
