@@ -5,11 +5,11 @@ use crate::crm::{CrmClient, Entity};
 use crate::report::import::{rows_to_retry, ImportReport, Outcome, RowLine};
 use crate::report::summary::SummaryTable;
 use crate::source;
-use crate::template::{map_file, MapOptions, Severity, Template};
+use crate::template::{map_file, MapOptions, Template};
 use crate::upload::journal::{fingerprint_file, State};
 use crate::upload::{
-    Concurrency, EntityCounts, Journal, Plan, Ref, RunIdentity, UploadError, UploadOptions,
-    Uploader,
+    Concurrency, EntityCounts, Journal, Plan, PlannedRow, RunIdentity, SourcePlan, UploadError,
+    UploadOptions, Uploader,
 };
 use crate::{Error, Exit, Result};
 use clap::Args;
@@ -60,17 +60,6 @@ pub struct ImportArgs {
     /// No progress display
     #[arg(long, short = 'q')]
     pub quiet: bool,
-}
-
-/// One source row as the report needs it.
-struct RowInfo {
-    file: Arc<str>,
-    sheet: Option<Arc<str>>,
-    row: u64,
-    /// (entity, field, value, message) of the first error, for invalid rows.
-    invalid: Option<(Option<Entity>, Option<String>, String, String)>,
-    /// Plan indices of the row's records.
-    records: Vec<usize>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -133,62 +122,14 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
     let src = source::open(&args.file, &opts)?;
     let file_name = args.file.display().to_string();
     let mapper = Arc::new(template.bind(src.headers(), &file_name)?);
-    let mut plan = Plan::new();
-    let mut rows: Vec<RowInfo> = Vec::new();
-    let mut invalid_by_entity: BTreeMap<Entity, u64> = BTreeMap::new();
-    for item in map_file(src, mapper, MapOptions::default()) {
-        let (_row, m) = item?;
-        if m.blank || only.as_ref().is_some_and(|o| !o.contains(&m.pos.row)) {
-            continue;
-        }
-        let mut info = RowInfo {
-            file: m.pos.file.clone(),
-            sheet: m.pos.sheet.clone(),
-            row: m.pos.row,
-            invalid: None,
-            records: Vec::new(),
-        };
-        if !m.is_valid() {
-            for e in &m.rejected {
-                *invalid_by_entity.entry(*e).or_default() += 1;
-            }
-            let first = m
-                .problems
-                .iter()
-                .find(|p| p.severity == Severity::Error)
-                .or(m.problems.first());
-            info.invalid = Some(match first {
-                Some(p) => (
-                    p.entity,
-                    p.field.clone().or(p.column.clone()),
-                    p.value.clone(),
-                    m.problems
-                        .iter()
-                        .filter(|p| p.severity == Severity::Error)
-                        .map(|p| p.message.clone())
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                ),
-                None => (None, None, String::new(), "invalid row".into()),
-            });
-        } else {
-            for rec in m.records {
-                let fields = rec.fields;
-                let refs = rec
-                    .refs
-                    .into_iter()
-                    .map(|r| Ref {
-                        field: r.field,
-                        entity: r.entity,
-                        key: r.key,
-                    })
-                    .collect();
-                info.records
-                    .push(plan.add(m.pos.row, rec.entity, rec.key, fields, refs));
-            }
-        }
-        rows.push(info);
-    }
+    let SourcePlan {
+        plan,
+        rows,
+        invalid_by_entity,
+    } = SourcePlan::from_rows(
+        map_file(src, mapper, MapOptions::default()).map(|item| item.map(|(_, m)| m)),
+        only.as_ref(),
+    )?;
     let plan = Arc::new(plan);
 
     // Where to send: the embedded sandbox, or the configured CRM.
@@ -351,11 +292,11 @@ fn summary_table(entities: &BTreeMap<Entity, EntitySummary>) -> SummaryTable {
     }
 }
 
-fn row_line(r: &RowInfo, plan: &Plan, up: &Uploader) -> RowLine {
+fn row_line(r: &PlannedRow, plan: &Plan, up: &Uploader) -> RowLine {
     let mut line = RowLine {
-        file: r.file.to_string(),
-        sheet: r.sheet.as_ref().map(|s| s.to_string()),
-        row: r.row,
+        file: r.pos.file.to_string(),
+        sheet: r.pos.sheet.as_ref().map(|s| s.to_string()),
+        row: r.pos.row,
         outcome: Outcome::Skipped,
         ids: [None; 5],
         entity: None,
@@ -363,12 +304,12 @@ fn row_line(r: &RowInfo, plan: &Plan, up: &Uploader) -> RowLine {
         value: None,
         error: None,
     };
-    if let Some((entity, field, value, message)) = &r.invalid {
+    if let Some(p) = &r.invalid {
         line.outcome = Outcome::Invalid;
-        line.entity = entity.map(|e| e.to_string());
-        line.field = field.clone();
-        line.value = (!value.is_empty()).then(|| value.clone());
-        line.error = Some(message.clone());
+        line.entity = p.entity.map(|e| e.to_string());
+        line.field = p.field.clone();
+        line.value = (!p.value.is_empty()).then(|| p.value.clone());
+        line.error = Some(p.message.clone());
         return line;
     }
     let (mut created, mut existing, mut failed, mut pending) = (0, 0, 0, 0);

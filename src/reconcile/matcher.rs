@@ -4,6 +4,7 @@
 use super::fields::Fields;
 use crate::crm::values::{norm_field, norm_phone, norm_text, norm_title};
 use crate::crm::Entity;
+use crate::template::Reference;
 use rayon::prelude::*;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -14,8 +15,8 @@ pub struct SourceRecord {
     pub entity: Entity,
     pub key: String,
     pub fields: Fields,
-    /// (field, referenced entity, referenced key), e.g. ("clid", Client, "ООО Ромашка").
-    pub refs: Vec<(String, Entity, String)>,
+    /// Fields that hold another record's CRM id, e.g. `clid` of client "ООО Ромашка".
+    pub refs: Vec<Reference>,
     /// Where it came from, as "file:row" (or "file/sheet:row") labels.
     pub rows: Vec<String>,
 }
@@ -275,9 +276,9 @@ fn reconcile_entity(
         .par_iter()
         .map(|rec| {
             let mut fields = Cow::Borrowed(&rec.fields);
-            for (field, ref_entity, ref_key) in &rec.refs {
-                if let Some(id) = ids.get(&(*ref_entity, ref_key.clone())) {
-                    fields.to_mut().set(field, id.to_string());
+            for r in &rec.refs {
+                if let Some(id) = ids.get(&(r.entity, r.key.clone())) {
+                    fields.to_mut().set(&r.field, id.to_string());
                 }
             }
             let probes = probes(entity, Some(&rec.key), &fields);
@@ -402,7 +403,11 @@ mod tests {
             "P1",
             json!({"person": "Иван Петров", "mail": "ivan@x.ru"}),
         );
-        p1.refs.push(("clid".into(), Entity::Client, "C1".into()));
+        p1.refs.push(Reference {
+            field: "clid".into(),
+            entity: Entity::Client,
+            key: "C1".into(),
+        });
         let p2 = src(
             Entity::Person,
             "P2",

@@ -7,21 +7,22 @@ use crate::crm::values::value_id;
 use crate::crm::{CrmClient, Entity, RetryPolicy};
 use crate::export::{self, Filters};
 use crate::report::Progress;
-use crate::source::{self, SourceOptions};
+use crate::source::{self, SourceOptions, SourcePos};
 use crate::template::{map_file, MapOptions, Template};
+use crate::upload::SourcePlan;
 use chrono::NaiveDate;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-/// The source side: the records of every valid row, records of one key merged (first row's
-/// values win, as the import sends them).
+/// The source side: the records the import would send (an invalid row sends nothing), records
+/// of one key merged as the import merges them (the upload plan).
 #[derive(Debug, Default)]
 pub struct SourceSide {
     pub records: BTreeMap<Entity, Vec<SourceRecord>>,
     pub rows_read: u64,
-    /// Rows with at least one invalid record: those records were never meant to arrive.
+    /// Rows with at least one invalid record: none of their records is expected in the CRM.
     pub invalid_rows: u64,
 }
 
@@ -32,40 +33,38 @@ pub fn read_source(
 ) -> crate::Result<SourceSide> {
     let src = source::open(file, opts)?;
     let mapper = Arc::new(template.bind(src.headers(), &file.display().to_string())?);
-    let mut side = SourceSide::default();
+    let planned = SourcePlan::from_rows(
+        map_file(src, mapper, MapOptions::default()).map(|item| item.map(|(_, m)| m)),
+        None,
+    )?;
+    let mut side = SourceSide {
+        rows_read: planned.rows.len() as u64,
+        invalid_rows: planned.rows.iter().filter(|r| r.invalid.is_some()).count() as u64,
+        ..SourceSide::default()
+    };
+    // Rows are labelled as every message labels them: file [sheet] row N.
+    let Some(first) = planned.rows.first() else {
+        return Ok(side);
+    };
+    let label = |row: u64| {
+        SourcePos {
+            row,
+            ..first.pos.clone()
+        }
+        .to_string()
+    };
     let mut names = Names::default();
-    let mut index: HashMap<(Entity, String), usize> = HashMap::new();
-    for item in map_file(src, mapper, MapOptions::default()) {
-        let (_, mapped) = item?;
-        if mapped.blank {
-            continue;
-        }
-        side.rows_read += 1;
-        // The import sends nothing from an invalid row, so nothing of it is expected.
-        if !mapped.is_valid() {
-            side.invalid_rows += 1;
-            continue;
-        }
-        for rec in mapped.records {
-            let list = side.records.entry(rec.entity).or_default();
-            match index.get(&(rec.entity, rec.key.clone())) {
-                Some(&i) => list[i].rows.push(mapped.pos.to_string()),
-                None => {
-                    index.insert((rec.entity, rec.key.clone()), list.len());
-                    list.push(SourceRecord {
-                        entity: rec.entity,
-                        key: rec.key,
-                        fields: Fields::from_map(&rec.fields, &mut names),
-                        refs: rec
-                            .refs
-                            .into_iter()
-                            .map(|r| (r.field, r.entity, r.key))
-                            .collect(),
-                        rows: vec![mapped.pos.to_string()],
-                    });
-                }
-            }
-        }
+    for rec in planned.plan.records() {
+        side.records
+            .entry(rec.entity)
+            .or_default()
+            .push(SourceRecord {
+                entity: rec.entity,
+                key: rec.key.clone(),
+                fields: Fields::from_map(&rec.fields, &mut names),
+                refs: rec.refs.clone(),
+                rows: rec.rows.iter().map(|&r| label(r)).collect(),
+            });
     }
     Ok(side)
 }
@@ -98,7 +97,7 @@ fn list_fields(entity: Entity, records: &[SourceRecord]) -> Option<String> {
             .fields
             .iter()
             .map(|(f, _)| f)
-            .chain(r.refs.iter().map(|(f, _, _)| f.as_str()))
+            .chain(r.refs.iter().map(|r| r.field.as_str()))
         {
             if !names.contains(&f) {
                 names.push(f);

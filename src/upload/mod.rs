@@ -13,7 +13,7 @@ pub mod plan;
 
 pub use journal::{Entry, Journal, RunIdentity, State, Update};
 pub use limit::Limiter;
-pub use plan::{chunk_by_size, Plan, PlanRecord, Ref};
+pub use plan::{chunk_by_size, Plan, PlanRecord, PlannedRow, RowProblem, SourcePlan};
 
 use crate::crm::{CrmClient, CrmError, Entity, ItemOutcome, RetryClass, RetryPolicy};
 use crate::report::Progress;

@@ -2,23 +2,17 @@
 //! rows it came from and the references it needs resolved before it can be sent.
 
 use crate::crm::Entity;
+use crate::source::{SourceError, SourcePos};
+use crate::template::{MappedRow, Reference, Severity};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
-
-/// A field whose value is another record's CRM id (e.g. a person's `clid`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ref {
-    pub field: String,
-    pub entity: Entity,
-    pub key: String,
-}
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanRecord {
     pub entity: Entity,
     pub key: String,
     pub fields: Map<String, Value>,
-    pub refs: Vec<Ref>,
+    pub refs: Vec<Reference>,
     /// Source rows (1-based, as the report shows them) holding this record.
     pub rows: Vec<u64>,
 }
@@ -53,7 +47,7 @@ impl Plan {
         entity: Entity,
         key: String,
         fields: Map<String, Value>,
-        refs: Vec<Ref>,
+        refs: Vec<Reference>,
     ) -> usize {
         if let Some(&i) = self.index.get(&(entity, key.clone())) {
             let r = &mut self.records[i];
@@ -99,6 +93,85 @@ impl Plan {
         (0..self.records.len())
             .filter(|&i| self.records[i].entity == entity)
             .collect()
+    }
+}
+
+/// Why a source row sends nothing: its first error, and all its error messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowProblem {
+    pub entity: Option<Entity>,
+    /// The CRM field, or else the source column.
+    pub field: Option<String>,
+    pub value: String,
+    pub message: String,
+}
+
+/// One source row as a run sees it: where it is, why it is invalid (if it is), and the plan
+/// records it holds.
+#[derive(Debug, Clone)]
+pub struct PlannedRow {
+    pub pos: SourcePos,
+    pub invalid: Option<RowProblem>,
+    pub records: Vec<usize>,
+}
+
+/// What a source promises the CRM: the plan, every row, and how many records each entity lost to
+/// invalid rows.
+#[derive(Debug, Default)]
+pub struct SourcePlan {
+    pub plan: Plan,
+    pub rows: Vec<PlannedRow>,
+    pub invalid_by_entity: BTreeMap<Entity, u64>,
+}
+
+impl SourcePlan {
+    /// Plan mapped rows. An invalid row sends nothing (its valid records neither: half a row in
+    /// the CRM is harder to repair than a row the report lists); blank rows are skipped; `only`
+    /// keeps just those row numbers (`--only-failed`).
+    pub fn from_rows(
+        rows: impl Iterator<Item = Result<MappedRow, SourceError>>,
+        only: Option<&HashSet<u64>>,
+    ) -> Result<SourcePlan, SourceError> {
+        let mut out = SourcePlan::default();
+        for m in rows {
+            let m = m?;
+            if m.blank || only.is_some_and(|o| !o.contains(&m.pos.row)) {
+                continue;
+            }
+            let mut row = PlannedRow {
+                pos: m.pos.clone(),
+                invalid: None,
+                records: Vec::new(),
+            };
+            if !m.is_valid() {
+                for e in &m.rejected {
+                    *out.invalid_by_entity.entry(*e).or_default() += 1;
+                }
+                let errors = || m.problems.iter().filter(|p| p.severity == Severity::Error);
+                let first = errors().next().or(m.problems.first());
+                row.invalid = Some(RowProblem {
+                    entity: first.and_then(|p| p.entity),
+                    field: first.and_then(|p| p.field.clone().or(p.column.clone())),
+                    value: first.map(|p| p.value.clone()).unwrap_or_default(),
+                    message: match first {
+                        Some(_) => errors()
+                            .map(|p| p.message.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                        None => "invalid row".into(),
+                    },
+                });
+            } else {
+                for rec in m.records {
+                    let i = out
+                        .plan
+                        .add(m.pos.row, rec.entity, rec.key, rec.fields, rec.refs);
+                    row.records.push(i);
+                }
+            }
+            out.rows.push(row);
+        }
+        Ok(out)
     }
 }
 
