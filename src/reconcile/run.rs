@@ -46,23 +46,19 @@ pub fn read_source(
     let Some(first) = planned.rows.first() else {
         return Ok(side);
     };
-    let label = |row: u64| {
-        SourcePos {
-            row,
-            ..first.pos.clone()
-        }
-        .to_string()
-    };
+    let at = first.pos.clone();
+    let label = |row: u64| SourcePos { row, ..at.clone() }.to_string();
     let mut names = Names::default();
-    for rec in planned.plan.records() {
+    // Each JSON map is dropped as soon as its compact copy exists.
+    for rec in planned.plan.into_records() {
         side.records
             .entry(rec.entity)
             .or_default()
             .push(SourceRecord {
                 entity: rec.entity,
-                key: rec.key.clone(),
                 fields: Fields::from_map(&rec.fields, &mut names),
-                refs: rec.refs.clone(),
+                key: rec.key,
+                refs: rec.refs,
                 rows: rec.rows.iter().map(|&r| label(r)).collect(),
             });
     }

@@ -68,6 +68,11 @@ impl Plan {
         i
     }
 
+    /// The records, by value (for a caller that turns them into something else as it goes).
+    pub fn into_records(self) -> Vec<PlanRecord> {
+        self.records
+    }
+
     pub fn records(&self) -> &[PlanRecord] {
         &self.records
     }
