@@ -131,6 +131,9 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
         only.as_ref(),
     )?;
     let plan = Arc::new(plan);
+    if !args.json && !args.quiet {
+        print_invalid_rows(&rows, INVALID_ROWS_SHOWN);
+    }
 
     // Where to send: the embedded sandbox, or the configured CRM.
     let (sandbox, conn) = super::connect(args.sandbox.as_deref(), &args.conn)?;
@@ -253,6 +256,35 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
         return Err(Error::Interrupted);
     }
     Ok(if clean { Exit::Clean } else { Exit::RowsFailed })
+}
+
+/// Invalid rows printed before the upload starts; the report lists every one.
+const INVALID_ROWS_SHOWN: usize = 10;
+
+fn print_invalid_rows(rows: &[PlannedRow], at_most: usize) {
+    let invalid: Vec<_> = rows
+        .iter()
+        .filter_map(|r| r.invalid.as_ref().map(|p| (&r.pos, p)))
+        .collect();
+    for (pos, p) in invalid.iter().take(at_most) {
+        let what = [p.entity.map(|e| e.to_string()), p.field.clone()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let value = if p.value.is_empty() {
+            String::new()
+        } else {
+            format!(" value '{}':", p.value)
+        };
+        eprintln!("{pos}: {what}:{value} {} (not sent)", p.message);
+    }
+    if invalid.len() > at_most {
+        eprintln!(
+            "… and {} more invalid rows (see the report)",
+            invalid.len() - at_most
+        );
+    }
 }
 
 fn summary_table(entities: &BTreeMap<Entity, EntitySummary>) -> SummaryTable {
