@@ -26,6 +26,8 @@ pub enum Error {
     Reconcile(#[from] crate::reconcile::ReconcileError),
     #[error("{0}")]
     Usage(String),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
     #[error("interrupted")]
     Interrupted,
 }

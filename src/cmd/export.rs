@@ -30,7 +30,7 @@ pub enum ActiveArg {
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// What to export: client, person, deal, task or history
-    #[arg(value_parser = parse_entity, required_unless_present = "all", conflicts_with = "all")]
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
     pub entity: Option<Entity>,
     /// Export every entity into one XLSX file, a sheet each
     #[arg(long)]
@@ -88,10 +88,6 @@ pub struct ExportArgs {
     pub json: bool,
     #[command(flatten)]
     pub conn: ConnectionArgs,
-}
-
-fn parse_entity(s: &str) -> std::result::Result<Entity, String> {
-    s.parse::<Entity>().map_err(|e| e.to_string())
 }
 
 impl ExportArgs {
@@ -181,11 +177,7 @@ pub fn run(args: ExportArgs) -> Result<Exit> {
     let job = args.job()?;
     let conn = args.conn.resolve()?;
     let client = CrmClient::new(&conn)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| ExportError::Internal(format!("cannot start the async runtime: {e}")))?;
+    let runtime = super::runtime(Some(2))?;
     // The writer runs on this thread (block_on), the page fetches on the runtime's workers.
     let summary = runtime.block_on(export::export(&client, &job))?;
     for w in &summary.warnings {

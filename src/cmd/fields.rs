@@ -3,14 +3,12 @@
 
 use crate::cli::ConnectionArgs;
 use crate::crm::{CrmClient, Entity, RetryPolicy};
-use crate::export::ExportError;
 use crate::{Exit, Result};
 use clap::Args;
 
 #[derive(Debug, Args)]
 pub struct FieldsArgs {
     /// client, person, deal, task or history
-    #[arg(value_parser = parse_entity)]
     pub entity: Entity,
     /// Print JSON ([{"name":..,"title":..}]) instead of a table
     #[arg(long)]
@@ -19,17 +17,10 @@ pub struct FieldsArgs {
     pub conn: ConnectionArgs,
 }
 
-fn parse_entity(s: &str) -> std::result::Result<Entity, String> {
-    s.parse::<Entity>().map_err(|e| e.to_string())
-}
-
 pub fn run(args: FieldsArgs) -> Result<Exit> {
     let conn = args.conn.resolve()?;
     let client = CrmClient::new(&conn)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| ExportError::Internal(format!("cannot start the async runtime: {e}")))?;
+    let runtime = super::runtime(None)?;
     let fields = runtime.block_on(client.fields(args.entity, &RetryPolicy::default()))?;
     if args.json {
         let list: Vec<_> = fields

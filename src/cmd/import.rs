@@ -8,8 +8,8 @@ use crate::source;
 use crate::template::{map_file, MapOptions, Template};
 use crate::upload::journal::{fingerprint_file, State};
 use crate::upload::{
-    Concurrency, EntityCounts, Journal, Plan, PlannedRow, RunIdentity, SourcePlan, UploadError,
-    UploadOptions, Uploader,
+    Concurrency, EntityCounts, Journal, Plan, PlannedRow, RunIdentity, SourcePlan, UploadOptions,
+    Uploader,
 };
 use crate::{Error, Exit, Result};
 use clap::Args;
@@ -166,11 +166,7 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
     let client = CrmClient::new(&conn)?;
     let stop = Arc::new(AtomicBool::new(false));
     let interrupted = Arc::new(AtomicBool::new(false));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(UploadError::Runtime)?;
+    let runtime = super::runtime(Some(2))?;
     let upload_opts = UploadOptions {
         chunk: args.chunk,
         concurrency,

@@ -55,3 +55,17 @@ pub(crate) fn target_name(
         (None, None) => String::new(),
     }
 }
+
+/// The async runtime a command does its HTTP on: `workers` threads (two suit the 2-core
+/// machines this runs on, shared with the server), or the calling thread alone for a few calls.
+pub(crate) fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime> {
+    let mut builder = match workers {
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_current_thread(),
+    };
+    builder.enable_all().build().map_err(crate::Error::Runtime)
+}

@@ -54,10 +54,7 @@ pub struct ReconcileArgs {
 fn check(args: &ReconcileArgs, side: &SourceSide) -> Result<Reconciliation> {
     let (sandbox, conn) = super::connect(args.sandbox.as_deref(), &args.conn)?;
     let client = CrmClient::new(&conn)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+    let runtime = super::runtime(Some(2))?;
     let crm = runtime.block_on(fetch_crm(
         &client,
         side,

@@ -1,7 +1,7 @@
 //! `smbatch sandbox`: serve the SalesMan API from SQLite until Ctrl-C.
 
 use crate::sandbox::{FaultConfig, Sandbox, SandboxConfig};
-use crate::{Error, Exit, Result};
+use crate::{Exit, Result};
 use clap::Args;
 use std::net::SocketAddr;
 
@@ -64,10 +64,7 @@ pub fn run(args: SandboxArgs) -> Result<Exit> {
         args.sandbox_login
     );
     println!("Press Ctrl-C to stop.");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Sandbox(crate::sandbox::SandboxError::Runtime(e)))?;
+    let rt = super::runtime(None)?;
     rt.block_on(async {
         let _ = tokio::signal::ctrl_c().await;
     });

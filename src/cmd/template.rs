@@ -55,10 +55,7 @@ pub fn run(cmd: TemplateCommand) -> Result<Exit> {
                 .unwrap_or_default();
             let table = if conn.url.is_some() || conn.profile.is_some() {
                 let conn = conn.resolve()?;
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| Error::Usage(format!("cannot start the network runtime: {e}")))?;
+                let rt = super::runtime(None)?;
                 let client = CrmClient::new(&conn)?;
                 let policy = RetryPolicy {
                     max_attempts: 3,

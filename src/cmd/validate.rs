@@ -49,10 +49,7 @@ pub fn run(args: ValidateArgs) -> Result<Exit> {
     // template that cannot work is reported at once.
     let server = if args.conn.url.is_some() || args.conn.profile.is_some() {
         let conn = args.conn.resolve()?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Usage(format!("cannot start the network runtime: {e}")))?;
+        let rt = super::runtime(None)?;
         let client = CrmClient::new(&conn)?;
         let policy = RetryPolicy {
             max_attempts: 3,
