@@ -56,7 +56,7 @@ pub fn read_source(
             .or_default()
             .push(SourceRecord {
                 entity: rec.entity,
-                fields: Fields::from_map(&rec.fields, &mut names),
+                fields: Fields::from_map(&rec.fields(), &mut names),
                 key: rec.key,
                 refs: rec.refs,
                 rows: rec.rows.iter().map(|&r| label(r)).collect(),

@@ -329,7 +329,7 @@ impl Uploader {
     /// The record's fields with references replaced by CRM ids; `Err` says which referenced
     /// record is missing (that record is then failed, never sent without its link).
     fn payload(&self, rec: &PlanRecord) -> Result<Map<String, Value>, String> {
-        let mut p = rec.fields.clone();
+        let mut p = rec.fields();
         for r in &rec.refs {
             match self.states.get(&(r.entity, r.key.clone())) {
                 Some(Entry {

@@ -11,13 +11,21 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub struct PlanRecord {
     pub entity: Entity,
     pub key: String,
-    pub fields: Map<String, Value>,
+    /// The fields as compact JSON text: a run holds every record until the report is written,
+    /// and text takes a fraction of a JSON map's memory. [`PlanRecord::fields`] parses it.
+    pub fields_json: Box<str>,
     pub refs: Vec<Reference>,
     /// Source rows (1-based, as the report shows them) holding this record.
     pub rows: Vec<u64>,
 }
 
 impl PlanRecord {
+    /// The fields to send (references not yet resolved).
+    pub fn fields(&self) -> Map<String, Value> {
+        // Written by `Plan::add` from a map, so it parses back into one.
+        serde_json::from_str(&self.fields_json).unwrap_or_default()
+    }
+
     /// Rows as the journal stores them ("2,5,9"), shortened for records shared by many rows.
     pub fn rows_text(&self) -> String {
         let mut s: Vec<String> = self.rows.iter().take(20).map(u64::to_string).collect();
@@ -61,7 +69,9 @@ impl Plan {
         self.records.push(PlanRecord {
             entity,
             key,
-            fields,
+            fields_json: serde_json::to_string(&fields)
+                .unwrap_or_else(|_| "{}".into())
+                .into_boxed_str(),
             refs,
             rows: vec![row],
         });
