@@ -192,6 +192,32 @@ fn count(conn: &Connection, sql: &str, args: &[Sql]) -> rusqlite::Result<i64> {
         .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))
 }
 
+/// Does the row with this id exist? (`table` and `id_col` are ours, never request data.)
+fn exists(conn: &Connection, table: &str, id_col: &str, id: i64) -> rusqlite::Result<bool> {
+    count(
+        conn,
+        &format!("SELECT COUNT(*) FROM {table} WHERE {id_col} = ?"),
+        &[Sql::Integer(id)],
+    )
+    .map(|n| n > 0)
+}
+
+/// Set one column of one row (`table`, `id_col` and `col` are ours, never request data).
+fn set_column(
+    conn: &Connection,
+    table: &str,
+    id_col: &str,
+    id: i64,
+    col: &str,
+    value: impl rusqlite::ToSql,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        &format!("UPDATE {table} SET {col} = ?1 WHERE {id_col} = ?2"),
+        rusqlite::params![value, id],
+    )
+    .map(|_| ())
+}
+
 fn requested_fields(p: &Params) -> Option<Vec<String>> {
     let list: Vec<String> = match p.get("fields")? {
         Value::String(s) => s.split(',').map(|f| f.trim().to_string()).collect(),
@@ -624,12 +650,7 @@ fn client(ctx: &mut Ctx, a: &str) -> R {
             let Some(clid) = ctx.int("clid").filter(|&c| c > 0) else {
                 return Ok(error(405, "Отсутствуют параметры - clid клиента"));
             };
-            if count(
-                ctx.conn,
-                "SELECT COUNT(*) FROM client WHERE clid = ?",
-                &[Sql::Integer(clid)],
-            )? == 0
-            {
+            if !exists(ctx.conn, "client", "clid", clid)? {
                 return Ok(error(403, "Клиент не найден"));
             }
             for f in [
@@ -646,10 +667,7 @@ fn client(ctx: &mut Ctx, a: &str) -> R {
                 "tip_cmr",
             ] {
                 if let Some(v) = value_str(ctx.p.get(f), ",") {
-                    ctx.conn.execute(
-                        &format!("UPDATE client SET {f} = ?1 WHERE clid = ?2"),
-                        rusqlite::params![clean_field(&v), clid],
-                    )?;
+                    set_column(ctx.conn, "client", "clid", clid, f, clean_field(&v))?;
                 }
             }
             if let Some(t) = ctx.str("title") {
@@ -1036,12 +1054,7 @@ fn history(ctx: &mut Ctx, a: &str) -> R {
             let Some(cid) = ctx.int("cid").filter(|&c| c > 0) else {
                 return Ok(error(405, "Отсутствуют параметры - cid записи"));
             };
-            if count(
-                ctx.conn,
-                "SELECT COUNT(*) FROM history WHERE cid = ?",
-                &[Sql::Integer(cid)],
-            )? == 0
-            {
+            if !exists(ctx.conn, "history", "cid", cid)? {
                 return Ok(error(403, "Запись не найдена."));
             }
             if let Some(c) = ctx.str("content") {
@@ -1343,12 +1356,7 @@ fn task(ctx: &mut Ctx, a: &str) -> R {
             let Some(id) = ctx.int("id").or(ctx.int("tid")).filter(|&i| i > 0) else {
                 return Ok(error(405, "Отсутствуют параметры - id напоминания"));
             };
-            if count(
-                ctx.conn,
-                "SELECT COUNT(*) FROM task WHERE tid = ?",
-                &[Sql::Integer(id)],
-            )? == 0
-            {
+            if !exists(ctx.conn, "task", "tid", id)? {
                 return Ok(error(403, "Напоминание не найдено"));
             }
             if a == "doit" {
@@ -1359,18 +1367,12 @@ fn task(ctx: &mut Ctx, a: &str) -> R {
             }
             for f in ["title", "des", "tip", "totime", "active"] {
                 if let Some(v) = ctx.str(f) {
-                    ctx.conn.execute(
-                        &format!("UPDATE task SET {f} = ?1 WHERE tid = ?2"),
-                        rusqlite::params![clean_field(&v), id],
-                    )?;
+                    set_column(ctx.conn, "task", "tid", id, f, clean_field(&v))?;
                 }
             }
             for f in ["priority", "speed", "status", "clid", "pid", "did"] {
                 if let Some(v) = ctx.int(f) {
-                    ctx.conn.execute(
-                        &format!("UPDATE task SET {f} = ?1 WHERE tid = ?2"),
-                        rusqlite::params![v, id],
-                    )?;
+                    set_column(ctx.conn, "task", "tid", id, f, v)?;
                 }
             }
             if ctx.p.contains_key("datum") {
@@ -1563,16 +1565,8 @@ fn deal(ctx: &mut Ctx, a: &str) -> R {
         "add" => {
             let clid = ctx.int("clid").unwrap_or(0);
             let payer = ctx.int("payer").filter(|&p| p > 0).unwrap_or(clid);
-            let exists = |conn: &Connection, id: i64| {
-                count(
-                    conn,
-                    "SELECT COUNT(*) FROM client WHERE clid = ?",
-                    &[Sql::Integer(id)],
-                )
-                .map(|n| n > 0)
-            };
-            let known =
-                (clid > 0 && exists(ctx.conn, clid)?) || (payer > 0 && exists(ctx.conn, payer)?);
+            let known = (clid > 0 && exists(ctx.conn, "client", "clid", clid)?)
+                || (payer > 0 && exists(ctx.conn, "client", "clid", payer)?);
             if !known {
                 return Ok(error(407, "Клиент или Плательщик не найден."));
             }
@@ -1632,12 +1626,7 @@ fn deal(ctx: &mut Ctx, a: &str) -> R {
             let Some(did) = ctx.int("did").filter(|&d| d > 0) else {
                 return Ok(error(405, "Отсутствуют параметры - did сделки"));
             };
-            if count(
-                ctx.conn,
-                "SELECT COUNT(*) FROM deal WHERE did = ?",
-                &[Sql::Integer(did)],
-            )? == 0
-            {
+            if !exists(ctx.conn, "deal", "did", did)? {
                 return Ok(error(403, "Сделка не найдена"));
             }
             for f in [
@@ -1649,18 +1638,12 @@ fn deal(ctx: &mut Ctx, a: &str) -> R {
                 "status_close",
             ] {
                 if let Some(v) = ctx.str(f) {
-                    ctx.conn.execute(
-                        &format!("UPDATE deal SET {f} = ?1 WHERE did = ?2"),
-                        rusqlite::params![clean_field(&v), did],
-                    )?;
+                    set_column(ctx.conn, "deal", "did", did, f, clean_field(&v))?;
                 }
             }
             for f in ["kol", "marga", "kol_fact"] {
                 if let Some(v) = ctx.str(f).and_then(|s| s.parse::<f64>().ok()) {
-                    ctx.conn.execute(
-                        &format!("UPDATE deal SET {f} = ?1 WHERE did = ?2"),
-                        rusqlite::params![v, did],
-                    )?;
+                    set_column(ctx.conn, "deal", "did", did, f, v)?;
                 }
             }
             if let Some(s) = ctx.int("step") {
