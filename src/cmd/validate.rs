@@ -2,11 +2,11 @@
 
 use crate::cli::{ConnectionArgs, SourceArgs};
 use crate::crm::{CrmClient, RetryPolicy};
-use crate::report::validation::{check_row, CheckedRow, ReportWriter, Tally};
+use crate::report::validation::{ReportWriter, Tally};
 use crate::report::Progress;
 use crate::source;
 use crate::template::server::{self as srv, Observed, ServerFacts};
-use crate::template::{map_file_with, MapOptions, Severity, Template};
+use crate::template::{check_row, map_file_with, CheckedRow, MapOptions, Severity, Template};
 use crate::{Error, Exit, Result};
 use clap::Args;
 use std::path::PathBuf;

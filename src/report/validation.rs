@@ -8,7 +8,7 @@ use super::{Cell, CsvOptions, CsvTable, ReportError, SheetId, XlsxBook};
 use crate::crm::Entity;
 use crate::source::Row;
 use crate::template::server::ServerFinding;
-use crate::template::{fingerprint, Fingerprint, MappedRow, Mapper, Problem, Severity};
+use crate::template::{fingerprint, Fingerprint, KeyConflicts, MappedRow, Problem, Severity};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
@@ -51,113 +51,15 @@ pub struct ValidationSummary {
     pub server_findings: Vec<ServerFinding>,
 }
 
-/// A mapped row reduced to what `validate` needs downstream.
-pub struct CheckedRow {
-    /// The source row, kept only when a report needs its cells.
-    pub row: Option<Row>,
-    /// Records keep entity and key; their field maps are dropped on the worker (already hashed).
-    pub mapped: MappedRow,
-    pub prints: Vec<Fingerprint>,
-    /// The cells of the watched columns (`validate --url`), in the order asked for.
-    pub watched: Vec<String>,
-}
-
-/// Map and fingerprint one row: the per-row work of `validate`, run on the rayon pool.
-pub fn check_row(mapper: &Mapper, row: Row, keep_row: bool, watch: &[usize]) -> CheckedRow {
-    let (mapped, prints) = mapper.map_row_fingerprinted(&row);
-    let watched = watch
-        .iter()
-        .map(|&i| row.cells.get(i).cloned().unwrap_or_default())
-        .collect();
-    CheckedRow {
-        watched,
-        row: keep_row.then_some(row),
-        mapped,
-        prints,
-    }
-}
-
-/// key fingerprint → (values fingerprint << 32 | first row), open addressing with linear
-/// probing, 16 bytes a slot. Split into 256 shards that grow by 1.25× on their own, so memory is
-/// ~22 bytes per distinct key with no doubling spikes (2M keys ≈ 45 MB; std's HashMap with a
-/// doubling rehash needed ~3× that at its peak).
-struct KeyTable {
-    shards: Vec<Shard>,
-}
-
-#[derive(Default)]
-struct Shard {
-    /// Key 0 marks an empty slot (a real key 0 is stored as 1).
-    slots: Vec<(u64, u64)>,
-    len: usize,
-}
-
-impl Shard {
-    fn slot(key: u64, cap: usize) -> usize {
-        ((u128::from(key.rotate_left(8)) * cap as u128) >> 64) as usize
-    }
-
-    /// The stored value for `key`, or `None` after inserting `value`.
-    fn get_or_insert(&mut self, key: u64, value: u64) -> Option<u64> {
-        if (self.len + 1) * 5 > self.slots.len() * 4 {
-            self.grow();
-        }
-        let cap = self.slots.len();
-        let mut i = Self::slot(key, cap);
-        loop {
-            let (k, v) = self.slots[i];
-            if k == key {
-                return Some(v);
-            }
-            if k == 0 {
-                self.slots[i] = (key, value);
-                self.len += 1;
-                return None;
-            }
-            i += 1;
-            if i == cap {
-                i = 0;
-            }
-        }
-    }
-
-    fn grow(&mut self) {
-        let cap = (self.slots.len() + self.slots.len() / 4).max(64);
-        let old = std::mem::replace(&mut self.slots, vec![(0, 0); cap]);
-        for (k, v) in old.into_iter().filter(|(k, _)| *k != 0) {
-            let mut i = Self::slot(k, cap);
-            while self.slots[i].0 != 0 {
-                i = if i + 1 == cap { 0 } else { i + 1 };
-            }
-            self.slots[i] = (k, v);
-        }
-    }
-}
-
-impl Default for KeyTable {
-    fn default() -> Self {
-        KeyTable {
-            shards: (0..256).map(|_| Shard::default()).collect(),
-        }
-    }
-}
-
-impl KeyTable {
-    fn get_or_insert(&mut self, key: u64, value: u64) -> Option<u64> {
-        let key = key.max(1);
-        self.shards[(key & 0xff) as usize].get_or_insert(key, value)
-    }
-}
-
 /// Where a problem message was seen (entity, column) and how often.
 type ProblemPlace = (Option<Entity>, Option<String>, u64);
 
 /// Accumulates counts and detects same-key records with different values. Per distinct key only
-/// a 16-byte fingerprint slot is kept (see `KeyTable`), never the records.
+/// a 16-byte fingerprint slot is kept (see `template::KeyConflicts`), never the records.
 #[derive(Default)]
 pub struct Tally {
     pub summary: ValidationSummary,
-    keys: KeyTable,
+    keys: KeyConflicts,
     /// message → (entity, column, count)
     problem_counts: HashMap<String, Vec<ProblemPlace>>,
 }
@@ -603,18 +505,5 @@ mod tests {
         assert_eq!(f.entities[&Entity::Client].distinct_keys, 2);
         assert_eq!(f.warnings, 1);
         assert_eq!(s.warnings, 1);
-    }
-
-    #[test]
-    fn key_table_grows_and_keeps_every_key() {
-        let mut t = KeyTable::default();
-        for k in 0..100_000u64 {
-            let h = k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            assert_eq!(t.get_or_insert(h, k), None);
-        }
-        for k in 0..100_000u64 {
-            let h = k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            assert_eq!(t.get_or_insert(h, 0), Some(k));
-        }
     }
 }

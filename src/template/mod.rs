@@ -4,12 +4,14 @@
 //! references to entities the template does not build) before any row is read; binding it to a
 //! file's headers gives a [`Mapper`], which turns each [`crate::source::Row`] into [`Record`]s.
 
+mod check;
 pub mod fields;
 pub mod init;
 mod mapper;
 pub mod rules;
 pub mod server;
 
+pub use check::{check_row, CheckedRow, KeyConflicts};
 pub use mapper::{
     fingerprint, map_file, map_file_with, Fingerprint, MapOptions, MappedFile, MappedRow, Mapper,
     Problem, Record, Reference, Severity,
