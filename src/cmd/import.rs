@@ -2,18 +2,16 @@
 
 use crate::cli::{ConnectionArgs, SourceArgs};
 use crate::crm::{CrmClient, Entity};
-use crate::report::import::{rows_to_retry, ImportReport, Outcome, RowLine};
-use crate::report::summary::SummaryTable;
+use crate::report::import::{
+    print_invalid_rows, print_summary, row_line, rows_to_retry, summary_table, EntitySummary,
+    ImportReport, Outcome, Summary, INVALID_ROWS_SHOWN,
+};
 use crate::source;
 use crate::template::{map_file, MapOptions, Template};
-use crate::upload::journal::{fingerprint_file, State};
-use crate::upload::{
-    Concurrency, EntityCounts, Journal, Plan, PlannedRow, RunIdentity, SourcePlan, UploadOptions,
-    Uploader,
-};
+use crate::upload::journal::fingerprint_file;
+use crate::upload::{Concurrency, Journal, RunIdentity, SourcePlan, UploadOptions, Uploader};
 use crate::{Error, Exit, Result};
 use clap::Args;
-use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,28 +58,6 @@ pub struct ImportArgs {
     /// No progress display
     #[arg(long, short = 'q')]
     pub quiet: bool,
-}
-
-#[derive(Debug, Default, Serialize)]
-struct EntitySummary {
-    read: u64,
-    invalid: u64,
-    #[serde(flatten)]
-    counts: EntityCounts,
-}
-
-#[derive(Debug, Serialize)]
-struct Summary {
-    file: String,
-    target: String,
-    rows: u64,
-    rows_by_outcome: BTreeMap<&'static str, u64>,
-    entities: BTreeMap<Entity, EntitySummary>,
-    report: Option<String>,
-    csv_report: Option<String>,
-    journal: String,
-    interrupted: bool,
-    seconds: f64,
 }
 
 fn parse_concurrency(s: &str) -> Result<Concurrency> {
@@ -252,183 +228,4 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
         return Err(Error::Interrupted);
     }
     Ok(if clean { Exit::Clean } else { Exit::RowsFailed })
-}
-
-/// Invalid rows printed before the upload starts; the report lists every one.
-const INVALID_ROWS_SHOWN: usize = 10;
-
-fn print_invalid_rows(rows: &[PlannedRow], at_most: usize) {
-    let invalid: Vec<_> = rows
-        .iter()
-        .filter_map(|r| r.invalid.as_ref().map(|p| (&r.pos, p)))
-        .collect();
-    for (pos, p) in invalid.iter().take(at_most) {
-        let what = [p.entity.map(|e| e.to_string()), p.field.clone()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" ");
-        let value = if p.value.is_empty() {
-            String::new()
-        } else {
-            format!(" value '{}':", p.value)
-        };
-        eprintln!("{pos}: {what}:{value} {} (not sent)", p.message);
-    }
-    if invalid.len() > at_most {
-        eprintln!(
-            "… and {} more invalid rows (see the report)",
-            invalid.len() - at_most
-        );
-    }
-}
-
-fn summary_table(entities: &BTreeMap<Entity, EntitySummary>) -> SummaryTable {
-    SummaryTable {
-        chart_title: "Import by entity".into(),
-        columns: [
-            "entity",
-            "read",
-            "invalid",
-            "created",
-            "existing",
-            "failed",
-            "unresolved",
-            "ambiguous resolved",
-        ]
-        .map(String::from)
-        .to_vec(),
-        rows: entities
-            .iter()
-            .map(|(e, s)| {
-                let c = &s.counts;
-                (
-                    e.to_string(),
-                    vec![
-                        s.read,
-                        s.invalid,
-                        c.created,
-                        c.existing,
-                        c.failed,
-                        c.unresolved,
-                        c.ambiguous_resolved,
-                    ],
-                )
-            })
-            .collect(),
-        charted: vec![1, 2, 3, 4],
-    }
-}
-
-fn row_line(r: &PlannedRow, plan: &Plan, up: &Uploader) -> RowLine {
-    let mut line = RowLine {
-        file: r.pos.file.to_string(),
-        sheet: r.pos.sheet.as_ref().map(|s| s.to_string()),
-        row: r.pos.row,
-        outcome: Outcome::Skipped,
-        ids: [None; 5],
-        entity: None,
-        field: None,
-        value: None,
-        error: None,
-    };
-    if let Some(p) = &r.invalid {
-        line.outcome = Outcome::Invalid;
-        line.entity = p.entity.map(|e| e.to_string());
-        line.field = p.field.clone();
-        line.value = (!p.value.is_empty()).then(|| p.value.clone());
-        line.error = Some(p.message.clone());
-        return line;
-    }
-    let (mut created, mut existing, mut failed, mut pending) = (0, 0, 0, 0);
-    for &i in &r.records {
-        let rec = plan.get(i);
-        let slot = Entity::ALL
-            .iter()
-            .position(|e| *e == rec.entity)
-            .unwrap_or(0);
-        match up.state(rec.entity, &rec.key) {
-            Some(e) if e.state.is_done() => {
-                line.ids[slot] = e.crm_id;
-                if e.state == State::Created {
-                    created += 1;
-                } else {
-                    existing += 1;
-                }
-            }
-            Some(e) if e.state == State::Failed || e.state == State::Ambiguous => {
-                failed += 1;
-                if line.error.is_none() {
-                    line.entity = Some(rec.entity.to_string());
-                    line.value = Some(rec.key.clone());
-                    line.error = e.error.clone();
-                }
-            }
-            other => {
-                pending += 1;
-                if line.error.is_none() {
-                    line.entity = Some(rec.entity.to_string());
-                    line.value = Some(rec.key.clone());
-                    line.error = Some(
-                        other
-                            .and_then(|e| e.error.clone())
-                            .unwrap_or_else(|| "not sent (the run stopped first)".into()),
-                    );
-                }
-            }
-        }
-    }
-    line.outcome = if failed > 0 {
-        Outcome::Failed
-    } else if pending > 0 || r.records.is_empty() {
-        Outcome::Skipped
-    } else if created > 0 {
-        Outcome::Created
-    } else if existing > 0 {
-        Outcome::Existing
-    } else {
-        Outcome::Skipped
-    };
-    line
-}
-
-fn print_summary(s: &Summary) {
-    println!(
-        "{:<9} {:>8} {:>8} {:>8} {:>9} {:>7} {:>10}",
-        "entity", "read", "invalid", "created", "existing", "failed", "ambiguous"
-    );
-    for (e, c) in &s.entities {
-        println!(
-            "{:<9} {:>8} {:>8} {:>8} {:>9} {:>7} {:>10}",
-            e.as_str(),
-            c.read,
-            c.invalid,
-            c.counts.created,
-            c.counts.existing,
-            c.counts.failed + c.counts.unresolved,
-            c.counts.ambiguous_resolved
-        );
-    }
-    let outcomes: Vec<String> = s
-        .rows_by_outcome
-        .iter()
-        .map(|(k, v)| format!("{v} {k}"))
-        .collect();
-    println!(
-        "{} rows: {} ({:.1} s) → {}",
-        s.rows,
-        outcomes.join(", "),
-        s.seconds,
-        s.target
-    );
-    if let Some(r) = &s.report {
-        println!("report: {r}");
-    }
-    if let Some(r) = &s.csv_report {
-        println!("csv report: {r}");
-    }
-    println!("journal: {}", s.journal);
-    if s.entities.values().any(|c| c.counts.unresolved > 0) {
-        println!("some records' answers were lost and could not be checked: run the same command again to resolve them");
-    }
 }

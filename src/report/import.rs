@@ -4,7 +4,10 @@
 
 use super::summary::{add_summary_sheet, SummaryTable};
 use super::{Cell, CsvOptions, CsvTable, ReportError, SheetId, XlsxBook};
-use std::collections::HashSet;
+use crate::crm::Entity;
+use crate::upload::{EntityCounts, Plan, PlannedRow, State, Uploader};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 pub const HEADERS: [&str; 13] = [
@@ -127,6 +130,210 @@ impl ImportReport {
             csv.finish()?;
         }
         Ok(())
+    }
+}
+
+/// One entity's counts, as the summary table and `--json` show them.
+#[derive(Debug, Default, Serialize)]
+pub struct EntitySummary {
+    pub read: u64,
+    pub invalid: u64,
+    #[serde(flatten)]
+    pub counts: EntityCounts,
+}
+
+/// A whole run, as the terminal summary and `--json` show it.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub file: String,
+    pub target: String,
+    pub rows: u64,
+    pub rows_by_outcome: BTreeMap<&'static str, u64>,
+    pub entities: BTreeMap<Entity, EntitySummary>,
+    pub report: Option<String>,
+    pub csv_report: Option<String>,
+    pub journal: String,
+    pub interrupted: bool,
+    pub seconds: f64,
+}
+
+/// Invalid rows printed before the upload starts; the report lists every one.
+pub const INVALID_ROWS_SHOWN: usize = 10;
+
+pub fn print_invalid_rows(rows: &[PlannedRow], at_most: usize) {
+    let invalid: Vec<_> = rows
+        .iter()
+        .filter_map(|r| r.invalid.as_ref().map(|p| (&r.pos, p)))
+        .collect();
+    for (pos, p) in invalid.iter().take(at_most) {
+        let what = [p.entity.map(|e| e.to_string()), p.field.clone()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let value = if p.value.is_empty() {
+            String::new()
+        } else {
+            format!(" value '{}':", p.value)
+        };
+        eprintln!("{pos}: {what}:{value} {} (not sent)", p.message);
+    }
+    if invalid.len() > at_most {
+        eprintln!(
+            "… and {} more invalid rows (see the report)",
+            invalid.len() - at_most
+        );
+    }
+}
+
+pub fn summary_table(entities: &BTreeMap<Entity, EntitySummary>) -> SummaryTable {
+    SummaryTable {
+        chart_title: "Import by entity".into(),
+        columns: [
+            "entity",
+            "read",
+            "invalid",
+            "created",
+            "existing",
+            "failed",
+            "unresolved",
+            "ambiguous resolved",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: entities
+            .iter()
+            .map(|(e, s)| {
+                let c = &s.counts;
+                (
+                    e.to_string(),
+                    vec![
+                        s.read,
+                        s.invalid,
+                        c.created,
+                        c.existing,
+                        c.failed,
+                        c.unresolved,
+                        c.ambiguous_resolved,
+                    ],
+                )
+            })
+            .collect(),
+        charted: vec![1, 2, 3, 4],
+    }
+}
+
+/// One source row's outcome after a run, from the journal's states of its records.
+pub fn row_line(r: &PlannedRow, plan: &Plan, up: &Uploader) -> RowLine {
+    let mut line = RowLine {
+        file: r.pos.file.to_string(),
+        sheet: r.pos.sheet.as_ref().map(|s| s.to_string()),
+        row: r.pos.row,
+        outcome: Outcome::Skipped,
+        ids: [None; 5],
+        entity: None,
+        field: None,
+        value: None,
+        error: None,
+    };
+    if let Some(p) = &r.invalid {
+        line.outcome = Outcome::Invalid;
+        line.entity = p.entity.map(|e| e.to_string());
+        line.field = p.field.clone();
+        line.value = (!p.value.is_empty()).then(|| p.value.clone());
+        line.error = Some(p.message.clone());
+        return line;
+    }
+    let (mut created, mut existing, mut failed, mut pending) = (0, 0, 0, 0);
+    for &i in &r.records {
+        let rec = plan.get(i);
+        let slot = Entity::ALL
+            .iter()
+            .position(|e| *e == rec.entity)
+            .unwrap_or(0);
+        match up.state(rec.entity, &rec.key) {
+            Some(e) if e.state.is_done() => {
+                line.ids[slot] = e.crm_id;
+                if e.state == State::Created {
+                    created += 1;
+                } else {
+                    existing += 1;
+                }
+            }
+            Some(e) if e.state == State::Failed || e.state == State::Ambiguous => {
+                failed += 1;
+                if line.error.is_none() {
+                    line.entity = Some(rec.entity.to_string());
+                    line.value = Some(rec.key.clone());
+                    line.error = e.error.clone();
+                }
+            }
+            other => {
+                pending += 1;
+                if line.error.is_none() {
+                    line.entity = Some(rec.entity.to_string());
+                    line.value = Some(rec.key.clone());
+                    line.error = Some(
+                        other
+                            .and_then(|e| e.error.clone())
+                            .unwrap_or_else(|| "not sent (the run stopped first)".into()),
+                    );
+                }
+            }
+        }
+    }
+    line.outcome = if failed > 0 {
+        Outcome::Failed
+    } else if pending > 0 || r.records.is_empty() {
+        Outcome::Skipped
+    } else if created > 0 {
+        Outcome::Created
+    } else if existing > 0 {
+        Outcome::Existing
+    } else {
+        Outcome::Skipped
+    };
+    line
+}
+
+pub fn print_summary(s: &Summary) {
+    println!(
+        "{:<9} {:>8} {:>8} {:>8} {:>9} {:>7} {:>10}",
+        "entity", "read", "invalid", "created", "existing", "failed", "ambiguous"
+    );
+    for (e, c) in &s.entities {
+        println!(
+            "{:<9} {:>8} {:>8} {:>8} {:>9} {:>7} {:>10}",
+            e.as_str(),
+            c.read,
+            c.invalid,
+            c.counts.created,
+            c.counts.existing,
+            c.counts.failed + c.counts.unresolved,
+            c.counts.ambiguous_resolved
+        );
+    }
+    let outcomes: Vec<String> = s
+        .rows_by_outcome
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect();
+    println!(
+        "{} rows: {} ({:.1} s) → {}",
+        s.rows,
+        outcomes.join(", "),
+        s.seconds,
+        s.target
+    );
+    if let Some(r) = &s.report {
+        println!("report: {r}");
+    }
+    if let Some(r) = &s.csv_report {
+        println!("csv report: {r}");
+    }
+    println!("journal: {}", s.journal);
+    if s.entities.values().any(|c| c.counts.unresolved > 0) {
+        println!("some records' answers were lost and could not be checked: run the same command again to resolve them");
     }
 }
 
