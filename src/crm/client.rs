@@ -235,13 +235,7 @@ impl CrmClient {
                     title: t.as_str().unwrap_or_default().to_string(),
                 })),
                 other => out.push(FieldInfo {
-                    // History's `fields` names its text by the column, `des`; every write and
-                    // list calls it `content`.
-                    name: if entity == Entity::History && name == "des" {
-                        "content".to_string()
-                    } else {
-                        name.clone()
-                    },
+                    name: entity.api_field(name).to_string(),
                     title: other.as_str().unwrap_or_default().to_string(),
                 }),
             }

@@ -58,6 +58,17 @@ impl Entity {
     }
 }
 
+impl Entity {
+    /// The name writes and lists use for a field that `fields` lists under its column name:
+    /// history's text is `des` there and `content` everywhere else.
+    pub fn api_field(self, name: &str) -> &str {
+        match (self, name) {
+            (Entity::History, "des") => "content",
+            _ => name,
+        }
+    }
+}
+
 impl fmt::Display for Entity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -361,13 +361,8 @@ impl Template {
             }
             let mut fields = Vec::new();
             for (name, value) in re.fields {
-                // History's `fields` action lists its text as `des`, but every write and list
-                // uses `content`: accept the name a user copied from `smbatch fields history`.
-                let name = if entity == Entity::History && name == "des" {
-                    "content".to_string()
-                } else {
-                    name
-                };
+                // Accept a name copied from the server's `fields` answer (history `des`).
+                let name = entity.api_field(&name).to_string();
                 let field_err = |message: String| TemplateError::Field {
                     path: p.clone(),
                     entity: entity.to_string(),
@@ -611,6 +606,22 @@ mod tests {
         let e = Expr::parse("{Фамилия} {Имя} {{x}}").unwrap();
         assert_eq!(e.columns().collect::<Vec<_>>(), vec!["Фамилия", "Имя"]);
         assert!(Expr::parse("{open").is_err());
+    }
+
+    #[test]
+    fn history_text_named_as_the_fields_action_names_it_is_sent_as_content() {
+        let t = Template::parse(
+            Path::new("h.toml"),
+            "[[entity]]\ntype = \"history\"\nkey = \"{id}\"\n[entity.fields]\ndes = \"Текст\"\n",
+        )
+        .unwrap();
+        let names: Vec<&str> = t.entities[0]
+            .fields
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(names, ["content"]);
+        assert!(t.warnings.is_empty(), "{:?}", t.warnings);
     }
 
     #[test]
