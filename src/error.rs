@@ -30,6 +30,12 @@ pub enum Error {
     Runtime(std::io::Error),
     #[error("interrupted")]
     Interrupted,
+    /// A pipeline invariant broke (a bug): the run must not pass for a success.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// Fatal, and already said on the console (first, before the summary): exit 2, print nothing more.
+    #[error("stopped (see above)")]
+    AlreadyReported,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

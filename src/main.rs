@@ -3,10 +3,19 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = smbatch::cli::Cli::parse();
-    match smbatch::cmd::run(cli) {
-        Ok(exit) => ExitCode::from(exit.code() as u8),
-        Err(err) => {
+    // A panic is a bug, never a clean end: whatever thread it happens on, the run stops with
+    // exit 2 and says so (the stages turn worker panics into errors naming the row).
+    match std::panic::catch_unwind(|| smbatch::cmd::run(cli)) {
+        Ok(Ok(exit)) => ExitCode::from(exit.code() as u8),
+        Ok(Err(smbatch::Error::AlreadyReported)) => ExitCode::from(2),
+        Ok(Err(err)) => {
             eprintln!("smbatch: error: {err}");
+            ExitCode::from(2)
+        }
+        Err(_) => {
+            eprintln!(
+                "smbatch: error: internal error (see the message above); the run stopped and did not finish"
+            );
             ExitCode::from(2)
         }
     }

@@ -4,7 +4,7 @@ use crate::cli::{ConnectionArgs, SourceArgs};
 use crate::crm::{CrmClient, Entity};
 use crate::report::import::{
     print_invalid_rows, print_summary, row_line, rows_to_retry, summary_table, EntitySummary,
-    ImportReport, Outcome, Summary, INVALID_ROWS_SHOWN,
+    ImportReport, Summary, INVALID_ROWS_SHOWN,
 };
 use crate::source;
 use crate::template::{map_file, MapOptions, Template};
@@ -52,6 +52,10 @@ pub struct ImportArgs {
     pub only_failed: Option<PathBuf>,
     #[command(flatten)]
     pub source: SourceArgs,
+    /// How long to keep retrying a CRM that does not answer (refused connections, timeouts,
+    /// 5xx) before stopping the run with exit 2, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::crm::DEFAULT_RETRY_FOR.as_secs())]
+    pub retry_for: u64,
     /// Print the summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -101,15 +105,12 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
     let SourcePlan {
         plan,
         rows,
-        invalid_by_entity,
+        by_entity,
     } = SourcePlan::from_rows(
         map_file(src, mapper, MapOptions::default()).map(|item| item.map(|(_, m)| m)),
         only.as_ref(),
     )?;
     let plan = Arc::new(plan);
-    if !args.json && !args.quiet {
-        print_invalid_rows(&rows, INVALID_ROWS_SHOWN);
-    }
 
     // Where to send: the embedded sandbox, or the configured CRM.
     let (sandbox, conn) = super::connect(args.sandbox.as_deref(), &args.conn)?;
@@ -143,40 +144,72 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
     let stop = Arc::new(AtomicBool::new(false));
     let interrupted = Arc::new(AtomicBool::new(false));
     let runtime = super::runtime(Some(2))?;
-    let upload_opts = UploadOptions {
+    let retry_for = std::time::Duration::from_secs(args.retry_for.max(1));
+    let mut upload_opts = UploadOptions {
         chunk: args.chunk,
         concurrency,
         quiet: args.quiet || args.json,
         ..UploadOptions::default()
     };
-    let mut uploader = Uploader::new(client, journal, plan.clone(), upload_opts, stop.clone())?;
-    let result = runtime.block_on(async {
-        let (stop2, int2) = (stop.clone(), interrupted.clone());
-        // Ctrl-C: no new chunks; requests in flight finish and are journaled.
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                int2.store(true, Ordering::SeqCst);
-                stop2.store(true, Ordering::SeqCst);
-                eprintln!("smbatch: interrupted: finishing requests in flight, then stopping (run again to resume)");
+    upload_opts.retry.max_elapsed = retry_for;
+    upload_opts.lookup_retry.max_elapsed = retry_for;
+    let mut uploader = Uploader::new(
+        client.clone(),
+        journal,
+        plan.clone(),
+        upload_opts,
+        stop.clone(),
+    )?;
+
+    // Before the first write: is the CRM there and does it take our key? A server that is
+    // down or a wrong key is the first thing said, and nothing is sent.
+    let entities_used: Vec<Entity> = Entity::ALL
+        .into_iter()
+        .filter(|e| !plan.of(*e).is_empty())
+        .collect();
+    let preflight = runtime.block_on(preflight(&client, &entities_used, retry_for));
+    let result: Result<(), Error> = match preflight {
+        Err(e) => Err(e),
+        Ok(()) => {
+            if !args.json && !args.quiet {
+                print_invalid_rows(&rows, INVALID_ROWS_SHOWN);
             }
-        });
-        uploader.run().await
-    });
+            runtime
+                .block_on(async {
+                    let (stop2, int2) = (stop.clone(), interrupted.clone());
+                    // Ctrl-C: no new chunks; requests in flight finish and are journaled.
+                    tokio::spawn(async move {
+                        if tokio::signal::ctrl_c().await.is_ok() {
+                            int2.store(true, Ordering::SeqCst);
+                            stop2.store(true, Ordering::SeqCst);
+                            eprintln!("smbatch: interrupted: finishing requests in flight, then stopping (run again to resume)");
+                        }
+                    });
+                    uploader.run().await
+                })
+                .map_err(Error::from)
+        }
+    };
     drop(runtime);
+    // A stop is said first, before the summary and the report paths.
+    if let Err(e) = &result {
+        eprintln!("smbatch: error: {e}");
+    }
 
     let counts = uploader.counts();
     let mut entities = BTreeMap::new();
     for e in Entity::ALL {
         let c = counts.get(&e).cloned().unwrap_or_default();
-        let invalid = invalid_by_entity.get(&e).copied().unwrap_or(0);
-        if c.records == 0 && invalid == 0 {
+        let rc = by_entity.get(&e).copied().unwrap_or_default();
+        if c.records == 0 && rc.invalid == 0 && rc.valid == 0 {
             continue;
         }
         entities.insert(
             e,
             EntitySummary {
-                read: c.records + invalid,
-                invalid,
+                read: rc.valid + rc.invalid,
+                valid: rc.valid,
+                invalid: rc.invalid,
                 counts: c,
             },
         );
@@ -192,9 +225,7 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
     let mut clean = true;
     for r in &rows {
         let line = row_line(r, &plan, &uploader);
-        if !matches!(line.outcome, Outcome::Created | Outcome::Existing) {
-            clean = false;
-        }
+        clean &= line.outcome.is_clean();
         *by_outcome.entry(line.outcome.as_str()).or_default() += 1;
         report.write(&line)?;
     }
@@ -210,6 +241,7 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
         csv_report: args.csv_report.as_ref().map(|p| p.display().to_string()),
         journal: journal_path.display().to_string(),
         interrupted: interrupted.load(Ordering::SeqCst),
+        stopped: result.as_ref().err().map(|e| e.to_string()),
         seconds: started.elapsed().as_secs_f64(),
     };
     if args.json {
@@ -223,9 +255,39 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
     if let Some(s) = sandbox {
         s.stop();
     }
-    result?;
+    summary.check_adds_up()?;
+    if result.is_err() {
+        return Err(Error::AlreadyReported);
+    }
     if summary.interrupted {
         return Err(Error::Interrupted);
     }
     Ok(if clean { Exit::Clean } else { Exit::RowsFailed })
+}
+
+/// One read-only call per entity the run writes (`fields`): a server that is down, a wrong URL
+/// or a refused key stops the run before anything is sent, within the retry budget.
+async fn preflight(
+    client: &CrmClient,
+    entities: &[Entity],
+    retry_for: std::time::Duration,
+) -> Result<()> {
+    let policy = crate::crm::RetryPolicy {
+        max_attempts: u32::MAX,
+        max_elapsed: retry_for,
+        ..crate::crm::RetryPolicy::default()
+    };
+    for e in entities {
+        client.fields(*e, &policy).await.map_err(|err| {
+            if err.is_server_trouble() {
+                Error::Upload(crate::upload::UploadError::Unreachable {
+                    seconds: retry_for.as_secs(),
+                    source: err,
+                })
+            } else {
+                Error::Crm(err)
+            }
+        })?;
+    }
+    Ok(())
 }

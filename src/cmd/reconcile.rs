@@ -135,6 +135,7 @@ fn fix(args: &ReconcileArgs, side: &SourceSide, result: &Reconciliation) -> Resu
         only_failed: None,
         source: args.source.clone(),
         json: false,
+        retry_for: crate::crm::DEFAULT_RETRY_FOR.as_secs(),
         quiet: args.quiet || args.json,
     };
     // Rows that fail again show in the fix report and in the second check below.

@@ -202,11 +202,18 @@ impl CrmClient {
         policy: &RetryPolicy,
     ) -> Result<Value, CrmError> {
         let mut attempt = 1;
+        let mut first_failure: Option<std::time::Instant> = None;
         loop {
             match self.call(entity, action, body).await {
                 Ok(v) => return Ok(v),
-                Err(e) if e.retry_class() == RetryClass::Retry && attempt < policy.max_attempts => {
-                    tokio::time::sleep(policy.backoff(attempt)).await;
+                Err(e) if e.retry_class() == RetryClass::Retry => {
+                    let since = first_failure
+                        .get_or_insert_with(std::time::Instant::now)
+                        .elapsed();
+                    if policy.exhausted(attempt, since) {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(policy.backoff_within(attempt, since)).await;
                     attempt += 1;
                 }
                 Err(e) => return Err(e),

@@ -11,7 +11,7 @@ pub mod values;
 pub use client::{CrmClient, FieldInfo, ListPage};
 pub use entity::{Entity, UnknownEntity};
 pub use outcome::ItemOutcome;
-pub use retry::{RetryClass, RetryPolicy};
+pub use retry::{RetryClass, RetryPolicy, DEFAULT_RETRY_FOR};
 
 use thiserror::Error;
 
@@ -77,6 +77,16 @@ impl CrmError {
             self,
             CrmError::Connect { .. } | CrmError::Auth { .. } | CrmError::Setup(_)
         )
+    }
+
+    /// The server as a whole is not answering (not one request's trouble): refused or lost
+    /// connections, timeouts, 5xx/429 from the web server in front of it.
+    pub fn is_server_trouble(&self) -> bool {
+        match self {
+            CrmError::Connect { .. } | CrmError::Transport { .. } => true,
+            CrmError::Http { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
     }
 
     /// Fatal for the whole run, whatever else is going on.

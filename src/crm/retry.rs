@@ -11,7 +11,13 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
+    /// Stop retrying once this long has passed since the first failure, whatever the attempts
+    /// left: a server that is down is said so within a bounded time.
+    pub max_elapsed: Duration,
 }
+
+/// How long a run keeps retrying a server that does not answer, unless told otherwise.
+pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(30);
 
 impl Default for RetryPolicy {
     fn default() -> Self {
@@ -19,6 +25,7 @@ impl Default for RetryPolicy {
             max_attempts: 6,
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(10),
+            max_elapsed: DEFAULT_RETRY_FOR,
         }
     }
 }
@@ -30,7 +37,19 @@ impl RetryPolicy {
             max_attempts,
             base_delay: Duration::ZERO,
             max_delay: Duration::ZERO,
+            max_elapsed: DEFAULT_RETRY_FOR,
         }
+    }
+
+    /// After `attempt` failed attempts, the first failure `since` ago: try no more?
+    pub fn exhausted(&self, attempt: u32, since: Duration) -> bool {
+        attempt >= self.max_attempts || since >= self.max_elapsed
+    }
+
+    /// The delay before the next attempt, cut so it does not run past `max_elapsed`.
+    pub fn backoff_within(&self, attempt: u32, since: Duration) -> Duration {
+        self.backoff(attempt)
+            .min(self.max_elapsed.saturating_sub(since))
     }
 
     /// Delay before attempt `attempt + 1` (attempt counts from 1): uniform in
@@ -67,6 +86,7 @@ mod tests {
             max_attempts: 10,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_millis(1500),
+            max_elapsed: Duration::from_secs(30),
         };
         for attempt in 1..10 {
             let cap = (100u64 << (attempt - 1)).min(1500);
@@ -75,5 +95,22 @@ mod tests {
             }
         }
         assert_eq!(RetryPolicy::immediate(3).backoff(5), Duration::ZERO);
+    }
+
+    #[test]
+    fn retrying_stops_at_the_attempts_or_the_time_budget_whichever_comes_first() {
+        let p = RetryPolicy {
+            max_attempts: 100,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(10),
+            max_elapsed: Duration::from_secs(30),
+        };
+        assert!(!p.exhausted(3, Duration::from_secs(29)));
+        assert!(p.exhausted(3, Duration::from_secs(30)));
+        assert!(p.exhausted(100, Duration::ZERO));
+        // The last wait never runs past the budget.
+        for _ in 0..50 {
+            assert!(p.backoff_within(20, Duration::from_secs(29)) <= Duration::from_secs(1));
+        }
     }
 }

@@ -5,7 +5,7 @@
 use super::summary::{add_summary_sheet, SummaryTable};
 use super::{Cell, CsvOptions, CsvTable, ReportError, SheetId, XlsxBook};
 use crate::crm::Entity;
-use crate::upload::{EntityCounts, Plan, PlannedRow, State, Uploader};
+use crate::upload::{EntityCounts, Plan, PlannedRow, RowSkip, State, Uploader};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -15,14 +15,27 @@ pub const HEADERS: [&str; 13] = [
     "field", "value", "error",
 ];
 
-/// What happened to one source row.
+/// What happened to one source row: exactly one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
+    /// Every record of the row is in the CRM, at least one created (by this run or an earlier one).
     Created,
+    /// Every record of the row was already in the CRM.
     Existing,
+    /// Some records are in the CRM; others of the row are invalid and were not sent.
+    Partial,
+    /// Every record of the row is invalid: nothing sent.
     Invalid,
+    /// A record of the row was refused by the CRM (or a record it references was).
     Failed,
+    /// A record was sent but its answer was lost and could not be checked yet.
+    Unresolved,
+    /// The run stopped before the row's records were sent.
+    NotSent,
+    /// Nothing in the row.
+    Blank,
+    /// Not selected by `--only-failed`.
     Skipped,
 }
 
@@ -31,15 +44,27 @@ impl Outcome {
         match self {
             Outcome::Created => "created",
             Outcome::Existing => "existing",
+            Outcome::Partial => "partial",
             Outcome::Invalid => "invalid",
             Outcome::Failed => "failed",
+            Outcome::Unresolved => "unresolved",
+            Outcome::NotSent => "not_sent",
+            Outcome::Blank => "blank",
             Outcome::Skipped => "skipped",
         }
     }
 
-    /// Made it into the CRM: `--only-failed` leaves these rows out.
+    /// Nothing more to do for this row: `--only-failed` leaves these rows out.
     pub fn is_success(s: &str) -> bool {
-        s == "created" || s == "existing"
+        matches!(s, "created" | "existing" | "blank" | "skipped")
+    }
+
+    /// The row is all there: the run's exit code stays 0 for these.
+    pub fn is_clean(self) -> bool {
+        matches!(
+            self,
+            Outcome::Created | Outcome::Existing | Outcome::Blank | Outcome::Skipped
+        )
     }
 }
 
@@ -133,10 +158,14 @@ impl ImportReport {
     }
 }
 
-/// One entity's counts, as the summary table and `--json` show them.
+/// One entity's counts, as the summary table and `--json` show them. Rows: `read` = `valid` +
+/// `invalid` (rows holding a record of this entity — the figures `validate` prints). Records
+/// (distinct keys of the valid rows): `records` = created + existing + earlier + failed +
+/// unresolved + not_sent.
 #[derive(Debug, Default, Serialize)]
 pub struct EntitySummary {
     pub read: u64,
+    pub valid: u64,
     pub invalid: u64,
     #[serde(flatten)]
     pub counts: EntityCounts,
@@ -154,7 +183,31 @@ pub struct Summary {
     pub csv_report: Option<String>,
     pub journal: String,
     pub interrupted: bool,
+    /// Why the run stopped early (a fatal error), if it did.
+    pub stopped: Option<String>,
     pub seconds: f64,
+}
+
+impl Summary {
+    /// Every row has exactly one outcome and every entity's figures add up; otherwise the run
+    /// is an internal error, never a success.
+    pub fn check_adds_up(&self) -> Result<(), crate::Error> {
+        let outcomes: u64 = self.rows_by_outcome.values().sum();
+        if outcomes != self.rows {
+            return Err(crate::Error::Internal(format!(
+                "{} rows read but {outcomes} row outcomes counted",
+                self.rows
+            )));
+        }
+        for (e, c) in &self.entities {
+            if c.read != c.valid + c.invalid || !c.counts.adds_up() {
+                return Err(crate::Error::Internal(format!(
+                    "the {e} figures do not add up: {c:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Invalid rows printed before the upload starts; the report lists every one.
@@ -163,20 +216,16 @@ pub const INVALID_ROWS_SHOWN: usize = 10;
 pub fn print_invalid_rows(rows: &[PlannedRow], at_most: usize) {
     let invalid: Vec<_> = rows
         .iter()
-        .filter_map(|r| r.invalid.as_ref().map(|p| (&r.pos, p)))
+        .filter_map(|r| r.invalid.as_ref().map(|p| (r, p)))
         .collect();
-    for (pos, p) in invalid.iter().take(at_most) {
-        let what = [p.entity.map(|e| e.to_string()), p.field.clone()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" ");
-        let value = if p.value.is_empty() {
-            String::new()
+    for (r, p) in invalid.iter().take(at_most) {
+        let held: Vec<&str> = r.rejected.iter().map(|e| e.as_str()).collect();
+        let sent = if r.records.is_empty() {
+            "nothing of this row is sent".to_string()
         } else {
-            format!(" value '{}':", p.value)
+            format!("not sent: {}; the row's other records are", held.join(", "))
         };
-        eprintln!("{pos}: {what}:{value} {} (not sent)", p.message);
+        eprintln!("{}: {} ({sent})", r.pos, p.message);
     }
     if invalid.len() > at_most {
         eprintln!(
@@ -191,12 +240,15 @@ pub fn summary_table(entities: &BTreeMap<Entity, EntitySummary>) -> SummaryTable
         chart_title: "Import by entity".into(),
         columns: [
             "entity",
-            "read",
-            "invalid",
+            "rows",
+            "invalid rows",
+            "records",
             "created",
             "existing",
+            "earlier run",
             "failed",
             "unresolved",
+            "not sent",
             "ambiguous resolved",
         ]
         .map(String::from)
@@ -210,16 +262,19 @@ pub fn summary_table(entities: &BTreeMap<Entity, EntitySummary>) -> SummaryTable
                     vec![
                         s.read,
                         s.invalid,
+                        c.records,
                         c.created,
                         c.existing,
+                        c.earlier,
                         c.failed,
                         c.unresolved,
+                        c.not_sent,
                         c.ambiguous_resolved,
                     ],
                 )
             })
             .collect(),
-        charted: vec![1, 2, 3, 4],
+        charted: vec![3, 4, 5, 6, 7],
     }
 }
 
@@ -236,87 +291,130 @@ pub fn row_line(r: &PlannedRow, plan: &Plan, up: &Uploader) -> RowLine {
         value: None,
         error: None,
     };
+    match r.skip {
+        Some(RowSkip::Blank) => {
+            line.outcome = Outcome::Blank;
+            return line;
+        }
+        Some(RowSkip::NotSelected) => {
+            line.outcome = Outcome::Skipped;
+            return line;
+        }
+        None => {}
+    }
     if let Some(p) = &r.invalid {
-        line.outcome = Outcome::Invalid;
         line.entity = p.entity.map(|e| e.to_string());
         line.field = p.field.clone();
         line.value = (!p.value.is_empty()).then(|| p.value.clone());
         line.error = Some(p.message.clone());
-        return line;
     }
-    let (mut created, mut existing, mut failed, mut pending) = (0, 0, 0, 0);
+    let (mut created, mut existing, mut failed, mut unresolved, mut not_sent) = (0, 0, 0, 0, 0);
+    // A record's trouble replaces the invalid-part message: it is what needs acting on first.
+    let mut trouble: Option<(Entity, String, String)> = None;
     for &i in &r.records {
         let rec = plan.get(i);
         let slot = Entity::ALL
             .iter()
             .position(|e| *e == rec.entity)
             .unwrap_or(0);
-        match up.state(rec.entity, &rec.key) {
-            Some(e) if e.state.is_done() => {
-                line.ids[slot] = e.crm_id;
-                if e.state == State::Created {
-                    created += 1;
-                } else {
-                    existing += 1;
-                }
+        let entry = up.state(rec.entity, &rec.key);
+        let state = entry.map(|e| e.state);
+        let why = |default: &str| {
+            entry
+                .and_then(|e| e.error.clone())
+                .unwrap_or_else(|| default.to_string())
+        };
+        match state {
+            Some(State::Created) => {
+                line.ids[slot] = entry.and_then(|e| e.crm_id);
+                created += 1;
             }
-            Some(e) if e.state == State::Failed || e.state == State::Ambiguous => {
+            Some(State::Existing) => {
+                line.ids[slot] = entry.and_then(|e| e.crm_id);
+                existing += 1;
+            }
+            Some(State::Failed) => {
                 failed += 1;
-                if line.error.is_none() {
-                    line.entity = Some(rec.entity.to_string());
-                    line.value = Some(rec.key.clone());
-                    line.error = e.error.clone();
-                }
+                trouble.get_or_insert((rec.entity, rec.key.clone(), why("refused by the CRM")));
             }
-            other => {
-                pending += 1;
-                if line.error.is_none() {
-                    line.entity = Some(rec.entity.to_string());
-                    line.value = Some(rec.key.clone());
-                    line.error = Some(
-                        other
-                            .and_then(|e| e.error.clone())
-                            .unwrap_or_else(|| "not sent (the run stopped first)".into()),
-                    );
-                }
+            Some(State::Sent) | Some(State::Ambiguous) => {
+                unresolved += 1;
+                trouble.get_or_insert((
+                    rec.entity,
+                    rec.key.clone(),
+                    why("sent, but the answer was lost; run again to check it"),
+                ));
+            }
+            Some(State::Pending) | None => {
+                not_sent += 1;
+                trouble.get_or_insert((
+                    rec.entity,
+                    rec.key.clone(),
+                    why("not sent: the run stopped first"),
+                ));
             }
         }
     }
+    if let Some((entity, key, error)) = trouble {
+        line.entity = Some(entity.to_string());
+        line.field = None;
+        line.value = Some(key);
+        line.error = Some(error);
+    }
     line.outcome = if failed > 0 {
         Outcome::Failed
-    } else if pending > 0 || r.records.is_empty() {
-        Outcome::Skipped
+    } else if unresolved > 0 {
+        Outcome::Unresolved
+    } else if not_sent > 0 {
+        Outcome::NotSent
+    } else if r.invalid.is_some() {
+        if created + existing > 0 {
+            Outcome::Partial
+        } else {
+            Outcome::Invalid
+        }
     } else if created > 0 {
         Outcome::Created
-    } else if existing > 0 {
-        Outcome::Existing
     } else {
-        Outcome::Skipped
+        Outcome::Existing
     };
     line
 }
 
 pub fn print_summary(s: &Summary) {
     println!(
-        "{:<9} {:>8} {:>8} {:>8} {:>9} {:>7} {:>10}",
-        "entity", "read", "invalid", "created", "existing", "failed", "ambiguous"
+        "{:<9} {:>7} {:>8} {:>8} {:>8} {:>9} {:>8} {:>7} {:>10} {:>9}",
+        "entity",
+        "rows",
+        "invalid",
+        "records",
+        "created",
+        "existing",
+        "earlier",
+        "failed",
+        "unresolved",
+        "not sent"
     );
     for (e, c) in &s.entities {
+        let n = &c.counts;
         println!(
-            "{:<9} {:>8} {:>8} {:>8} {:>9} {:>7} {:>10}",
+            "{:<9} {:>7} {:>8} {:>8} {:>8} {:>9} {:>8} {:>7} {:>10} {:>9}",
             e.as_str(),
             c.read,
             c.invalid,
-            c.counts.created,
-            c.counts.existing,
-            c.counts.failed + c.counts.unresolved,
-            c.counts.ambiguous_resolved
+            n.records,
+            n.created,
+            n.existing,
+            n.earlier,
+            n.failed,
+            n.unresolved,
+            n.not_sent
         );
     }
     let outcomes: Vec<String> = s
         .rows_by_outcome
         .iter()
-        .map(|(k, v)| format!("{v} {k}"))
+        .map(|(k, v)| format!("{v} {}", k.replace('_', " ")))
         .collect();
     println!(
         "{} rows: {} ({:.1} s) → {}",
@@ -325,6 +423,16 @@ pub fn print_summary(s: &Summary) {
         s.seconds,
         s.target
     );
+    let resolved: u64 = s
+        .entities
+        .values()
+        .map(|c| c.counts.ambiguous_resolved)
+        .sum();
+    if resolved > 0 {
+        println!(
+            "{resolved} records whose answer was lost were found in the CRM and not sent again"
+        );
+    }
     if let Some(r) = &s.report {
         println!("report: {r}");
     }
@@ -332,7 +440,9 @@ pub fn print_summary(s: &Summary) {
         println!("csv report: {r}");
     }
     println!("journal: {}", s.journal);
-    if s.entities.values().any(|c| c.counts.unresolved > 0) {
+    if s.stopped.is_some() {
+        println!("stopped early (the reason is above): the report lists what was not sent; run the same command again to continue");
+    } else if s.entities.values().any(|c| c.counts.unresolved > 0) {
         println!("some records' answers were lost and could not be checked: run the same command again to resolve them");
     }
 }

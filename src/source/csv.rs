@@ -376,6 +376,9 @@ impl RowSource for CsvSource {
             eof: self.done,
         })
     }
+    fn file(&self) -> &str {
+        &self.file
+    }
     fn describe(&self) -> String {
         let d = match self.delimiter {
             b'\t' => "tab".to_string(),

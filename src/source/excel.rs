@@ -182,6 +182,8 @@ enum Msg {
     Headers(Vec<String>),
     Rows(Vec<Row>),
     Err(SourceError),
+    /// The sheet is read to its end (a closed channel without it means the thread died).
+    End,
 }
 
 /// XLSX read on a background thread with calamine's streaming cell reader: the reader borrows
@@ -189,6 +191,7 @@ enum Msg {
 pub(crate) struct XlsxSource {
     headers: Vec<String>,
     sheet: String,
+    file: Arc<str>,
     rx: Receiver<Msg>,
     buf: std::vec::IntoIter<Row>,
     done: bool,
@@ -208,6 +211,7 @@ impl XlsxSource {
         let p = path.to_path_buf();
         let sheet_name = sheet.clone();
         std::thread::spawn(move || {
+            let mut last_row = 1u64;
             let mut run = || -> Result<(), SourceError> {
                 let wb_err = |e: calamine::XlsxError| SourceError::Workbook {
                     path: p.clone(),
@@ -225,10 +229,11 @@ impl XlsxSource {
                     issues: Vec::new(),
                 };
                 let mut batch = Vec::with_capacity(BATCH);
-                let send = |built: Option<Built>, batch: &mut Vec<Row>, flush: bool| -> bool {
+                let mut send = |built: Option<Built>, batch: &mut Vec<Row>, flush: bool| -> bool {
                     let ok = match built {
                         Some(Built::Headers(h)) => tx.send(Msg::Headers(h)).is_ok(),
                         Some(Built::Row(r)) => {
+                            last_row = r.pos.row;
                             batch.push(r);
                             true
                         }
@@ -260,14 +265,30 @@ impl XlsxSource {
                 }
                 Ok(())
             };
-            if let Err(e) = run() {
-                let _ = tx.send(Msg::Err(e));
+            // calamine on a damaged file may panic: that is the file's fault, said as such.
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut run)) {
+                Ok(Ok(())) => {
+                    let _ = tx.send(Msg::End);
+                }
+                Ok(Err(e)) => {
+                    let _ = tx.send(Msg::Err(e));
+                }
+                Err(_) => {
+                    let _ = tx.send(Msg::Err(SourceError::Workbook {
+                        path: p.clone(),
+                        message: format!(
+                            "the workbook is damaged near row {} and cannot be read further",
+                            last_row + 1
+                        ),
+                    }));
+                }
             }
         });
         match rx.recv() {
             Ok(Msg::Headers(headers)) => Ok(XlsxSource {
                 headers,
                 sheet,
+                file: Arc::from(path.display().to_string()),
                 rx,
                 buf: Vec::new().into_iter(),
                 done: false,
@@ -297,7 +318,15 @@ impl Iterator for XlsxSource {
                     return Some(Err(e));
                 }
                 Ok(Msg::Headers(_)) => {}
-                Err(_) => self.done = true,
+                Ok(Msg::End) => self.done = true,
+                Err(_) => {
+                    self.done = true;
+                    return Some(Err(SourceError::Internal {
+                        file: self.file.to_string(),
+                        row: 0,
+                        message: "the workbook reader stopped before the end of the sheet".into(),
+                    }));
+                }
             }
         }
     }
@@ -306,6 +335,9 @@ impl Iterator for XlsxSource {
 impl RowSource for XlsxSource {
     fn headers(&self) -> &[String] {
         &self.headers
+    }
+    fn file(&self) -> &str {
+        &self.file
     }
     fn describe(&self) -> String {
         format!("XLSX, sheet '{}'", self.sheet)
@@ -316,6 +348,7 @@ impl RowSource for XlsxSource {
 pub(crate) struct RangeSource {
     headers: Vec<String>,
     sheet: String,
+    file: Arc<str>,
     rows: std::vec::IntoIter<Row>,
 }
 
@@ -364,6 +397,7 @@ impl RangeSource {
         Ok(RangeSource {
             headers,
             sheet,
+            file: Arc::from(path.display().to_string()),
             rows: rows.into_iter(),
         })
     }
@@ -379,6 +413,9 @@ impl Iterator for RangeSource {
 impl RowSource for RangeSource {
     fn headers(&self) -> &[String] {
         &self.headers
+    }
+    fn file(&self) -> &str {
+        &self.file
     }
     fn describe(&self) -> String {
         format!("workbook, sheet '{}'", self.sheet)

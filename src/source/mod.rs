@@ -125,6 +125,14 @@ pub enum SourceError {
     UnknownEncoding(String),
     #[error("bad delimiter '{0}': use one character such as ',' ';' '|' or 'tab'")]
     BadDelimiter(String),
+    /// A stage of the pipeline failed (a bug): the run must stop, never take it for the end of
+    /// the file.
+    #[error("{file} row {row}: internal error: {message}; nothing from this row on was processed")]
+    Internal {
+        file: String,
+        row: u64,
+        message: String,
+    },
     #[error("{path}: unsupported file type (expected .csv, .txt, .tsv, .xlsx, .xlsm, .xls)")]
     UnsupportedType { path: PathBuf },
 }
@@ -135,6 +143,8 @@ pub trait RowSource: Iterator<Item = Result<Row, SourceError>> + Send {
     fn headers(&self) -> &[String];
     /// What was detected (encoding, delimiter, sheet), for the summary.
     fn describe(&self) -> String;
+    /// The file, as rows name it.
+    fn file(&self) -> &str;
     /// Up to `max` rows as raw fields, for sources that can hand them over cheaper than as
     /// [`Row`]s (CSV): the cells are then built — and later freed — on the worker threads, not
     /// on the one reader thread. `None` when the source does not support it (use the iterator).
@@ -195,6 +205,16 @@ impl RawBatch {
 
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
+    }
+
+    /// The spreadsheet row number of row `i`.
+    pub fn row_number(&self, i: usize) -> u64 {
+        self.rows[i].2
+    }
+
+    /// The spreadsheet row number of the last row, if any.
+    pub fn last_row(&self) -> Option<u64> {
+        self.rows.last().map(|r| r.2)
     }
 
     /// Build row `i` (what the CSV iterator would have yielded for it).

@@ -13,12 +13,15 @@ pub mod plan;
 
 pub use journal::{Entry, Journal, RunIdentity, State, Update};
 pub use limit::Limiter;
-pub use plan::{chunk_by_size, Plan, PlanRecord, PlannedRow, RowProblem, SourcePlan};
+pub use plan::{
+    chunk_by_size, describe_problem, Plan, PlanRecord, PlannedRow, RowCounts, RowProblem, RowSkip,
+    SourcePlan,
+};
 
 use crate::crm::{CrmClient, CrmError, Entity, ItemOutcome, RetryClass, RetryPolicy};
 use crate::report::Progress;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,8 +45,16 @@ pub enum UploadError {
     /// The CRM refused the whole run (bad key, unknown method): nothing more can be sent.
     #[error("{0}")]
     Fatal(#[source] CrmError),
-    #[error("cannot read the report {path}: {message}")]
-    Report { path: PathBuf, message: String },
+    /// The server stopped answering for longer than the retry budget: the run stops at once.
+    #[error("the CRM did not answer for {seconds} s ({source}). Check that the URL is right and the server is up, then run the same command again: the journal keeps what was done and nothing is sent twice")]
+    Unreachable {
+        seconds: u64,
+        #[source]
+        source: CrmError,
+    },
+    /// A bug: a task panicked. The records it carried stay as the journal says (looked up next run).
+    #[error("internal error while sending {entity} records: {message}; run the same command again to continue (the journal keeps what was done)")]
+    Internal { entity: Entity, message: String },
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -95,17 +106,33 @@ impl Default for UploadOptions {
     }
 }
 
-/// Per-entity counts of one run (after it, from the journal).
+/// Per-entity counts of one run (after it, from the journal). Every record is in exactly one
+/// of `created`, `existing`, `earlier`, `failed`, `unresolved`, `not_sent`: they add up to
+/// `records` ([`EntityCounts::adds_up`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct EntityCounts {
+    /// Distinct records (keys) of the valid rows.
     pub records: u64,
+    /// Created by this run.
     pub created: u64,
+    /// Found existing by this run (e.g. a client the server reported as a duplicate).
     pub existing: u64,
+    /// Already in the CRM from an earlier run of the same journal: not sent again.
+    pub earlier: u64,
     pub failed: u64,
     /// Sent but unresolved (gave up or interrupted): looked up on the next run.
     pub unresolved: u64,
-    /// Answers lost, then found by lookup.
+    /// Never sent: the run stopped first.
+    pub not_sent: u64,
+    /// Of the above, answers lost and then found by lookup (a note, not an outcome).
     pub ambiguous_resolved: u64,
+}
+
+impl EntityCounts {
+    pub fn adds_up(&self) -> bool {
+        self.created + self.existing + self.earlier + self.failed + self.unresolved + self.not_sent
+            == self.records
+    }
 }
 
 /// One record in flight: its plan index and the payload with references resolved.
@@ -129,6 +156,8 @@ type ChunkResult = Result<Vec<Update>, UploadError>;
 pub struct Uploader {
     ctx: Arc<Ctx>,
     states: HashMap<(Entity, String), Entry>,
+    /// Records already stored when this run started (an earlier run of the same journal).
+    done_before: HashSet<(Entity, String)>,
 }
 
 impl Uploader {
@@ -146,6 +175,11 @@ impl Uploader {
                 .map(|r| (r.entity, r.key.as_str(), r.rows_text())),
         )?;
         let states = journal.load()?;
+        let done_before = states
+            .iter()
+            .filter(|(_, e)| e.state.is_done())
+            .map(|(k, _)| k.clone())
+            .collect();
         let limiter = match opts.concurrency {
             Concurrency::Fixed(n) => Limiter::fixed(n),
             Concurrency::Auto => Limiter::adaptive(limit::AUTO_START, 1, limit::AUTO_MAX),
@@ -160,6 +194,7 @@ impl Uploader {
                 plan,
             }),
             states,
+            done_before,
         })
     }
 
@@ -274,9 +309,15 @@ impl Uploader {
                 }
                 Err(join) => {
                     this.ctx.stop.store(true, Ordering::SeqCst);
-                    fatal.get_or_insert(UploadError::Runtime(std::io::Error::other(
-                        join.to_string(),
-                    )));
+                    let message = match join.try_into_panic() {
+                        Ok(p) => p
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| p.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "a task panicked".into()),
+                        Err(j) => j.to_string(),
+                    };
+                    fatal.get_or_insert(UploadError::Internal { entity, message });
                 }
             }
         };
@@ -357,19 +398,25 @@ impl Uploader {
         for r in self.ctx.plan.records() {
             let c = out.entry(r.entity).or_default();
             c.records += 1;
-            if let Some(e) = self.states.get(&(r.entity, r.key.clone())) {
-                {
+            let key = (r.entity, r.key.clone());
+            if self.done_before.contains(&key) {
+                c.earlier += 1;
+                continue;
+            }
+            match self.states.get(&key) {
+                Some(e) => {
                     match e.state {
                         State::Created => c.created += 1,
                         State::Existing => c.existing += 1,
                         State::Failed => c.failed += 1,
                         State::Sent | State::Ambiguous => c.unresolved += 1,
-                        State::Pending => {}
+                        State::Pending => c.not_sent += 1,
                     }
                     if e.resolved && e.state.is_done() {
                         c.ambiguous_resolved += 1;
                     }
                 }
+                None => c.not_sent += 1,
             }
         }
         out
@@ -421,6 +468,7 @@ async fn send_chunk(
     let mut remaining = items;
     let mut lookup = lookup_first;
     let mut attempt = 0u32;
+    let mut first_failure: Option<Instant> = None;
     loop {
         if lookup {
             let wanted: Vec<lookup::Wanted> = remaining
@@ -557,12 +605,21 @@ async fn send_chunk(
                     })
                     .collect();
                 ctx.journal_record(&ups)?;
-                if attempt >= ctx.opts.retry.max_attempts || ctx.stop.load(Ordering::SeqCst) {
+                let since = first_failure.get_or_insert(started).elapsed();
+                if ctx.opts.retry.exhausted(attempt, since) && e.is_server_trouble() {
+                    // Not this chunk's fault: the server is not answering. Stop the run now
+                    // (the journal already says which records may have arrived).
+                    return Err(UploadError::Unreachable {
+                        seconds: since.as_secs().max(1),
+                        source: e,
+                    });
+                }
+                if ctx.opts.retry.exhausted(attempt, since) || ctx.stop.load(Ordering::SeqCst) {
                     done.extend(ups);
                     return Ok(done);
                 }
                 lookup = e.may_have_applied();
-                tokio::time::sleep(ctx.opts.retry.backoff(attempt)).await;
+                tokio::time::sleep(ctx.opts.retry.backoff_within(attempt, since)).await;
             }
         }
     }

@@ -111,38 +111,83 @@ impl Plan {
     }
 }
 
-/// Why a source row sends nothing: its first error, and all its error messages.
+/// Why some or all of a source row's records are not sent: its first error, and every error
+/// of the row, each stated once.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowProblem {
     pub entity: Option<Entity>,
     /// The CRM field, or else the source column.
     pub field: Option<String>,
     pub value: String,
+    /// Every error of the row, each once, each naming its entity, field and value.
     pub message: String,
 }
 
-/// One source row as a run sees it: where it is, why it is invalid (if it is), and the plan
-/// records it holds.
+/// Why a row has no records to send although it is not invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowSkip {
+    /// Nothing in the row.
+    Blank,
+    /// Left out by `--only-failed` (it made it in an earlier run).
+    NotSelected,
+}
+
+/// One source row as a run sees it: where it is, what of it is invalid (if anything), and the
+/// plan records it holds (its valid records: a record is held back only for its own reasons).
 #[derive(Debug, Clone)]
 pub struct PlannedRow {
     pub pos: SourcePos,
     pub invalid: Option<RowProblem>,
+    /// Entities whose record in this row is invalid (not in `records`).
+    pub rejected: Vec<Entity>,
     pub records: Vec<usize>,
+    pub skip: Option<RowSkip>,
 }
 
-/// What a source promises the CRM: the plan, every row, and how many records each entity lost to
-/// invalid rows.
+/// Per entity, how many rows hold a valid or an invalid record of it — the figures `validate`
+/// prints for the same file and template.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RowCounts {
+    pub valid: u64,
+    pub invalid: u64,
+}
+
+/// What a source promises the CRM: the plan, every row, and per entity how many rows hold a
+/// valid or an invalid record of it.
 #[derive(Debug, Default)]
 pub struct SourcePlan {
     pub plan: Plan,
     pub rows: Vec<PlannedRow>,
-    pub invalid_by_entity: BTreeMap<Entity, u64>,
+    pub by_entity: BTreeMap<Entity, RowCounts>,
+}
+
+/// "person mail 'x@': is not a valid e-mail address" — a problem said with what it is about.
+pub fn describe_problem(p: &crate::template::Problem) -> String {
+    let mut what: Vec<String> = Vec::new();
+    if let Some(e) = p.entity {
+        what.push(e.to_string());
+    }
+    if let Some(f) = p.field.clone().or_else(|| p.column.clone()) {
+        what.push(f);
+    }
+    let value = if p.value.is_empty() {
+        String::new()
+    } else {
+        format!(" '{}'", p.value)
+    };
+    if what.is_empty() {
+        format!("{}{value}", p.message)
+    } else {
+        format!("{}{value}: {}", what.join(" "), p.message)
+    }
 }
 
 impl SourcePlan {
-    /// Plan mapped rows. An invalid row sends nothing (its valid records neither: half a row in
-    /// the CRM is harder to repair than a row the report lists); blank rows are skipped; `only`
-    /// keeps just those row numbers (`--only-failed`).
+    /// Plan mapped rows. Every row is kept (blank ones and those `only` leaves out too, so the
+    /// report accounts for every row of the file); a row's valid records go into the plan even
+    /// when another record of the same row is invalid — a record is held back only when it is
+    /// invalid itself or references an invalid record (the mapper rejects those). `only` keeps
+    /// just those row numbers (`--only-failed`).
     pub fn from_rows(
         rows: impl Iterator<Item = Result<MappedRow, SourceError>>,
         only: Option<&HashSet<u64>>,
@@ -150,43 +195,67 @@ impl SourcePlan {
         let mut out = SourcePlan::default();
         for m in rows {
             let m = m?;
-            if m.blank || only.is_some_and(|o| !o.contains(&m.pos.row)) {
-                continue;
-            }
             let mut row = PlannedRow {
                 pos: m.pos.clone(),
                 invalid: None,
+                rejected: Vec::new(),
                 records: Vec::new(),
+                skip: None,
             };
+            if m.blank {
+                row.skip = Some(RowSkip::Blank);
+                out.rows.push(row);
+                continue;
+            }
+            if only.is_some_and(|o| !o.contains(&m.pos.row)) {
+                row.skip = Some(RowSkip::NotSelected);
+                out.rows.push(row);
+                continue;
+            }
             if !m.is_valid() {
                 for e in &m.rejected {
-                    *out.invalid_by_entity.entry(*e).or_default() += 1;
+                    out.by_entity.entry(*e).or_default().invalid += 1;
                 }
-                let errors = || m.problems.iter().filter(|p| p.severity == Severity::Error);
-                let first = errors().next().or(m.problems.first());
+                let errors: Vec<&crate::template::Problem> = m
+                    .problems
+                    .iter()
+                    .filter(|p| p.severity == Severity::Error)
+                    .collect();
+                let first = errors.first().copied().or(m.problems.first());
+                let mut said: Vec<String> = Vec::new();
+                for p in &errors {
+                    let d = describe_problem(p);
+                    if !said.contains(&d) {
+                        said.push(d);
+                    }
+                }
+                row.rejected = m.rejected.clone();
                 row.invalid = Some(RowProblem {
                     entity: first.and_then(|p| p.entity),
                     field: first.and_then(|p| p.field.clone().or(p.column.clone())),
                     value: first.map(|p| p.value.clone()).unwrap_or_default(),
-                    message: match first {
-                        Some(_) => errors()
-                            .map(|p| p.message.as_str())
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                        None => "invalid row".into(),
+                    message: if said.is_empty() {
+                        "invalid row".into()
+                    } else {
+                        said.join("; ")
                     },
                 });
-            } else {
-                for rec in m.records {
-                    let i = out
-                        .plan
-                        .add(m.pos.row, rec.entity, rec.key, rec.fields, rec.refs);
-                    row.records.push(i);
-                }
+            }
+            for rec in m.records {
+                out.by_entity.entry(rec.entity).or_default().valid += 1;
+                let i = out
+                    .plan
+                    .add(m.pos.row, rec.entity, rec.key, rec.fields, rec.refs);
+                row.records.push(i);
             }
             out.rows.push(row);
         }
         Ok(out)
+    }
+
+    /// Rows with at least one invalid record.
+    pub fn invalid_rows(&self) -> u64 {
+        self.rows.iter().filter(|r| r.invalid.is_some()).count() as u64
     }
 }
 

@@ -175,16 +175,24 @@ fn sample_imports_valid_rows_reports_invalid_ones_and_reruns_create_nothing() {
         )
     };
     let first = counts(&sb);
-    assert_eq!(first, (6, 25, 18), "{}", text(&out));
+    // A record is held back only for its own reasons: the contacts of rows 15 and 23 are sent
+    // although their activity's date is bad (27 valid persons, as `validate` says).
+    assert_eq!(first, (6, 27, 18), "{}", text(&out));
     assert!(dir.path().join("out/report.journal.sqlite").exists());
     let lines = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = lines.lines().collect();
     assert_eq!(lines.len(), 31, "header + every source row");
-    assert_eq!(lines.iter().filter(|l| l.contains(";invalid;")).count(), 5);
+    // Every bad row still sent its valid records: 5 partial rows, none wholly invalid.
+    assert_eq!(lines.iter().filter(|l| l.contains(";partial;")).count(), 5);
     assert_eq!(lines.iter().filter(|l| l.contains(";created;")).count(), 25);
     assert!(lines
         .iter()
-        .any(|l| l.contains(";invalid;") && l.contains("mail") && l.contains("e-mail")));
+        .any(|l| l.contains(";partial;") && l.contains("mail") && l.contains("e-mail")));
+    let row15 = lines
+        .iter()
+        .find(|l| l.contains(";15;partial;"))
+        .expect("row 15 is partial");
+    assert!(row15.contains("31.02.2024"), "{row15}");
     // The XLSX opens with a summary per entity, then every row.
     {
         use calamine::{open_workbook, Data, Reader, Xlsx};
@@ -194,10 +202,23 @@ fn sample_imports_valid_rows_reports_invalid_ones_and_reruns_create_nothing() {
         let person = (1..summary.height())
             .find(|r| summary.get((*r, 0)) == Some(&Data::String("person".into())))
             .expect("a person line");
+        let header: Vec<String> = (0..summary.width())
+            .map(|c| {
+                summary
+                    .get((0, c))
+                    .map(|d| d.to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let col = |name: &str| header.iter().position(|h| h == name).unwrap();
         assert_eq!(
-            summary.get((person, 3)),
-            Some(&Data::Float(25.0)),
+            summary.get((person, col("created"))),
+            Some(&Data::Float(27.0)),
             "created"
+        );
+        assert_eq!(
+            summary.get((person, col("invalid rows"))),
+            Some(&Data::Float(3.0))
         );
         assert_eq!(wb.worksheet_range("Rows").unwrap().height(), 31);
     }
@@ -207,12 +228,20 @@ fn sample_imports_valid_rows_reports_invalid_ones_and_reruns_create_nothing() {
     assert!(!String::from_utf8_lossy(&journal).contains(&key));
     assert!(!lines.iter().any(|l| l.contains(&key)));
 
-    // Same input, same journal: nothing new is created.
-    let out = import(&sb, &args);
+    // Same input, same journal: nothing new is created, and the summary says so (nothing is
+    // counted as created by this run; it was all there from the earlier one).
+    let mut again: Vec<&str> = args.to_vec();
+    again.push("--json");
+    let out = import(&sb, &again);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_eq!(counts(&sb), first);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["entities"]["person"]["created"], 0, "{summary}");
+    assert_eq!(summary["entities"]["person"]["earlier"], 27, "{summary}");
+    assert_eq!(summary["entities"]["history"]["earlier"], 18, "{summary}");
 
-    // --only-failed reads the report and retries just the 5 invalid rows.
+    // --only-failed reads the report and retries just the 5 partial rows; the other 25 are
+    // still accounted for, as skipped.
     let csv2 = dir.path().join("out/retry.csv");
     let out = import(
         &sb,
@@ -231,7 +260,9 @@ fn sample_imports_valid_rows_reports_invalid_ones_and_reruns_create_nothing() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(summary["rows"], 5, "{summary}");
+    assert_eq!(summary["rows"], 30, "{summary}");
+    assert_eq!(summary["rows_by_outcome"]["skipped"], 25, "{summary}");
+    assert_eq!(summary["rows_by_outcome"]["partial"], 5, "{summary}");
     assert_eq!(counts(&sb), first);
 }
 
@@ -256,10 +287,118 @@ fn wrong_key_stops_at_once_with_exit_2_and_sends_nothing() {
     .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
+    // The reason comes first, before any row list, summary or report path.
+    assert!(err.starts_with("smbatch: error:"), "{err}");
     assert!(err.contains("refused the login"), "{err}");
+    assert_eq!(
+        err.matches("refused the login").count(),
+        1,
+        "said once: {err}"
+    );
     assert!(!err.contains("wrong-key"), "the key must not be printed");
     assert_eq!(sb.count(Entity::Person), 0);
     assert_eq!(sb.count(Entity::History), 0);
+    // The report is still written, and true: every row is there, none sent.
+    assert!(report.exists());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("300 rows: 300 not sent"), "{stdout}");
+}
+
+/// A CRM that is not there: the run stops within the retry budget, says why first, exits 2,
+/// and still writes a report and journal whose counts are true.
+#[test]
+fn server_down_stops_within_the_retry_budget_and_says_why_first() {
+    // A port nobody listens on: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let (input, template) = big_input(dir.path(), 57);
+    let report = dir.path().join("r.csv");
+    let started = std::time::Instant::now();
+    let out = Command::cargo_bin("smbatch")
+        .unwrap()
+        .args(["import", p(&input), "--template", p(&template)])
+        .args([
+            "--report",
+            p(&dir.path().join("r.xlsx")),
+            "--csv-report",
+            p(&report),
+        ])
+        .args(["--retry-for", "2", "--json"])
+        .args([
+            "--url",
+            &format!("http://127.0.0.1:{port}"),
+            "--login",
+            "a@b",
+        ])
+        .env("SMBATCH_APIKEY", "k")
+        .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "bounded by --retry-for"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("smbatch: error: the CRM did not answer"),
+        "{err}"
+    );
+    assert!(err.contains("cannot connect"), "{err}");
+    assert!(err.contains("run the same command again"), "{err}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["rows"], 57, "{summary}");
+    assert_eq!(summary["rows_by_outcome"]["not_sent"], 57, "{summary}");
+    assert_eq!(summary["entities"]["person"]["not_sent"], 57, "{summary}");
+    assert_eq!(summary["entities"]["person"]["failed"], 0, "{summary}");
+    assert!(summary["stopped"]
+        .as_str()
+        .unwrap()
+        .contains("did not answer"));
+    let lines = std::fs::read_to_string(&report).unwrap();
+    assert_eq!(
+        lines.lines().filter(|l| l.contains(";not_sent;")).count(),
+        57
+    );
+}
+
+/// A server whose web front answers 5xx to everything: the same bounded stop.
+#[test]
+fn server_answering_only_5xx_stops_within_the_retry_budget() {
+    let sb = sandbox();
+    sb.set_faults(FaultConfig {
+        error_rate: 1.0,
+        seed: 1,
+        ..FaultConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (input, template) = big_input(dir.path(), 20);
+    let out = import(
+        &sb,
+        &[
+            p(&input),
+            "--template",
+            p(&template),
+            "--report",
+            p(&dir.path().join("r.xlsx")),
+            "--retry-for",
+            "2",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("smbatch: error: the CRM did not answer"),
+        "{err}"
+    );
+    assert!(err.contains("HTTP 50"), "{err}");
+    sb.set_faults(FaultConfig::default());
+    assert_eq!(sb.count(Entity::Person), 0);
 }
 
 #[test]

@@ -111,7 +111,7 @@ fn reconcile_lists_exactly_the_damage_and_fix_restores_only_the_missing() {
     // Straight after the import everything matches.
     let clean = smbatch(&sb, "reconcile", &["-o", &d("clean.xlsx"), "--json", "-q"]);
     assert_eq!(clean.status.code(), Some(0), "{}", say(&clean));
-    assert_eq!(summary(&clean)["entities"]["person"]["matched"], 25);
+    assert_eq!(summary(&clean)["entities"]["person"]["matched"], 27);
 
     // Damage: delete one person and one activity, edit a position, duplicate a person.
     let client = CrmClient::new(&sb.connection()).unwrap();
