@@ -402,7 +402,7 @@ mod tests {
         let linked = json!({"cid": 2, "person": [{"pid": 1, "person": "Иванов"}], "did": 0});
         let plain = plain.as_object().unwrap().clone();
         let linked = linked.as_object().unwrap().clone();
-        let a = Columns::from_rows(Entity::History, &[plain.clone()]);
+        let a = Columns::from_rows(Entity::History, std::slice::from_ref(&plain));
         let b = Columns::from_rows(Entity::History, &[linked, plain]);
         assert_eq!(a.names(), b.names());
         assert_eq!(a.names()[8], "person");
