@@ -77,7 +77,7 @@ pub struct ExportArgs {
     /// Attempts per page before the export stops (transient errors are retried with backoff)
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub attempts: u32,
-    /// State file: export only what changed since the last run with the same file
+    /// State file: export only records new or changed since the last run with the same file
     #[arg(long)]
     pub state: Option<PathBuf>,
     /// No progress display
@@ -184,6 +184,9 @@ pub fn run(args: ExportArgs) -> Result<Exit> {
         eprintln!("smbatch: warning: {w}");
     }
     for e in &summary.entities {
+        for n in &e.notes {
+            eprintln!("smbatch: note: {n}");
+        }
         for m in &e.count_mismatch {
             eprintln!("smbatch: COUNT MISMATCH: {m}");
         }
@@ -197,12 +200,18 @@ pub fn run(args: ExportArgs) -> Result<Exit> {
             let count = e
                 .server_count
                 .map_or(String::new(), |c| format!(" (server count {c})"));
-            let unchanged = if e.unchanged > 0 {
+            let incremental = if args.state.is_some() {
+                let gone = e.gone.map_or(String::new(), |g| format!(", {g} gone"));
+                format!(
+                    ": {} new, {} changed, {} unchanged left out{gone}",
+                    e.new, e.changed, e.unchanged
+                )
+            } else if e.unchanged > 0 {
                 format!(", {} unchanged left out", e.unchanged)
             } else {
                 String::new()
             };
-            eprintln!("{}: {} rows{count}{unchanged}", e.entity, e.rows);
+            eprintln!("{}: {} rows{count}{incremental}", e.entity, e.rows);
         }
         eprintln!(
             "wrote {} ({} rows in {:.1} s)",

@@ -9,6 +9,19 @@ use crate::report::Cell;
 use chrono::{NaiveDate, NaiveDateTime};
 use serde_json::{Map, Value};
 
+/// Keys `list` returns, in the server's order, for entities whose rows do not all have the same
+/// keys: history/list adds `person` only to rows linked to a contact (NOTES §6,
+/// v3-history-list-dates-all), so a first page without one would otherwise drop the column.
+fn list_keys(entity: Entity) -> &'static [&'static str] {
+    match entity {
+        Entity::History => &[
+            "cid", "datum", "content", "tip", "iduser", "user", "clid", "client", "person", "did",
+            "dogovor",
+        ],
+        _ => &[],
+    }
+}
+
 /// How a column's values are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -65,11 +78,12 @@ impl Columns {
         }
     }
 
-    /// Columns taken from the keys of the first rows, in the server's order, then keys first
-    /// seen in later rows of the same page appended.
+    /// The entity's known list keys first (so the columns do not depend on which rows came
+    /// first), then the keys of the first rows in the server's order, then keys first seen in
+    /// later rows of the same page.
     pub fn from_rows(entity: Entity, rows: &[Map<String, Value>]) -> Columns {
-        let mut names: Vec<String> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut names: Vec<String> = list_keys(entity).iter().map(|k| k.to_string()).collect();
+        let mut seen: std::collections::HashSet<&str> = list_keys(entity).iter().copied().collect();
         for row in rows {
             for k in row.keys() {
                 if seen.insert(k.as_str()) {
@@ -383,6 +397,15 @@ mod tests {
             c.into_cells(full.clone()),
             vec![Cell::Int(3), Cell::Empty, Cell::text("=1+1")]
         );
+        // History's columns are the same whether or not the first rows are linked to a contact.
+        let plain = json!({"cid": 1, "datum": "2026-11-29 10:00:00", "content": "a"});
+        let linked = json!({"cid": 2, "person": [{"pid": 1, "person": "Иванов"}], "did": 0});
+        let plain = plain.as_object().unwrap().clone();
+        let linked = linked.as_object().unwrap().clone();
+        let a = Columns::from_rows(Entity::History, std::slice::from_ref(&plain));
+        let b = Columns::from_rows(Entity::History, &[linked, plain]);
+        assert_eq!(a.names(), b.names());
+        assert_eq!(a.names()[8], "person");
         let h = Columns::new(Entity::History, vec!["cid".into(), "content".into()]);
         let row = json!({"cid": 1, "content": "a<br />\nb"});
         let row = row.as_object().unwrap();

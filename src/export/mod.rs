@@ -13,7 +13,7 @@ pub mod state;
 pub use columns::Columns;
 pub use output::{partial_path, Format, Output};
 pub use query::{Active, Filters};
-pub use state::ExportState;
+pub use state::{ExportState, Prints, RecordId};
 
 use crate::crm::{CrmClient, CrmError, Entity, FieldInfo, RetryPolicy};
 use crate::report::{Cell, Progress, ReportError};
@@ -88,7 +88,8 @@ pub struct ExportJob {
     pub concurrency: usize,
     pub policy: RetryPolicy,
     pub quiet: bool,
-    /// Remember per entity the newest change exported; use it as `changed_since` next time.
+    /// Remember per entity every record exported (id and fingerprint); the next run with the
+    /// same file exports only new and changed records.
     pub state: Option<PathBuf>,
 }
 
@@ -104,16 +105,24 @@ pub struct EntitySummary {
     pub server_count: Option<u64>,
     /// Rows that came twice (pages shifting under concurrent changes) and were written once.
     pub duplicates: u64,
-    /// Records left out because they did not change since `changed_since`.
+    /// Rows written that the state did not hold (every row written, without `--state`).
+    pub new: u64,
+    /// Rows written because they differ from what the state remembers.
+    pub changed: u64,
+    /// Records left out: not changed since `changed_since`, or the same as in the state.
     pub unchanged: u64,
+    /// Records in the state that the listing no longer returns (deleted, or not visible to this
+    /// login); not exported. `None` when the listing was narrowed (`--from`, `--user`...), so
+    /// absence means nothing.
+    pub gone: Option<u64>,
     pub changed_since: Option<String>,
     /// How `changed_since` was applied (the API has no edit-date filter for most entities).
     pub changed_since_by: Option<String>,
-    /// Newest change date seen (what `--state` remembers).
-    pub changed_up_to: Option<String>,
-    /// Ids changed exactly at `changed_up_to` (for `--state`).
+    /// What this run cannot see (said on every incremental run), and how it was done.
+    pub notes: Vec<String>,
+    /// What `--state` remembers after this run.
     #[serde(skip)]
-    pub ids_at_mark: Vec<String>,
+    pub records: Option<Prints>,
     pub columns: Vec<String>,
     /// Keys that appeared only after the header was written: their values are not in the file.
     pub ignored_columns: Vec<String>,
@@ -167,27 +176,30 @@ pub async fn export(client: &CrmClient, job: &ExportJob) -> Result<ExportSummary
     let mut warnings = Vec::new();
     for &entity in &job.entities {
         let mut filters = job.filters.clone();
-        let mut done_at_since = HashSet::new();
-        if filters.changed_since.is_none() {
-            if let Some(prev) = state.as_ref().and_then(|s| s.entities.get(&entity)) {
-                if let Some(mark) = prev.changed_up_to.as_deref() {
-                    filters.changed_since = Some(query::parse_moment("--state", mark)?);
-                    done_at_since = prev.ids_at_mark.iter().cloned().collect();
+        let inc = match state.as_mut() {
+            None => None,
+            Some(st) => {
+                let prev = st.entities.get_mut(&entity);
+                let mut inc = Incremental::default();
+                match prev {
+                    Some(p) if p.records.is_some() => {
+                        inc.prev = p.records.take().unwrap_or_default();
+                    }
+                    // Older state file: what changed since its mark, as that format did; the
+                    // rows left out are the ones it exported, so they are remembered too.
+                    Some(p) => {
+                        if let (Some(mark), None) = (&p.changed_up_to, filters.changed_since) {
+                            filters.changed_since = Some(query::parse_moment("--state", mark)?);
+                            inc.legacy_mark = Some(mark.clone());
+                        }
+                    }
+                    None => {}
                 }
+                Some(inc)
             }
-        }
+        };
         let started_output = out_started(&out);
-        match export_entity(
-            client,
-            job,
-            entity,
-            &filters,
-            done_at_since,
-            &mut out,
-            &mut warnings,
-        )
-        .await
-        {
+        match export_entity(client, job, entity, &filters, inc, &mut out, &mut warnings).await {
             Ok(s) => summaries.push(s),
             // Bad input found before anything was written: no partial file to leave behind.
             Err(e @ (ExportError::UnknownFields { .. } | ExportError::Fields { .. }))
@@ -213,33 +225,20 @@ pub async fn export(client: &CrmClient, job: &ExportJob) -> Result<ExportSummary
             "{unmappable} character(s) cannot be written in the chosen CSV encoding and became '?'; use --encoding utf-8-bom to keep them"
         ));
     }
+    // Only a completed export moves the state on (a failed one returned above).
     if let (Some(path), Some(st)) = (&job.state, state.as_mut()) {
         let now = chrono::Local::now()
             .naive_local()
             .format(MOMENT)
             .to_string();
-        for s in &summaries {
-            let prev = st.entities.remove(&s.entity).unwrap_or_default();
-            // Never move backwards (a run that saw no rows keeps the old mark).
-            let (mark, ids) = match (&s.changed_up_to, &prev.changed_up_to) {
-                (Some(new), Some(old)) if new == old => {
-                    let mut ids = prev.ids_at_mark.clone();
-                    ids.extend(s.ids_at_mark.iter().cloned());
-                    ids.sort();
-                    ids.dedup();
-                    (Some(new.clone()), ids)
-                }
-                (Some(new), Some(old)) if new < old => (Some(old.clone()), prev.ids_at_mark),
-                (Some(new), _) => (Some(new.clone()), s.ids_at_mark.clone()),
-                (None, old) => (old.clone(), prev.ids_at_mark),
-            };
+        for s in &mut summaries {
             st.entities.insert(
                 s.entity,
                 state::EntityState {
-                    changed_up_to: mark,
-                    ids_at_mark: ids,
                     exported_at: now.clone(),
                     rows: s.rows,
+                    records: Some(s.records.take().unwrap_or_default()),
+                    ..state::EntityState::default()
                 },
             );
         }
@@ -307,8 +306,27 @@ fn plan_fields(
     }
 }
 
-/// Where one entity's rows go: chooses columns on the first non-empty page, filters on the
-/// change date, writes cells, counts.
+/// `--state` for one entity during a run.
+#[derive(Default)]
+struct Incremental {
+    /// What earlier runs exported; ids are taken out as the listing returns them, so what is
+    /// left at the end was not listed.
+    prev: Prints,
+    /// What the state holds after this run.
+    now: Prints,
+    /// An older state file's mark, used as `changed_since` for this run.
+    legacy_mark: Option<String>,
+}
+
+/// A record's change date, and whether it is only known to the day (a date without time).
+#[derive(Debug, Clone, Copy)]
+struct ChangedAt {
+    at: NaiveDateTime,
+    by_day: bool,
+}
+
+/// Where one entity's rows go: chooses columns on the first non-empty page, leaves out what did
+/// not change (change date, state fingerprints), writes cells, counts.
 struct EntityWriter<'a> {
     entity: Entity,
     label: String,
@@ -320,12 +338,11 @@ struct EntityWriter<'a> {
     derived: Option<HashSet<String>>,
     ignored: BTreeSet<String>,
     since: Option<NaiveDateTime>,
-    /// Ids already exported with a change date equal to `since` (from the state file).
-    done_at_since: HashSet<String>,
-    newest_ids: Vec<String>,
     change_cols: Option<(&'static str, &'static str)>,
-    newest: Option<NaiveDateTime>,
+    inc: Option<Incremental>,
     written: u64,
+    new: u64,
+    changed: u64,
     unchanged: u64,
     progress: Option<Progress>,
 }
@@ -401,15 +418,80 @@ impl EntityWriter<'_> {
     }
 
     /// The row's change date: the edit date, else the creation date.
-    fn changed_at(&self, row: &Row) -> Option<NaiveDateTime> {
+    fn changed_at(&self, row: &Row) -> Option<ChangedAt> {
         let (a, b) = self.change_cols?;
         [a, b]
             .into_iter()
             .find_map(|c| match columns::parse_datetime(row.get(c)?.as_str()?)? {
-                Cell::DateTime(dt) => Some(dt),
-                Cell::Date(d) => d.and_hms_opt(0, 0, 0),
+                Cell::DateTime(at) => Some(ChangedAt { at, by_day: false }),
+                Cell::Date(d) => Some(ChangedAt {
+                    at: d.and_hms_opt(0, 0, 0)?,
+                    by_day: true,
+                }),
                 _ => None,
             })
+    }
+
+    /// Is the row left out as not changed? Counts it and keeps the state right either way.
+    fn unchanged(&mut self, row: &Row) -> bool {
+        let id = self
+            .inc
+            .as_ref()
+            .and_then(|_| RecordId::of(row.get(self.entity.id_field())));
+        let print = self.inc.as_ref().map(|_| state::fingerprint(row));
+        let before = match self.inc.as_mut() {
+            Some(inc) => id.as_ref().and_then(|i| inc.prev.0.remove(i)),
+            None => None,
+        };
+        // A row without a usable date is exported: better once too often than missing.
+        if let (Some(since), Some(c)) = (self.since, self.changed_at(row)) {
+            // A date without time (deal `datum_izm`) counts for the whole day.
+            let earlier = if c.by_day {
+                c.at.date() < since.date()
+            } else {
+                c.at < since
+            };
+            if earlier {
+                self.unchanged += 1;
+                if let (Some(inc), Some(id)) = (self.inc.as_mut(), id) {
+                    // An older state's runs exported it; an explicit --changed-since did not,
+                    // so then the state keeps only what it held.
+                    let keep = if inc.legacy_mark.is_some() {
+                        print
+                    } else {
+                        before
+                    };
+                    if let Some(p) = keep {
+                        inc.now.0.insert(id, p);
+                    }
+                }
+                return true;
+            }
+        }
+        let Some(inc) = self.inc.as_mut() else {
+            self.new += 1;
+            return false;
+        };
+        let (Some(id), Some(print)) = (id, print) else {
+            // No id: cannot be remembered, so it is exported every time.
+            self.new += 1;
+            return false;
+        };
+        inc.now.0.insert(id, print);
+        match before {
+            Some(b) if b == print => {
+                self.unchanged += 1;
+                true
+            }
+            Some(_) => {
+                self.changed += 1;
+                false
+            }
+            None => {
+                self.new += 1;
+                false
+            }
+        }
     }
 }
 
@@ -427,32 +509,8 @@ impl PageSink for EntityWriter<'_> {
         if self.columns.is_none() {
             self.start(std::slice::from_ref(&row))?;
         }
-        let changed = self.changed_at(&row);
-        if let Some(c) = changed {
-            let id = || {
-                row.get(self.entity.id_field())
-                    .map(columns::flatten)
-                    .unwrap_or_default()
-            };
-            match self.newest {
-                Some(n) if n > c => {}
-                Some(n) if n == c => self.newest_ids.push(id()),
-                _ => {
-                    self.newest = Some(c);
-                    self.newest_ids = vec![id()];
-                }
-            }
-        }
-        if let (Some(since), Some(c)) = (self.since, changed) {
-            // A row without a usable date is exported: better once too often than missing.
-            let done = c == since && {
-                let id = row.get(self.entity.id_field()).map(columns::flatten);
-                id.is_some_and(|i| self.done_at_since.contains(&i))
-            };
-            if c < since || done {
-                self.unchanged += 1;
-                return Ok(());
-            }
+        if self.unchanged(&row) {
+            return Ok(());
         }
         if let Some(known) = &self.derived {
             // Nearly every row has exactly the header's keys in its order: compare names
@@ -487,7 +545,7 @@ async fn export_entity(
     job: &ExportJob,
     entity: Entity,
     filters: &Filters,
-    done_at_since: HashSet<String>,
+    inc: Option<Incremental>,
     out: &mut Output,
     warnings: &mut Vec<String>,
 ) -> Result<EntitySummary, ExportError> {
@@ -511,21 +569,50 @@ async fn export_entity(
         fetched: 0,
         server_count: None,
         duplicates: 0,
+        new: 0,
+        changed: 0,
         unchanged: 0,
+        gone: None,
         changed_since: filters.changed_since.map(|s| s.format(MOMENT).to_string()),
         changed_since_by: None,
-        changed_up_to: None,
-        ids_at_mark: Vec::new(),
+        notes: Vec::new(),
+        records: None,
         columns: Vec::new(),
         ignored_columns: Vec::new(),
         count_mismatch: Vec::new(),
         pages: 0,
     };
+    if inc.is_some() {
+        summary
+            .notes
+            .push(query::unseen_changes(entity).to_string());
+    }
+    if let Some(mark) = inc.as_ref().and_then(|i| i.legacy_mark.as_deref()) {
+        summary.notes.push(format!(
+            "{entity}: the state file is of the older format (no fingerprints): exported what changed since {mark} as it did; from this run on it remembers every record exported"
+        ));
+    }
+    if let Some(since) = filters.changed_since {
+        if query::change_by_day(entity) {
+            summary.notes.push(format!(
+                "{entity}: the change date has no time of day, so --changed-since is applied to whole days: everything changed on {} or later is included",
+                since.date()
+            ));
+        }
+        if entity == Entity::History && inc.is_none() {
+            summary.notes.push(
+                "history: datum is when the activity happened, not when it was entered: rows entered back-dated before --changed-since are left out (--state catches them)".to_string(),
+            );
+        }
+    }
     if filters.changed_since.is_some() {
         summary.changed_since_by = Some(match (entity, change_cols) {
             (Entity::History, _) => {
-                "server dateStart (whole days) then datum on our side".to_string()
+                "on our side by datum; the whole history is read".to_string()
             }
+            (_, Some((a, b))) if query::change_by_day(entity) => format!(
+                "on our side by whole days: {a} (or {b} when empty) is a date without time; every record was fetched"
+            ),
             (_, Some((a, b))) => format!(
                 "on our side: {a} (or {b} when empty); the API has no filter by edit date, so every record was fetched"
             ),
@@ -548,11 +635,11 @@ async fn export_entity(
         derived: None,
         ignored: BTreeSet::new(),
         since: filters.changed_since.filter(|_| change_cols.is_some()),
-        done_at_since,
-        newest_ids: Vec::new(),
         change_cols,
-        newest: None,
+        inc,
         written: 0,
+        new: 0,
+        changed: 0,
         unchanged: 0,
         progress: None,
     };
@@ -600,10 +687,28 @@ async fn export_entity(
         w.start(&[])?;
     }
     summary.rows = w.written;
+    summary.new = w.new;
+    summary.changed = w.changed;
     summary.unchanged = w.unchanged;
     summary.server_count = total_count;
-    summary.changed_up_to = w.newest.map(|n| n.format(MOMENT).to_string());
-    summary.ids_at_mark = std::mem::take(&mut w.newest_ids);
+    if let Some(inc) = w.inc.take() {
+        let mut now = inc.now;
+        // Left in `prev`: remembered but not listed this time.
+        let unlisted = inc.prev.0;
+        if filters.lists_everything() {
+            summary.gone = Some(unlisted.len() as u64);
+            if !unlisted.is_empty() {
+                summary.notes.push(format!(
+                    "{entity}: {} record(s) exported earlier are no longer listed (deleted, or not visible to this login); they are not in the file and the state forgets them",
+                    unlisted.len()
+                ));
+            }
+        } else {
+            // A narrowed listing (--from, --user, ...) says nothing about the others.
+            now.0.extend(unlisted);
+        }
+        summary.records = Some(now);
+    }
     summary.columns = w
         .columns
         .as_ref()

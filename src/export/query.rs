@@ -1,7 +1,8 @@
 //! What to ask each entity's `list` for, knowing its traps (NOTES.md §6): history and task
 //! default to today, client needs an `order`, deal and task need `active`, person's `dateEnd` is
 //! midnight of that day. Ordering is by id, oldest first, so pages do not shift when records are
-//! added during the export.
+//! added during the export; client/list ignores `first` and always answers newest first
+//! (NOTES §11, `tuda: DESC`).
 
 use super::ExportError;
 use crate::crm::Entity;
@@ -34,6 +35,18 @@ pub struct Filters {
     pub changed_since: Option<NaiveDateTime>,
 }
 
+impl Filters {
+    /// Does the listing return every record the login can see (nothing narrows it)? Only then
+    /// does a record missing from it mean it is gone.
+    pub fn lists_everything(&self) -> bool {
+        self.from.is_none()
+            && self.to.is_none()
+            && self.user.is_none()
+            && self.word.is_none()
+            && self.active == Active::All
+    }
+}
+
 /// One sequence of pages to fetch; deal and task take two (open, then closed).
 #[derive(Debug, Clone)]
 pub struct Pass {
@@ -50,6 +63,33 @@ pub fn change_columns(entity: Entity) -> Option<(&'static str, &'static str)> {
         // History records are not edited: their date is when they happened.
         Entity::History => Some(("datum", "datum")),
         Entity::Task => None,
+    }
+}
+
+/// The change column holds a date without time of day (deal `datum_izm`): changes are only
+/// known to the day.
+pub fn change_by_day(entity: Entity) -> bool {
+    entity == Entity::Deal
+}
+
+/// What an incremental export of `entity` cannot see, said on every `--state` run.
+pub fn unseen_changes(entity: Entity) -> &'static str {
+    match entity {
+        Entity::Person => {
+            "person: changes are compared in what person/list returns; `social` is not listed, so its edits are not seen"
+        }
+        Entity::Client => {
+            "client: changes are compared in what client/list returns; profile, bank details and other fields not listed are not seen"
+        }
+        Entity::Deal => {
+            "deal: changes are compared in what deal/list returns (datum_izm is a date without time, so it cannot order same-day edits); the specification, invoices and `dog_num` are not listed, so their edits are not seen"
+        }
+        Entity::Task => {
+            "task: the API gives no change date; every run reads all tasks and compares them with the state, so only edits to what task/list returns are seen (`pid` is not listed)"
+        }
+        Entity::History => {
+            "history: rows can be entered back-dated and have no edit date; every run reads the whole history (all dates) and compares it with the state by id"
+        }
     }
 }
 
@@ -73,14 +113,9 @@ pub fn passes(entity: Entity, filters: &Filters, server_fields: Option<&str>) ->
     let fmt = |d: NaiveDate| d.format("%Y-%m-%d").to_string();
     match entity {
         Entity::History | Entity::Task => {
-            let mut from = filters.from;
-            // History can narrow on the server by date (whole days, inclusive); the exact
-            // moment is checked on our side.
-            if entity == Entity::History {
-                if let Some(since) = filters.changed_since {
-                    from = Some(from.map_or(since.date(), |f| f.max(since.date())));
-                }
-            }
+            // Never narrowed by `changed_since`: history rows can be entered back-dated, so a
+            // row dated before the last run may still be new (`datum` is not an entry date).
+            let from = filters.from;
             base.insert(
                 "dateStart".into(),
                 Value::from(from.map_or(ALL_FROM.to_string(), fmt)),
@@ -195,7 +230,7 @@ mod tests {
     }
 
     #[test]
-    fn person_to_date_is_made_inclusive_and_history_since_narrows_on_server() {
+    fn person_to_date_is_made_inclusive_and_history_since_never_narrows_on_server() {
         let d = |s| parse_date("--to", s).unwrap();
         let f = Filters {
             from: Some(d("2026-01-01")),
@@ -207,12 +242,14 @@ mod tests {
         assert_eq!(get(p, "fields"), Some("pid,person"));
         let h = &passes(Entity::History, &f, None)[0];
         assert_eq!(get(h, "dateEnd"), Some("2026-11-22"));
+        // Back-dated history rows would be missed by a server-side narrowing: never narrowed.
         let f = Filters {
             changed_since: Some(parse_moment("--changed-since", "2026-05-01 10:00").unwrap()),
+            from: None,
             ..f
         };
         let h = &passes(Entity::History, &f, None)[0];
-        assert_eq!(get(h, "dateStart"), Some("2026-05-01"));
+        assert_eq!(get(h, "dateStart"), Some(ALL_FROM));
     }
 
     #[test]

@@ -846,17 +846,17 @@ fn client_list(ctx: &mut Ctx) -> R {
             pick_from(&mut r, &fields, &CLIENT_LIST, &extra, take)
         })
         .collect();
-    Ok(list_envelope(data, ctx, &order, total))
+    Ok(list_envelope(data, ctx, &order, "DESC", total))
 }
 
-fn list_envelope(data: Vec<Value>, ctx: &Ctx, ord: &str, total: i64) -> Value {
+fn list_envelope(data: Vec<Value>, ctx: &Ctx, ord: &str, tuda: &str, total: i64) -> Value {
     json!({
         "data": data,
         "params": {
             "page": ctx.int("offset").unwrap_or(0).max(0) + 1,
             "pageall": (total + PAGE - 1) / PAGE,
             "ord": ord,
-            "tuda": "DESC",
+            "tuda": tuda,
             "count": total
         },
         "count": total
@@ -1173,11 +1173,27 @@ fn history_row(ctx: &Ctx, r: &Params, list: bool) -> Value {
     } else {
         content.to_string()
     };
-    json!({
+    let mut row = json!({
         "cid": r["cid"], "datum": r["datum"], "content": content, "tip": r["tip"],
         "iduser": r["iduser"], "user": ctx.user_name(&r["iduser"]), "clid": r["clid"],
         "client": r["client"], "did": r["did"], "dogovor": r["dogovor"]
-    })
+    });
+    // The real list adds `person` (between client and did) only to rows linked to a contact
+    // (NOTES §6, v3-history-list-dates-all), so rows of one page differ in their keys.
+    let pid = r["pid"].as_i64().unwrap_or(0);
+    if list && pid > 0 {
+        if let Value::Object(m) = row {
+            let mut out = Map::new();
+            for (k, v) in m {
+                if k == "did" {
+                    out.insert("person".into(), json!([{"pid": pid, "person": r["pname"]}]));
+                }
+                out.insert(k, v);
+            }
+            row = Value::Object(out);
+        }
+    }
+    row
 }
 
 /// Date window for history/task lists: no dates = today only, start only = start..today.
@@ -1455,11 +1471,18 @@ fn deal(ctx: &mut Ctx, a: &str) -> R {
                 .str("order")
                 .filter(|o| DEAL_ORDER.contains(&o.as_str()))
                 .unwrap_or_else(|| "datum".into());
+            // Unlike client/list, deal/list honours `first=old` (tuda ASC in
+            // v3-deal-list-active-yes-order-did-old).
+            let dir = if ctx.str("first").as_deref() == Some("old") {
+                "ASC"
+            } else {
+                "DESC"
+            };
             let where_sql = wh.join(" AND ");
             let ids = ordered_ids(
                 ctx,
                 &format!(
-                    "SELECT d.did FROM deal d WHERE {where_sql} ORDER BY d.{order} DESC, d.did ASC"
+                    "SELECT d.did FROM deal d WHERE {where_sql} ORDER BY d.{order} {dir}, d.did {dir}"
                 ),
                 &args,
             )?;
@@ -1485,7 +1508,7 @@ fn deal(ctx: &mut Ctx, a: &str) -> R {
                     })
                 })
                 .collect();
-            Ok(list_envelope(data, ctx, &order, total))
+            Ok(list_envelope(data, ctx, &order, dir, total))
         }
         "info" => {
             let (sql, arg) = match (ctx.int("did").filter(|&d| d > 0), ctx.str("uid")) {

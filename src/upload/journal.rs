@@ -7,6 +7,7 @@ use super::UploadError;
 use crate::crm::Entity;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
+use std::hash::Hasher;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -313,12 +314,33 @@ impl Journal {
 /// A stable 64-bit FNV-1a fingerprint (std's hasher may change between Rust releases, and the
 /// journal outlives the binary that wrote it).
 pub fn fingerprint(bytes: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    let mut h = Fnv64::default();
+    h.write(bytes);
+    format!("{:016x}-{}", h.finish(), bytes.len())
+}
+
+/// 64-bit FNV-1a as a [`Hasher`](std::hash::Hasher): stable across Rust releases and runs, for
+/// anything stored on disk (journals, export state fingerprints).
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv64(u64);
+
+impl Default for Fnv64 {
+    fn default() -> Self {
+        Fnv64(0xcbf2_9ce4_8422_2325)
     }
-    format!("{h:016x}-{}", bytes.len())
+}
+
+impl std::hash::Hasher for Fnv64 {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// Fingerprint of a file, read in blocks so big inputs do not sit in memory.
@@ -328,7 +350,7 @@ pub fn fingerprint_file(path: &Path) -> Result<String, UploadError> {
         path: path.to_path_buf(),
         source: e,
     })?;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = Fnv64::default();
     let mut len = 0u64;
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -340,12 +362,9 @@ pub fn fingerprint_file(path: &Path) -> Result<String, UploadError> {
             break;
         }
         len += n as u64;
-        for b in &buf[..n] {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+        h.write(&buf[..n]);
     }
-    Ok(format!("{h:016x}-{len}"))
+    Ok(format!("{:016x}-{len}", h.finish()))
 }
 
 #[cfg(test)]
