@@ -7,6 +7,7 @@ use crate::report::import::{
     ImportReport, Outcome, Summary, INVALID_ROWS_SHOWN,
 };
 use crate::source;
+use crate::template::server::require_known_fields;
 use crate::template::{map_file, MapOptions, Template};
 use crate::upload::journal::fingerprint_file;
 use crate::upload::{Concurrency, Journal, RunIdentity, SourcePlan, UploadOptions, Uploader};
@@ -58,6 +59,9 @@ pub struct ImportArgs {
     /// No progress display
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Send even if the template writes fields the CRM does not list (their values are lost)
+    #[arg(long)]
+    pub allow_unknown_fields: bool,
 }
 
 fn parse_concurrency(s: &str) -> Result<Concurrency> {
@@ -88,6 +92,19 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
         return Err(Error::Usage("--chunk must be at least 1".into()));
     }
     let template = Template::load(&args.template)?;
+    // Where to send: the embedded sandbox, or the configured CRM. Its field list is checked
+    // before anything is read or sent.
+    let (sandbox, conn) = super::connect(args.sandbox.as_deref(), &args.conn)?;
+    let client = CrmClient::new(&conn)?;
+    for w in super::runtime(None)?.block_on(require_known_fields(
+        &client,
+        &conn.url,
+        &template,
+        &args.template.display().to_string(),
+        args.allow_unknown_fields,
+    ))? {
+        eprintln!("warning: {w}");
+    }
     let opts = args.source.options(Some(&template))?;
     let only: Option<HashSet<u64>> = match &args.only_failed {
         Some(p) => Some(rows_to_retry(p)?),
@@ -111,8 +128,6 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
         print_invalid_rows(&rows, INVALID_ROWS_SHOWN);
     }
 
-    // Where to send: the embedded sandbox, or the configured CRM.
-    let (sandbox, conn) = super::connect(args.sandbox.as_deref(), &args.conn)?;
     let report_path = args.report.clone().unwrap_or_else(|| {
         let stem = args
             .file
@@ -139,7 +154,6 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
         target: super::target_name(args.sandbox.as_deref(), Some(&conn)),
     })?;
 
-    let client = CrmClient::new(&conn)?;
     let stop = Arc::new(AtomicBool::new(false));
     let interrupted = Arc::new(AtomicBool::new(false));
     let runtime = super::runtime(Some(2))?;
