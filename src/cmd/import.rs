@@ -98,7 +98,7 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
     let client = CrmClient::new(&conn)?;
     for w in super::runtime(None)?.block_on(require_known_fields(
         &client,
-        &conn.url,
+        &super::target_name(args.sandbox.as_deref(), Some(&conn)),
         &template,
         &args.template.display().to_string(),
         args.allow_unknown_fields,

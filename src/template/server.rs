@@ -52,17 +52,18 @@ impl ServerFinding {
 /// A template that writes fields the CRM does not list: refused before the first write, since
 /// the server would drop those values silently (NOTES §4).
 #[derive(Debug, Error)]
-#[error("{}", render_unknown(.template, .url, .findings))]
+#[error("{}", render_unknown(.template, .target, .findings))]
 pub struct UnknownFields {
     /// The template file as the user named it.
     pub template: String,
-    pub url: String,
+    /// The CRM, as the journal names it (`sandbox DB`, or `URL as login`).
+    pub target: String,
     pub findings: Vec<ServerFinding>,
 }
 
-fn render_unknown(template: &str, url: &str, findings: &[ServerFinding]) -> String {
+fn render_unknown(template: &str, target: &str, findings: &[ServerFinding]) -> String {
     let mut out = format!(
-        "the template writes fields the CRM at {url} does not list; it would silently drop their values, so nothing was sent:"
+        "the template writes fields the CRM ({target}) does not list; it would silently drop their values, so nothing was sent:"
     );
     for f in findings {
         out.push_str("\n  ");
@@ -115,16 +116,13 @@ pub fn nearest<'k>(name: &str, known: impl IntoIterator<Item = &'k str>) -> Opti
 /// [`UnknownFields`] error, or, with `allow_unknown`, returned as warnings to show.
 pub async fn require_known_fields(
     client: &CrmClient,
-    url: &str,
+    target: &str,
     template: &Template,
     template_name: &str,
     allow_unknown: bool,
 ) -> crate::Result<Vec<String>> {
-    let policy = RetryPolicy {
-        max_attempts: 3,
-        ..RetryPolicy::default()
-    };
-    let facts = ServerFacts::fetch_fields(client, template, &policy).await?;
+    // The import's own retry policy: a flaky server must not fail the run at this first call.
+    let facts = ServerFacts::fetch_fields(client, template, &RetryPolicy::default()).await?;
     let findings = facts.unknown_fields(template);
     if findings.is_empty() {
         return Ok(Vec::new());
@@ -137,7 +135,7 @@ pub async fn require_known_fields(
     }
     Err(UnknownFields {
         template: template_name.to_string(),
-        url: url.to_string(),
+        target: target.to_string(),
         findings,
     }
     .into())
