@@ -48,10 +48,11 @@ const DEFAULT_LOGIN: &str = "admin@example.ru";
 fn fetch_field_set(args: &SandboxArgs, url: &str) -> Result<Vec<FieldSpec>> {
     let conn = ConnectionArgs {
         url: Some(url.to_string()),
-        login: args
-            .sandbox_login
-            .clone()
-            .or_else(|| std::env::var("SMBATCH_LOGIN").ok().filter(|l| !l.is_empty())),
+        login: args.sandbox_login.clone().or_else(|| {
+            std::env::var("SMBATCH_LOGIN")
+                .ok()
+                .filter(|l| !l.is_empty())
+        }),
         profile: args.profile.clone(),
     }
     .resolve()?;
@@ -81,8 +82,8 @@ pub fn run(args: SandboxArgs) -> Result<Exit> {
         Some(spec) => spec.parse()?,
         None => FaultConfig::default(),
     };
-    let key_from_env = args.apikey.is_none()
-        && std::env::var("SMBATCH_APIKEY").is_ok_and(|k| !k.is_empty());
+    let key_from_env =
+        args.apikey.is_none() && std::env::var("SMBATCH_APIKEY").is_ok_and(|k| !k.is_empty());
     let apikey = args
         .apikey
         .clone()

@@ -8,9 +8,9 @@ use super::text::{
     clean_content, clean_field, datetime_error, filter_date, in_timestamp_range, normalize_title,
     now, parse_date, parse_datetime, today, utf8mb3_error, value_int, value_str,
 };
+use crate::crm::Entity;
 use rusqlite::types::Value as Sql;
 use rusqlite::Connection;
-use crate::crm::Entity;
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
@@ -525,8 +525,8 @@ fn person_list(ctx: &mut Ctx) -> R {
     let total = ids.len() as i64;
     let mut found = rows_by_id(ctx.conn, PERSON_SELECT, "p.pid", "pid", page_of(ctx, &ids))?;
     let known = known_with_extras(&PERSON_KNOWN, ctx);
-    let fields = requested_fields(ctx.p)
-        .unwrap_or_else(|| known.iter().map(|s| s.to_string()).collect());
+    let fields =
+        requested_fields(ctx.p).unwrap_or_else(|| known.iter().map(|s| s.to_string()).collect());
     let take = distinct(&fields);
     for r in &mut found {
         let pid = r["pid"].as_i64().unwrap_or(0);
@@ -583,8 +583,8 @@ fn person_info(ctx: &mut Ctx) -> R {
             .map(|r| r["client"].clone())
             .unwrap_or(json!("")),
     );
-    let fields = requested_fields(ctx.p)
-        .unwrap_or_else(|| known.iter().map(|s| s.to_string()).collect());
+    let fields =
+        requested_fields(ctx.p).unwrap_or_else(|| known.iter().map(|s| s.to_string()).collect());
     let mut data = pick(&full, &fields, &known, &extra);
     // info reports the owner as a login under `iduser` and has no separate `user` key.
     if let Value::Object(m) = &mut data {
@@ -640,7 +640,8 @@ fn person_update(ctx: &mut Ctx) -> R {
             pid
         ],
     )?;
-    ctx.fields.store(ctx.conn, Entity::Person, pid, ctx.p, true)?;
+    ctx.fields
+        .store(ctx.conn, Entity::Person, pid, ctx.p, true)?;
     Ok(json!({"result": "Данные контакта обновлены", "data": pid, "error": ""}))
 }
 
@@ -755,7 +756,8 @@ fn client(ctx: &mut Ctx, a: &str) -> R {
                 "UPDATE client SET date_edit = ?1 WHERE clid = ?2",
                 rusqlite::params![now(), clid],
             )?;
-            ctx.fields.store(ctx.conn, Entity::Client, clid, ctx.p, false)?;
+            ctx.fields
+                .store(ctx.conn, Entity::Client, clid, ctx.p, false)?;
             Ok(json!({"result": "Успешно", "data": clid}))
         }
         "delete" => {
@@ -914,8 +916,8 @@ fn client_list(ctx: &mut Ctx) -> R {
         page_of(ctx, &ids),
     )?;
     let known = known_with_extras(&CLIENT_LIST, ctx);
-    let fields = requested_fields(ctx.p)
-        .unwrap_or_else(|| known.iter().map(|s| s.to_string()).collect());
+    let fields =
+        requested_fields(ctx.p).unwrap_or_else(|| known.iter().map(|s| s.to_string()).collect());
     let take = distinct(&fields);
     for r in &mut found {
         let clid = r["clid"].as_i64().unwrap_or(0);
@@ -1097,7 +1099,8 @@ fn history(ctx: &mut Ctx, a: &str) -> R {
             }
             let row = ctx.p.clone();
             let tx = ctx.conn.transaction()?;
-            let r = match history_insert(&tx, ctx.login, &row, Some("Событие"), ctx.fields)? {
+            let r = match history_insert(&tx, ctx.login, &row, Some("Событие"), ctx.fields)?
+            {
                 Ok(cid) => json!({"result": "Успешно", "data": cid}),
                 Err(e) => json!({"result": "Error", "error": e}),
             };
@@ -1437,7 +1440,8 @@ fn task(ctx: &mut Ctx, a: &str) -> R {
                 ],
             )?;
             let tid = ctx.conn.last_insert_rowid();
-            ctx.fields.store(ctx.conn, Entity::Task, tid, ctx.p, false)?;
+            ctx.fields
+                .store(ctx.conn, Entity::Task, tid, ctx.p, false)?;
             Ok(json!({"result": "Успешно", "data": tid}))
         }
         "update" | "doit" => {
@@ -1747,7 +1751,8 @@ fn deal(ctx: &mut Ctx, a: &str) -> R {
                 "UPDATE deal SET datum_izm = ?1 WHERE did = ?2",
                 rusqlite::params![today(), did],
             )?;
-            ctx.fields.store(ctx.conn, Entity::Deal, did, ctx.p, false)?;
+            ctx.fields
+                .store(ctx.conn, Entity::Deal, did, ctx.p, false)?;
             Ok(json!({"result": "Успешно", "data": did}))
         }
         "delete" => {

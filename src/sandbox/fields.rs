@@ -63,11 +63,7 @@ impl FromStr for FieldSpec {
         };
         let entity: Entity = entity.trim().parse().map_err(|e| bad(format!("{e}")))?;
         let name = name.trim();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(bad(format!(
                 "'{name}' is not a field name (latin letters, digits and _)"
             )));
@@ -251,8 +247,9 @@ impl FieldSet {
     ) -> rusqlite::Result<()> {
         for name in &self.extra {
             let value = match row.get(name) {
-                Some(v) => super::text::value_str(Some(v), ", ")
-                    .map(|s| super::text::clean_field(&s)),
+                Some(v) => {
+                    super::text::value_str(Some(v), ", ").map(|s| super::text::clean_field(&s))
+                }
                 None if replace => Some(String::new()),
                 None => continue,
             };
@@ -305,11 +302,20 @@ mod tests {
     #[test]
     fn spec_parses_entity_name_and_cyrillic_title_and_names_bad_input() {
         let f: FieldSpec = "person.input1=Дата рождения".parse().unwrap();
-        assert_eq!(f, FieldSpec::enabled(Entity::Person, "input1", "Дата рождения"));
+        assert_eq!(
+            f,
+            FieldSpec::enabled(Entity::Person, "input1", "Дата рождения")
+        );
         let f: FieldSpec = "deal.input3".parse().unwrap();
         assert_eq!(f.title, "input3");
-        let e = "persons.input1=X".parse::<FieldSpec>().unwrap_err().to_string();
-        assert!(e.contains("'persons.input1=X'") && e.contains("persons"), "{e}");
+        let e = "persons.input1=X"
+            .parse::<FieldSpec>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'persons.input1=X'") && e.contains("persons"),
+            "{e}"
+        );
         let e = "input1=Дата".parse::<FieldSpec>().unwrap_err().to_string();
         assert!(e.contains("ENTITY.NAME"), "{e}");
     }
@@ -328,7 +334,11 @@ mod tests {
         let conn = db();
         save(
             &conn,
-            &[FieldSpec::enabled(Entity::Person, "input1", "Дата рождения")],
+            &[FieldSpec::enabled(
+                Entity::Person,
+                "input1",
+                "Дата рождения",
+            )],
         )
         .unwrap();
         let set = FieldSet::load(&conn, Entity::Person).unwrap();
@@ -341,7 +351,10 @@ mod tests {
             .unwrap();
         let v = set.values(&conn, Entity::Person, 7).unwrap();
         assert_eq!(v.get("input1"), Some(&json!("01.02.1990")));
-        assert!(!v.contains_key("input2"), "a field not switched on is not kept");
+        assert!(
+            !v.contains_key("input2"),
+            "a field not switched on is not kept"
+        );
         let none = set.values(&conn, Entity::Person, 8).unwrap();
         assert_eq!(none.get("input1"), Some(&Value::Null));
         // A later setting of the same field replaces the title.

@@ -81,8 +81,8 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -130,7 +130,12 @@ pub async fn require_known_fields(
     if allow_unknown {
         return Ok(findings
             .iter()
-            .map(|f| format!("{} (sent anyway: --allow-unknown-fields)", f.render(template_name)))
+            .map(|f| {
+                format!(
+                    "{} (sent anyway: --allow-unknown-fields)",
+                    f.render(template_name)
+                )
+            })
             .collect());
     }
     Err(UnknownFields {
@@ -527,6 +532,10 @@ mod tests {
         assert_eq!(nearest("emial", person), Some("mail"));
         assert_eq!(nearest("input1", person), Some("input7"));
         assert_eq!(nearest("birthday", person), None);
-        assert_eq!(nearest("x", person), None, "one letter is no typo of anything");
+        assert_eq!(
+            nearest("x", person),
+            None,
+            "one letter is no typo of anything"
+        );
     }
 }

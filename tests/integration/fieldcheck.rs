@@ -100,7 +100,10 @@ fn a_typo_in_a_template_field_stops_import_before_anything_is_sent() {
         say(&out)
     );
     assert_eq!(sb.count(Entity::Person), 0, "nothing was created");
-    assert!(!dir.path().join("report.xlsx").exists(), "no report of a run that did not happen");
+    assert!(
+        !dir.path().join("report.xlsx").exists(),
+        "no report of a run that did not happen"
+    );
 
     let out = import(&sb, dir.path(), &tpl, &["--allow-unknown-fields"]);
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
@@ -111,7 +114,9 @@ fn a_typo_in_a_template_field_stops_import_before_anything_is_sent() {
     );
     assert_eq!(sb.count(Entity::Person), 2);
     // The server dropped the unknown field, exactly what the check warned about.
-    assert!(persons(&sb).iter().all(|p| p["mail"].as_str().unwrap_or("").is_empty()));
+    assert!(persons(&sb)
+        .iter()
+        .all(|p| p["mail"].as_str().unwrap_or("").is_empty()));
 }
 
 #[test]
@@ -135,7 +140,11 @@ fn a_custom_field_is_refused_until_the_crm_has_it_switched_on() {
     assert_eq!(fresh.count(Entity::Person), 0);
 
     let configured = Sandbox::start(SandboxConfig {
-        fields: vec![FieldSpec::enabled(Entity::Person, "input1", "Дата рождения")],
+        fields: vec![FieldSpec::enabled(
+            Entity::Person,
+            "input1",
+            "Дата рождения",
+        )],
         ..SandboxConfig::default()
     })
     .unwrap();
@@ -268,7 +277,11 @@ fn shipped_templates_pass_a_fresh_install() {
         seen += 1;
         let t = Template::load(&path).unwrap();
         let facts = rt
-            .block_on(ServerFacts::fetch_fields(&client, &t, &RetryPolicy::immediate(1)))
+            .block_on(ServerFacts::fetch_fields(
+                &client,
+                &t,
+                &RetryPolicy::immediate(1),
+            ))
             .unwrap();
         let unknown = facts.unknown_fields(&t);
         assert!(unknown.is_empty(), "{}: {unknown:?}", path.display());
