@@ -165,30 +165,16 @@ fn a_custom_field_is_refused_until_the_crm_has_it_switched_on() {
 fn sandbox_field_switch_is_kept_in_the_database_for_later_commands() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("rehearsal.sqlite");
-    let mut server = Command::cargo_bin("smbatch")
-        .unwrap()
-        .args(["sandbox", "--listen", "127.0.0.1:0", "--db"])
-        .arg(&db)
-        .args(["--field", "person.input1=Дата рождения"])
-        .env_remove("SMBATCH_APIKEY")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     // The banner is printed once the settings are stored and the server listens.
-    let mut banner = String::new();
-    let mut lines = std::io::BufReader::new(server.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        banner.push_str(&line);
-        banner.push('\n');
-        if line.starts_with("Press Ctrl-C") {
-            break;
-        }
-    }
-    server.kill().unwrap();
-    server.wait().unwrap();
+    let banner = sandbox_banner(
+        &[
+            "--db",
+            db.to_str().unwrap(),
+            "--field",
+            "person.input1=Дата рождения",
+        ],
+        None,
+    );
     assert!(
         banner.contains("field:    person.input1 = Дата рождения"),
         "{banner}"
@@ -287,4 +273,83 @@ fn shipped_templates_pass_a_fresh_install() {
         assert!(unknown.is_empty(), "{}: {unknown:?}", path.display());
     }
     assert!(seen >= 6, "the shipped templates are found");
+}
+
+/// Run `smbatch sandbox` with `args` until its banner is out (settings stored), then stop it.
+fn sandbox_banner(args: &[&str], apikey: Option<&str>) -> String {
+    let mut c = Command::cargo_bin("smbatch").unwrap();
+    c.args(["sandbox", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
+        .env_remove("SMBATCH_PROFILE")
+        .env_remove("SMBATCH_LOGIN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    match apikey {
+        Some(k) => c.env("SMBATCH_APIKEY", k),
+        None => c.env_remove("SMBATCH_APIKEY"),
+    };
+    let mut server = c.spawn().unwrap();
+    let mut banner = String::new();
+    for line in std::io::BufReader::new(server.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    banner
+}
+
+#[test]
+fn fields_from_copies_another_crms_field_set_without_printing_its_key() {
+    let real = Sandbox::start(SandboxConfig {
+        fields: vec![FieldSpec::enabled(Entity::Person, "input3", "Хобби")],
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("copy.sqlite");
+    let key = real.connection().apikey.expose().to_string();
+    let banner = sandbox_banner(
+        &[
+            "--db",
+            db.to_str().unwrap(),
+            "--fields-from",
+            &real.url(),
+            "--login",
+            &real.connection().login,
+        ],
+        Some(&key),
+    );
+    assert!(banner.contains("person: "), "{banner}");
+    assert!(
+        !banner.contains(&key),
+        "the real CRM's key is not printed\n{banner}"
+    );
+
+    let copy = Sandbox::start(SandboxConfig {
+        db: db.display().to_string(),
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = CrmClient::new(&copy.connection()).unwrap();
+    let fields = rt
+        .block_on(client.fields(Entity::Person, &RetryPolicy::immediate(1)))
+        .unwrap();
+    assert!(
+        fields
+            .iter()
+            .any(|f| f.name == "input3" && f.title == "Хобби"),
+        "{fields:?}"
+    );
+    assert!(!fields.iter().any(|f| f.name == "input1"), "{fields:?}");
 }
