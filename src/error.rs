@@ -13,6 +13,8 @@ pub enum Error {
     #[error(transparent)]
     Template(#[from] crate::template::TemplateError),
     #[error(transparent)]
+    TemplateCheck(#[from] crate::template::server::UnknownFields),
+    #[error(transparent)]
     Crm(#[from] crate::crm::CrmError),
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),

@@ -7,6 +7,7 @@ use crate::report::import::{
     ImportReport, Summary, INVALID_ROWS_SHOWN,
 };
 use crate::source;
+use crate::template::server::require_known_fields;
 use crate::template::{map_file, MapOptions, Template};
 use crate::upload::journal::fingerprint_file;
 use crate::upload::{Concurrency, Journal, RunIdentity, SourcePlan, UploadOptions, Uploader};
@@ -62,6 +63,9 @@ pub struct ImportArgs {
     /// No progress display
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Send even if the template writes fields the CRM does not list (their values are lost)
+    #[arg(long)]
+    pub allow_unknown_fields: bool,
 }
 
 fn parse_concurrency(s: &str) -> Result<Concurrency> {
@@ -92,6 +96,9 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
         return Err(Error::Usage("--chunk must be at least 1".into()));
     }
     let template = Template::load(&args.template)?;
+    // Where to send: the embedded sandbox, or the configured CRM.
+    let (sandbox, conn) = super::connect(args.sandbox.as_deref(), &args.conn)?;
+    let client = CrmClient::new(&conn)?;
     let opts = args.source.options(Some(&template))?;
     let only: Option<HashSet<u64>> = match &args.only_failed {
         Some(p) => Some(rows_to_retry(p)?),
@@ -112,8 +119,6 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
     )?;
     let plan = Arc::new(plan);
 
-    // Where to send: the embedded sandbox, or the configured CRM.
-    let (sandbox, conn) = super::connect(args.sandbox.as_deref(), &args.conn)?;
     let report_path = args.report.clone().unwrap_or_else(|| {
         let stem = args
             .file
@@ -140,7 +145,6 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
         target: super::target_name(args.sandbox.as_deref(), Some(&conn)),
     })?;
 
-    let client = CrmClient::new(&conn)?;
     let stop = Arc::new(AtomicBool::new(false));
     let interrupted = Arc::new(AtomicBool::new(false));
     let runtime = super::runtime(Some(2))?;
@@ -161,13 +165,17 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
         stop.clone(),
     )?;
 
-    // Before the first write: is the CRM there and does it take our key? A server that is
-    // down or a wrong key is the first thing said, and nothing is sent.
-    let entities_used: Vec<Entity> = Entity::ALL
-        .into_iter()
-        .filter(|e| !plan.of(*e).is_empty())
-        .collect();
-    let preflight = runtime.block_on(preflight(&client, &entities_used, retry_for));
+    // Before the first write: is the CRM there, does it take our key, and does it know every
+    // field the template writes? A server that is down, a wrong key or a template field the
+    // server would silently drop is the first thing said, and nothing is sent.
+    let preflight = runtime.block_on(preflight(
+        &client,
+        &super::target_name(args.sandbox.as_deref(), Some(&conn)),
+        &template,
+        &args.template.display().to_string(),
+        args.allow_unknown_fields,
+        retry_for,
+    ));
     let result: Result<(), Error> = match preflight {
         Err(e) => Err(e),
         Ok(()) => {
@@ -265,11 +273,15 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
     Ok(if clean { Exit::Clean } else { Exit::RowsFailed })
 }
 
-/// One read-only call per entity the run writes (`fields`): a server that is down, a wrong URL
-/// or a refused key stops the run before anything is sent, within the retry budget.
+/// The checks before the first write: the CRM's `fields` of every entity the template writes
+/// (one read-only call each) must list every field the template writes. A server that is down
+/// (within `retry_for`), a refused key or an unknown field stops the run before anything is sent.
 async fn preflight(
     client: &CrmClient,
-    entities: &[Entity],
+    target: &str,
+    template: &Template,
+    template_name: &str,
+    allow_unknown_fields: bool,
     retry_for: std::time::Duration,
 ) -> Result<()> {
     let policy = crate::crm::RetryPolicy {
@@ -277,17 +289,26 @@ async fn preflight(
         max_elapsed: retry_for,
         ..crate::crm::RetryPolicy::default()
     };
-    for e in entities {
-        client.fields(*e, &policy).await.map_err(|err| {
-            if err.is_server_trouble() {
-                Error::Upload(crate::upload::UploadError::Unreachable {
-                    seconds: retry_for.as_secs(),
-                    source: err,
-                })
-            } else {
-                Error::Crm(err)
-            }
-        })?;
+    let warnings = require_known_fields(
+        client,
+        target,
+        template,
+        template_name,
+        allow_unknown_fields,
+        &policy,
+    )
+    .await
+    .map_err(|err| match err {
+        Error::Crm(e) if e.is_server_trouble() => {
+            Error::Upload(crate::upload::UploadError::Unreachable {
+                seconds: retry_for.as_secs(),
+                source: e,
+            })
+        }
+        other => other,
+    })?;
+    for w in warnings {
+        eprintln!("warning: {w}");
     }
     Ok(())
 }

@@ -46,6 +46,9 @@ pub struct ReconcileArgs {
     /// No progress display
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// With --fix: send even if the template writes fields the CRM does not list
+    #[arg(long)]
+    pub allow_unknown_fields: bool,
     #[command(flatten)]
     pub conn: ConnectionArgs,
 }
@@ -137,6 +140,7 @@ fn fix(args: &ReconcileArgs, side: &SourceSide, result: &Reconciliation) -> Resu
         json: false,
         retry_for: crate::crm::DEFAULT_RETRY_FOR.as_secs(),
         quiet: args.quiet || args.json,
+        allow_unknown_fields: args.allow_unknown_fields,
     };
     // Rows that fail again show in the fix report and in the second check below.
     super::import::run(import)?;

@@ -1,6 +1,8 @@
 //! `smbatch sandbox`: serve the SalesMan API from SQLite until Ctrl-C.
 
-use crate::sandbox::{FaultConfig, Sandbox, SandboxConfig};
+use crate::cli::ConnectionArgs;
+use crate::crm::{CrmClient, Entity, RetryPolicy};
+use crate::sandbox::{mirror_fields, FaultConfig, FieldSpec, Sandbox, SandboxConfig};
 use crate::{Exit, Result};
 use clap::Args;
 use std::net::SocketAddr;
@@ -17,22 +19,71 @@ pub struct SandboxArgs {
     /// SQLite database file (created if missing), or :memory:
     #[arg(long, default_value = "sandbox.sqlite")]
     pub db: String,
-    /// Login the API accepts
-    #[arg(long = "login", default_value = "admin@example.ru")]
-    pub sandbox_login: String,
+    /// Login the API accepts (default admin@example.ru); with --fields-from also the login used
+    /// there (else $SMBATCH_LOGIN or the profile's)
+    #[arg(long = "login")]
+    pub sandbox_login: Option<String>,
     /// API key the sandbox accepts (default: $SMBATCH_APIKEY, else SalesMan's shipped default key)
     #[arg(long)]
     pub apikey: Option<String>,
     /// Fault injection, e.g. "error_rate=0.05,drop_after_commit=0.02,latency_ms=20..400,html_fatal=0.01,seed=7"
     #[arg(long)]
     pub faults: Option<String>,
+    /// Switch on a field with its title, as a CRM administrator does, e.g.
+    /// 'person.input1=Дата рождения' (repeatable; stored in the database)
+    #[arg(long = "field", value_name = "ENTITY.NAME=TITLE")]
+    pub fields: Vec<FieldSpec>,
+    /// Copy the field set of a real CRM (read-only `fields` calls; key from SMBATCH_APIKEY or
+    /// the profile) into the database
+    #[arg(long, value_name = "URL")]
+    pub fields_from: Option<String>,
+    /// Profile in ~/.config/smbatch/config.toml for --fields-from
+    #[arg(long, requires = "fields_from")]
+    pub profile: Option<String>,
+}
+
+const DEFAULT_LOGIN: &str = "admin@example.ru";
+
+/// The field settings `--fields-from` copies: every entity's `fields` answer of that CRM.
+fn fetch_field_set(args: &SandboxArgs, url: &str) -> Result<Vec<FieldSpec>> {
+    let conn = ConnectionArgs {
+        url: Some(url.to_string()),
+        login: args.sandbox_login.clone().or_else(|| {
+            std::env::var("SMBATCH_LOGIN")
+                .ok()
+                .filter(|l| !l.is_empty())
+        }),
+        profile: args.profile.clone(),
+    }
+    .resolve()?;
+    let client = CrmClient::new(&conn)?;
+    let rt = super::runtime(None)?;
+    let mut out = Vec::new();
+    for e in Entity::ALL {
+        let fetched = rt.block_on(client.fields(e, &RetryPolicy::default()))?;
+        println!("  {e}: {} fields copied from {}", fetched.len(), conn.url);
+        out.extend(mirror_fields(e, &fetched));
+    }
+    Ok(out)
 }
 
 pub fn run(args: SandboxArgs) -> Result<Exit> {
+    // The copied set first: --field switches come on top of it.
+    let mut fields = match &args.fields_from {
+        Some(url) => fetch_field_set(&args, url)?,
+        None => Vec::new(),
+    };
+    fields.extend(args.fields.iter().cloned());
+    let login = args
+        .sandbox_login
+        .clone()
+        .unwrap_or_else(|| DEFAULT_LOGIN.to_string());
     let faults: FaultConfig = match &args.faults {
         Some(spec) => spec.parse()?,
         None => FaultConfig::default(),
     };
+    let key_from_env =
+        args.apikey.is_none() && std::env::var("SMBATCH_APIKEY").is_ok_and(|k| !k.is_empty());
     let apikey = args
         .apikey
         .clone()
@@ -44,24 +95,33 @@ pub fn run(args: SandboxArgs) -> Result<Exit> {
         .unwrap_or_else(|| DEFAULT_APIKEY.to_string());
     let config = SandboxConfig {
         db: args.db.clone(),
-        login: args.sandbox_login.clone(),
+        login: login.clone(),
         apikey: apikey.clone(),
         faults: faults.clone(),
+        fields: fields.clone(),
     };
     let sandbox = Sandbox::start_on(config, args.listen)?;
     // Printing the key is the point here: the user needs it to connect. It is the sandbox's
     // own key, never a real CRM's.
     println!("SalesMan sandbox listening on {}", sandbox.url());
     println!("  database: {}", args.db);
-    println!("  login:    {}", args.sandbox_login);
-    println!("  apikey:   {apikey}");
+    println!("  login:    {login}");
+    if args.fields_from.is_some() && key_from_env {
+        // Then SMBATCH_APIKEY is the real CRM's key: never print it.
+        println!("  apikey:   the one in SMBATCH_APIKEY");
+    } else {
+        println!("  apikey:   {apikey}");
+    }
+    for f in &args.fields {
+        println!("  field:    {}.{} = {}", f.entity, f.name, f.title);
+    }
     if !faults.is_off() {
         println!("  faults:   {}", args.faults.as_deref().unwrap_or(""));
     }
     println!(
         "Try: SMBATCH_URL={} SMBATCH_LOGIN={} SMBATCH_APIKEY=... smbatch fields person",
         sandbox.url(),
-        args.sandbox_login
+        login
     );
     println!("Press Ctrl-C to stop.");
     let rt = super::runtime(None)?;

@@ -2,14 +2,17 @@
 
 use super::api::{error, AppState, Call, Reply};
 use super::dicts;
+use super::fields::FieldSet;
 use super::store::{data_version, IdCache};
 use super::text::{
     clean_content, clean_field, datetime_error, filter_date, in_timestamp_range, normalize_title,
     now, parse_date, parse_datetime, today, utf8mb3_error, value_int, value_str,
 };
+use crate::crm::Entity;
 use rusqlite::types::Value as Sql;
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 type Params = Map<String, Value>;
@@ -23,6 +26,8 @@ struct Ctx<'a> {
     login: &'a str,
     p: &'a Params,
     ids: &'a Mutex<IdCache>,
+    /// The entity's field settings (which fields exist beyond a fresh install's).
+    fields: &'a FieldSet,
 }
 
 impl Ctx<'_> {
@@ -63,13 +68,25 @@ pub fn dispatch(state: &AppState, call: Call) -> Reply {
         return Reply::Json(error(401, "Неизвестный пользователь"));
     }
     let mut conn = state.store.lock();
+    let a = call.action.as_str();
+    let entity: Entity = call.entity.parse().unwrap_or(Entity::Deal);
+    let fields = match FieldSet::load(&conn, entity) {
+        Ok(f) => f,
+        Err(e) => return Reply::Json(error(500, &format!("Ошибка базы данных sandbox: {e}"))),
+    };
+    // Disabled fields are dropped from every write, as the real server drops them (NOTES §4).
+    let params = if matches!(a, "add" | "add.list" | "update" | "doit") {
+        without_disabled(&call.params, &fields, entity.batch_key())
+    } else {
+        Cow::Borrowed(&call.params)
+    };
     let mut ctx = Ctx {
         conn: &mut conn,
         login: &state.login,
-        p: &call.params,
+        p: &params,
         ids: &state.store.ids,
+        fields: &fields,
     };
-    let a = call.action.as_str();
     let result = if call.version == 2 {
         match (call.entity.as_str(), a) {
             ("person", "list") => person_list(&mut ctx),
@@ -93,6 +110,46 @@ pub fn dispatch(state: &AppState, call: Call) -> Reply {
 }
 
 type R = rusqlite::Result<Value>;
+
+/// A write's parameters without the fields the settings switch off, in the record itself and in
+/// each row of a batch.
+fn without_disabled<'p>(p: &'p Params, set: &FieldSet, batch: Option<&str>) -> Cow<'p, Params> {
+    if set.disabled.is_empty() {
+        return Cow::Borrowed(p);
+    }
+    let mut out = set.accept(p).into_owned();
+    if let Some(rows) = batch.and_then(|k| out.get_mut(k)) {
+        let each: Vec<&mut Value> = match rows {
+            Value::Array(a) => a.iter_mut().collect(),
+            Value::Object(o) => o.values_mut().collect(),
+            _ => Vec::new(),
+        };
+        for row in each {
+            if let Value::Object(r) = row {
+                *r = set.accept(r).into_owned();
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Add the record's extra field values (enabled fields the table has no column for) to a row
+/// read from the store.
+fn with_extras(ctx: &Ctx, entity: Entity, id: i64, row: &mut Params) -> rusqlite::Result<()> {
+    for (k, v) in ctx.fields.values(ctx.conn, entity, id)? {
+        row.insert(k, v);
+    }
+    Ok(())
+}
+
+/// The fields a list or info answers by default: the fixed ones, then the extra ones.
+fn known_with_extras<'k>(known: &[&'k str], ctx: &'k Ctx) -> Vec<&'k str> {
+    known
+        .iter()
+        .copied()
+        .chain(ctx.fields.extra.iter().map(String::as_str))
+        .collect()
+}
 
 fn dict(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or(Value::Null)
@@ -304,13 +361,13 @@ const PERSON_KNOWN: [&str; 12] = [
 
 fn person(ctx: &mut Ctx, a: &str) -> R {
     match a {
-        "fields" => Ok(dict(dicts::PERSON_FIELDS)),
+        "fields" => Ok(ctx.fields.answer(Entity::Person)),
         "list" => person_list(ctx),
         "info" => person_info(ctx),
         "add" => {
             let row = ctx.p.clone();
             let tx = ctx.conn.transaction()?;
-            let r = person_insert(&tx, ctx.login, &row)?;
+            let r = person_insert(&tx, ctx.login, &row, ctx.fields)?;
             tx.commit()?;
             Ok(r)
         }
@@ -346,7 +403,7 @@ fn person_values(row: &Params) -> Result<Vec<Option<String>>, Value> {
     Ok(vals)
 }
 
-fn person_insert(conn: &Connection, login: &str, row: &Params) -> R {
+fn person_insert(conn: &Connection, login: &str, row: &Params, set: &FieldSet) -> R {
     let name = value_str(row.get("person"), ", ")
         .map(|s| clean_field(&s))
         .unwrap_or_default();
@@ -378,7 +435,9 @@ fn person_insert(conn: &Connection, login: &str, row: &Params) -> R {
         vals[6],
         owner
     ])?;
-    Ok(json!({"result": "Контакт добавлен", "data": conn.last_insert_rowid(), "error": ""}))
+    let pid = conn.last_insert_rowid();
+    set.store(conn, Entity::Person, pid, row, false)?;
+    Ok(json!({"result": "Контакт добавлен", "data": pid, "error": ""}))
 }
 
 /// Batch rows from an array or (PHP form) an object of rows; anything else = no rows.
@@ -397,7 +456,7 @@ fn person_add_list(ctx: &mut Ctx) -> R {
     let mut out = Vec::with_capacity(rows_in.len());
     for r in &rows_in {
         let row = r.as_object().cloned().unwrap_or_default();
-        out.push(person_insert(&tx, ctx.login, &row)?);
+        out.push(person_insert(&tx, ctx.login, &row, ctx.fields)?);
     }
     tx.commit()?;
     Ok(Value::Array(out))
@@ -464,17 +523,22 @@ fn person_list(ctx: &mut Ctx) -> R {
         &args,
     )?;
     let total = ids.len() as i64;
-    let found = rows_by_id(ctx.conn, PERSON_SELECT, "p.pid", "pid", page_of(ctx, &ids))?;
-    let fields = requested_fields(ctx.p)
-        .unwrap_or_else(|| PERSON_KNOWN.iter().map(|s| s.to_string()).collect());
+    let mut found = rows_by_id(ctx.conn, PERSON_SELECT, "p.pid", "pid", page_of(ctx, &ids))?;
+    let known = known_with_extras(&PERSON_KNOWN, ctx);
+    let fields =
+        requested_fields(ctx.p).unwrap_or_else(|| known.iter().map(|s| s.to_string()).collect());
     let take = distinct(&fields);
+    for r in &mut found {
+        let pid = r["pid"].as_i64().unwrap_or(0);
+        with_extras(ctx, Entity::Person, pid, r)?;
+    }
     let data: Vec<Value> = found
         .into_iter()
         .map(|mut r| {
             let mut extra = Map::new();
             extra.insert("client".into(), r["client"].take());
             extra.insert("user".into(), ctx.user_name(&r["iduser"]));
-            pick_from(&mut r, &fields, &PERSON_KNOWN, &extra, take)
+            pick_from(&mut r, &fields, &known, &extra, take)
         })
         .collect();
     let mut out = Map::new();
@@ -496,8 +560,14 @@ fn person_info(ctx: &mut Ctx) -> R {
     let row = found
         .into_iter()
         .find(|r| r["person"].as_str().is_some_and(|s| !s.is_empty()));
+    let mut row = row;
+    if let Some(r) = &mut row {
+        let pid = r["pid"].as_i64().unwrap_or(0);
+        with_extras(ctx, Entity::Person, pid, r)?;
+    }
+    let known = known_with_extras(&PERSON_KNOWN, ctx);
     let mut full = Map::new();
-    for f in PERSON_KNOWN {
+    for f in known.iter().copied() {
         let v = match &row {
             Some(r) if f == "iduser" => ctx.user_name(&r["iduser"]),
             Some(r) => r[f].clone(),
@@ -513,9 +583,9 @@ fn person_info(ctx: &mut Ctx) -> R {
             .map(|r| r["client"].clone())
             .unwrap_or(json!("")),
     );
-    let fields = requested_fields(ctx.p)
-        .unwrap_or_else(|| PERSON_KNOWN.iter().map(|s| s.to_string()).collect());
-    let mut data = pick(&full, &fields, &PERSON_KNOWN, &extra);
+    let fields =
+        requested_fields(ctx.p).unwrap_or_else(|| known.iter().map(|s| s.to_string()).collect());
+    let mut data = pick(&full, &fields, &known, &extra);
     // info reports the owner as a login under `iduser` and has no separate `user` key.
     if let Value::Object(m) = &mut data {
         m.shift_remove("user");
@@ -570,6 +640,8 @@ fn person_update(ctx: &mut Ctx) -> R {
             pid
         ],
     )?;
+    ctx.fields
+        .store(ctx.conn, Entity::Person, pid, ctx.p, true)?;
     Ok(json!({"result": "Данные контакта обновлены", "data": pid, "error": ""}))
 }
 
@@ -608,7 +680,7 @@ const CLIENT_LIST: [&str; 12] = [
 
 fn client(ctx: &mut Ctx, a: &str) -> R {
     match a {
-        "fields" => Ok(dict(dicts::CLIENT_FIELDS)),
+        "fields" => Ok(ctx.fields.answer(Entity::Client)),
         "list" => client_list(ctx),
         "info" => {
             let clid = ctx.int("clid").unwrap_or(0);
@@ -621,6 +693,10 @@ fn client(ctx: &mut Ctx, a: &str) -> R {
             };
             let (contacts, bank, uids) = (want("contacts"), want("bankinfo"), want("uids"));
             match client_info_obj(ctx.conn, ctx.login, clid, contacts, bank, uids)? {
+                Some(Value::Object(mut d)) => {
+                    with_extras(ctx, Entity::Client, clid, &mut d)?;
+                    Ok(json!({ "data": d }))
+                }
                 Some(d) => Ok(json!({ "data": d })),
                 None => Ok(error(
                     403,
@@ -631,7 +707,7 @@ fn client(ctx: &mut Ctx, a: &str) -> R {
         "add" => {
             let row = ctx.p.clone();
             let tx = ctx.conn.transaction()?;
-            let r = client_insert(&tx, ctx.login, &row)?;
+            let r = client_insert(&tx, ctx.login, &row, ctx.fields)?;
             tx.commit()?;
             Ok(r)
         }
@@ -641,7 +717,7 @@ fn client(ctx: &mut Ctx, a: &str) -> R {
             let mut out = Vec::with_capacity(rows_in.len());
             for r in &rows_in {
                 let row = r.as_object().cloned().unwrap_or_default();
-                out.push(client_insert(&tx, ctx.login, &row)?);
+                out.push(client_insert(&tx, ctx.login, &row, ctx.fields)?);
             }
             tx.commit()?;
             Ok(Value::Array(out))
@@ -680,6 +756,8 @@ fn client(ctx: &mut Ctx, a: &str) -> R {
                 "UPDATE client SET date_edit = ?1 WHERE clid = ?2",
                 rusqlite::params![now(), clid],
             )?;
+            ctx.fields
+                .store(ctx.conn, Entity::Client, clid, ctx.p, false)?;
             Ok(json!({"result": "Успешно", "data": clid}))
         }
         "delete" => {
@@ -699,7 +777,7 @@ fn client(ctx: &mut Ctx, a: &str) -> R {
     }
 }
 
-fn client_insert(conn: &Connection, login: &str, row: &Params) -> R {
+fn client_insert(conn: &Connection, login: &str, row: &Params, set: &FieldSet) -> R {
     let title = value_str(row.get("title"), ",")
         .map(|t| normalize_title(&t))
         .unwrap_or_default();
@@ -792,7 +870,9 @@ fn client_insert(conn: &Connection, login: &str, row: &Params) -> R {
         text("tip_cmr"),
         recv
     ])?;
-    Ok(json!({"result": "Успешно", "data": conn.last_insert_rowid()}))
+    let clid = conn.last_insert_rowid();
+    set.store(conn, Entity::Client, clid, row, false)?;
+    Ok(json!({"result": "Успешно", "data": clid}))
 }
 
 fn client_list(ctx: &mut Ctx) -> R {
@@ -828,22 +908,27 @@ fn client_list(ctx: &mut Ctx) -> R {
         &args,
     )?;
     let total = ids.len() as i64;
-    let found = rows_by_id(
+    let mut found = rows_by_id(
         ctx.conn,
         "SELECT * FROM client",
         "clid",
         "clid",
         page_of(ctx, &ids),
     )?;
-    let fields = requested_fields(ctx.p)
-        .unwrap_or_else(|| CLIENT_LIST.iter().map(|s| s.to_string()).collect());
+    let known = known_with_extras(&CLIENT_LIST, ctx);
+    let fields =
+        requested_fields(ctx.p).unwrap_or_else(|| known.iter().map(|s| s.to_string()).collect());
     let take = distinct(&fields);
+    for r in &mut found {
+        let clid = r["clid"].as_i64().unwrap_or(0);
+        with_extras(ctx, Entity::Client, clid, r)?;
+    }
     let data: Vec<Value> = found
         .into_iter()
         .map(|mut r| {
             let mut extra = Map::new();
             extra.insert("user".into(), ctx.user_name(&r["iduser"]));
-            pick_from(&mut r, &fields, &CLIENT_LIST, &extra, take)
+            pick_from(&mut r, &fields, &known, &extra, take)
         })
         .collect();
     Ok(list_envelope(data, ctx, &order, "DESC", total))
@@ -971,7 +1056,7 @@ fn embedded_client(conn: &Connection, login: &str, clid: i64) -> R {
 
 fn history(ctx: &mut Ctx, a: &str) -> R {
     match a {
-        "fields" => Ok(dict(dicts::HISTORY_FIELDS)),
+        "fields" => Ok(ctx.fields.answer(Entity::History)),
         "tips" => Ok(dict(dicts::HISTORY_TIPS)),
         "list" => history_list(ctx),
         "info" => {
@@ -1014,7 +1099,8 @@ fn history(ctx: &mut Ctx, a: &str) -> R {
             }
             let row = ctx.p.clone();
             let tx = ctx.conn.transaction()?;
-            let r = match history_insert(&tx, ctx.login, &row, Some("Событие"))? {
+            let r = match history_insert(&tx, ctx.login, &row, Some("Событие"), ctx.fields)?
+            {
                 Ok(cid) => json!({"result": "Успешно", "data": cid}),
                 Err(e) => json!({"result": "Error", "error": e}),
             };
@@ -1033,7 +1119,7 @@ fn history(ctx: &mut Ctx, a: &str) -> R {
                 let res = if value_str(row.get("content"), "").is_none_or(|c| c.trim().is_empty()) {
                     Err(json!({"code": 405, "text": "Отсутствуют параметры - Заголовок"}))
                 } else {
-                    history_insert(&tx, ctx.login, &row, None)?
+                    history_insert(&tx, ctx.login, &row, None, ctx.fields)?
                 };
                 match res {
                     Ok(cid) => {
@@ -1121,6 +1207,7 @@ fn history_insert(
     login: &str,
     row: &Params,
     default_tip: Option<&str>,
+    set: &FieldSet,
 ) -> rusqlite::Result<Result<i64, Value>> {
     let content = clean_content(&value_str(row.get("content"), ", ").unwrap_or_default());
     if let Some(e) = utf8mb3_error(&content, "app_history", "des") {
@@ -1157,7 +1244,9 @@ fn history_insert(
         first_int(row.get("pid")),
         first_int(row.get("did"))
     ])?;
-    Ok(Ok(conn.last_insert_rowid()))
+    let cid = conn.last_insert_rowid();
+    set.store(conn, Entity::History, cid, row, false)?;
+    Ok(Ok(cid))
 }
 
 const HISTORY_SELECT: &str = "SELECT h.cid, h.datum, h.des, h.tip, h.iduser, h.clid, h.pid, h.did,
@@ -1269,7 +1358,7 @@ fn task_row(ctx: &Ctx, r: &Params) -> Value {
 
 fn task(ctx: &mut Ctx, a: &str) -> R {
     match a {
-        "fields" => Ok(dict(dicts::TASK_FIELDS)),
+        "fields" => Ok(ctx.fields.answer(Entity::Task)),
         "tips" => Ok(dict(dicts::TASK_TIPS)),
         "list" => {
             // Without `active` the real server (PHP 8) returns nothing.
@@ -1366,7 +1455,10 @@ fn task(ctx: &mut Ctx, a: &str) -> R {
                     ctx.str("day")
                 ],
             )?;
-            Ok(json!({"result": "Успешно", "data": ctx.conn.last_insert_rowid()}))
+            let tid = ctx.conn.last_insert_rowid();
+            ctx.fields
+                .store(ctx.conn, Entity::Task, tid, ctx.p, false)?;
+            Ok(json!({"result": "Успешно", "data": tid}))
         }
         "update" | "doit" => {
             let Some(id) = ctx.int("id").or(ctx.int("tid")).filter(|&i| i > 0) else {
@@ -1446,7 +1538,7 @@ const DEAL_ORDER: [&str; 6] = ["did", "datum", "title", "kol", "datum_plan", "cl
 
 fn deal(ctx: &mut Ctx, a: &str) -> R {
     match a {
-        "fields" => Ok(dict(dicts::DEAL_FIELDS)),
+        "fields" => Ok(ctx.fields.answer(Entity::Deal)),
         "steplist" => Ok(dict(dicts::DEAL_STEPLIST)),
         "list" => {
             // Without active=yes the real server lists closed deals only.
@@ -1583,6 +1675,8 @@ fn deal(ctx: &mut Ctx, a: &str) -> R {
             if want("speka") {
                 m.insert("speka".into(), json!([]));
             }
+            let did = r["did"].as_i64().unwrap_or(0);
+            with_extras(ctx, Entity::Deal, did, &mut m)?;
             Ok(json!({ "data": m }))
         }
         "add" => {
@@ -1642,6 +1736,7 @@ fn deal(ctx: &mut Ctx, a: &str) -> R {
                 "UPDATE deal SET title = ?1 WHERE did = ?2",
                 rusqlite::params![format!("СД{}: {title}", did + 1), did],
             )?;
+            ctx.fields.store(&tx, Entity::Deal, did, ctx.p, false)?;
             tx.commit()?;
             Ok(json!({"result": "Успешно", "data": did}))
         }
@@ -1679,6 +1774,8 @@ fn deal(ctx: &mut Ctx, a: &str) -> R {
                 "UPDATE deal SET datum_izm = ?1 WHERE did = ?2",
                 rusqlite::params![today(), did],
             )?;
+            ctx.fields
+                .store(ctx.conn, Entity::Deal, did, ctx.p, false)?;
             Ok(json!({"result": "Успешно", "data": did}))
         }
         "delete" => {

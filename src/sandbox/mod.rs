@@ -8,10 +8,12 @@ mod api;
 mod dicts;
 mod entities;
 mod faults;
+mod fields;
 mod store;
 mod text;
 
 pub use faults::FaultConfig;
+pub use fields::{mirror as mirror_fields, FieldSpec};
 
 use crate::config::{ApiKey, Connection};
 use crate::crm::Entity;
@@ -32,6 +34,13 @@ pub enum SandboxError {
         path: String,
         source: rusqlite::Error,
     },
+    #[error("bad field '{spec}': {reason}")]
+    BadFieldSpec { spec: String, reason: String },
+    #[error("cannot store the field settings in '{path}': {source}")]
+    FieldConfig {
+        path: String,
+        source: rusqlite::Error,
+    },
     #[error("bad fault spec '{spec}': {reason}")]
     BadFaultSpec { spec: String, reason: String },
     #[error("cannot start the sandbox runtime: {0}")]
@@ -46,6 +55,9 @@ pub struct SandboxConfig {
     pub login: String,
     pub apikey: String,
     pub faults: FaultConfig,
+    /// Field settings stored in the database before serving (on top of what it already holds),
+    /// e.g. `person.input1` switched on with its title.
+    pub fields: Vec<FieldSpec>,
 }
 
 impl Default for SandboxConfig {
@@ -55,6 +67,7 @@ impl Default for SandboxConfig {
             login: "admin@example.ru".into(),
             apikey: "sandbox-key".into(),
             faults: FaultConfig::default(),
+            fields: Vec::new(),
         }
     }
 }
@@ -86,6 +99,12 @@ impl Sandbox {
 
     pub fn start_on(config: SandboxConfig, listen: SocketAddr) -> Result<Sandbox, SandboxError> {
         let store = store::Store::open(&config.db, &config.login)?;
+        store
+            .save_fields(&config.fields)
+            .map_err(|source| SandboxError::FieldConfig {
+                path: config.db.clone(),
+                source,
+            })?;
         // Bind synchronously so the caller gets bind errors and the real port right away.
         let listener = TcpListener::bind(listen).map_err(|source| SandboxError::Bind {
             addr: listen,

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-const SCHEMA: &str = "
+pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS client (
     clid INTEGER PRIMARY KEY AUTOINCREMENT,
     uid TEXT, type TEXT NOT NULL DEFAULT 'client',
@@ -120,6 +120,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "OFF")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute_batch(super::fields::SCHEMA).map_err(err)?;
         Ok(Store {
             conn: Mutex::new(conn),
             ids: Mutex::new(IdCache::default()),
@@ -132,6 +133,11 @@ impl Store {
         self.conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Store field settings (see [`super::fields`]); later settings of a field replace earlier.
+    pub fn save_fields(&self, specs: &[super::fields::FieldSpec]) -> rusqlite::Result<()> {
+        super::fields::save(&self.lock(), specs)
     }
 
     pub fn count(&self, entity: Entity) -> u64 {

@@ -455,6 +455,15 @@ pub fn live_fields(entity: Entity, live: &[crate::crm::FieldInfo]) -> Vec<FieldI
         .collect()
 }
 
+/// Fields the API writes although its `fields` action does not list them: deal/add needs a
+/// `title` (406 without it) and stores it, yet deal/fields has no `title` (NOTES, Deals).
+pub fn written_but_unlisted(entity: Entity) -> &'static [&'static str] {
+    match entity {
+        Entity::Deal => &["title"],
+        _ => &[],
+    }
+}
+
 pub fn field_info(entity: Entity, name: &str) -> Option<&'static FieldInfo> {
     known_fields(entity).iter().find(|f| f.name == name)
 }

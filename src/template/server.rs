@@ -12,6 +12,7 @@ use crate::crm::{CrmClient, CrmError, Entity, FieldInfo, RetryPolicy};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
+use thiserror::Error;
 
 /// The field that names a record's owner by login (a payload parameter, not a listed field).
 pub const OWNER_FIELD: &str = "user";
@@ -46,6 +47,104 @@ impl ServerFinding {
             self.entity, self.field, self.problem, self.fix
         )
     }
+}
+
+/// A template that writes fields the CRM does not list: refused before the first write, since
+/// the server would drop those values silently (NOTES §4).
+#[derive(Debug, Error)]
+#[error("{}", render_unknown(.template, .target, .findings))]
+pub struct UnknownFields {
+    /// The template file as the user named it.
+    pub template: String,
+    /// The CRM, as the journal names it (`sandbox DB`, or `URL as login`).
+    pub target: String,
+    pub findings: Vec<ServerFinding>,
+}
+
+fn render_unknown(template: &str, target: &str, findings: &[ServerFinding]) -> String {
+    let mut out = format!(
+        "the template writes fields the CRM ({target}) does not list; it would silently drop their values, so nothing was sent:"
+    );
+    for f in findings {
+        out.push_str("\n  ");
+        out.push_str(&f.render(template));
+    }
+    out.push_str("\n(--allow-unknown-fields sends anyway, without those values)");
+    out
+}
+
+/// Edit distance with adjacent transpositions counted as one edit (`mial` → `mail` is 1).
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// The known name nearest to `name`, when it is close enough to be a typo (at most 2 edits,
+/// and fewer than half the name's letters).
+pub fn nearest<'k>(name: &str, known: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
+    let limit = 2.min((name.chars().count().max(1) - 1).max(1));
+    known
+        .into_iter()
+        .map(|k| (edit_distance(name, k), k))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Check the template against the CRM before the first write: every field it writes must be
+/// among the CRM's `fields` of that entity. Unknown or disabled fields are an
+/// [`UnknownFields`] error, or, with `allow_unknown`, returned as warnings to show.
+pub async fn require_known_fields(
+    client: &CrmClient,
+    target: &str,
+    template: &Template,
+    template_name: &str,
+    allow_unknown: bool,
+    policy: &RetryPolicy,
+) -> crate::Result<Vec<String>> {
+    // The import's own retry policy: a flaky server must not fail the run at this first call.
+    let facts = ServerFacts::fetch_fields(client, template, policy).await?;
+    let findings = facts.unknown_fields(template);
+    if findings.is_empty() {
+        return Ok(Vec::new());
+    }
+    if allow_unknown {
+        return Ok(findings
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} (sent anyway: --allow-unknown-fields)",
+                    f.render(template_name)
+                )
+            })
+            .collect());
+    }
+    Err(UnknownFields {
+        template: template_name.to_string(),
+        target: target.to_string(),
+        findings,
+    }
+    .into())
 }
 
 /// What one CRM said about the entities a template builds.
@@ -148,11 +247,8 @@ impl ServerFacts {
         template: &Template,
         policy: &RetryPolicy,
     ) -> Result<ServerFacts, CrmError> {
-        let mut facts = ServerFacts::default();
+        let mut facts = Self::fetch_fields(client, template, policy).await?;
         for e in &template.entities {
-            facts
-                .fields
-                .insert(e.entity, client.fields(e.entity, policy).await?);
             if matches!(e.entity, Entity::History | Entity::Task)
                 && e.fields.iter().any(|f| f.name == "tip")
             {
@@ -164,14 +260,73 @@ impl ServerFacts {
         Ok(facts)
     }
 
-    /// Everything the template alone tells: unknown/disabled fields, dictionary ids given as
-    /// text, `tip` constants the CRM does not have.
-    pub fn check_template(&self, template: &Template) -> Vec<ServerFinding> {
+    /// Only the `fields` of every entity the template builds.
+    pub async fn fetch_fields(
+        client: &CrmClient,
+        template: &Template,
+        policy: &RetryPolicy,
+    ) -> Result<ServerFacts, CrmError> {
+        let mut facts = ServerFacts::default();
+        for e in &template.entities {
+            facts
+                .fields
+                .insert(e.entity, client.fields(e.entity, policy).await?);
+        }
+        Ok(facts)
+    }
+
+    /// Template fields the CRM does not list (unknown, or disabled in its field settings), with
+    /// the nearest real field when one is close enough to be a typo.
+    pub fn unknown_fields(&self, template: &Template) -> Vec<ServerFinding> {
         let mut out = Vec::new();
         for e in &template.entities {
             let Some(known) = self.fields.get(&e.entity) else {
                 continue;
             };
+            for f in &e.fields {
+                if f.name == OWNER_FIELD
+                    || known.iter().any(|k| k.name == f.name)
+                    || super::fields::written_but_unlisted(e.entity).contains(&f.name.as_str())
+                {
+                    continue;
+                }
+                let fix = match nearest(&f.name, known.iter().map(|k| k.name.as_str())) {
+                    Some(near) => {
+                        let title = known
+                            .iter()
+                            .find(|k| k.name == near)
+                            .map(|k| format!(" ({})", k.title))
+                            .unwrap_or_default();
+                        format!("did you mean `{near}`{title}? Otherwise enable '{}' in the CRM's field settings.", f.name)
+                    }
+                    None => {
+                        let names: Vec<String> = known
+                            .iter()
+                            .map(|k| format!("{} ({})", k.name, k.title))
+                            .collect();
+                        format!("enable the field in the CRM's field settings, or send the column to one of its fields: {}.", names.join(", "))
+                    }
+                };
+                out.push(ServerFinding {
+                    entity: e.entity,
+                    field: f.name.clone(),
+                    line: f.line,
+                    problem: format!("this CRM does not list '{}' among its {} fields (unknown or disabled in its field settings): the server would silently drop the value.", f.name, e.entity),
+                    fix,
+                });
+            }
+        }
+        out
+    }
+
+    /// Everything the template alone tells: unknown/disabled fields, dictionary ids given as
+    /// text, `tip` constants the CRM does not have.
+    pub fn check_template(&self, template: &Template) -> Vec<ServerFinding> {
+        let mut out = self.unknown_fields(template);
+        for e in &template.entities {
+            if !self.fields.contains_key(&e.entity) {
+                continue;
+            }
             for f in &e.fields {
                 let finding = |problem: String, fix: String| ServerFinding {
                     entity: e.entity,
@@ -180,16 +335,6 @@ impl ServerFacts {
                     problem,
                     fix,
                 };
-                if f.name != OWNER_FIELD && !known.iter().any(|k| k.name == f.name) {
-                    let names: Vec<String> = known
-                        .iter()
-                        .map(|k| format!("{} ({})", k.name, k.title))
-                        .collect();
-                    out.push(finding(
-                        format!("this CRM does not list '{}' among its {} fields (unknown or disabled in its field settings): the server would silently drop the value.", f.name, e.entity),
-                        format!("enable the field in the CRM's field settings, or send the column to one of its fields: {}.", names.join(", ")),
-                    ));
-                }
                 if e.entity == Entity::Person && INT_DICT_FIELDS.contains(&f.name.as_str()) {
                     let bad_map: Vec<String> = f
                         .map
@@ -372,5 +517,26 @@ impl ServerFacts {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typos_find_the_real_field_and_strangers_find_none() {
+        assert_eq!(edit_distance("mial", "mail"), 1, "a swap is one edit");
+        assert_eq!(edit_distance("тел", "тел"), 0);
+        let person = ["pid", "person", "ptitle", "tel", "mob", "mail", "input7"];
+        assert_eq!(nearest("mial", person), Some("mail"));
+        assert_eq!(nearest("emial", person), Some("mail"));
+        assert_eq!(nearest("input1", person), Some("input7"));
+        assert_eq!(nearest("birthday", person), None);
+        assert_eq!(
+            nearest("x", person),
+            None,
+            "one letter is no typo of anything"
+        );
     }
 }

@@ -153,6 +153,11 @@ impl Journal {
     /// one journal would make "already created" meaningless).
     pub fn bind(&mut self, id: &RunIdentity) -> Result<bool, UploadError> {
         let existing = self.meta("input_hash")?;
+        // A journal that never sent anything (a run refused before its first write) binds anew.
+        let existing = match existing {
+            Some(_) if !self.has_sent()? => None,
+            other => other,
+        };
         if let Some(hash) = existing {
             let template = self.meta("template_hash")?.unwrap_or_default();
             let target = self.meta("target")?.unwrap_or_default();
@@ -208,10 +213,14 @@ impl Journal {
         Ok(false)
     }
 
-    /// Has this journal got records already (a resume)?
-    pub fn has_records(&self) -> Result<bool, UploadError> {
+    /// Has any record of this journal been sent (is it bound to its target for good)?
+    pub fn has_sent(&self) -> Result<bool, UploadError> {
         self.conn
-            .query_row("SELECT EXISTS (SELECT 1 FROM records)", [], |r| r.get(0))
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM records WHERE state <> 'pending')",
+                [],
+                |r| r.get(0),
+            )
             .map_err(|e| self.err(e))
     }
 

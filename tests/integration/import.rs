@@ -479,13 +479,22 @@ fn killed_runs_resume_to_exactly_the_input() {
     ];
     let key = sb.connection().apikey.expose().to_string();
     let mut progress = Vec::new();
-    for (i, wait_ms) in [400u64, 700, 500, 900].into_iter().enumerate() {
+    // Each run is killed once it has stored a few hundred more records than the last one: the
+    // kills land mid-run however fast or loaded the machine is.
+    for step in [300u64, 900, 600, 1200] {
+        let before = sb.count(Entity::Person) + sb.count(Entity::History);
         let mut child = cmd(&sb, &key, &args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(wait_ms + 150 * i as u64));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline
+            && sb.count(Entity::Person) + sb.count(Entity::History) < before + step
+            && child.try_wait().unwrap().is_none()
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         progress.push(sb.count(Entity::Person) + sb.count(Entity::History));

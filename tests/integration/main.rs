@@ -3,6 +3,7 @@
 
 mod cli;
 mod export;
+mod fieldcheck;
 mod fixtures;
 mod import;
 mod reconcile;
