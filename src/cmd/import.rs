@@ -57,6 +57,10 @@ pub struct ImportArgs {
     /// 5xx) before stopping the run with exit 2, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = crate::crm::DEFAULT_RETRY_FOR.as_secs())]
     pub retry_for: u64,
+    /// Read, validate and plan only: contact no CRM, send nothing, write the report of what
+    /// would be sent (exit 0)
+    #[arg(long)]
+    pub dry_run: bool,
     /// Print the summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -96,9 +100,6 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
         return Err(Error::Usage("--chunk must be at least 1".into()));
     }
     let template = Template::load(&args.template)?;
-    // Where to send: the embedded sandbox, or the configured CRM.
-    let (sandbox, conn) = super::connect(args.sandbox.as_deref(), &args.conn)?;
-    let client = CrmClient::new(&conn)?;
     let opts = args.source.options(Some(&template))?;
     let only: Option<HashSet<u64>> = match &args.only_failed {
         Some(p) => Some(rows_to_retry(p)?),
@@ -118,15 +119,20 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
         only.as_ref(),
     )?;
     let plan = Arc::new(plan);
+    let planned = Planned {
+        file_name,
+        rows,
+        by_entity,
+        plan,
+    };
+    if args.dry_run {
+        return dry_run(&args, planned, started);
+    }
 
-    let report_path = args.report.clone().unwrap_or_else(|| {
-        let stem = args
-            .file
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "import".into());
-        PathBuf::from(format!("{stem}.import-report.xlsx"))
-    });
+    // Where to send: the embedded sandbox, or the configured CRM.
+    let (sandbox, conn) = super::connect(args.sandbox.as_deref(), &args.conn)?;
+    let client = CrmClient::new(&conn)?;
+    let report_path = report_path(&args);
     let journal_path = args
         .journal
         .clone()
@@ -139,7 +145,7 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
     }
     let mut journal = Journal::open(&journal_path)?;
     journal.bind(&RunIdentity {
-        input: file_name.clone(),
+        input: planned.file_name.clone(),
         input_hash: fingerprint_file(&args.file)?,
         template_hash: fingerprint_file(&args.template)?,
         target: super::target_name(args.sandbox.as_deref(), Some(&conn)),
@@ -160,7 +166,7 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
     let mut uploader = Uploader::new(
         client.clone(),
         journal,
-        plan.clone(),
+        planned.plan.clone(),
         upload_opts,
         stop.clone(),
     )?;
@@ -180,7 +186,7 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
         Err(e) => Err(e),
         Ok(()) => {
             if !args.json && !args.quiet {
-                print_invalid_rows(&rows, INVALID_ROWS_SHOWN);
+                print_invalid_rows(&planned.rows, INVALID_ROWS_SHOWN);
             }
             runtime
                 .block_on(async {
@@ -204,11 +210,67 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
         eprintln!("smbatch: error: {e}");
     }
 
-    let counts = uploader.counts();
+    let summary = finish(
+        &args,
+        &planned,
+        &uploader.counts(),
+        &|e, k| uploader.state(e, k).cloned(),
+        RunInfo {
+            target: conn.url.clone(),
+            journal: Some(journal_path.display().to_string()),
+            interrupted: interrupted.load(Ordering::SeqCst),
+            stopped: result.as_ref().err().map(|e| e.to_string()),
+            dry_run: false,
+            started,
+        },
+    )?;
+    if let Some(s) = sandbox {
+        s.stop();
+    }
+    if result.is_err() {
+        return Err(Error::AlreadyReported);
+    }
+    if summary.interrupted {
+        return Err(Error::Interrupted);
+    }
+    Ok(if summary.is_clean() {
+        Exit::Clean
+    } else {
+        Exit::RowsFailed
+    })
+}
+
+/// The source read, mapped and planned: what a run (or a dry run) starts from.
+struct Planned {
+    file_name: String,
+    rows: Vec<crate::upload::PlannedRow>,
+    by_entity: BTreeMap<Entity, crate::upload::RowCounts>,
+    plan: Arc<crate::upload::Plan>,
+}
+
+/// How a run went, besides the records' states.
+struct RunInfo {
+    target: String,
+    journal: Option<String>,
+    interrupted: bool,
+    stopped: Option<String>,
+    dry_run: bool,
+    started: std::time::Instant,
+}
+
+/// Count, write the report (every row, one outcome each), print the summary, and check that it
+/// all adds up.
+fn finish(
+    args: &ImportArgs,
+    planned: &Planned,
+    counts: &std::collections::HashMap<Entity, crate::upload::EntityCounts>,
+    state: &dyn Fn(Entity, &str) -> Option<crate::upload::Entry>,
+    run: RunInfo,
+) -> Result<Summary> {
     let mut entities = BTreeMap::new();
     for e in Entity::ALL {
         let c = counts.get(&e).cloned().unwrap_or_default();
-        let rc = by_entity.get(&e).copied().unwrap_or_default();
+        let rc = planned.by_entity.get(&e).copied().unwrap_or_default();
         if c.records == 0 && rc.invalid == 0 && rc.valid == 0 {
             continue;
         }
@@ -222,7 +284,7 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
             },
         );
     }
-
+    let report_path = report_path(args);
     // Per-row outcomes into the report, after its summary sheet.
     let mut report = ImportReport::create(
         Some(&report_path),
@@ -230,27 +292,25 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
         &summary_table(&entities),
     )?;
     let mut by_outcome: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut clean = true;
-    for r in &rows {
-        let line = row_line(r, &plan, &uploader);
-        clean &= line.outcome.is_clean();
+    for r in &planned.rows {
+        let line = row_line(r, &planned.plan, state);
         *by_outcome.entry(line.outcome.as_str()).or_default() += 1;
         report.write(&line)?;
     }
     report.finish()?;
-
     let summary = Summary {
-        file: file_name,
-        target: conn.url.clone(),
-        rows: rows.len() as u64,
+        file: planned.file_name.clone(),
+        target: run.target,
+        dry_run: run.dry_run,
+        rows: planned.rows.len() as u64,
         rows_by_outcome: by_outcome,
         entities,
         report: Some(report_path.display().to_string()),
         csv_report: args.csv_report.as_ref().map(|p| p.display().to_string()),
-        journal: journal_path.display().to_string(),
-        interrupted: interrupted.load(Ordering::SeqCst),
-        stopped: result.as_ref().err().map(|e| e.to_string()),
-        seconds: started.elapsed().as_secs_f64(),
+        journal: run.journal,
+        interrupted: run.interrupted,
+        stopped: run.stopped,
+        seconds: run.started.elapsed().as_secs_f64(),
     };
     if args.json {
         println!(
@@ -260,17 +320,58 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
     } else {
         print_summary(&summary);
     }
-    if let Some(s) = sandbox {
-        s.stop();
-    }
     summary.check_adds_up()?;
-    if result.is_err() {
-        return Err(Error::AlreadyReported);
+    Ok(summary)
+}
+
+/// `--dry-run`: read, map, validate and plan, contact no CRM, write nothing but the report: every
+/// valid record counts as what the run would create.
+fn dry_run(args: &ImportArgs, planned: Planned, started: std::time::Instant) -> Result<Exit> {
+    let mut counts: std::collections::HashMap<Entity, crate::upload::EntityCounts> =
+        std::collections::HashMap::new();
+    for r in planned.plan.records() {
+        let c = counts.entry(r.entity).or_default();
+        c.records += 1;
+        c.created += 1;
     }
-    if summary.interrupted {
-        return Err(Error::Interrupted);
+    let would_create = |_: Entity, _: &str| {
+        Some(crate::upload::Entry {
+            state: crate::upload::State::Created,
+            crm_id: None,
+            error: None,
+            resolved: false,
+        })
+    };
+    if !args.json && !args.quiet {
+        print_invalid_rows(&planned.rows, INVALID_ROWS_SHOWN);
     }
-    Ok(if clean { Exit::Clean } else { Exit::RowsFailed })
+    finish(
+        args,
+        &planned,
+        &counts,
+        &would_create,
+        RunInfo {
+            target: "dry run: nothing sent".into(),
+            journal: None,
+            interrupted: false,
+            stopped: None,
+            dry_run: true,
+            started,
+        },
+    )?;
+    Ok(Exit::Clean)
+}
+
+/// `--report`, or FILE-STEM.import-report.xlsx in the current directory.
+fn report_path(args: &ImportArgs) -> PathBuf {
+    args.report.clone().unwrap_or_else(|| {
+        let stem = args
+            .file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "import".into());
+        PathBuf::from(format!("{stem}.import-report.xlsx"))
+    })
 }
 
 /// The checks before the first write: the CRM's `fields` of every entity the template writes

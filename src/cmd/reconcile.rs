@@ -139,6 +139,7 @@ fn fix(args: &ReconcileArgs, side: &SourceSide, result: &Reconciliation) -> Resu
         source: args.source.clone(),
         json: false,
         retry_for: crate::crm::DEFAULT_RETRY_FOR.as_secs(),
+        dry_run: false,
         quiet: args.quiet || args.json,
         allow_unknown_fields: args.allow_unknown_fields,
     };

@@ -5,7 +5,7 @@
 use super::summary::{add_summary_sheet, SummaryTable};
 use super::{Cell, CsvOptions, CsvTable, ReportError, SheetId, XlsxBook};
 use crate::crm::Entity;
-use crate::upload::{EntityCounts, Plan, PlannedRow, RowSkip, State, Uploader};
+use crate::upload::{EntityCounts, Entry, Plan, PlannedRow, RowSkip, State};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -176,12 +176,14 @@ pub struct EntitySummary {
 pub struct Summary {
     pub file: String,
     pub target: String,
+    /// Nothing was sent: the counts say what a run would do.
+    pub dry_run: bool,
     pub rows: u64,
     pub rows_by_outcome: BTreeMap<&'static str, u64>,
     pub entities: BTreeMap<Entity, EntitySummary>,
     pub report: Option<String>,
     pub csv_report: Option<String>,
-    pub journal: String,
+    pub journal: Option<String>,
     pub interrupted: bool,
     /// Why the run stopped early (a fatal error), if it did.
     pub stopped: Option<String>,
@@ -189,6 +191,13 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Every row is all there (or, in a dry run, would be sent whole).
+    pub fn is_clean(&self) -> bool {
+        self.rows_by_outcome
+            .keys()
+            .all(|o| matches!(*o, "created" | "existing" | "blank" | "skipped"))
+    }
+
     /// Every row has exactly one outcome and every entity's figures add up; otherwise the run
     /// is an internal error, never a success.
     pub fn check_adds_up(&self) -> Result<(), crate::Error> {
@@ -279,7 +288,11 @@ pub fn summary_table(entities: &BTreeMap<Entity, EntitySummary>) -> SummaryTable
 }
 
 /// One source row's outcome after a run, from the journal's states of its records.
-pub fn row_line(r: &PlannedRow, plan: &Plan, up: &Uploader) -> RowLine {
+pub fn row_line(
+    r: &PlannedRow,
+    plan: &Plan,
+    state_of: &dyn Fn(Entity, &str) -> Option<Entry>,
+) -> RowLine {
     let mut line = RowLine {
         file: r.pos.file.to_string(),
         sheet: r.pos.sheet.as_ref().map(|s| s.to_string()),
@@ -317,7 +330,8 @@ pub fn row_line(r: &PlannedRow, plan: &Plan, up: &Uploader) -> RowLine {
             .iter()
             .position(|e| *e == rec.entity)
             .unwrap_or(0);
-        let entry = up.state(rec.entity, &rec.key);
+        let entry = state_of(rec.entity, &rec.key);
+        let entry = entry.as_ref();
         let state = entry.map(|e| e.state);
         let why = |default: &str| {
             entry
@@ -439,7 +453,12 @@ pub fn print_summary(s: &Summary) {
     if let Some(r) = &s.csv_report {
         println!("csv report: {r}");
     }
-    println!("journal: {}", s.journal);
+    if let Some(j) = &s.journal {
+        println!("journal: {j}");
+    }
+    if s.dry_run {
+        println!("dry run: nothing was sent; 'created' counts what a run would create");
+    }
     if s.stopped.is_some() {
         println!("stopped early (the reason is above): the report lists what was not sent; run the same command again to continue");
     } else if s.entities.values().any(|c| c.counts.unresolved > 0) {

@@ -1,6 +1,7 @@
 //! The one integration-test binary: drives the real `smbatch` CLI and talks HTTP only to the
 //! sandbox started in-process on 127.0.0.1. Each area of the tool has its own module.
 
+mod accounted;
 mod cli;
 mod export;
 mod fieldcheck;
