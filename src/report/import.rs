@@ -5,6 +5,7 @@
 use super::summary::{add_summary_sheet, SummaryTable};
 use super::{Cell, CsvOptions, CsvTable, ReportError, SheetId, XlsxBook};
 use crate::crm::Entity;
+use crate::source::{display, escape};
 use crate::upload::{EntityCounts, Plan, PlannedRow, State, Uploader};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
@@ -174,9 +175,9 @@ pub fn print_invalid_rows(rows: &[PlannedRow], at_most: usize) {
         let value = if p.value.is_empty() {
             String::new()
         } else {
-            format!(" value '{}':", p.value)
+            format!(" value '{}':", display(&p.value))
         };
-        eprintln!("{pos}: {what}:{value} {} (not sent)", p.message);
+        eprintln!("{pos}: {what}:{value} {} (not sent)", escape(&p.message));
     }
     if invalid.len() > at_most {
         eprintln!(

@@ -58,9 +58,10 @@ impl FromStr for Encoding {
     }
 }
 
-/// Detect the encoding from the first bytes: a BOM wins; otherwise valid UTF-8 is UTF-8 and
-/// anything else is taken as Windows-1251 (the only 8-bit encoding our users send).
-/// Returns the encoding and the BOM length to skip.
+/// Detect the encoding from the first bytes: a BOM wins; then UTF-16 without a BOM, recognised
+/// by its NUL bytes all in one column (the zero high byte of ASCII delimiters, digits and line
+/// breaks); otherwise valid UTF-8 is UTF-8 and anything else is taken as Windows-1251 (the only
+/// 8-bit encoding our users send). Returns the encoding and the BOM length to skip.
 pub fn detect_encoding(head: &[u8]) -> (Encoding, usize) {
     if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
         return (Encoding::Utf8, 3);
@@ -71,11 +72,43 @@ pub fn detect_encoding(head: &[u8]) -> (Encoding, usize) {
     if head.starts_with(&[0xFE, 0xFF]) {
         return (Encoding::Utf16Be, 2);
     }
+    if let Some(enc) = utf16_by_nul_pattern(head) {
+        return (enc, 0);
+    }
     match std::str::from_utf8(head) {
         Ok(_) => (Encoding::Utf8, 0),
         // The sample may end in the middle of a multi-byte character: that is still UTF-8.
         Err(e) if e.error_len().is_none() => (Encoding::Utf8, 0),
         Err(_) => (Encoding::Windows1251, 0),
+    }
+}
+
+/// UTF-16 without a BOM: some code units (delimiters, digits, spaces and line breaks are ASCII
+/// even in Cyrillic text) have a zero byte on one side, and (almost) none on the other — binary
+/// data has its NULs on both sides. Whether the result reads as text is checked by the caller.
+fn utf16_by_nul_pattern(head: &[u8]) -> Option<Encoding> {
+    let n = head.len().min(4096) & !1;
+    if n < 4 {
+        return None;
+    }
+    let (mut even, mut odd) = (0usize, 0usize);
+    for (i, &b) in head[..n].iter().enumerate() {
+        if b == 0 {
+            if i % 2 == 0 {
+                even += 1;
+            } else {
+                odd += 1;
+            }
+        }
+    }
+    let units = n / 2;
+    let enough = |k: usize| k >= 2 && k * 32 >= units;
+    if enough(odd) && even * 16 <= odd {
+        Some(Encoding::Utf16Le)
+    } else if enough(even) && odd * 16 <= even {
+        Some(Encoding::Utf16Be)
+    } else {
+        None
     }
 }
 
