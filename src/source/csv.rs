@@ -84,8 +84,9 @@ pub fn detect_encoding(head: &[u8]) -> (Encoding, usize) {
 }
 
 /// UTF-16 without a BOM: some code units (delimiters, digits, spaces and line breaks are ASCII
-/// even in Cyrillic text) have a zero byte on one side, and (almost) none on the other — binary
-/// data has its NULs on both sides. Whether the result reads as text is checked by the caller.
+/// even in Cyrillic text) have a zero byte on one side, and few on the other — binary data has
+/// its NULs on both sides — and the sample decodes without a broken surrogate pair. Whether the
+/// text is readable (no control characters) is for the caller to judge.
 fn utf16_by_nul_pattern(head: &[u8]) -> Option<Encoding> {
     let n = head.len().min(4096) & !1;
     if n < 4 {
@@ -103,13 +104,26 @@ fn utf16_by_nul_pattern(head: &[u8]) -> Option<Encoding> {
     }
     let units = n / 2;
     let enough = |k: usize| k >= 2 && k * 32 >= units;
-    if enough(odd) && even * 16 <= odd {
-        Some(Encoding::Utf16Le)
-    } else if enough(even) && odd * 16 <= even {
-        Some(Encoding::Utf16Be)
+    let (enc, rs) = if enough(odd) && even * 4 <= odd {
+        (Encoding::Utf16Le, encoding_rs::UTF_16LE)
+    } else if enough(even) && odd * 4 <= even {
+        (Encoding::Utf16Be, encoding_rs::UTF_16BE)
     } else {
-        None
-    }
+        return None;
+    };
+    // The sample may end between the two halves of a surrogate pair.
+    let last = &head[n - 2..n];
+    let last = match enc {
+        Encoding::Utf16Le => u16::from_le_bytes([last[0], last[1]]),
+        _ => u16::from_be_bytes([last[0], last[1]]),
+    };
+    let m = if (0xD800..0xDC00).contains(&last) {
+        n - 2
+    } else {
+        n
+    };
+    rs.decode_without_bom_handling_and_without_replacement(&head[..m])
+        .map(|_| enc)
 }
 
 /// Pick the delimiter among `,` `;` tab `|` that splits the first lines most consistently.
@@ -160,6 +174,8 @@ struct DecodeReader<R> {
     in_start: usize,
     in_end: usize,
     eof: bool,
+    /// The decoder was flushed (`last = true`): encoding_rs panics if it is used again.
+    flushed: bool,
     outbuf: Vec<u8>,
     out_start: usize,
     out_end: usize,
@@ -175,6 +191,7 @@ impl<R: Read> DecodeReader<R> {
             in_start: 0,
             in_end: 0,
             eof: false,
+            flushed: false,
             outbuf: vec![0; 3 * 64 * 1024 + 16],
             out_start: 0,
             out_end: 0,
@@ -198,7 +215,11 @@ impl<R: Read> Read for DecodeReader<R> {
                 self.eof = n == 0;
             }
             if self.eof && self.in_start == self.in_end {
-                // Flush the decoder (a dangling UTF-16 surrogate becomes U+FFFD).
+                if self.flushed {
+                    return Ok(0);
+                }
+                // Flush the decoder once (a dangling UTF-16 byte or surrogate becomes U+FFFD).
+                self.flushed = true;
                 let (_, _, written, _) = self.decoder.decode_to_utf8(&[], &mut self.outbuf, true);
                 if written == 0 {
                     return Ok(0);
@@ -463,6 +484,24 @@ mod tests {
         assert_eq!(got, want);
         assert_eq!(want.len(), 5);
         assert!(want[1..4].iter().all(|r| !r.issues.is_empty()), "{want:?}");
+    }
+
+    #[test]
+    fn utf16_with_a_dangling_last_byte_ends_in_a_replacement_character() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("odd.csv");
+        let mut bytes: Vec<u8> = "a;b\n1;2"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        bytes.push(b'x'); // half a code unit: the file was cut
+        std::fs::write(&p, &bytes).unwrap();
+        let rows: Vec<Row> = CsvSource::open(&p, &SourceOptions::default())
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].cells, ["1", "2\u{FFFD}"]);
     }
 
     #[test]

@@ -108,13 +108,11 @@ fn looks_binary(head: &[u8]) -> bool {
             let (mut n, mut bad) = (0usize, 0usize);
             for c in text.chars() {
                 n += 1;
-                if c == '\u{FFFD}' || (c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\x0C'))
-                {
+                if c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\x0C') {
                     bad += 1;
                 }
             }
-            // The sample may end inside a surrogate pair: one replacement is not evidence.
-            bad > 1 + n / 100
+            bad > 0 && bad * 100 > n
         }
         Encoding::Utf8 | Encoding::Windows1251 => {
             let mut ctrl = 0usize;

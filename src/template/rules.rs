@@ -554,7 +554,10 @@ mod tests {
         ];
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(2000))]
+            #![proptest_config(ProptestConfig {
+                failure_persistence: None,
+                ..ProptestConfig::with_cases(2000)
+            })]
 
             #[test]
             fn phone_normalisation_is_well_formed_and_idempotent(v in nasty_string()) {

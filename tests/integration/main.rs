@@ -5,6 +5,7 @@ mod cli;
 mod export;
 mod fixtures;
 mod import;
+mod props;
 mod reconcile;
 mod sandbox;
 mod validate;
