@@ -10,18 +10,44 @@ use calamine::{
     open_workbook, CellErrorType, Data, DataRef, ExcelDateTime, Ods, Reader, Sheets, Xls, Xlsb,
     Xlsx,
 };
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 
 /// Excel's widest sheet (XFD): a cell beyond it is a damaged file, not data.
 const MAX_COLUMNS: usize = 16_384;
 
-/// Run calamine on bytes we do not trust: a panic inside it (it has had some on damaged
-/// files) becomes a [`SourceError::Workbook`] naming the file instead of killing the run.
+thread_local! {
+    /// Set while this thread runs calamine inside [`guarded`]: its panics are reported as an
+    /// error, so the panic hook must not also print them.
+    static GUARDED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Chain a panic hook (once per process) that stays silent for panics [`guarded`] catches and
+/// hands every other panic to the hook that was there before.
+fn quiet_hook_for_guarded_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !GUARDED.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Run calamine on bytes we do not trust: a panic inside it (it indexes arrays with numbers
+/// from the file, e.g. shared strings that are missing) becomes a [`SourceError::Workbook`]
+/// naming the file instead of killing the run or printing a backtrace.
 fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, SourceError>) -> Result<T, SourceError> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+    quiet_hook_for_guarded_panics();
+    let outer = GUARDED.with(|g| g.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(outer));
+    result.unwrap_or_else(|panic| {
         let why = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -358,7 +384,7 @@ impl RowSource for XlsxSource {
         &self.headers
     }
     fn describe(&self) -> String {
-        format!("XLSX, sheet '{}'", self.sheet)
+        format!("XLSX, sheet '{}'", display(&self.sheet))
     }
 }
 
@@ -448,7 +474,7 @@ impl RowSource for RangeSource {
         &self.headers
     }
     fn describe(&self) -> String {
-        format!("workbook, sheet '{}'", self.sheet)
+        format!("workbook, sheet '{}'", display(&self.sheet))
     }
 }
 

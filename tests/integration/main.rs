@@ -4,6 +4,7 @@
 mod cli;
 mod export;
 mod fixtures;
+mod hostile;
 mod import;
 mod props;
 mod reconcile;
