@@ -5,7 +5,7 @@
 
 use proptest::prelude::*;
 use smbatch::source::{self, detect_encoding, sniff_delimiter, Row, SourceOptions, SourcePos};
-use smbatch::template::{fingerprint, Template};
+use smbatch::template::{fingerprint, Expr, Part, Template};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -166,6 +166,38 @@ proptest! {
         let want: Vec<&Vec<String>> = cells.iter().collect();
         let got: Vec<&Vec<String>> = rows.iter().map(|r| &r.cells).collect();
         prop_assert_eq!(got, want);
+    }
+
+    /// Any text is an expression or a clean error; literal text written with `{{`/`}}` escapes
+    /// and `{Column}` placeholders parses back into exactly those parts.
+    #[test]
+    fn expressions_parse_or_refuse_and_round_trip(
+        any_text in nasty_string(30),
+        parts in prop::collection::vec((nasty_string(10), nasty_string(8)), 0..5),
+    ) {
+        if let Err(m) = Expr::parse(&any_text) {
+            prop_assert!(m.contains('{') || m.contains('}'), "{}", m);
+        }
+        let mut src = String::new();
+        let mut want: Vec<Part> = Vec::new();
+        for (lit, col) in &parts {
+            let col = col.replace(['{', '}'], "");
+            if !lit.is_empty() {
+                src.push_str(&lit.replace('{', "{{").replace('}', "}}"));
+                match want.last_mut() {
+                    Some(Part::Lit(l)) => l.push_str(lit),
+                    _ => want.push(Part::Lit(lit.clone())),
+                }
+            }
+            if !col.trim().is_empty() {
+                src.push('{');
+                src.push_str(&col);
+                src.push('}');
+                want.push(Part::Column(col.trim().to_string()));
+            }
+        }
+        let e = Expr::parse(&src).unwrap();
+        prop_assert_eq!(e.parts, want);
     }
 
     /// Arbitrary text through every transform, check, date, map and a `{Col}` expression.
