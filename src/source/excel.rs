@@ -414,6 +414,13 @@ impl RangeSource {
             path: path.to_path_buf(),
             message: e.to_string(),
         };
+        if kind == Kind::Xls {
+            let bytes = std::fs::read(path).map_err(|source| SourceError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            super::ole::check(&bytes).map_err(|m| wb_err(&format!("the file is damaged: {m}")))?;
+        }
         let mut wb = match kind {
             Kind::Xls => Sheets::Xls(open_workbook::<Xls<_>, _>(path).map_err(|e| wb_err(&e))?),
             Kind::Ods => Sheets::Ods(open_workbook::<Ods<_>, _>(path).map_err(|e| wb_err(&e))?),

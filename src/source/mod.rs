@@ -8,6 +8,7 @@
 mod csv;
 mod display;
 mod excel;
+mod ole;
 mod sniff;
 
 use std::fmt;

@@ -230,6 +230,58 @@ proptest! {
     }
 }
 
+/// Damaged workbooks: a valid XLSX/XLS from `samples/`, cut short or with bytes overwritten.
+/// calamine must not take the run down (its panics become errors) and rows stay header-wide.
+fn damaged(sample: &str, name: &str, cut: f64, flips: &[(f64, u8)]) -> Result<(), TestCaseError> {
+    let mut bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(sample)).unwrap();
+    let keep = 8 + ((bytes.len() - 8) as f64 * cut) as usize;
+    bytes.truncate(keep);
+    for &(at, b) in flips {
+        let i = 8 + ((bytes.len() - 8) as f64 * at) as usize;
+        if i < bytes.len() {
+            bytes[i] = b;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, &bytes).unwrap();
+    match drain(&path, &SourceOptions::default()) {
+        Ok((headers, rows)) => {
+            for r in &rows {
+                prop_assert_eq!(r.cells.len(), headers.len());
+            }
+        }
+        Err(msg) => {
+            assert_clean(&msg);
+            prop_assert!(msg.contains(name), "{}", msg);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(300)
+    })]
+
+    #[test]
+    fn damaged_xlsx_never_panics(
+        cut in prop_oneof![Just(1.0), 0.0f64..1.0],
+        flips in prop::collection::vec((0.0f64..1.0, any::<u8>()), 0..6),
+    ) {
+        damaged("samples/migration.xlsx", "d.csv", cut, &flips)?;
+    }
+
+    #[test]
+    fn damaged_xls_never_panics(
+        cut in prop_oneof![Just(1.0), 0.0f64..1.0],
+        flips in prop::collection::vec((0.0f64..1.0, any::<u8>()), 0..6),
+    ) {
+        damaged("samples/migration.xls", "d.xls", cut, &flips)?;
+    }
+}
+
 #[test]
 fn an_unreadable_file_name_with_control_characters_is_shown_escaped() {
     let dir = tempfile::tempdir().unwrap();
