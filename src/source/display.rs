@@ -34,6 +34,23 @@ pub fn escape(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Like [`escape`], but line breaks stay: for messages that are laid out over several lines by
+/// the library that wrote them (a TOML error shows the offending line and a caret under it).
+pub fn escape_multiline(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(|c| c != '\n' && hidden(c)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c == '\n' {
+            out.push(c);
+        } else {
+            push_char(&mut out, c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 fn push_char(out: &mut String, c: char) {
     if hidden(c) {
         let _ = write!(out, "\\u{{{:x}}}", c as u32);
@@ -73,6 +90,7 @@ mod tests {
         assert_eq!(display("Иванов Иван"), "Иванов Иван");
         assert_eq!(display("a\0b\x07c\nd"), "a\\u{0}b\\u{7}c\\u{a}d");
         assert_eq!(display("x\u{202E}y\u{200D}z"), "x\\u{202e}y\\u{200d}z");
+        assert_eq!(escape_multiline("a\n\x1b[2Jb\n"), "a\n\\u{1b}[2Jb\n");
         // Combining marks and emoji are text, not hidden characters.
         assert_eq!(display("й\u{301}😀"), "й\u{301}😀");
     }

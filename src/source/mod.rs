@@ -17,7 +17,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use self::csv::{detect_encoding, sniff_delimiter, Encoding};
-pub use self::display::{display, display_path, escape, MAX_SHOWN_CHARS};
+pub use self::display::{display, display_path, escape, escape_multiline, MAX_SHOWN_CHARS};
 
 /// Where a row came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

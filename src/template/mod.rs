@@ -18,7 +18,7 @@ pub use mapper::{
 };
 
 use crate::crm::Entity;
-use crate::source::{display, display_path, escape, Encoding, SourceOptions};
+use crate::source::{display, display_path, escape, escape_multiline, Encoding, SourceOptions};
 use fields::{field_info, FieldKind};
 use regex::Regex;
 use rules::Transform;
@@ -34,14 +34,18 @@ pub enum TemplateError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}: not a valid template: {}", display_path(.path), escape(.message))]
+    #[error(
+        "{}: not a valid template: {}",
+        display_path(.path),
+        escape_multiline(.message)
+    )]
     Parse { path: PathBuf, message: String },
     #[error(
         "{}: {} field '{}': {}",
         display_path(.path),
         escape(.entity),
         display(.field),
-        escape(.message)
+        escape_multiline(.message)
     )]
     Field {
         path: PathBuf,
@@ -49,7 +53,12 @@ pub enum TemplateError {
         field: String,
         message: String,
     },
-    #[error("{}: {}: {}", display_path(.path), escape(.entity), escape(.message))]
+    #[error(
+        "{}: {}: {}",
+        display_path(.path),
+        escape(.entity),
+        escape_multiline(.message)
+    )]
     Entity {
         path: PathBuf,
         entity: String,

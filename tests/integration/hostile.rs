@@ -312,3 +312,25 @@ fn damaged_workbooks_give_a_clean_error() {
     let archive = z.finish().unwrap().into_inner();
     assert_fatal(d, &t, "archive.csv", &archive, "cannot read the workbook");
 }
+
+#[test]
+fn template_errors_keep_their_layout_but_never_print_control_characters() {
+    let (dir, _) = setup();
+    let d = dir.path();
+    let t = d.join("bad.toml");
+    std::fs::write(&t, "[[entity]]\ntype = \"person\x1b[2J\n").unwrap();
+    let f = d.join("ok.csv");
+    std::fs::write(&f, "ID;Имя;Телефон\n1;Иван;\n").unwrap();
+    let (code, out, err) = validate(&f, &t);
+    assert_eq!(code, 2, "{out}{err}");
+    // The TOML error's own lines (the offending line, a caret under it) stay lines.
+    assert!(
+        err.contains("bad.toml: not a valid template: TOML parse error at line 2"),
+        "{err}"
+    );
+    assert!(
+        err.contains("\\u{1b}[2J") && err.lines().count() > 2,
+        "{err}"
+    );
+    assert!(!err.chars().any(|c| c.is_control() && c != '\n'), "{err:?}");
+}
