@@ -60,6 +60,20 @@ fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, SourceError>) -> Result
     })
 }
 
+/// Bounded unpacking of a ZIP-based workbook (see [`super::package`]).
+fn check_package(path: &Path, ods: bool) -> Result<(), SourceError> {
+    let file = std::fs::File::open(path).map_err(|source| SourceError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    super::package::check(std::io::BufReader::new(file), ods).map_err(|message| {
+        SourceError::Workbook {
+            path: path.to_path_buf(),
+            message,
+        }
+    })
+}
+
 /// One cell as text plus the problem the reader saw in it, if any.
 fn float_text(f: f64) -> String {
     if !f.is_finite() {
@@ -276,6 +290,7 @@ impl XlsxSource {
             message: e.to_string(),
         };
         let (mut wb, sheet) = guarded(path, || {
+            check_package(path, false)?;
             let wb: Xlsx<_> = open_workbook(path).map_err(wb_err)?;
             let sheet = pick_sheet(path, &wb.sheet_names(), opts.sheet.as_deref())?;
             Ok((wb, sheet))
@@ -414,7 +429,9 @@ impl RangeSource {
             path: path.to_path_buf(),
             message: e.to_string(),
         };
-        if kind == Kind::Xls {
+        if kind != Kind::Xls {
+            check_package(path, kind == Kind::Ods)?;
+        } else {
             let bytes = std::fs::read(path).map_err(|source| SourceError::Io {
                 path: path.to_path_buf(),
                 source,

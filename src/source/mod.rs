@@ -9,6 +9,7 @@ mod csv;
 mod display;
 mod excel;
 mod ole;
+mod package;
 mod sniff;
 
 use std::fmt;

@@ -334,3 +334,78 @@ fn template_errors_keep_their_layout_but_never_print_control_characters() {
     );
     assert!(!err.chars().any(|c| c.is_control() && c != '\n'), "{err:?}");
 }
+
+/// An ODS package: `mimetype` first and stored, as the format requires, a manifest, `content.xml`.
+fn ods(rows: &str) -> Vec<u8> {
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    z.start_file("mimetype", stored).unwrap();
+    z.write_all(b"application/vnd.oasis.opendocument.spreadsheet")
+        .unwrap();
+    z.start_file(
+        "META-INF/manifest.xml",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
+    z.write_all(br#"<?xml version="1.0" encoding="UTF-8"?><manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2"><manifest:file-entry manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/><manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/></manifest:manifest>"#)
+        .unwrap();
+    z.start_file("content.xml", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    write!(
+        z,
+        r#"<?xml version="1.0" encoding="UTF-8"?><office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"><office:body><office:spreadsheet><table:table table:name="Лист1">{rows}</table:table></office:spreadsheet></office:body></office:document-content>"#
+    )
+    .unwrap();
+    z.finish().unwrap().into_inner()
+}
+
+fn ods_cell(v: &str) -> String {
+    format!(
+        r#"<table:table-cell office:value-type="string"><text:p>{v}</text:p></table:table-cell>"#
+    )
+}
+
+#[test]
+fn ods_is_read_by_content_and_repeat_bombs_are_refused() {
+    let (dir, t) = setup();
+    let d = dir.path();
+    let row = |cells: [&str; 3]| {
+        format!(
+            "<table:table-row>{}</table:table-row>",
+            cells.iter().map(|c| ods_cell(c)).collect::<String>()
+        )
+    };
+    let book = ods(&format!(
+        "{}{}{}<table:table-row table:number-rows-repeated=\"1048573\"><table:table-cell table:number-columns-repeated=\"16384\"/></table:table-row>",
+        row(["ID", "Имя", "Телефон"]),
+        row(["1", "Иванов Иван", "8 342 200 00 00"]),
+        row(["2", "\u{212A}elvin", "\u{212A}ext İİ"]),
+    ));
+    // Named .xlsx, but its mimetype says ODS.
+    assert_rows(d, &t, "calc.xlsx", &book, 0, 2);
+    // One value repeated into a billion cells: refused before anything is expanded.
+    let bomb = ods(&format!(
+        "{}<table:table-row table:number-rows-repeated=\"1000000\"><table:table-cell table:number-columns-repeated=\"1000\" office:value-type=\"float\" office:value=\"1\"/></table:table-row>",
+        row(["ID", "Имя", "Телефон"]),
+    ));
+    assert_fatal(d, &t, "bomb.csv", &bomb, "expands to more than");
+}
+
+#[test]
+fn a_zip_bomb_named_xlsx_is_refused_before_it_is_inflated() {
+    let (dir, t) = setup();
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    z.start_file(
+        "xl/worksheets/sheet1.xml",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
+    let zeros = vec![b' '; 1 << 20];
+    for _ in 0..80 {
+        z.write_all(&zeros).unwrap();
+    }
+    let bomb = z.finish().unwrap().into_inner();
+    assert!(bomb.len() < 1 << 20);
+    assert_fatal(dir.path(), &t, "bomb.xlsx", &bomb, "a ZIP bomb");
+}
