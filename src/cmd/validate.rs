@@ -4,7 +4,7 @@ use crate::cli::{ConnectionArgs, SourceArgs};
 use crate::crm::{CrmClient, RetryPolicy};
 use crate::report::validation::{ReportWriter, Tally};
 use crate::report::Progress;
-use crate::source;
+use crate::source::{self, display, escape};
 use crate::template::server::{self as srv, Observed, ServerFacts};
 use crate::template::{check_row, map_file_with, CheckedRow, MapOptions, Severity, Template};
 use crate::{Error, Exit, Result};
@@ -115,7 +115,7 @@ pub fn run(args: ValidateArgs) -> Result<Exit> {
                 let col = p
                     .column
                     .as_deref()
-                    .map(|c| format!(" column '{c}'"))
+                    .map(|c| format!(" column '{}'", display(c)))
                     .unwrap_or_default();
                 let ent = p.entity.map(|e| format!(" {e}")).unwrap_or_default();
                 let sev = if p.severity == Severity::Warning {
@@ -126,9 +126,9 @@ pub fn run(args: ValidateArgs) -> Result<Exit> {
                 let val = if p.value.is_empty() {
                     String::new()
                 } else {
-                    format!(" value '{}'", p.value)
+                    format!(" value '{}'", display(&p.value))
                 };
-                let line = format!("{}{col}{ent}: {sev}:{val} {}", m.pos, p.message);
+                let line = format!("{}{col}{ent}: {sev}:{val} {}", m.pos, escape(&p.message));
                 progress.println(&line);
             } else {
                 hidden += 1;

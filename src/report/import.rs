@@ -5,6 +5,7 @@
 use super::summary::{add_summary_sheet, SummaryTable};
 use super::{Cell, CsvOptions, CsvTable, ReportError, SheetId, XlsxBook};
 use crate::crm::Entity;
+use crate::source::escape;
 use crate::upload::{EntityCounts, Entry, Plan, PlannedRow, RowSkip, State};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
@@ -234,7 +235,7 @@ pub fn print_invalid_rows(rows: &[PlannedRow], at_most: usize) {
         } else {
             format!("not sent: {}; the row's other records are", held.join(", "))
         };
-        eprintln!("{}: {} ({sent})", r.pos, p.message);
+        eprintln!("{}: {} ({sent})", r.pos, escape(&p.message));
     }
     if invalid.len() > at_most {
         eprintln!(

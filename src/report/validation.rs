@@ -6,7 +6,7 @@
 
 use super::{Cell, CsvOptions, CsvTable, ReportError, SheetId, XlsxBook};
 use crate::crm::Entity;
-use crate::source::Row;
+use crate::source::{display, escape, Row};
 use crate::template::server::ServerFinding;
 use crate::template::{fingerprint, Fingerprint, KeyConflicts, MappedRow, Problem, Severity};
 use serde::Serialize;
@@ -184,7 +184,11 @@ impl ValidationSummary {
     /// The human summary printed after a run.
     pub fn render(&self) -> String {
         let mut o = String::new();
-        o.push_str(&format!("File:     {} ({})\n", self.file, self.source));
+        o.push_str(&format!(
+            "File:     {} ({})\n",
+            escape(&self.file),
+            escape(&self.source)
+        ));
         o.push_str(&format!("Template: {}\n", self.template));
         for w in &self.template_warnings {
             o.push_str(&format!("Template warning: {w}\n"));
@@ -232,9 +236,13 @@ impl ValidationSummary {
                 let col = p
                     .column
                     .as_deref()
-                    .map(|c| format!(" column '{c}'"))
+                    .map(|c| format!(" column '{}'", display(c)))
                     .unwrap_or_default();
-                o.push_str(&format!("  {:>7} × {ent}{col}: {}\n", p.count, p.message));
+                o.push_str(&format!(
+                    "  {:>7} × {ent}{col}: {}\n",
+                    p.count,
+                    escape(&p.message)
+                ));
             }
         }
         o

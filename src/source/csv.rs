@@ -58,9 +58,10 @@ impl FromStr for Encoding {
     }
 }
 
-/// Detect the encoding from the first bytes: a BOM wins; otherwise valid UTF-8 is UTF-8 and
-/// anything else is taken as Windows-1251 (the only 8-bit encoding our users send).
-/// Returns the encoding and the BOM length to skip.
+/// Detect the encoding from the first bytes: a BOM wins; then UTF-16 without a BOM, recognised
+/// by its NUL bytes all in one column (the zero high byte of ASCII delimiters, digits and line
+/// breaks); otherwise valid UTF-8 is UTF-8 and anything else is taken as Windows-1251 (the only
+/// 8-bit encoding our users send). Returns the encoding and the BOM length to skip.
 pub fn detect_encoding(head: &[u8]) -> (Encoding, usize) {
     if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
         return (Encoding::Utf8, 3);
@@ -71,12 +72,58 @@ pub fn detect_encoding(head: &[u8]) -> (Encoding, usize) {
     if head.starts_with(&[0xFE, 0xFF]) {
         return (Encoding::Utf16Be, 2);
     }
+    if let Some(enc) = utf16_by_nul_pattern(head) {
+        return (enc, 0);
+    }
     match std::str::from_utf8(head) {
         Ok(_) => (Encoding::Utf8, 0),
         // The sample may end in the middle of a multi-byte character: that is still UTF-8.
         Err(e) if e.error_len().is_none() => (Encoding::Utf8, 0),
         Err(_) => (Encoding::Windows1251, 0),
     }
+}
+
+/// UTF-16 without a BOM: some code units (delimiters, digits, spaces and line breaks are ASCII
+/// even in Cyrillic text) have a zero byte on one side, and few on the other — binary data has
+/// its NULs on both sides — and the sample decodes without a broken surrogate pair. Whether the
+/// text is readable (no control characters) is for the caller to judge.
+fn utf16_by_nul_pattern(head: &[u8]) -> Option<Encoding> {
+    let n = head.len().min(4096) & !1;
+    if n < 4 {
+        return None;
+    }
+    let (mut even, mut odd) = (0usize, 0usize);
+    for (i, &b) in head[..n].iter().enumerate() {
+        if b == 0 {
+            if i % 2 == 0 {
+                even += 1;
+            } else {
+                odd += 1;
+            }
+        }
+    }
+    let units = n / 2;
+    let enough = |k: usize| k >= 2 && k * 32 >= units;
+    let (enc, rs) = if enough(odd) && even * 4 <= odd {
+        (Encoding::Utf16Le, encoding_rs::UTF_16LE)
+    } else if enough(even) && odd * 4 <= even {
+        (Encoding::Utf16Be, encoding_rs::UTF_16BE)
+    } else {
+        return None;
+    };
+    // The sample may end between the two halves of a surrogate pair.
+    let last = &head[n - 2..n];
+    let last = match enc {
+        Encoding::Utf16Le => u16::from_le_bytes([last[0], last[1]]),
+        _ => u16::from_be_bytes([last[0], last[1]]),
+    };
+    let m = if (0xD800..0xDC00).contains(&last) {
+        n - 2
+    } else {
+        n
+    };
+    rs.decode_without_bom_handling_and_without_replacement(&head[..m])
+        .map(|_| enc)
 }
 
 /// Pick the delimiter among `,` `;` tab `|` that splits the first lines most consistently.
@@ -127,6 +174,8 @@ struct DecodeReader<R> {
     in_start: usize,
     in_end: usize,
     eof: bool,
+    /// The decoder was flushed (`last = true`): encoding_rs panics if it is used again.
+    flushed: bool,
     outbuf: Vec<u8>,
     out_start: usize,
     out_end: usize,
@@ -142,6 +191,7 @@ impl<R: Read> DecodeReader<R> {
             in_start: 0,
             in_end: 0,
             eof: false,
+            flushed: false,
             outbuf: vec![0; 3 * 64 * 1024 + 16],
             out_start: 0,
             out_end: 0,
@@ -165,7 +215,11 @@ impl<R: Read> Read for DecodeReader<R> {
                 self.eof = n == 0;
             }
             if self.eof && self.in_start == self.in_end {
-                // Flush the decoder (a dangling UTF-16 surrogate becomes U+FFFD).
+                if self.flushed {
+                    return Ok(0);
+                }
+                // Flush the decoder once (a dangling UTF-16 byte or surrogate becomes U+FFFD).
+                self.flushed = true;
                 let (_, _, written, _) = self.decoder.decode_to_utf8(&[], &mut self.outbuf, true);
                 if written == 0 {
                     return Ok(0);
@@ -433,6 +487,24 @@ mod tests {
         assert_eq!(got, want);
         assert_eq!(want.len(), 5);
         assert!(want[1..4].iter().all(|r| !r.issues.is_empty()), "{want:?}");
+    }
+
+    #[test]
+    fn utf16_with_a_dangling_last_byte_ends_in_a_replacement_character() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("odd.csv");
+        let mut bytes: Vec<u8> = "a;b\n1;2"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        bytes.push(b'x'); // half a code unit: the file was cut
+        std::fs::write(&p, &bytes).unwrap();
+        let rows: Vec<Row> = CsvSource::open(&p, &SourceOptions::default())
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].cells, ["1", "2\u{FFFD}"]);
     }
 
     #[test]

@@ -1,16 +1,84 @@
 //! XLSX (streamed with calamine's cell reader on a background thread) and XLS/XLSB/ODS (through
 //! calamine's in-memory range: XLS sheets are capped at 65,536 rows, so that is bounded anyway).
 
+use super::sniff::Kind;
 use super::{
-    clean_headers, fit_row, CellIssue, Row, RowSource, SourceError, SourceOptions, SourcePos,
+    clean_headers, display, fit_row, CellIssue, Row, RowSource, SourceError, SourceOptions,
+    SourcePos,
 };
-use calamine::{open_workbook_auto, CellErrorType, Data, DataRef, ExcelDateTime, Reader, Xlsx};
+use calamine::{
+    open_workbook, CellErrorType, Data, DataRef, ExcelDateTime, Ods, Reader, Sheets, Xls, Xlsb,
+    Xlsx,
+};
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
-use std::sync::Arc;
+use std::sync::{Arc, Once};
+
+/// Excel's widest sheet (XFD): a cell beyond it is a damaged file, not data.
+const MAX_COLUMNS: usize = 16_384;
+
+thread_local! {
+    /// Set while this thread runs calamine inside [`guarded`]: its panics are reported as an
+    /// error, so the panic hook must not also print them.
+    static GUARDED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Chain a panic hook (once per process) that stays silent for panics [`guarded`] catches and
+/// hands every other panic to the hook that was there before.
+fn quiet_hook_for_guarded_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !GUARDED.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Run calamine on bytes we do not trust: a panic inside it (it indexes arrays with numbers
+/// from the file, e.g. shared strings that are missing) becomes a [`SourceError::Workbook`]
+/// naming the file instead of killing the run or printing a backtrace.
+fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, SourceError>) -> Result<T, SourceError> {
+    quiet_hook_for_guarded_panics();
+    let outer = GUARDED.with(|g| g.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(outer));
+    result.unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(SourceError::Workbook {
+            path: path.to_path_buf(),
+            message: format!("the file is damaged (the spreadsheet reader failed: {why})"),
+        })
+    })
+}
+
+/// Bounded unpacking of a ZIP-based workbook (see [`super::package`]).
+fn check_package(path: &Path, ods: bool) -> Result<(), SourceError> {
+    let file = std::fs::File::open(path).map_err(|source| SourceError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    super::package::check(std::io::BufReader::new(file), ods).map_err(|message| {
+        SourceError::Workbook {
+            path: path.to_path_buf(),
+            message,
+        }
+    })
+}
 
 /// One cell as text plus the problem the reader saw in it, if any.
 fn float_text(f: f64) -> String {
+    if !f.is_finite() {
+        return f.to_string(); // only a damaged or hand-made file holds these
+    }
     // Identifiers (phones, INN, ids) arrive as floats: print integral values as integers, never
     // with an exponent. Rust's `Display` for f64 never uses exponent notation.
     if f.fract() == 0.0 && f.abs() < 1e17 {
@@ -19,7 +87,7 @@ fn float_text(f: f64) -> String {
         // Excel shows at most 15 significant digits; binary noise beyond that is not user data.
         let s = format!(
             "{:.*}",
-            15usize.saturating_sub(f.abs().log10().max(0.0) as usize + 1),
+            15usize.saturating_sub((f.abs().log10().max(0.0) as usize).saturating_add(1)),
             f
         );
         let s = s.trim_end_matches('0').trim_end_matches('.');
@@ -28,8 +96,13 @@ fn float_text(f: f64) -> String {
 }
 
 fn datetime_text(dt: &ExcelDateTime) -> String {
-    let (y, mo, d, h, mi, s, _) = dt.to_ymd_hms_milli();
     let v = dt.as_f64();
+    // Excel's dates end at 9999-12-31 (serial 2958465); calamine's conversion overflows on
+    // what a damaged file may hold beyond that, so such a value stays a number.
+    if !(0.0..2_958_466.0).contains(&v) {
+        return float_text(v);
+    }
+    let (y, mo, d, h, mi, s, _) = dt.to_ymd_hms_milli();
     if dt.is_duration() || (0.0..1.0).contains(&v) {
         format!("{h:02}:{mi:02}:{s:02}")
     } else if v.fract() == 0.0 {
@@ -84,7 +157,11 @@ fn pick_sheet(path: &Path, names: &[String], want: Option<&str>) -> Result<Strin
     let no_sheet = |sheet: &str| SourceError::NoSuchSheet {
         path: path.to_path_buf(),
         sheet: sheet.to_string(),
-        available: names.join(", "),
+        available: names
+            .iter()
+            .map(|n| display(n))
+            .collect::<Vec<_>>()
+            .join(", "),
     };
     match want {
         None => names.first().cloned().ok_or_else(|| no_sheet("1")),
@@ -133,6 +210,16 @@ impl RowBuilder {
             self.cur_row = Some(row);
         }
         let c = col.saturating_sub(self.first_col) as usize;
+        if c >= MAX_COLUMNS {
+            return Err(SourceError::Workbook {
+                path: self.path.clone(),
+                message: format!(
+                    "row {} has a cell in column {}, beyond the {MAX_COLUMNS} columns a sheet can have",
+                    row as u64 + 1,
+                    col as u64 + 1
+                ),
+            });
+        }
         if self.cells.len() <= c {
             self.cells.resize(c + 1, String::new());
         }
@@ -205,14 +292,17 @@ impl XlsxSource {
             path: path.to_path_buf(),
             message: e.to_string(),
         };
-        let mut wb: Xlsx<_> = calamine::open_workbook(path).map_err(wb_err)?;
-        let sheet = pick_sheet(path, &wb.sheet_names(), opts.sheet.as_deref())?;
+        let (mut wb, sheet) = guarded(path, || {
+            check_package(path, false)?;
+            let wb: Xlsx<_> = open_workbook(path).map_err(wb_err)?;
+            let sheet = pick_sheet(path, &wb.sheet_names(), opts.sheet.as_deref())?;
+            Ok((wb, sheet))
+        })?;
         let (tx, rx) = sync_channel::<Msg>(4);
         let p = path.to_path_buf();
         let sheet_name = sheet.clone();
         std::thread::spawn(move || {
-            let mut last_row = 1u64;
-            let mut run = || -> Result<(), SourceError> {
+            let run = || -> Result<(), SourceError> {
                 let wb_err = |e: calamine::XlsxError| SourceError::Workbook {
                     path: p.clone(),
                     message: e.to_string(),
@@ -229,11 +319,10 @@ impl XlsxSource {
                     issues: Vec::new(),
                 };
                 let mut batch = Vec::with_capacity(BATCH);
-                let mut send = |built: Option<Built>, batch: &mut Vec<Row>, flush: bool| -> bool {
+                let send = |built: Option<Built>, batch: &mut Vec<Row>, flush: bool| -> bool {
                     let ok = match built {
                         Some(Built::Headers(h)) => tx.send(Msg::Headers(h)).is_ok(),
                         Some(Built::Row(r)) => {
-                            last_row = r.pos.row;
                             batch.push(r);
                             true
                         }
@@ -266,21 +355,12 @@ impl XlsxSource {
                 Ok(())
             };
             // calamine on a damaged file may panic: that is the file's fault, said as such.
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut run)) {
-                Ok(Ok(())) => {
+            match guarded(&p.clone(), run) {
+                Ok(()) => {
                     let _ = tx.send(Msg::End);
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     let _ = tx.send(Msg::Err(e));
-                }
-                Err(_) => {
-                    let _ = tx.send(Msg::Err(SourceError::Workbook {
-                        path: p.clone(),
-                        message: format!(
-                            "the workbook is damaged near row {} and cannot be read further",
-                            last_row + 1
-                        ),
-                    }));
                 }
             }
         });
@@ -340,7 +420,7 @@ impl RowSource for XlsxSource {
         &self.file
     }
     fn describe(&self) -> String {
-        format!("XLSX, sheet '{}'", self.sheet)
+        format!("XLSX, sheet '{}'", display(&self.sheet))
     }
 }
 
@@ -353,14 +433,40 @@ pub(crate) struct RangeSource {
 }
 
 impl RangeSource {
-    pub(crate) fn open(path: &Path, opts: &SourceOptions) -> Result<RangeSource, SourceError> {
-        let wb_err = |e: calamine::Error| SourceError::Workbook {
+    /// `kind` is what the content says the file is (XLS, XLSB or ODS), whatever its name.
+    pub(crate) fn open(
+        path: &Path,
+        opts: &SourceOptions,
+        kind: Kind,
+    ) -> Result<RangeSource, SourceError> {
+        guarded(path, || RangeSource::open_unguarded(path, opts, kind))
+    }
+
+    fn open_unguarded(
+        path: &Path,
+        opts: &SourceOptions,
+        kind: Kind,
+    ) -> Result<RangeSource, SourceError> {
+        let wb_err = |e: &dyn std::fmt::Display| SourceError::Workbook {
             path: path.to_path_buf(),
             message: e.to_string(),
         };
-        let mut wb = open_workbook_auto(path).map_err(wb_err)?;
+        if kind != Kind::Xls {
+            check_package(path, kind == Kind::Ods)?;
+        } else {
+            let bytes = std::fs::read(path).map_err(|source| SourceError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            super::ole::check(&bytes).map_err(|m| wb_err(&format!("the file is damaged: {m}")))?;
+        }
+        let mut wb = match kind {
+            Kind::Xls => Sheets::Xls(open_workbook::<Xls<_>, _>(path).map_err(|e| wb_err(&e))?),
+            Kind::Ods => Sheets::Ods(open_workbook::<Ods<_>, _>(path).map_err(|e| wb_err(&e))?),
+            _ => Sheets::Xlsb(open_workbook::<Xlsb<_>, _>(path).map_err(|e| wb_err(&e))?),
+        };
         let sheet = pick_sheet(path, &wb.sheet_names(), opts.sheet.as_deref())?;
-        let range = wb.worksheet_range(&sheet).map_err(wb_err)?;
+        let range = wb.worksheet_range(&sheet).map_err(|e| wb_err(&e))?;
         let (r0, c0) = range.start().unwrap_or((0, 0));
         let mut b = RowBuilder {
             file: Arc::from(path.display().to_string()),
@@ -418,7 +524,7 @@ impl RowSource for RangeSource {
         &self.file
     }
     fn describe(&self) -> String {
-        format!("workbook, sheet '{}'", self.sheet)
+        format!("workbook, sheet '{}'", display(&self.sheet))
     }
 }
 

@@ -6,7 +6,11 @@
 //! as [`CellIssue`]s instead of stopping the run: one bad cell must not hide the other million.
 
 mod csv;
+mod display;
 mod excel;
+mod ole;
+mod package;
+mod sniff;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -14,6 +18,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use self::csv::{detect_encoding, sniff_delimiter, Encoding};
+pub use self::display::{display, display_path, escape, escape_multiline, MAX_SHOWN_CHARS};
 
 /// Where a row came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -26,9 +31,10 @@ pub struct SourcePos {
 
 impl fmt::Display for SourcePos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = escape(&self.file);
         match &self.sheet {
-            Some(sheet) => write!(f, "{} [{}] row {}", self.file, sheet, self.row),
-            None => write!(f, "{} row {}", self.file, self.row),
+            Some(sheet) => write!(f, "{file} [{}] row {}", display(sheet), self.row),
+            None => write!(f, "{file} row {}", self.row),
         }
     }
 }
@@ -93,37 +99,57 @@ pub fn parse_delimiter(s: &str) -> Result<u8, SourceError> {
     }
 }
 
+/// Errors that stop reading a file. Every user-supplied text in them (file names, headers,
+/// sheet names, options) is shown through [`display`]/[`escape`]: no raw control characters.
 #[derive(Debug, Error)]
 pub enum SourceError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{}: cannot read: {source}", display_path(.path))]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: not a valid CSV file: {message}")]
+    #[error("{}: not a valid CSV file: {}", display_path(.path), escape(.message))]
     Csv { path: PathBuf, message: String },
-    #[error("{path}: cannot read the workbook: {message}")]
+    #[error("{}: cannot read the workbook: {}", display_path(.path), escape(.message))]
     Workbook { path: PathBuf, message: String },
-    #[error("{path}: no sheet '{sheet}' (the workbook has: {available})")]
+    #[error(
+        "{}: no sheet '{}' (the workbook has: {})",
+        display_path(.path),
+        display(.sheet),
+        escape(.available)
+    )]
     NoSuchSheet {
         path: PathBuf,
         sheet: String,
         available: String,
     },
-    #[error("{path}: the file is empty (no header row)")]
+    #[error("{}: the file is empty (no header row)", display_path(.path))]
     Empty { path: PathBuf },
     #[error(
-        "{path}: the header row has an empty or duplicate column name at column {column}: '{name}'"
+        "{}: the header row has an empty or duplicate column name at column {column}: '{}'",
+        display_path(.path),
+        display(.name)
     )]
     BadHeader {
         path: PathBuf,
         column: usize,
         name: String,
     },
-    #[error("unknown encoding '{0}' (known: auto, utf-8, windows-1251, utf-16le, utf-16be)")]
+    #[error(
+        "{} is not a text or spreadsheet file (it looks like {what})",
+        display_path(.path)
+    )]
+    NotText { path: PathBuf, what: &'static str },
+    #[error(
+        "unknown encoding '{}' (known: auto, utf-8, windows-1251, utf-16le, utf-16be)",
+        display(.0)
+    )]
     UnknownEncoding(String),
-    #[error("bad delimiter '{0}': use one character such as ',' ';' '|' or 'tab'")]
+    #[error(
+        "bad delimiter '{}': use one character such as ',' ';' '|' or 'tab'",
+        display(.0)
+    )]
     BadDelimiter(String),
     /// A stage of the pipeline failed (a bug): the run must stop, never take it for the end of
     /// the file.
@@ -133,8 +159,6 @@ pub enum SourceError {
         row: u64,
         message: String,
     },
-    #[error("{path}: unsupported file type (expected .csv, .txt, .tsv, .xlsx, .xlsm, .xls)")]
-    UnsupportedType { path: PathBuf },
 }
 
 /// A stream of rows with a header. Rows arrive in file order.
@@ -245,21 +269,43 @@ impl RawBatch {
     }
 }
 
-/// Open a CSV, XLSX or XLS file as a row stream; the type is decided by the extension.
+/// Open a CSV, XLSX, XLS, XLSB or ODS file as a row stream. The type is decided by the content
+/// (a ZIP or OLE2 signature, text or not), whatever the file is called; the extension only
+/// tells XLSB from XLSX. A file that is neither text nor a spreadsheet is refused up front.
 pub fn open(path: &Path, opts: &SourceOptions) -> Result<Box<dyn RowSource>, SourceError> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .map(|e| e.to_ascii_lowercase())
         .unwrap_or_default();
-    match ext.as_str() {
-        "xlsx" | "xlsm" => Ok(Box::new(excel::XlsxSource::open(path, opts)?)),
-        "xls" | "xlsb" | "ods" => Ok(Box::new(excel::RangeSource::open(path, opts)?)),
-        "csv" | "txt" | "tsv" | "" => Ok(Box::new(csv::CsvSource::open(path, opts)?)),
-        _ => Err(SourceError::UnsupportedType {
+    let head = read_head(path, 8 * 1024)?;
+    match sniff::sniff(&head, &ext) {
+        sniff::Kind::Xlsx => Ok(Box::new(excel::XlsxSource::open(path, opts)?)),
+        kind @ (sniff::Kind::Xls | sniff::Kind::Xlsb | sniff::Kind::Ods) => {
+            Ok(Box::new(excel::RangeSource::open(path, opts, kind)?))
+        }
+        sniff::Kind::Text => Ok(Box::new(csv::CsvSource::open(path, opts)?)),
+        sniff::Kind::Binary(what) => Err(SourceError::NotText {
             path: path.to_path_buf(),
+            what,
         }),
     }
+}
+
+/// Up to `max` bytes from the start of the file.
+fn read_head(path: &Path, max: usize) -> Result<Vec<u8>, SourceError> {
+    use std::io::Read;
+    let io_err = |source| SourceError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut head = Vec::with_capacity(max);
+    std::fs::File::open(path)
+        .map_err(io_err)?
+        .take(max as u64)
+        .read_to_end(&mut head)
+        .map_err(io_err)?;
+    Ok(head)
 }
 
 /// Trim header names and refuse empty/duplicate names in the middle: a template addresses columns

@@ -145,7 +145,7 @@ impl Template {
                 file: file.to_string(),
                 available: headers
                     .iter()
-                    .map(|h| format!("'{h}'"))
+                    .map(|h| format!("'{}'", crate::source::display(h)))
                     .collect::<Vec<_>>()
                     .join(", "),
             }))

@@ -18,7 +18,7 @@ pub use mapper::{
 };
 
 use crate::crm::Entity;
-use crate::source::{Encoding, SourceOptions};
+use crate::source::{display, display_path, escape, escape_multiline, Encoding, SourceOptions};
 use fields::{field_info, FieldKind};
 use regex::Regex;
 use rules::Transform;
@@ -28,22 +28,37 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum TemplateError {
-    #[error("{path}: cannot read the template: {source}")]
+    #[error("{}: cannot read the template: {source}", display_path(.path))]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: not a valid template: {message}")]
+    #[error(
+        "{}: not a valid template: {}",
+        display_path(.path),
+        escape_multiline(.message)
+    )]
     Parse { path: PathBuf, message: String },
-    #[error("{path}: {entity} field '{field}': {message}")]
+    #[error(
+        "{}: {} field '{}': {}",
+        display_path(.path),
+        escape(.entity),
+        display(.field),
+        escape_multiline(.message)
+    )]
     Field {
         path: PathBuf,
         entity: String,
         field: String,
         message: String,
     },
-    #[error("{path}: {entity}: {message}")]
+    #[error(
+        "{}: {}: {}",
+        display_path(.path),
+        escape(.entity),
+        escape_multiline(.message)
+    )]
     Entity {
         path: PathBuf,
         entity: String,
@@ -72,12 +87,12 @@ impl std::fmt::Display for MissingColumn {
         write!(
             f,
             "{}: {} {} names the column '{}' that {} does not have; its columns are: {}",
-            self.path.display(),
+            display_path(&self.path),
             self.entity,
-            self.place,
-            self.column,
-            self.file,
-            self.available
+            escape(&self.place),
+            display(&self.column),
+            escape(&self.file),
+            escape(&self.available)
         )
     }
 }

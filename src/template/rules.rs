@@ -43,8 +43,9 @@ impl Transform {
     pub fn apply_cow(self, v: Cow<'_, str>) -> Cow<'_, str> {
         let unchanged = match self {
             Transform::Trim => v.trim().len() == v.len(),
-            Transform::Lower => !v.chars().any(char::is_uppercase),
-            Transform::Upper => !v.chars().any(char::is_lowercase),
+            // Not `is_uppercase`: title-case letters (ǅ) and others change too.
+            Transform::Lower => v.chars().all(|c| maps_to_itself(c.to_lowercase(), c)),
+            Transform::Upper => v.chars().all(|c| maps_to_itself(c.to_uppercase(), c)),
             Transform::CollapseSpaces => {
                 let b = v.as_bytes();
                 !v.chars().any(|c| c.is_whitespace() && c != ' ')
@@ -88,23 +89,26 @@ impl Transform {
     }
 }
 
+/// A case mapping that leaves the character as it is.
+fn maps_to_itself(mut mapped: impl Iterator<Item = char>, c: char) -> bool {
+    mapped.next() == Some(c) && mapped.next().is_none()
+}
+
 /// `8 342 200 00 00`, `+7(342)2000000`, `3422000000` → `+7 (342) 200-00-00`. An extension
 /// (`доб. 12`, `ext 12`) is kept after the number. `None` when it is not a Russian number.
 pub fn normalize_phone(v: &str) -> Option<String> {
-    // Only digits and punctuation (the common case): no extension to look for.
+    // Only digits and punctuation (the common case): no extension to look for. The marker is
+    // searched on `v` itself, never at offsets found in a lower-cased copy: lower-casing changes
+    // byte lengths (`K` Kelvin sign → `k`, `İ` → `i̇`), so such offsets can split a character.
     let plain = v
         .bytes()
         .all(|c| c.is_ascii_digit() || b" +-().".contains(&c));
-    let lower = if plain {
-        Cow::Borrowed("")
+    let marker = if plain {
+        None
     } else {
-        Cow::Owned(v.to_lowercase())
+        find_ignore_case(v, "доб").or_else(|| find_ignore_case(v, "ext"))
     };
-    // `to_lowercase` keeps byte offsets for Cyrillic and ASCII; other scripts make no phone.
-    if lower.len() != v.len() && !plain {
-        return None;
-    }
-    let (main, ext) = match lower.find("доб").or_else(|| lower.find("ext")) {
+    let (main, ext) = match marker {
         Some(i) => (
             &v[..i],
             Some(
@@ -116,6 +120,10 @@ pub fn normalize_phone(v: &str) -> Option<String> {
         ),
         None => (v, None),
     };
+    // Digits of other scripts (full-width, Arabic-Indic) would silently drop out of the number.
+    if main.chars().any(|c| c.is_numeric() && !c.is_ascii_digit()) {
+        return None;
+    }
     if main.chars().any(|c| c.is_alphabetic()) {
         return None;
     }
@@ -144,6 +152,22 @@ pub fn normalize_phone(v: &str) -> Option<String> {
         s.push_str(&e);
     }
     Some(s)
+}
+
+/// Byte offset in `haystack` (always a char boundary of it) where `needle` — lower-case — starts,
+/// comparing each character of `haystack` by its simple lower-case form.
+fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
+    let lower1 = |c: char| {
+        let mut l = c.to_lowercase();
+        match (l.next(), l.next()) {
+            (Some(a), None) => a,
+            _ => c, // lower-cases to several characters (İ): never part of an ASCII/Cyrillic word
+        }
+    };
+    haystack.char_indices().map(|(i, _)| i).find(|&i| {
+        let mut hay = haystack[i..].chars();
+        needle.chars().all(|n| hay.next().map(lower1) == Some(n))
+    })
 }
 
 /// A phone as people write them: 7–15 digits with the usual punctuation (foreign numbers pass).
@@ -471,5 +495,134 @@ mod tests {
         assert_eq!(Transform::CollapseSpaces.apply(" a \n b  c "), "a b c");
         assert_eq!(Transform::Capitalize.apply("иВАНОВ иван"), "Иванов Иван");
         assert_eq!(first_4byte_char("ok 😀"), Some('😀'));
+    }
+
+    #[test]
+    fn phone_with_case_changing_letters_does_not_split_a_character() {
+        // Kelvin sign shrinks and İ grows under to_lowercase: the total byte length stays the
+        // same, so offsets from a lower-cased copy used to land inside the Kelvin sign.
+        assert_eq!(normalize_phone("\u{212A}ext İİ"), None);
+        assert_eq!(Transform::Phone.apply("\u{212A}ext İİ"), "\u{212A}ext İİ");
+        assert_eq!(normalize_phone("8 342 200 00 00 İ ext 7"), None);
+        assert_eq!(
+            normalize_phone("8 342 200 00 00 \u{212A} EXT 7"),
+            None,
+            "a letter before the extension is not a phone"
+        );
+        assert_eq!(
+            normalize_phone("8 342 200 00 00 Ext. 7").unwrap(),
+            "+7 (342) 200-00-00 доб. 7"
+        );
+        // Title-case letters are neither upper nor lower case, yet change under both.
+        assert_eq!(Transform::Lower.apply_cow(Cow::Borrowed("ǅ")), "ǆ");
+        assert_eq!(Transform::Upper.apply_cow(Cow::Borrowed("ǅ")), "Ǆ");
+        // Digits of other scripts are not silently dropped from the number.
+        assert_eq!(normalize_phone("8 342 200 00 00 ٣"), None);
+        assert_eq!(normalize_phone("８ ３４２ ２００ ００ ００"), None);
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Characters that break naive text handling, mixed with what phones and dates are made of.
+        fn nasty_char() -> impl Strategy<Value = char> {
+            prop_oneof![
+                3 => prop::sample::select(vec![
+                    '\u{212A}', 'İ', 'ı', 'ß', 'ǅ', 'ﬃ', 'ΐ', '\u{301}', '\u{308}', '\u{200F}',
+                    '\u{202E}', '\u{200D}', '\u{200B}', '\u{FEFF}', '１', '٣', '۷', '😀', '\0',
+                    '\n', '\t', '\u{a0}', 'д', 'о', 'б', 'Д', 'О', 'Б', 'e', 'x', 't', 'E', 'X',
+                    'T', 'ё', 'Ё', ' ', '.', ',', '-', ':', '/', '(', ')', '+', 'T', '%',
+                ]),
+                3 => prop::char::range('0', '9'),
+                2 => any::<char>(),
+            ]
+        }
+
+        fn nasty_string() -> impl Strategy<Value = String> {
+            prop::collection::vec(nasty_char(), 0..40).prop_map(String::from_iter)
+        }
+
+        const ALL: [Transform; 7] = [
+            Transform::Trim,
+            Transform::Lower,
+            Transform::Upper,
+            Transform::CollapseSpaces,
+            Transform::Phone,
+            Transform::Digits,
+            Transform::Capitalize,
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                failure_persistence: None,
+                ..ProptestConfig::with_cases(2000)
+            })]
+
+            #[test]
+            fn phone_normalisation_is_well_formed_and_idempotent(v in nasty_string()) {
+                if let Some(p) = normalize_phone(&v) {
+                    let re = Regex::new(r"^\+7 \(\d{3}\) \d{3}-\d{2}-\d{2}( доб\. \d+)?$").unwrap();
+                    prop_assert!(re.is_match(&p), "{v:?} → {p:?}");
+                    prop_assert_eq!(normalize_phone(&p), Some(p.clone()));
+                    prop_assert!(is_phone(&p));
+                }
+            }
+
+            #[test]
+            fn transforms_and_checks_never_panic(v in nasty_string()) {
+                for t in ALL {
+                    let owned = t.apply(&v);
+                    prop_assert_eq!(t.apply_cow(Cow::Borrowed(&v)), owned.as_str(), "{:?}", t);
+                }
+                prop_assert_eq!(Transform::Trim.apply(&Transform::Trim.apply(&v)), Transform::Trim.apply(&v));
+                let digits = Transform::Digits.apply(&v);
+                prop_assert!(digits.bytes().all(|b| b.is_ascii_digit()));
+                let collapsed = Transform::CollapseSpaces.apply(&v);
+                prop_assert_eq!(Transform::CollapseSpaces.apply(&collapsed), collapsed.clone());
+                let _ = (is_email(&v), is_phone(&v), parse_number(&v), parse_time(&v));
+                if let Some(c) = first_4byte_char(&v) {
+                    prop_assert!(v.contains(c) && c.len_utf8() == 4);
+                }
+            }
+
+            #[test]
+            fn dates_never_panic_with_any_format(v in nasty_string(), f in "[%a-zA-Z.:/ -]{0,12}") {
+                let all: Vec<String> = DEFAULT_DATE_FORMATS.iter().map(|s| s.to_string()).collect();
+                let formats = DateFormats::new(std::slice::from_ref(&f));
+                if let Some(d) = formats.parse(&v) {
+                    prop_assert!((1000..=9999).contains(&d.year()));
+                }
+                for one in &all {
+                    let _ = parse_date(&v, std::slice::from_ref(one));
+                }
+                let _ = parse_date(&v, &[f]);
+            }
+
+            #[test]
+            fn dates_round_trip_through_every_default_format(
+                days in 0i64..3_000_000, secs in 0u32..86_400, k in 0usize..DEFAULT_DATE_FORMATS.len()
+            ) {
+                let base = NaiveDate::from_ymd_opt(1000, 1, 1).unwrap();
+                let Some(day) = base.checked_add_days(chrono::Days::new(days as u64)) else { return Ok(()) };
+                prop_assume!(day.year() <= 9999);
+                let t = NaiveTime::from_num_seconds_from_midnight_opt(secs, 0).unwrap();
+                let fmt = DEFAULT_DATE_FORMATS[k];
+                let written = day.and_time(t).format(fmt).to_string();
+                let back = parse_date(&written, &[]).unwrap();
+                // Formats without seconds (or without a time) keep what they wrote.
+                prop_assert_eq!(back.format(fmt).to_string(), written.clone());
+                prop_assert_eq!(parse_date(&format_datetime(&back, false), &[]), Some(back));
+            }
+
+            #[test]
+            fn numbers_round_trip_as_russian_users_write_them(x in -1e12f64..1e12, cents in any::<bool>()) {
+                let x = if cents { (x * 100.0).round() / 100.0 } else { x.round() };
+                prop_assert_eq!(parse_number(&x.to_string()), Some(x));
+                let ru = x.to_string().replace('.', ",");
+                prop_assert_eq!(parse_number(&ru), Some(x));
+                prop_assert_eq!(parse_number(&format!("\u{a0}{ru} ")), Some(x));
+            }
+        }
     }
 }

@@ -164,8 +164,9 @@ async fn find_persons(
 fn day_of(payload: &Map<String, Value>, field: &str) -> String {
     let d = value_text_of(payload.get(field));
     let d = d.trim();
-    if d.len() >= 10 && d.as_bytes()[4] == b'-' {
-        d[..10].to_string()
+    // `get`, not `[..10]`: the text is the user's, and byte 10 may fall inside a character.
+    if let Some(day) = d.get(..10).filter(|s| s.as_bytes().get(4) == Some(&b'-')) {
+        day.to_string()
     } else if let Some(day) = d.get(..10).filter(|s| s.as_bytes().get(4) == Some(&b'/')) {
         day.replace('/', "-")
     } else {
@@ -231,8 +232,10 @@ async fn find_history(
                     Some(x) => value_id(r.get(f)) == Some(x) || r.get(f).is_none(),
                     None => true,
                 };
-                let same_time =
-                    datum.len() < 16 || value_text_of(r.get("datum")).starts_with(&datum[..16]);
+                let same_time = match datum.get(..16) {
+                    Some(minute) => value_text_of(r.get("datum")).starts_with(minute),
+                    None => true,
+                };
                 if same_ref("clid")
                     && same_ref("pid")
                     && same_ref("did")
