@@ -5,7 +5,7 @@
 use crate::cli::{ConnectionArgs, SourceArgs};
 use crate::crm::{CrmClient, RetryPolicy};
 use crate::reconcile::run::{
-    compare, fetch_crm, journal_ids, prepare_fix, read_source, SourceSide,
+    compare, fetch_crm, find_invisible, journal_ids, prepare_fix, read_source, SourceSide,
 };
 use crate::reconcile::Reconciliation;
 use crate::report::reconcile::{summary_json, summary_text, write_xlsx};
@@ -53,32 +53,43 @@ pub struct ReconcileArgs {
     pub conn: ConnectionArgs,
 }
 
-/// Export the CRM side and match it with the source.
+/// Export the CRM side and match it with the source; records the journal knows as created
+/// that `list` does not show are looked up by `info` before they count as missing.
 fn check(args: &ReconcileArgs, side: &SourceSide) -> Result<Reconciliation> {
-    let (sandbox, conn) = super::connect(args.sandbox.as_deref(), &args.conn)?;
-    let client = CrmClient::new(&conn)?;
-    let runtime = super::runtime(Some(2))?;
-    let crm = runtime.block_on(fetch_crm(
-        &client,
-        side,
-        args.concurrency.max(1),
-        &RetryPolicy::default(),
-        args.quiet || args.json,
-    ))?;
-    let ids = match &args.journal {
-        Some(path) if path.exists() => Some(journal_ids(&Journal::open(path)?)?),
+    // The import's journal, or the one an earlier `--fix` kept next to the report: without it a
+    // record the API user cannot list would be "missing" and re-sent by every --fix.
+    let journal = match &args.journal {
+        Some(path) if path.exists() => Some(path.clone()),
         Some(path) => {
             return Err(Error::Usage(format!(
                 "--journal {}: no such file",
                 path.display()
             )))
         }
+        None => Some(fix_journal_path(args)).filter(|p| args.fix && p.exists()),
+    };
+    let ids = match &journal {
+        Some(path) => Some(journal_ids(&Journal::open(path)?)?),
         None => None,
     };
+    let (sandbox, conn) = super::connect(args.sandbox.as_deref(), &args.conn)?;
+    let client = CrmClient::new(&conn)?;
+    let runtime = super::runtime(Some(2))?;
+    let policy = RetryPolicy::default();
+    let crm = runtime.block_on(fetch_crm(
+        &client,
+        side,
+        args.concurrency.max(1),
+        &policy,
+        args.quiet || args.json,
+    ))?;
+    let mut result = compare(side, &crm, ids.as_ref());
+    let invisible = runtime.block_on(find_invisible(&client, &result, &policy))?;
+    result.mark_invisible(&invisible);
     if let Some(s) = sandbox {
         s.stop();
     }
-    Ok(compare(side, &crm, ids.as_ref()))
+    Ok(result)
 }
 
 /// The journal `--fix` works with: the import's own, or a new one next to the report.
