@@ -577,6 +577,7 @@ fn csv_and_xlsx_of_the_same_data_give_the_same_activities_and_keys() {
     for file in ["migration-cp1251.csv", "migration.xlsx"] {
         let sb = sandbox();
         let journal = dir.path().join(format!("{file}.journal.sqlite"));
+        let report = dir.path().join(format!("{file}.report.xlsx"));
         let out = import(
             &sb,
             &[
@@ -585,6 +586,8 @@ fn csv_and_xlsx_of_the_same_data_give_the_same_activities_and_keys() {
                 p(&template),
                 "--journal",
                 p(&journal),
+                "--report",
+                p(&report),
                 "-q",
             ],
         );
