@@ -25,6 +25,8 @@ pub enum ConfigError {
     },
     #[error("no CRM {what} given: {hint}")]
     Missing { what: &'static str, hint: String },
+    #[error("'{url}' is not a URL: write {suggestion}")]
+    NotUrl { url: String, suggestion: String },
 }
 
 /// An API key. Debug and Display never show it, so it cannot leak into logs, reports or panics.
@@ -124,40 +126,76 @@ impl ConnectionArgs {
     /// Resolve flags, environment and profile into a connection. Flags and environment win over
     /// the profile; the key comes only from `SMBATCH_APIKEY` or the profile.
     pub fn resolve(&self) -> Result<Connection, ConfigError> {
+        // An empty --profile / SMBATCH_PROFILE= means "no profile", like the other settings.
+        let wanted = given(self.profile.as_deref());
         let profile = match config_path() {
-            Some(path) => load_profile(&path, self.profile.as_deref())?,
+            Some(path) => load_profile(&path, wanted.as_deref())?,
             None => Profile::default(),
         };
-        let url = self
-            .url
-            .clone()
-            .or(profile.url)
+        self.resolve_with(profile, std::env::var("SMBATCH_APIKEY").ok())
+    }
+
+    fn resolve_with(
+        &self,
+        profile: Profile,
+        env_apikey: Option<String>,
+    ) -> Result<Connection, ConfigError> {
+        let url = given(self.url.as_deref())
+            .or(given(profile.url.as_deref()))
             .ok_or_else(|| ConfigError::Missing {
                 what: "URL",
                 hint: "pass --url, set SMBATCH_URL, or put url in a config profile".into(),
             })?;
-        let login = self
-            .login
-            .clone()
-            .or(profile.login)
+        let url = check_url(&url)?;
+        let login = given(self.login.as_deref())
+            .or(given(profile.login.as_deref()))
             .ok_or_else(|| ConfigError::Missing {
                 what: "login",
                 hint: "pass --login, set SMBATCH_LOGIN, or put login in a config profile".into(),
             })?;
-        let apikey = std::env::var("SMBATCH_APIKEY")
-            .ok()
-            .filter(|k| !k.is_empty())
-            .or(profile.apikey)
+        let apikey = given(env_apikey.as_deref())
+            .or(given(profile.apikey.as_deref()))
             .ok_or_else(|| ConfigError::Missing {
                 what: "API key",
                 hint: "set SMBATCH_APIKEY or put apikey in a config profile".into(),
             })?;
         Ok(Connection {
-            url: url.trim_end_matches('/').to_string(),
+            url,
             login,
             apikey: ApiKey::new(apikey),
         })
     }
+}
+
+/// A setting that is absent, empty or only whitespace (`SMBATCH_URL=` in a script) is not given.
+fn given(v: Option<&str>) -> Option<String> {
+    v.map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+/// The base URL without a trailing slash; a host without `http://` or `https://` is refused with
+/// the URL the user probably meant, instead of the HTTP client's "relative URL without a base".
+fn check_url(url: &str) -> Result<String, ConfigError> {
+    let lower = url.to_ascii_lowercase();
+    let ok = ["http://", "https://"]
+        .iter()
+        .any(|s| lower.starts_with(s) && lower.len() > s.len());
+    if ok && !url.contains(char::is_whitespace) {
+        return Ok(url.trim_end_matches('/').to_string());
+    }
+    let suggestion = match url.split_once("://") {
+        Some((_, rest)) => format!("https://{rest}"),
+        None => format!("https://{}", url.trim_start_matches('/')),
+    };
+    Err(ConfigError::NotUrl {
+        url: url.to_string(),
+        suggestion: if url.contains(char::is_whitespace) {
+            "the address without spaces, e.g. https://crm.example.ru".into()
+        } else {
+            suggestion
+        },
+    })
 }
 
 #[cfg(test)]
@@ -189,5 +227,74 @@ mod tests {
         assert_eq!(p.login.as_deref(), Some("a@b.ru"));
         let err = load_profile(&path, Some("test")).unwrap_err().to_string();
         assert!(err.contains("'test'") && err.contains("prod"), "{err}");
+    }
+
+    fn args(url: Option<&str>, login: Option<&str>) -> ConnectionArgs {
+        ConnectionArgs {
+            url: url.map(str::to_string),
+            login: login.map(str::to_string),
+            profile: None,
+        }
+    }
+
+    fn prod() -> Profile {
+        Profile {
+            url: Some("https://crm.example.ru/".into()),
+            login: Some("a@b.ru".into()),
+            apikey: Some("k".into()),
+        }
+    }
+
+    #[test]
+    fn empty_or_blank_settings_count_as_unset() {
+        // SMBATCH_URL= and --url "" fall back to the profile instead of failing on an empty URL.
+        let c = args(Some(""), Some("  "))
+            .resolve_with(prod(), Some(String::new()))
+            .unwrap();
+        assert_eq!(c.url, "https://crm.example.ru");
+        assert_eq!(c.login, "a@b.ru");
+        assert_eq!(c.apikey.expose(), "k");
+        // Without a profile an empty URL is "no CRM URL given", not a URL parse error.
+        let err = args(Some(" "), Some("x@y.ru"))
+            .resolve_with(Profile::default(), Some("k".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("no CRM URL given"), "{err}");
+        let err = args(Some("http://h"), Some(""))
+            .resolve_with(Profile::default(), Some("k".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("no CRM login given"), "{err}");
+    }
+
+    #[test]
+    fn flags_win_over_the_profile() {
+        let c = args(Some("http://127.0.0.1:8090/"), Some("me@x.ru"))
+            .resolve_with(prod(), None)
+            .unwrap();
+        assert_eq!(c.url, "http://127.0.0.1:8090");
+        assert_eq!(c.login, "me@x.ru");
+    }
+
+    #[test]
+    fn url_without_scheme_says_what_to_write() {
+        let err = args(Some("crm.example.ru"), Some("a@b.ru"))
+            .resolve_with(Profile::default(), Some("k".into()))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "'crm.example.ru' is not a URL: write https://crm.example.ru"
+        );
+        let err = check_url("ftp://crm.пример.рф").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "'ftp://crm.пример.рф' is not a URL: write https://crm.пример.рф"
+        );
+        assert!(check_url("https://").is_err());
+        assert_eq!(
+            check_url("HTTPS://crm.example.ru/").unwrap(),
+            "HTTPS://crm.example.ru"
+        );
     }
 }

@@ -94,6 +94,12 @@ fn journal_next_to(report: &Path) -> PathBuf {
 }
 
 pub fn run(args: ImportArgs) -> Result<Exit> {
+    execute(args, true).map(|(exit, _)| exit)
+}
+
+/// The import, with its summary returned; `print` says whether it is also shown (stdout table or
+/// `--json`). `reconcile --fix` runs it silently and says in its own words what was sent.
+pub(crate) fn execute(args: ImportArgs, print: bool) -> Result<(Exit, Summary)> {
     let started = std::time::Instant::now();
     let concurrency = parse_concurrency(&args.concurrency)?;
     if args.chunk == 0 {
@@ -126,7 +132,7 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
         plan,
     };
     if args.dry_run {
-        return dry_run(&args, planned, started);
+        return dry_run(&args, planned, started, print);
     }
 
     // Where to send: the embedded sandbox, or the configured CRM.
@@ -185,7 +191,7 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
     let result: Result<(), Error> = match preflight {
         Err(e) => Err(e),
         Ok(()) => {
-            if !args.json && !args.quiet {
+            if print && !args.json && !args.quiet {
                 print_invalid_rows(&planned.rows, INVALID_ROWS_SHOWN);
             }
             runtime
@@ -222,6 +228,7 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
             stopped: result.as_ref().err().map(|e| e.to_string()),
             dry_run: false,
             started,
+            print,
         },
     )?;
     if let Some(s) = sandbox {
@@ -233,11 +240,12 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
     if summary.interrupted {
         return Err(Error::Interrupted);
     }
-    Ok(if summary.is_clean() {
+    let exit = if summary.is_clean() {
         Exit::Clean
     } else {
         Exit::RowsFailed
-    })
+    };
+    Ok((exit, summary))
 }
 
 /// The source read, mapped and planned: what a run (or a dry run) starts from.
@@ -256,6 +264,8 @@ struct RunInfo {
     stopped: Option<String>,
     dry_run: bool,
     started: std::time::Instant,
+    /// Show the summary (table or `--json`).
+    print: bool,
 }
 
 /// Count, write the report (every row, one outcome each), print the summary, and check that it
@@ -309,15 +319,15 @@ fn finish(
         csv_report: args.csv_report.as_ref().map(|p| p.display().to_string()),
         journal: run.journal,
         interrupted: run.interrupted,
-        stopped: run.stopped,
+        stopped: run.stopped.clone(),
         seconds: run.started.elapsed().as_secs_f64(),
     };
-    if args.json {
+    if run.print && args.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&summary).map_err(|e| Error::Usage(e.to_string()))?
         );
-    } else {
+    } else if run.print {
         print_summary(&summary);
     }
     summary.check_adds_up()?;
@@ -326,7 +336,12 @@ fn finish(
 
 /// `--dry-run`: read, map, validate and plan, contact no CRM, write nothing but the report: every
 /// valid record counts as what the run would create.
-fn dry_run(args: &ImportArgs, planned: Planned, started: std::time::Instant) -> Result<Exit> {
+fn dry_run(
+    args: &ImportArgs,
+    planned: Planned,
+    started: std::time::Instant,
+    print: bool,
+) -> Result<(Exit, Summary)> {
     let mut counts: std::collections::HashMap<Entity, crate::upload::EntityCounts> =
         std::collections::HashMap::new();
     for r in planned.plan.records() {
@@ -342,10 +357,10 @@ fn dry_run(args: &ImportArgs, planned: Planned, started: std::time::Instant) -> 
             resolved: false,
         })
     };
-    if !args.json && !args.quiet {
+    if print && !args.json && !args.quiet {
         print_invalid_rows(&planned.rows, INVALID_ROWS_SHOWN);
     }
-    finish(
+    let summary = finish(
         args,
         &planned,
         &counts,
@@ -357,9 +372,10 @@ fn dry_run(args: &ImportArgs, planned: Planned, started: std::time::Instant) -> 
             stopped: None,
             dry_run: true,
             started,
+            print,
         },
     )?;
-    Ok(Exit::Clean)
+    Ok((Exit::Clean, summary))
 }
 
 /// `--report`, or FILE-STEM.import-report.xlsx in the current directory.

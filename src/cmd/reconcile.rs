@@ -5,7 +5,7 @@
 use crate::cli::{ConnectionArgs, SourceArgs};
 use crate::crm::{CrmClient, RetryPolicy};
 use crate::reconcile::run::{
-    compare, fetch_crm, journal_ids, prepare_fix, read_source, SourceSide,
+    compare, fetch_crm, find_invisible, journal_ids, prepare_fix, read_source, SourceSide,
 };
 use crate::reconcile::Reconciliation;
 use crate::report::reconcile::{summary_json, summary_text, write_xlsx};
@@ -53,32 +53,43 @@ pub struct ReconcileArgs {
     pub conn: ConnectionArgs,
 }
 
-/// Export the CRM side and match it with the source.
+/// Export the CRM side and match it with the source; records the journal knows as created
+/// that `list` does not show are looked up by `info` before they count as missing.
 fn check(args: &ReconcileArgs, side: &SourceSide) -> Result<Reconciliation> {
-    let (sandbox, conn) = super::connect(args.sandbox.as_deref(), &args.conn)?;
-    let client = CrmClient::new(&conn)?;
-    let runtime = super::runtime(Some(2))?;
-    let crm = runtime.block_on(fetch_crm(
-        &client,
-        side,
-        args.concurrency.max(1),
-        &RetryPolicy::default(),
-        args.quiet || args.json,
-    ))?;
-    let ids = match &args.journal {
-        Some(path) if path.exists() => Some(journal_ids(&Journal::open(path)?)?),
+    // The import's journal, or the one an earlier `--fix` kept next to the report: without it a
+    // record the API user cannot list would be "missing" and re-sent by every --fix.
+    let journal = match &args.journal {
+        Some(path) if path.exists() => Some(path.clone()),
         Some(path) => {
             return Err(Error::Usage(format!(
                 "--journal {}: no such file",
                 path.display()
             )))
         }
+        None => Some(fix_journal_path(args)).filter(|p| args.fix && p.exists()),
+    };
+    let ids = match &journal {
+        Some(path) => Some(journal_ids(&Journal::open(path)?)?),
         None => None,
     };
+    let (sandbox, conn) = super::connect(args.sandbox.as_deref(), &args.conn)?;
+    let client = CrmClient::new(&conn)?;
+    let runtime = super::runtime(Some(2))?;
+    let policy = RetryPolicy::default();
+    let crm = runtime.block_on(fetch_crm(
+        &client,
+        side,
+        args.concurrency.max(1),
+        &policy,
+        args.quiet || args.json,
+    ))?;
+    let mut result = compare(side, &crm, ids.as_ref());
+    let invisible = runtime.block_on(find_invisible(&client, &result, &policy))?;
+    result.mark_invisible(&invisible);
     if let Some(s) = sandbox {
         s.stop();
     }
-    Ok(compare(side, &crm, ids.as_ref()))
+    Ok(result)
 }
 
 /// The journal `--fix` works with: the import's own, or a new one next to the report.
@@ -93,7 +104,13 @@ fn fix_journal_path(args: &ReconcileArgs) -> PathBuf {
     })
 }
 
-fn fix(args: &ReconcileArgs, side: &SourceSide, result: &Reconciliation) -> Result<()> {
+/// What `--fix` sent, per entity: what this run created, failed or left unsent (never the
+/// records an earlier run already stored).
+fn fix(
+    args: &ReconcileArgs,
+    side: &SourceSide,
+    result: &Reconciliation,
+) -> Result<Option<crate::report::import::Summary>> {
     let journal_path = fix_journal_path(args);
     let mut journal = Journal::open(&journal_path)?;
     // Bind it to this file, template and CRM exactly as the import will check it.
@@ -111,7 +128,7 @@ fn fix(args: &ReconcileArgs, side: &SourceSide, result: &Reconciliation) -> Resu
     let missing = prepare_fix(&mut journal, side, result)?;
     drop(journal);
     if missing == 0 {
-        return Ok(());
+        return Ok(None);
     }
     if !args.json {
         println!("--fix: sending {missing} missing records through the import path");
@@ -144,16 +161,61 @@ fn fix(args: &ReconcileArgs, side: &SourceSide, result: &Reconciliation) -> Resu
         allow_unknown_fields: args.allow_unknown_fields,
     };
     // Rows that fail again show in the fix report and in the second check below.
-    super::import::run(import)?;
-    Ok(())
+    let (_, summary) = super::import::execute(import, false)?;
+    if !args.json {
+        let sent: Vec<String> = summary
+            .entities
+            .iter()
+            .filter(|(_, c)| c.counts.created + c.counts.failed + c.counts.unresolved > 0)
+            .map(|(e, c)| {
+                let mut parts = vec![format!("{} created", c.counts.created)];
+                if c.counts.failed > 0 {
+                    parts.push(format!("{} failed", c.counts.failed));
+                }
+                if c.counts.unresolved > 0 {
+                    parts.push(format!("{} unresolved", c.counts.unresolved));
+                }
+                format!("{e} {}", parts.join(", "))
+            })
+            .collect();
+        println!(
+            "--fix: {} (report: {})",
+            if sent.is_empty() {
+                "nothing was sent".to_string()
+            } else {
+                sent.join("; ")
+            },
+            summary.report.as_deref().unwrap_or("")
+        );
+    }
+    Ok(Some(summary))
 }
 
-fn print(args: &ReconcileArgs, side: &SourceSide, result: &Reconciliation) {
+fn print(
+    args: &ReconcileArgs,
+    side: &SourceSide,
+    result: &Reconciliation,
+    fixed: Option<&crate::report::import::Summary>,
+) {
     if args.json {
         let mut j = summary_json(result);
         j["report"] = args.output.display().to_string().into();
         j["invalid_source_rows"] = side.invalid_rows.into();
         j["fixed"] = args.fix.into();
+        if let Some(f) = fixed {
+            // What --fix sent this time, per entity (created / failed / unresolved / ...).
+            j["fix"] = f
+                .entities
+                .iter()
+                .map(|(e, c)| {
+                    (
+                        e.to_string(),
+                        serde_json::to_value(&c.counts).unwrap_or_default(),
+                    )
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
         println!("{j}");
         return;
     }
@@ -183,12 +245,13 @@ pub fn run(args: ReconcileArgs) -> Result<Exit> {
     let template = Template::load(&args.template)?;
     let side = source_side(&args, &template, &args.file)?;
     let mut result = check(&args, &side)?;
+    let mut fixed = None;
     if args.fix && !result.missing.is_empty() {
-        fix(&args, &side, &result)?;
+        fixed = fix(&args, &side, &result)?;
         result = check(&args, &side)?;
     }
     write_xlsx(&result, &args.output)?;
-    print(&args, &side, &result);
+    print(&args, &side, &result, fixed.as_ref());
     Ok(if result.is_clean() {
         Exit::Clean
     } else {

@@ -39,6 +39,9 @@ pub struct EntitySummary {
     /// Source keys with more than one CRM record.
     pub duplicated: u64,
     pub in_crm: u64,
+    /// Created (the journal has its id) and still there by `info`, but not in `list`: the API
+    /// user cannot see it (owner 0, another owner). Not missing, never re-sent.
+    pub invisible: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +52,17 @@ pub struct Missing {
     pub fields: Fields,
     /// The id the journal recorded, when the record was created once and is gone now.
     pub journal_id: Option<i64>,
+}
+
+/// A record the journal knows as created that `list` does not show but `info` still finds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invisible {
+    pub entity: Entity,
+    pub key: String,
+    pub rows: Vec<String>,
+    pub id: i64,
+    /// The owner as `info` reports it (a login, an id, or empty for owner 0).
+    pub owner: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +91,7 @@ pub struct Reconciliation {
     pub different: Vec<FieldDiff>,
     pub duplicates: Vec<Duplicate>,
     pub only_in_crm: Vec<(Entity, CrmRecord)>,
+    pub invisible: Vec<Invisible>,
     /// (entity, source key) → the CRM id it matched.
     pub matched: HashMap<(Entity, String), i64>,
 }
@@ -87,6 +102,33 @@ impl Reconciliation {
             && self.different.is_empty()
             && self.duplicates.is_empty()
             && self.only_in_crm.is_empty()
+            && self.invisible.is_empty()
+    }
+
+    /// Records that looked missing but `info` found (id → owner): they move from `missing` to
+    /// `invisible`, so `--fix` never sends them again.
+    pub fn mark_invisible(&mut self, found: &HashMap<(Entity, i64), String>) {
+        let (gone, still): (Vec<Missing>, Vec<Missing>) = std::mem::take(&mut self.missing)
+            .into_iter()
+            .partition(|m| {
+                m.journal_id
+                    .is_some_and(|id| found.contains_key(&(m.entity, id)))
+            });
+        self.missing = still;
+        for m in gone {
+            let id = m.journal_id.unwrap_or_default();
+            if let Some((_, s)) = self.summaries.iter_mut().find(|(e, _)| *e == m.entity) {
+                s.missing -= 1;
+                s.invisible += 1;
+            }
+            self.invisible.push(Invisible {
+                owner: found.get(&(m.entity, id)).cloned().unwrap_or_default(),
+                entity: m.entity,
+                key: m.key,
+                rows: m.rows,
+                id,
+            });
+        }
     }
 }
 
@@ -227,8 +269,13 @@ fn diffs(entity: Entity, rec: &SourceRecord, fields: &Fields, crm: &CrmRecord) -
         let Some(have) = crm.fields.get(field) else {
             continue;
         };
+        let reference = rec.refs.iter().find(|r| r.field == field);
         let same = if want == have {
             true
+        } else if reference.is_some() {
+            // A link compares as the CRM id its record matched; history may link several
+            // persons ("3;7"). An empty or 0 link is no link.
+            want.parse::<i64>().is_ok() && have.split([';', ',']).any(|id| id.trim() == want)
         } else if field == "title" {
             norm_title(&strip_deal_prefix(entity, want))
                 == norm_title(&strip_deal_prefix(entity, have))
@@ -242,7 +289,11 @@ fn diffs(entity: Entity, rec: &SourceRecord, fields: &Fields, crm: &CrmRecord) -
                 id: crm.id,
                 rows: rec.rows.clone(),
                 field: field.to_string(),
-                source: want.to_string(),
+                // A link says which record it should point at, not only its id.
+                source: match reference {
+                    Some(r) => format!("{want} ({} {})", r.entity, r.key),
+                    None => want.to_string(),
+                },
                 crm: have.to_string(),
             });
         }
@@ -529,5 +580,87 @@ mod tests {
             },
         ]);
         assert!(r.is_clean(), "{r:?}");
+    }
+
+    #[test]
+    fn unlinked_history_differs_on_pid_and_invisible_records_are_not_missing() {
+        let persons = vec![src(
+            Entity::Person,
+            "EXT-1001",
+            json!({"person": "Петрова"}),
+        )];
+        let crm_persons = vec![crm(30, json!({"pid": 30, "person": "Петрова"}))];
+        let link = |key: &str| Reference {
+            field: "pid".into(),
+            entity: Entity::Person,
+            key: key.into(),
+        };
+        let mut h1 = src(
+            Entity::History,
+            "EXT-1001/1",
+            json!({"content": "Встреча", "datum": "2024-02-04 10:07:00"}),
+        );
+        h1.refs.push(link("EXT-1001"));
+        let mut h2 = src(
+            Entity::History,
+            "EXT-1001/2",
+            json!({"content": "Звонок", "datum": "2024-02-05 10:07:00"}),
+        );
+        h2.refs.push(link("EXT-1001"));
+        let hist = vec![h1, h2];
+        // The person was deleted (pid cleared on its history) and re-created as pid 30.
+        let crm_hist = vec![
+            crm(
+                1,
+                json!({"cid": 1, "content": "Встреча", "datum": "2024-02-04 10:07:00", "pid": ""}),
+            ),
+            crm(
+                2,
+                json!({"cid": 2, "content": "Звонок", "datum": "2024-02-05 10:07:00", "pid": "12;30"}),
+            ),
+        ];
+        let journal: HashMap<String, i64> = [("EXT-1002".to_string(), 31)].into();
+        let mut persons2 = persons.clone();
+        persons2.push(src(
+            Entity::Person,
+            "EXT-1002",
+            json!({"person": "Скрытый"}),
+        ));
+        let mut r = reconcile(&[
+            EntityInput {
+                entity: Entity::Person,
+                source: &persons2,
+                crm: &crm_persons,
+                journal: Some(&journal),
+            },
+            EntityInput {
+                entity: Entity::History,
+                source: &hist,
+                crm: &crm_hist,
+                journal: None,
+            },
+        ]);
+        assert_eq!(r.different.len(), 1, "{:?}", r.different);
+        let d = &r.different[0];
+        assert_eq!(
+            (
+                d.key.as_str(),
+                d.field.as_str(),
+                d.source.as_str(),
+                d.crm.as_str()
+            ),
+            ("EXT-1001/1", "pid", "30 (person EXT-1001)", "")
+        );
+        assert_eq!(r.summaries[1].1.different, 1);
+        // EXT-1002 looked missing; info found it with owner 0.
+        assert_eq!(r.missing.len(), 1);
+        r.mark_invisible(&[((Entity::Person, 31), String::new())].into());
+        assert!(r.missing.is_empty());
+        assert_eq!(r.invisible[0].key, "EXT-1002");
+        assert_eq!(
+            (r.summaries[0].1.missing, r.summaries[0].1.invisible),
+            (0, 1)
+        );
+        assert!(!r.is_clean());
     }
 }

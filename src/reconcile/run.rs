@@ -109,10 +109,75 @@ fn crm_record(
     names: &mut Names,
 ) -> Option<CrmRecord> {
     let id = value_id(row.get(entity.id_field()))?;
-    Some(CrmRecord {
-        id,
-        fields: Fields::from_map(row, names),
-    })
+    let mut fields = Fields::from_map(row, names);
+    // history/list shows linked persons only as `person: [{pid, person}]`, and no key at all
+    // when the link is gone (person deleted): make that an empty `pid`, comparable with the
+    // person the source links to.
+    if entity == Entity::History && row.get("pid").is_none() {
+        let pids: Vec<String> = row
+            .get("person")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| value_id(p.get("pid")))
+            .map(|id| id.to_string())
+            .collect();
+        fields.set("pid", pids.join(";"));
+    }
+    Some(CrmRecord { id, fields })
+}
+
+/// For every "missing" record the journal knows as created, ask `info` whether it is still
+/// there: a record the API user cannot list (owner 0, another owner) is not missing and must
+/// not be sent again. One read per such record (they are few). `info` answers differ per
+/// entity (NOTES §5, §11): person/info gives an object of nulls for an unknown pid; client,
+/// deal and history answer error 403 both for "gone" and for "not yours" — then the record
+/// stays missing, since nothing proves it is there. Returns (entity, id) → owner.
+pub async fn find_invisible(
+    client: &CrmClient,
+    result: &Reconciliation,
+    policy: &RetryPolicy,
+) -> crate::Result<HashMap<(Entity, i64), String>> {
+    let mut found = HashMap::new();
+    for m in &result.missing {
+        let Some(id) = m.journal_id else { continue };
+        let entity = m.entity;
+        let id_field = match entity {
+            Entity::Task => "id",
+            e => e.id_field(),
+        };
+        let body = serde_json::json!({ id_field: id });
+        let answer = match client.call_idempotent(entity, "info", &body, policy).await {
+            Ok(v) => v,
+            Err(crate::crm::CrmError::Api { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(owner) = info_owner(entity, id, &answer) {
+            found.insert((entity, id), owner);
+        }
+    }
+    Ok(found)
+}
+
+/// The owner `info` reports when its answer is the record `id`, else None.
+fn info_owner(entity: Entity, id: i64, answer: &Value) -> Option<String> {
+    let data = answer
+        .get("data")
+        .filter(|d| d.is_object())
+        .unwrap_or(answer);
+    let shown = value_id(data.get(entity.id_field()))
+        .or_else(|| value_id(data.get("id")))
+        .or_else(|| value_id(data.get("tid")));
+    if shown != Some(id) {
+        return None;
+    }
+    let owner = ["iduser", "user"]
+        .iter()
+        .filter_map(|k| data.get(*k))
+        .map(crate::crm::values::value_text)
+        .find(|v| !v.is_empty() && v != "0")
+        .unwrap_or_default();
+    Some(owner)
 }
 
 /// Export the CRM's records of every entity the source has.
@@ -229,4 +294,39 @@ pub fn prepare_fix(
     }
     journal.record(&updates)?;
     Ok(result.missing.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn info_answers_say_whether_the_record_is_there() {
+        // person/info of a deleted pid: all nulls (NOTES §5) → not there.
+        let nulls = json!({"data": {"pid": null, "person": null, "iduser": ""}});
+        assert_eq!(info_owner(Entity::Person, 4, &nulls), None);
+        // Owner 0: the record, with no owner login.
+        let owner0 = json!({"data": {"pid": 7, "person": "Тест 923", "iduser": ""}});
+        assert_eq!(info_owner(Entity::Person, 7, &owner0), Some(String::new()));
+        let other =
+            json!({"data": {"pid": 7, "person": "Тест", "iduser": "manager2@salesman.local"}});
+        assert_eq!(
+            info_owner(Entity::Person, 7, &other).as_deref(),
+            Some("manager2@salesman.local")
+        );
+        // Another record's answer is not this one.
+        assert_eq!(info_owner(Entity::Person, 8, &owner0), None);
+    }
+
+    #[test]
+    fn history_links_come_from_the_person_list() {
+        let mut names = Names::default();
+        let linked = json!({"cid": 72, "clid": 8, "person": [{"pid": 9, "person": "Историев"}, {"pid": 11, "person": "Б"}]});
+        let r = crm_record(Entity::History, linked.as_object().unwrap(), &mut names).unwrap();
+        assert_eq!(r.fields.get("pid"), Some("9;11"));
+        let unlinked = json!({"cid": 70, "clid": 8, "did": 0});
+        let r = crm_record(Entity::History, unlinked.as_object().unwrap(), &mut names).unwrap();
+        assert_eq!(r.fields.get("pid"), Some(""));
+    }
 }

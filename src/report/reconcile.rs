@@ -6,7 +6,7 @@ use crate::reconcile::Reconciliation;
 use serde_json::{json, Value};
 use std::path::Path;
 
-const SUMMARY_COLUMNS: [&str; 8] = [
+const SUMMARY_COLUMNS: [&str; 9] = [
     "entity",
     "in source",
     "matched",
@@ -14,6 +14,7 @@ const SUMMARY_COLUMNS: [&str; 8] = [
     "only in CRM",
     "different",
     "duplicated in CRM",
+    "invisible to the API user",
     "in CRM (exported)",
 ];
 
@@ -94,6 +95,27 @@ pub fn write_xlsx(r: &Reconciliation, path: &Path) -> Result<(), ReportError> {
         )?;
     }
 
+    let s = book.add_sheet(
+        "Invisible",
+        &heads(&["entity", "key", "source rows", "CRM id", "owner (info)"]),
+    )?;
+    for v in &r.invisible {
+        book.write_row(
+            s,
+            &[
+                Cell::text(v.entity.as_str()),
+                Cell::text(&v.key),
+                Cell::text(v.rows.join(", ")),
+                Cell::Int(v.id),
+                Cell::text(if v.owner.is_empty() {
+                    "none (owner 0)".to_string()
+                } else {
+                    v.owner.clone()
+                }),
+            ],
+        )?;
+    }
+
     let s = book.add_sheet("Only in CRM", &heads(&["entity", "CRM id", "values"]))?;
     for (entity, rec) in &r.only_in_crm {
         let values = rec
@@ -136,13 +158,14 @@ fn summary_table(r: &Reconciliation) -> SummaryTable {
                         s.only_in_crm,
                         s.different,
                         s.duplicated,
+                        s.invisible,
                         s.in_crm,
                     ],
                 )
             })
             .collect(),
         // Findings only: "in source"/"in CRM" would dwarf them.
-        charted: vec![1, 2, 3, 4, 5],
+        charted: vec![1, 2, 3, 4, 5, 6],
     }
 }
 
@@ -157,7 +180,7 @@ pub fn summary_json(r: &Reconciliation) -> Value {
                 json!({
                     "in_source": s.in_source, "matched": s.matched, "missing": s.missing,
                     "only_in_crm": s.only_in_crm, "different": s.different,
-                    "duplicated": s.duplicated, "in_crm": s.in_crm,
+                    "duplicated": s.duplicated, "invisible": s.invisible, "in_crm": s.in_crm,
                 }),
             )
         })
@@ -168,19 +191,33 @@ pub fn summary_json(r: &Reconciliation) -> Value {
 /// A plain table for the terminal.
 pub fn summary_text(r: &Reconciliation) -> String {
     let mut out = format!(
-        "{:<9} {:>9} {:>8} {:>8} {:>11} {:>9} {:>10}\n",
-        "entity", "in source", "matched", "missing", "only in CRM", "different", "duplicated"
+        "{:<9} {:>9} {:>8} {:>8} {:>11} {:>9} {:>10} {:>9}\n",
+        "entity",
+        "in source",
+        "matched",
+        "missing",
+        "only in CRM",
+        "different",
+        "duplicated",
+        "invisible"
     );
     for (e, s) in &r.summaries {
         out.push_str(&format!(
-            "{:<9} {:>9} {:>8} {:>8} {:>11} {:>9} {:>10}\n",
+            "{:<9} {:>9} {:>8} {:>8} {:>11} {:>9} {:>10} {:>9}\n",
             e.as_str(),
             s.in_source,
             s.matched,
             s.missing,
             s.only_in_crm,
             s.different,
-            s.duplicated
+            s.duplicated,
+            s.invisible
+        ));
+    }
+    if !r.invisible.is_empty() {
+        out.push_str(&format!(
+            "{} records are in the CRM but hidden from this login (owner 0 or another owner; sheet \"Invisible\"): --fix does not send them again\n",
+            r.invisible.len()
         ));
     }
     out
@@ -228,6 +265,7 @@ mod tests {
                 "Missing",
                 "Different",
                 "Duplicates",
+                "Invisible",
                 "Only in CRM"
             ]
         );

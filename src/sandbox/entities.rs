@@ -651,8 +651,17 @@ fn person_delete(ctx: &mut Ctx) -> R {
     };
     let tx = ctx.conn.transaction()?;
     tx.execute("DELETE FROM person WHERE pid = ?1", [pid])?;
-    let h = tx.execute("DELETE FROM history WHERE pid = ?1", [pid])?;
-    let t = tx.execute("DELETE FROM task WHERE pid = ?1", [pid])?;
+    // As the real Person::delete: history and tasks whose only link was this person go; those
+    // also linked to a client or deal stay, with the pid cleared (NOTES §14). The message counts
+    // both, as the real one does.
+    let h = tx.execute(
+        "DELETE FROM history WHERE pid = ?1 AND clid < 1 AND did < 1",
+        [pid],
+    )? + tx.execute("UPDATE history SET pid = 0 WHERE pid = ?1", [pid])?;
+    let t = tx.execute(
+        "DELETE FROM task WHERE pid = ?1 AND clid < 1 AND did < 1",
+        [pid],
+    )? + tx.execute("UPDATE task SET pid = 0 WHERE pid = ?1", [pid])?;
     tx.commit()?;
     Ok(json!({
         "message": format!("Успешно: Контакт удален. Также удалено {h} записи истории активностей. Удалено {t} записей напоминаний. Удалено 0 файлов.\n\t\t\t"),

@@ -99,16 +99,42 @@ fn datetime_text(dt: &ExcelDateTime) -> String {
     let v = dt.as_f64();
     // Excel's dates end at 9999-12-31 (serial 2958465); calamine's conversion overflows on
     // what a damaged file may hold beyond that, so such a value stays a number.
-    if !(0.0..2_958_466.0).contains(&v) {
+    if !(0.0..2_958_466.0).contains(&v) && !dt.is_duration() {
         return float_text(v);
     }
+    if dt.is_duration() {
+        // [h]:mm:ss: whole days are hours too, rounded to the nearest second like a time.
+        let secs = (v.abs() * 86_400.0).round() as u64;
+        let sign = if v < 0.0 && secs > 0 { "-" } else { "" };
+        return format!(
+            "{sign}{:02}:{:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        );
+    }
     let (y, mo, d, h, mi, s, _) = dt.to_ymd_hms_milli();
-    if dt.is_duration() || (0.0..1.0).contains(&v) {
-        format!("{h:02}:{mi:02}:{s:02}")
+    // Excel stores 10:07 as a float a hair below 10:07:00; calamine truncates to 10:06:59.
+    // Round to the nearest second, carrying into the minute, hour and day. The sub-second part
+    // is judged at 0.1 ms: a serial near 45,000 days carries ~1 µs of binary noise, so x.5 s may
+    // be stored as x.4999999 s.
+    let up = ((v.fract() * 86_400.0).fract() * 10_000.0).round() >= 5_000.0;
+    if (0.0..1.0).contains(&v) {
+        let secs =
+            (u32::from(h) * 3600 + u32::from(mi) * 60 + u32::from(s) + u32::from(up)) % 86_400;
+        format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
     } else if v.fract() == 0.0 {
         format!("{y:04}-{mo:02}-{d:02}")
     } else {
-        format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
+        let exact = chrono::NaiveDate::from_ymd_opt(y.into(), mo.into(), d.into())
+            .and_then(|date| date.and_hms_opt(h.into(), mi.into(), s.into()));
+        match exact {
+            Some(t) => (t + chrono::TimeDelta::seconds(i64::from(up)))
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string(),
+            // 1900-02-29, Excel's phantom leap day: no carry, only the truncated time.
+            None => format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}"),
+        }
     }
 }
 
@@ -539,5 +565,81 @@ mod tests {
         assert_eq!(float_text(1.5), "1.5");
         assert_eq!(float_text(0.1 + 0.2), "0.3");
         assert_eq!(float_text(-3.0), "-3");
+    }
+
+    /// Serial of a date and a time of day given in seconds (fractions allowed), 1900 system.
+    fn at(y: i32, m: u32, d: u32, secs: f64) -> ExcelDateTime {
+        let epoch = chrono::NaiveDate::from_ymd_opt(1899, 12, 30).unwrap();
+        let days = (chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap() - epoch).num_days();
+        ExcelDateTime::new(
+            days as f64 + secs / 86_400.0,
+            calamine::ExcelDateTimeType::DateTime,
+            false,
+        )
+    }
+
+    fn hms(h: u32, m: u32, s: f64) -> f64 {
+        f64::from(h * 3600 + m * 60) + s
+    }
+
+    #[test]
+    fn spreadsheet_times_round_to_the_nearest_second() {
+        // 10:07 as Excel stores it: a float a hair below 10:07:00 (calamine alone says 10:06:59).
+        let v = at(2024, 2, 4, hms(10, 7, 0.0)).as_f64() - 1e-10;
+        let dt = ExcelDateTime::new(v, calamine::ExcelDateTimeType::DateTime, false);
+        assert_eq!(
+            dt.to_ymd_hms_milli().5,
+            59,
+            "the truncation this guards against"
+        );
+        assert_eq!(datetime_text(&dt), "2024-02-04 10:07:00");
+        assert_eq!(
+            datetime_text(&at(2024, 2, 4, hms(10, 7, 0.4999))),
+            "2024-02-04 10:07:00"
+        );
+        assert_eq!(
+            datetime_text(&at(2024, 2, 4, hms(10, 7, 0.5))),
+            "2024-02-04 10:07:01"
+        );
+        assert_eq!(
+            datetime_text(&at(2024, 2, 4, hms(10, 59, 59.5))),
+            "2024-02-04 11:00:00"
+        );
+    }
+
+    #[test]
+    fn rounding_carries_into_the_next_day_and_year() {
+        assert_eq!(
+            datetime_text(&at(2024, 2, 28, hms(23, 59, 59.6))),
+            "2024-02-29 00:00:00"
+        );
+        assert_eq!(
+            datetime_text(&at(2024, 12, 31, hms(23, 59, 59.6))),
+            "2025-01-01 00:00:00"
+        );
+        // A time of day alone wraps around midnight.
+        let t = ExcelDateTime::new(
+            hms(23, 59, 59.6) / 86_400.0,
+            calamine::ExcelDateTimeType::DateTime,
+            false,
+        );
+        assert_eq!(datetime_text(&t), "00:00:00");
+        let t = ExcelDateTime::new(
+            hms(8, 30, 0.0) / 86_400.0 - 1e-12,
+            calamine::ExcelDateTimeType::DateTime,
+            false,
+        );
+        assert_eq!(datetime_text(&t), "08:30:00");
+    }
+
+    #[test]
+    fn dates_only_stay_dates_and_durations_keep_their_hours() {
+        assert_eq!(datetime_text(&at(2024, 3, 7, 0.0)), "2024-03-07");
+        let d = ExcelDateTime::new(
+            1.0 + hms(2, 0, 0.0) / 86_400.0 - 1e-10,
+            calamine::ExcelDateTimeType::TimeDelta,
+            false,
+        );
+        assert_eq!(datetime_text(&d), "26:00:00");
     }
 }

@@ -86,6 +86,10 @@ enum BoundInput {
 enum BoundPart {
     Lit(String),
     Column(usize),
+    /// A key part read from a column that a `date` field of the same entity parses: a
+    /// spreadsheet's date cell (`2024-02-04 10:07:00`) is written in the template's own format
+    /// (`04.02.2024 10:07`), so a CSV and an XLSX of the same data give the same keys.
+    DateColumn(usize, Vec<String>),
 }
 
 #[derive(Debug, Clone)]
@@ -164,11 +168,27 @@ impl Template {
             };
         let mut entities = Vec::new();
         for et in &self.entities {
-            let key = bind_expr(&et.key, et.entity, "key")?;
+            let mut key = bind_expr(&et.key, et.entity, "key")?;
+            for part in &mut key {
+                let BoundPart::Column(i) = *part else {
+                    continue;
+                };
+                let formats = et.fields.iter().find_map(|f| match (&f.input, &f.date) {
+                    (Input::Column(c), Some(formats))
+                        if !formats.is_empty() && find_column(headers, c) == Some(i) =>
+                    {
+                        Some(formats.clone())
+                    }
+                    _ => None,
+                });
+                if let Some(formats) = formats {
+                    *part = BoundPart::DateColumn(i, formats);
+                }
+            }
             let mut columns: Vec<usize> = key
                 .iter()
                 .filter_map(|p| match p {
-                    BoundPart::Column(i) => Some(*i),
+                    BoundPart::Column(i) | BoundPart::DateColumn(i, _) => Some(*i),
                     BoundPart::Lit(_) => None,
                 })
                 .collect();
@@ -240,6 +260,13 @@ fn render(parts: &[BoundPart], cells: &[String]) -> String {
         match p {
             BoundPart::Lit(l) => s.push_str(l),
             BoundPart::Column(i) => s.push_str(cells[*i].trim()),
+            BoundPart::DateColumn(i, formats) => {
+                let raw = cells[*i].trim();
+                match spreadsheet_date_in(raw, formats) {
+                    Some(t) => s.push_str(&t),
+                    None => s.push_str(raw),
+                }
+            }
         }
     }
     // "{Фамилия} {Имя}" with an empty part must not leave stray spaces.
@@ -251,6 +278,39 @@ fn render(parts: &[BoundPart], cells: &[String]) -> String {
     } else {
         s
     }
+}
+
+/// A spreadsheet date cell's text (`YYYY-MM-DD[ HH:MM:SS]`, as the XLSX reader writes it) in the
+/// first of the template's formats that holds it exactly; None for anything else (text typed
+/// in the template's own format stays as typed, so existing keys do not change).
+fn spreadsheet_date_in(raw: &str, formats: &[String]) -> Option<String> {
+    let b = raw.as_bytes();
+    let iso = b.len() >= 10 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-';
+    if !iso || formats.iter().any(|f| parse_one(raw, f).is_some()) {
+        return None;
+    }
+    let d = parse_one(raw, "%Y-%m-%d %H:%M:%S").or_else(|| parse_one(raw, "%Y-%m-%d"))?;
+    let has_time = |f: &String| f.contains("%H");
+    let date_only = b.len() == 10;
+    // A date without a time prefers a format without one ("07.03.2024", not "07.03.2024 00:00").
+    let (first, rest): (Vec<&String>, Vec<&String>) =
+        formats.iter().partition(|f| has_time(f) != date_only);
+    first.into_iter().chain(rest).find_map(|f| {
+        use std::fmt::Write;
+        let mut t = String::new();
+        write!(t, "{}", d.format(f)).ok()?; // a bad format is an error here, not a panic
+        (parse_one(&t, f) == Some(d)).then_some(t)
+    })
+}
+
+fn parse_one(v: &str, format: &str) -> Option<chrono::NaiveDateTime> {
+    chrono::NaiveDateTime::parse_from_str(v, format)
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(v, format)
+                .ok()
+                .map(|d| d.and_time(chrono::NaiveTime::MIN))
+        })
 }
 
 impl Mapper {
@@ -972,6 +1032,32 @@ impl<T> Iterator for MappedFile<T> {
 mod tests {
     use super::*;
     use crate::source::{self, SourceOptions};
+
+    #[test]
+    fn spreadsheet_dates_in_keys_take_the_templates_format() {
+        let f = vec!["%d.%m.%Y %H:%M".to_string(), "%d.%m.%Y".to_string()];
+        let at = |raw: &str| spreadsheet_date_in(raw, &f);
+        assert_eq!(
+            at("2024-02-04 10:07:00").as_deref(),
+            Some("04.02.2024 10:07")
+        );
+        assert_eq!(at("2024-03-07").as_deref(), Some("07.03.2024"));
+        // Seconds the template's formats cannot hold: the cell text stays as it is.
+        assert_eq!(at("2024-02-04 10:07:30"), None);
+        // Text typed in the template's own format is the key as before.
+        assert_eq!(at("04.02.2024 10:07"), None);
+        assert_eq!(at("EXT-1001"), None);
+        // A template that itself uses ISO dates keeps them.
+        assert_eq!(
+            spreadsheet_date_in("2024-02-04 10:07:00", &["%Y-%m-%d %H:%M:%S".to_string()]),
+            None
+        );
+        // A broken format is skipped, never a panic.
+        assert_eq!(
+            spreadsheet_date_in("2024-02-04 10:07:00", &["%Q".to_string()]),
+            None
+        );
+    }
 
     fn csv_source(rows: usize) -> (tempfile::TempDir, Box<dyn RowSource>) {
         let dir = tempfile::tempdir().unwrap();

@@ -542,3 +542,93 @@ fn resume_on_other_input_is_refused() {
         text(&out)
     );
 }
+
+/// Every history row of a sandbox as (datum, tip, content), sorted.
+fn history_of(sb: &Sandbox) -> Vec<(String, String, String)> {
+    let client = CrmClient::new(&sb.connection()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut params = serde_json::Map::new();
+    params.insert("dateStart".into(), "2000-01-01".into());
+    params.insert("dateEnd".into(), "2037-12-31".into());
+    let mut out = Vec::new();
+    for page in 0.. {
+        let p = rt
+            .block_on(client.list_page(Entity::History, &params, page, &RetryPolicy::immediate(1)))
+            .unwrap();
+        if p.rows.is_empty() {
+            break;
+        }
+        for r in p.rows {
+            let s = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+            if s("tip") != "СобытиеCRM" {
+                out.push((s("datum"), s("tip"), s("content")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn csv_and_xlsx_of_the_same_data_give_the_same_activities_and_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = root().join("templates/migration-flat.toml");
+    let mut seen = Vec::new();
+    for file in ["migration-cp1251.csv", "migration.xlsx"] {
+        let sb = sandbox();
+        let journal = dir.path().join(format!("{file}.journal.sqlite"));
+        let report = dir.path().join(format!("{file}.report.xlsx"));
+        let out = import(
+            &sb,
+            &[
+                p(&root().join("samples").join(file)),
+                "--template",
+                p(&template),
+                "--journal",
+                p(&journal),
+                "--report",
+                p(&report),
+                "-q",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{file}: {}", text(&out));
+        let mut keys: Vec<(Entity, String)> = smbatch::upload::Journal::open(&journal)
+            .unwrap()
+            .load()
+            .unwrap()
+            .into_keys()
+            .collect();
+        keys.sort_by(|a, b| (a.0 as u8, &a.1).cmp(&(b.0 as u8, &b.1)));
+        seen.push((file, history_of(&sb), keys));
+    }
+    let (csv, xlsx) = (&seen[0], &seen[1]);
+    assert_eq!(csv.1.len(), 18, "{:?}", csv.1);
+    // 10:07 from the spreadsheet is 10:07:00, not 10:06:59.
+    assert!(
+        csv.1.iter().any(|h| h.0 == "2024-02-04 10:07:00"),
+        "{:?}",
+        csv.1
+    );
+    // The one real difference between the samples: the XLSX keeps the emoji of "Отличная
+    // встреча 👍" (rejected: 4-byte character), the cp1251 CSV could only hold "?".
+    let emoji = |h: &(String, String, String)| h.2.starts_with("Отличная встреча");
+    let csv_rest: Vec<_> = csv.1.iter().filter(|h| !emoji(h)).cloned().collect();
+    assert_eq!(xlsx.1.len(), 17);
+    assert_eq!(
+        csv_rest, xlsx.1,
+        "activities differ between {} and {}",
+        csv.0, xlsx.0
+    );
+    let row18 = |k: &(Entity, String)| k.0 == Entity::History && k.1.starts_with("EXT-1017/");
+    let csv_keys: Vec<_> = csv.2.iter().filter(|k| !row18(k)).cloned().collect();
+    assert!(
+        csv_keys.iter().any(|k| k.1 == "EXT-1001/04.02.2024 10:07"),
+        "{:?}",
+        csv.2
+    );
+    assert_eq!(
+        csv_keys, xlsx.2,
+        "keys differ between {} and {}",
+        csv.0, xlsx.0
+    );
+}

@@ -167,17 +167,29 @@ fn reconcile_lists_exactly_the_damage_and_fix_restores_only_the_missing() {
         (&json!(1), &json!(1), &json!(1), &json!(0)),
         "{s}"
     );
-    // Deleting a person deletes its activities too: two activities are missing.
+    // Deleting a person keeps its activity (it is also linked to the client) with the pid
+    // cleared, as the real server does: only the deleted activity is missing.
     let h = &s["entities"]["history"];
     assert_eq!(
         (&h["missing"], &h["different"], &h["only_in_crm"]),
-        (&json!(2), &json!(0), &json!(0)),
+        (&json!(1), &json!(0), &json!(0)),
         "{s}"
     );
+    let unlinked = all_rows(&client, &rt, Entity::History);
+    let kept = unlinked
+        .iter()
+        .find(|h| {
+            h["content"]
+                .as_str()
+                .is_some_and(|c| c.contains("поставку №1;"))
+        })
+        .expect("the deleted person's activity stays");
+    assert!(kept.get("person").is_none(), "{kept:?}");
+    assert_eq!(kept["clid"], deleted["clid"]);
     assert_eq!(s["entities"]["client"]["missing"], 0);
 
     let missing = sheet(Path::new(&report), "Missing");
-    assert_eq!(missing.len(), 4, "{missing:?}");
+    assert_eq!(missing.len(), 3, "{missing:?}");
     assert!(
         missing
             .iter()
@@ -212,8 +224,35 @@ fn reconcile_lists_exactly_the_damage_and_fix_restores_only_the_missing() {
     // The edit and the duplicate are reported, not "fixed" behind the user's back.
     assert_eq!(s["entities"]["person"]["different"], 1, "{s}");
     assert_eq!(s["entities"]["person"]["duplicated"], 1, "{s}");
+    // The re-created person has a new pid; its old activity is still unlinked, and says so
+    // instead of counting as matched.
+    assert_eq!(s["entities"]["history"]["different"], 1, "{s}");
+    // The fix says what it sent this time — not the journal's totals: one person and one
+    // activity created, everything else already there from before.
+    assert_eq!(s["fix"]["person"]["created"], 1, "{s}");
+    assert_eq!(s["fix"]["history"]["created"], 1, "{s}");
+    assert_eq!(s["fix"]["person"]["failed"], 0, "{s}");
+    assert!(s["fix"]["person"]["earlier"].as_u64().unwrap() > 0, "{s}");
+    assert!(
+        String::from_utf8_lossy(&fixed.stdout).lines().count() == 1,
+        "--json prints one JSON line and nothing else: {}",
+        say(&fixed)
+    );
     assert_eq!(sb.count(Entity::Person), before + 1);
-    assert_eq!(sb.count(Entity::History), history_before + 2);
+    assert_eq!(sb.count(Entity::History), history_before + 1);
+    let restored_pid = all_rows(&client, &rt, Entity::Person)
+        .iter()
+        .find(|r| r["mail"] == "user1@example.ru")
+        .and_then(|r| r["pid"].as_i64())
+        .unwrap();
+    let different = sheet(&dir.path().join("fixed.xlsx"), "Different");
+    let pid_row = different
+        .iter()
+        .find(|r| r[0] == "history" && r[4] == "pid")
+        .unwrap_or_else(|| panic!("{different:?}"));
+    assert!(pid_row[1].starts_with("EXT-1001/"), "{pid_row:?}");
+    assert_eq!(pid_row[5], format!("{restored_pid} (person EXT-1001)"));
+    assert_eq!(pid_row[6], "");
     let restored = all_rows(&client, &rt, Entity::Person);
     assert_eq!(
         restored
@@ -230,4 +269,76 @@ fn reconcile_lists_exactly_the_damage_and_fix_restores_only_the_missing() {
         &["-o", &d("again.xlsx"), "--json", "-q", "--fix"],
     );
     assert_eq!(sb.count(Entity::Person), before + 1, "{}", say(&again));
+}
+
+#[test]
+fn a_created_record_hidden_from_list_is_invisible_and_never_resent() {
+    let sb = Sandbox::start(SandboxConfig::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let journal = d("import.journal.sqlite");
+    let imported = smbatch(
+        &sb,
+        "import",
+        &["--journal", &journal, "--report", &d("import.xlsx"), "-q"],
+    );
+    assert_eq!(imported.status.code(), Some(1), "{}", say(&imported));
+
+    // The owner of one imported person becomes 0 (as an unknown `user` login or a person/update
+    // without iduser leaves it on the real server): list no longer shows it, info still does.
+    let client = CrmClient::new(&sb.connection()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let persons = all_rows(&client, &rt, Entity::Person);
+    let hidden = find(&persons, "mail", "user5@example.ru").clone();
+    let mut update = hidden.clone();
+    update.insert("iduser".into(), json!(0));
+    rt.block_on(client.call(Entity::Person, "update", &Value::Object(update)))
+        .unwrap();
+    assert_eq!(
+        all_rows(&client, &rt, Entity::Person).len(),
+        persons.len() - 1
+    );
+    let pid = hidden["pid"].as_i64().unwrap();
+
+    let persons_before = sb.count(Entity::Person);
+    let history_before = sb.count(Entity::History);
+    for round in ["fix1", "fix2"] {
+        let report = d(&format!("{round}.xlsx"));
+        let out = smbatch(
+            &sb,
+            "reconcile",
+            &[
+                "--journal",
+                &journal,
+                "--fix",
+                "-o",
+                &report,
+                "--json",
+                "-q",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", say(&out));
+        let s = summary(&out);
+        let p = &s["entities"]["person"];
+        assert_eq!(
+            (&p["missing"], &p["invisible"]),
+            (&json!(0), &json!(1)),
+            "{s}"
+        );
+        assert_eq!(s["clean"], false, "{s}");
+        // Nothing was sent: the person is not created again, round after round.
+        assert_eq!(sb.count(Entity::Person), persons_before, "{round}: {s}");
+        assert_eq!(sb.count(Entity::History), history_before, "{round}: {s}");
+        let invisible = sheet(Path::new(&report), "Invisible");
+        assert_eq!(invisible.len(), 2, "{invisible:?}");
+        assert_eq!(invisible[1][0], "person");
+        assert_eq!(invisible[1][1], "EXT-1005");
+        assert_eq!(invisible[1][3], pid.to_string());
+        assert_eq!(invisible[1][4], "none (owner 0)");
+    }
+    // Without the journal nothing proves the record was created: it is missing, as before.
+    let out = smbatch(&sb, "reconcile", &["-o", &d("plain.xlsx"), "--json", "-q"]);
+    let s = summary(&out);
+    assert_eq!(s["entities"]["person"]["missing"], 1, "{s}");
+    assert_eq!(s["entities"]["person"]["invisible"], 0, "{s}");
 }
