@@ -3,6 +3,7 @@
 
 mod cli;
 mod export;
+mod faithful;
 mod fieldcheck;
 mod fixtures;
 mod import;
