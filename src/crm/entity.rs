@@ -56,6 +56,13 @@ impl Entity {
             Entity::Deal | Entity::Task => None,
         }
     }
+
+    /// Its `add` takes a number from a server counter that is read and written back without a
+    /// lock (deal "СДn" titles, `app_settings.dNum`; throughput.md): concurrent adds get
+    /// duplicate numbers, so they are sent one at a time whatever the concurrency.
+    pub fn serial_adds(self) -> bool {
+        matches!(self, Entity::Deal)
+    }
 }
 
 impl Entity {

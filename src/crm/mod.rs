@@ -89,11 +89,102 @@ impl CrmError {
         }
     }
 
+    /// The server died while handling the request (a PHP fatal error page, or any other non-JSON
+    /// answer with HTTP 200): an answer, not a lost one. Returns its message as a user can read
+    /// it — the first line without HTML and server file paths — e.g. `Uncaught TypeError: Cannot
+    /// access offset of type string on string`. `None` for every other error.
+    pub fn server_fatal(&self) -> Option<String> {
+        match self {
+            CrmError::NotJson { snippet, .. } => Some(fatal_message(snippet)),
+            _ => None,
+        }
+    }
+
     /// Fatal for the whole run, whatever else is going on.
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
             CrmError::Auth { .. } | CrmError::EmptyBody { .. } | CrmError::Setup(_)
         )
+    }
+}
+
+/// The readable first line of a PHP fatal page (see [`CrmError::server_fatal`]).
+pub fn fatal_message(page: &str) -> String {
+    let body = match page.find("Fatal error") {
+        Some(i) => &page[i + "Fatal error".len()..],
+        None => page,
+    };
+    // Strip tags and the common entities.
+    let mut text = String::with_capacity(body.len());
+    let mut in_tag = false;
+    for c in body.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            _ if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    let text = text
+        .replace("&gt;", ">")
+        .replace("&lt;", "<")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&");
+    let text = text.trim_start_matches([':', ' ']);
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .trim_end_matches('…');
+    // Cut where server paths start: "… in /var/www/…", ", called in …", "in <crm-root>/…".
+    let mut end = line.len();
+    for marker in [", called in ", " in /", " in <"] {
+        if let Some(i) = line.find(marker) {
+            end = end.min(i);
+        }
+    }
+    if let Some(i) = line.find(" in ") {
+        let rest = &line[i + 4..];
+        let token = rest.split_whitespace().next().unwrap_or("");
+        if token.contains('/') || token.contains(".php") {
+            end = end.min(i);
+        }
+    }
+    let out = line[..end].trim();
+    if out.is_empty() {
+        "the server answered with an HTML page instead of JSON".into()
+    } else {
+        out.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fatal_page_reads_as_its_first_line_without_html_or_paths() {
+        let recv = "<br />\n<b>Fatal error</b>:  Uncaught TypeError: Cannot access offset of type string on string in <crm-root>/inc/class/Client.php:501\nStack trace:\n#0 …";
+        assert_eq!(
+            fatal_message(recv),
+            "Uncaught TypeError: Cannot access offset of type string on string"
+        );
+        let kol = "<br />\n<b>Fatal error</b>:  Uncaught TypeError: pre_format(): Argument #1 ($string) must be of type ?string, array given, called in <crm-root>/inc/class/Deal.php on line 667 and defined in";
+        assert_eq!(
+            fatal_message(kol),
+            "Uncaught TypeError: pre_format(): Argument #1 ($string) must be of type ?string, array given"
+        );
+        let mem = "<br />\n<b>Fatal error</b>:  Allowed memory size of 134217728 bytes exhausted (tried to allocate 20480 bytes) in <b>/var/www/salesman/vendor/x.php</b> on line <b>466</b><br />";
+        assert_eq!(
+            fatal_message(mem),
+            "Allowed memory size of 134217728 bytes exhausted (tried to allocate 20480 bytes)"
+        );
+        let lost = CrmError::Transport {
+            url: "u".into(),
+            message: "timeout".into(),
+        };
+        assert_eq!(lost.server_fatal(), None, "a lost answer is not a fatal");
     }
 }

@@ -24,6 +24,12 @@ pub struct AppState {
     pub login: String,
     pub apikey: String,
     pub faults: Mutex<FaultState>,
+    /// The CRM's deal-number counter (`app_settings.dNum`, the "СДn" of deal titles): read and
+    /// written without a lock, like the real one (throughput.md), so concurrent adds can share
+    /// a number.
+    pub deal_number: std::sync::atomic::AtomicI64,
+    /// See [`super::Sandbox::set_fatal_on`].
+    pub fatal_on: Mutex<Option<String>>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -40,6 +46,8 @@ pub enum Reply {
     Empty,
     /// A JSON body with a non-200 status (only for our own limits, e.g. body too large).
     Status(StatusCode, Value),
+    /// A PHP fatal error page with HTTP 200 (and the JSON content type the recordings show).
+    Fatal(String),
 }
 
 pub fn error(code: impl Into<Value>, text: &str) -> Value {
@@ -54,6 +62,8 @@ pub struct Call {
     pub params: Map<String, Value>,
     pub login: Option<String>,
     pub apikey: Option<String>,
+    /// deal/add: the deal number read before the request waited its turn (see `deal_number`).
+    pub deal_number: Option<i64>,
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response {
@@ -75,6 +85,14 @@ impl IntoResponse for Reply {
         match self {
             Reply::Json(v) => json_response(StatusCode::OK, &v),
             Reply::Status(s, v) => json_response(s, &v),
+            Reply::Fatal(page) => {
+                let mut r = (StatusCode::OK, page).into_response();
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json; charset=utf-8"),
+                );
+                r
+            }
             Reply::Empty => {
                 let mut r = (StatusCode::OK, "").into_response();
                 r.headers_mut().insert(
@@ -134,9 +152,21 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
             .into_response()
         }
     };
+    // deal/add reads the deal counter, does other work, then writes it back (throughput.md):
+    // read it here and let other requests run before this one stores its deal.
+    let deal_number = if path.trim_end_matches('/').ends_with("/v3/deal/add") {
+        let n = state.deal_number.load(std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        Some(n)
+    } else {
+        None
+    };
     let worker = state.clone();
     let reply = tokio::task::spawn_blocking(move || match decode(&path, &query, &headers, &body) {
-        Ok(Some(call)) => entities::dispatch(&worker, call),
+        Ok(Some(mut call)) => {
+            call.deal_number = deal_number;
+            entities::dispatch(&worker, call)
+        }
         Ok(None) => Reply::Empty,
         Err(reply) => reply,
     })
@@ -238,6 +268,7 @@ fn decode(
         params,
         login,
         apikey,
+        deal_number: None,
     }))
 }
 

@@ -13,6 +13,7 @@ use rusqlite::types::Value as Sql;
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex};
 
 type Params = Map<String, Value>;
@@ -28,6 +29,9 @@ struct Ctx<'a> {
     ids: &'a Mutex<IdCache>,
     /// The entity's field settings (which fields exist beyond a fresh install's).
     fields: &'a FieldSet,
+    /// The deal counter and, for deal/add, the value read before the request waited.
+    deal_counter: &'a std::sync::atomic::AtomicI64,
+    deal_number: Option<i64>,
 }
 
 impl Ctx<'_> {
@@ -67,6 +71,9 @@ pub fn dispatch(state: &AppState, call: Call) -> Reply {
     {
         return Reply::Json(error(401, "Неизвестный пользователь"));
     }
+    if let Some(page) = fatal(state, &call) {
+        return Reply::Fatal(page);
+    }
     let mut conn = state.store.lock();
     let a = call.action.as_str();
     let entity: Entity = call.entity.parse().unwrap_or(Entity::Deal);
@@ -86,6 +93,8 @@ pub fn dispatch(state: &AppState, call: Call) -> Reply {
         p: &params,
         ids: &state.store.ids,
         fields: &fields,
+        deal_counter: &state.deal_number,
+        deal_number: call.deal_number,
     };
     let result = if call.version == 2 {
         match (call.entity.as_str(), a) {
@@ -110,6 +119,72 @@ pub fn dispatch(state: &AppState, call: Call) -> Reply {
 }
 
 type R = rusqlite::Result<Value>;
+
+/// Writes the real server dies on with a PHP fatal (HTML page, HTTP 200) before storing
+/// anything of the request: a `recv` that is not an object (for add.list the whole batch is
+/// lost, NOTES §15), an array deal `kol` (NOTES, Deals), and the `set_fatal_on` test value.
+fn fatal(state: &AppState, call: &Call) -> Option<String> {
+    if call.version != 3 || !matches!(call.action.as_str(), "add" | "add.list" | "update") {
+        return None;
+    }
+    let rows: Vec<&Value> = match (call.entity.as_str(), call.action.as_str()) {
+        (e, "add.list") => {
+            let key = e.parse::<Entity>().ok().and_then(|e| e.batch_key())?;
+            match call.params.get(key) {
+                Some(Value::Array(a)) => a.iter().collect(),
+                _ => vec![],
+            }
+        }
+        _ => vec![],
+    };
+    let single = Value::Object(call.params.clone());
+    let rows = if call.action == "add.list" {
+        rows
+    } else {
+        vec![&single]
+    };
+    let fatal_on = state
+        .fatal_on
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if let Some(bad) = fatal_on {
+        fn holds(v: &Value, bad: &str) -> bool {
+            match v {
+                Value::String(s) => s == bad,
+                Value::Array(a) => a.iter().any(|x| holds(x, bad)),
+                Value::Object(o) => o.values().any(|x| holds(x, bad)),
+                _ => false,
+            }
+        }
+        if rows.iter().any(|r| holds(r, &bad)) {
+            let class = match call.entity.as_str() {
+                "client" => "Client",
+                "person" => "Person",
+                "history" => "History",
+                "task" => "Todo",
+                _ => "Deal",
+            };
+            return Some(super::faults::value_type_error(class));
+        }
+    }
+    match (call.entity.as_str(), call.action.as_str()) {
+        ("client", "add" | "add.list") => {
+            let not_object = |r: &&Value| {
+                r.get("recv")
+                    .is_some_and(|v| !v.is_object() && !v.is_null() && !v.is_array())
+            };
+            rows.iter().any(not_object).then(|| {
+                super::faults::recv_type_error(if call.action == "add" { 170 } else { 182 })
+            })
+        }
+        ("deal", "add") => rows
+            .iter()
+            .any(|r| r.get("kol").is_some_and(Value::is_array))
+            .then(|| super::faults::KOL_ARRAY_FATAL.to_string()),
+        _ => None,
+    }
+}
 
 /// A write's parameters without the fields the settings switch off, in the record itself and in
 /// each row of a batch.
@@ -988,7 +1063,7 @@ fn client_info_obj(
         "creator": if r["iduser"].as_i64() == Some(1) { login } else { "" }, "creatorID": r["iduser"],
         "date_create": short, "edited": r["date_edit"], "editor": "не определено", "editorID": 0,
         "date_edit": "", "dostup": [], "clientpath": r["clientpath"].as_str().unwrap_or(""),
-        "clientpath2": 0, "type": r["type"], "priceLevel": "price_1"
+        "clientpath2": 0, "type": r["type"], "priceLevel": "price_1", "person": null
     });
     let Value::Object(m) = &mut d else {
         return Ok(None);
@@ -1055,6 +1130,7 @@ fn embedded_client(conn: &Connection, login: &str, clid: i64) -> R {
     };
     if let Value::Object(m) = &mut v {
         m.shift_remove("dostup");
+        m.shift_remove("person");
         let bank = m.get("bankinfo").cloned().unwrap_or(Value::Null);
         m.insert("recv".into(), bank);
     }
@@ -1740,13 +1816,19 @@ fn deal(ctx: &mut Ctx, a: &str) -> R {
                 ],
             )?;
             let did = tx.last_insert_rowid();
-            // The CRM prefixes deal titles with its deal number ("СД2: ...", NOTES §6).
+            // The CRM prefixes deal titles with its deal number ("СД2: ...", NOTES §6), read
+            // before the request waited and written back after: concurrent adds can share one
+            // (throughput.md).
+            let number = ctx
+                .deal_number
+                .unwrap_or_else(|| ctx.deal_counter.load(SeqCst));
             tx.execute(
                 "UPDATE deal SET title = ?1 WHERE did = ?2",
-                rusqlite::params![format!("СД{}: {title}", did + 1), did],
+                rusqlite::params![format!("СД{}: {title}", number + 1), did],
             )?;
             ctx.fields.store(&tx, Entity::Deal, did, ctx.p, false)?;
             tx.commit()?;
+            ctx.deal_counter.store(number + 1, SeqCst);
             Ok(json!({"result": "Успешно", "data": did}))
         }
         "update" => {

@@ -150,6 +150,25 @@ impl FaultState {
 /// The body the real server sends (with HTTP 200) when PHP dies, e.g. on memory exhaustion.
 pub const HTML_FATAL: &str = "<br />\n<b>Fatal error</b>:  Allowed memory size of 134217728 bytes exhausted (tried to allocate 20480 bytes) in <b>/var/www/salesman/vendor/colshrapnel/safemysql/safemysql.class.php</b> on line <b>466</b><br />\n";
 
+/// The real server's answer to a string `recv` in client/add (`line` 170) and client/add.list
+/// (line 182), byte for byte as recorded [v3-client-add-recv-string, v3-client-add.list-recv-string].
+pub fn recv_type_error(line: u32) -> String {
+    format!(
+        "<br />\n<b>Fatal error</b>:  Uncaught TypeError: Cannot access offset of type string on string in <crm-root>/inc/class/Client.php:501\nStack trace:\n#0 <crm-root>/developer/v3/methods/client.php({line}): Salesman\\Client-&gt;add()\n#1 <crm-root>/developer/v3/index.php(171): include_once('...')\n#2 {{main}}\n  thrown in <b><crm-root>/inc/class/Client.php</b> on line <b>501</b><br />\n"
+    )
+}
+
+/// deal/add with an array `kol`, as recorded [v3-deal-add-kol-array].
+pub const KOL_ARRAY_FATAL: &str = "<br />\n<b>Fatal error</b>:  Uncaught TypeError: pre_format(): Argument #1 ($string) must be of type ?string, array given, called in <crm-root>/inc/class/Deal.php on line 667 and defined in <crm-root>/inc/func.php:1030\nStack trace:\n#0 <crm-root>/inc/class/Deal.php(667): pre_format()\n#1 <crm-root>/developer/v3/methods/deal.php(395): Salesman\\Deal-&gt;add()\n#2 <crm-root>/developer/v3/index.php(171): include_once('...')\n#3 {main}\n  thrown in <b><crm-root>/inc/func.php</b> on line <b>1030</b><br />\n";
+
+/// The page for a [`super::Sandbox::set_fatal_on`] value: the same TypeError the real server shows for a value it
+/// cannot handle, in the class of the entity written.
+pub fn value_type_error(class: &str) -> String {
+    format!(
+        "<br />\n<b>Fatal error</b>:  Uncaught TypeError: pre_format(): Argument #1 ($string) must be of type ?string, array given, called in <crm-root>/inc/class/{class}.php on line 420 and defined in <crm-root>/inc/func.php:1030\nStack trace:\n#0 <crm-root>/inc/class/{class}.php(420): pre_format()\n#1 {{main}}\n  thrown in <b><crm-root>/inc/func.php</b> on line <b>1030</b><br />\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -120,8 +120,11 @@ impl Sandbox {
                 addr: listen,
                 source,
             })?;
+        let deal_number = store.next_deal_number();
         let state = Arc::new(api::AppState {
             store,
+            deal_number: std::sync::atomic::AtomicI64::new(deal_number),
+            fatal_on: Mutex::new(None),
             login: config.login.clone(),
             apikey: config.apikey.clone(),
             faults: Mutex::new(faults::FaultState::new(config.faults.clone())),
@@ -207,6 +210,19 @@ impl Sandbox {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         *f = faults::FaultState::new(faults);
+    }
+
+    /// From now on a write carrying exactly this value (in any field of any row) makes the
+    /// server die with a PHP TypeError page, every time and before storing anything of the
+    /// request, as the real server does on values it cannot handle (a string `recv`, an array
+    /// `kol`, NOTES §15): for testing how a client copes with a record the server always fails
+    /// on. `None` switches it off.
+    pub fn set_fatal_on(&self, value: Option<&str>) {
+        *self
+            .state
+            .fatal_on
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = value.map(str::to_string);
     }
 
     /// Rows stored for an entity, read directly from the store (includes rows the API hides,

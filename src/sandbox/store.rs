@@ -129,6 +129,15 @@ impl Store {
 
     /// The one connection. A poisoned lock only means a handler panicked mid-request; SQLite's
     /// transaction was rolled back by then, so the connection is still consistent.
+    /// The deal counter of a store opened again: one past the highest deal id.
+    pub fn next_deal_number(&self) -> i64 {
+        self.lock()
+            .query_row("SELECT COALESCE(MAX(did), 0) + 1 FROM deal", [], |r| {
+                r.get(0)
+            })
+            .unwrap_or(1)
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, Connection> {
         self.conn
             .lock()

@@ -127,14 +127,152 @@ const CLIENT: &[FieldInfo] = &[
         L,
         &["Почта компании", "Email компании", "E-mail компании"],
     ),
+    // Requisites: the server reads `recv` as an object of these leaves (NOTES §15); a template
+    // fills them one by one (`"recv.castInn" = "ИНН"`), see [`object_field`].
+    f("recv.castInn", "ИНН", Text, None, &["ИНН", "INN"]),
+    f("recv.castKpp", "КПП", Text, None, &["КПП", "KPP"]),
+    f("recv.castOgrn", "ОГРН", Text, None, &["ОГРН", "OGRN"]),
+    f("recv.castOkpo", "ОКПО", Text, None, &["ОКПО", "OKPO"]),
     f(
-        "recv",
-        "Реквизиты",
+        "recv.castUrName",
+        "Юридическое название",
         Text,
         None,
-        &["Реквизиты", "ИНН", "INN"],
+        &[
+            "Юр. название",
+            "Полное наименование",
+            "Юридическое наименование",
+        ],
+    ),
+    f(
+        "recv.castUrNameShort",
+        "Краткое юридическое название",
+        Text,
+        None,
+        &["Краткое наименование"],
+    ),
+    f(
+        "recv.castUrAddr",
+        "Юридический адрес (реквизиты)",
+        Text,
+        None,
+        &[],
+    ),
+    f("recv.castBank", "Банк", Text, None, &["Банк", "Bank"]),
+    f("recv.castBankBik", "БИК", Text, None, &["БИК", "BIC"]),
+    f(
+        "recv.castBankRs",
+        "Расчётный счёт",
+        Text,
+        None,
+        &["Расчетный счет", "Р/с"],
+    ),
+    f(
+        "recv.castBankKs",
+        "Корреспондентский счёт",
+        Text,
+        None,
+        &["Корр. счет", "Корреспондентский счет", "К/с"],
+    ),
+    f(
+        "recv.castDirName",
+        "ФИО руководителя",
+        Text,
+        None,
+        &["Руководитель", "Директор"],
+    ),
+    f(
+        "recv.castDirSignature",
+        "Подпись руководителя",
+        Text,
+        None,
+        &[],
+    ),
+    f(
+        "recv.castDirStatus",
+        "Должность руководителя",
+        Text,
+        None,
+        &["Должность руководителя"],
+    ),
+    f(
+        "recv.castDirStatusSig",
+        "Должность руководителя для подписи",
+        Text,
+        None,
+        &[],
+    ),
+    f(
+        "recv.castDirOsnovanie",
+        "Действует на основании",
+        Text,
+        None,
+        &["Действует на основании"],
     ),
 ];
+
+/// A field the server reads as an object of named leaves, not as text: a string there makes the
+/// real server die with a PHP TypeError (HTML page, HTTP 200), and `client/add.list` then loses
+/// the whole batch (NOTES §15). Its leaves are ordinary text fields named `name.leaf` in
+/// [`known_fields`]; the mapper builds the object from them.
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectField {
+    pub entity: Entity,
+    pub name: &'static str,
+    /// What the CRM calls it, for messages.
+    pub what: &'static str,
+    /// Leaf names the server reads (as client/info returns them under `bankinfo`,
+    /// v3-client-info-recv-object; `castName` and `castType` are derived from the title and type,
+    /// `castFacAddr` came back null after an add).
+    pub leaves: &'static [&'static str],
+}
+
+const OBJECT_FIELDS: &[ObjectField] = &[ObjectField {
+    entity: Entity::Client,
+    name: "recv",
+    what: "requisites",
+    leaves: &[
+        "castInn",
+        "castKpp",
+        "castOgrn",
+        "castOkpo",
+        "castUrName",
+        "castUrNameShort",
+        "castUrAddr",
+        "castBank",
+        "castBankBik",
+        "castBankRs",
+        "castBankKs",
+        "castDirName",
+        "castDirSignature",
+        "castDirStatus",
+        "castDirStatusSig",
+        "castDirOsnovanie",
+    ],
+}];
+
+/// The object field `name` of `entity` (`recv` of a client), if it is one.
+pub fn object_field(entity: Entity, name: &str) -> Option<&'static ObjectField> {
+    OBJECT_FIELDS
+        .iter()
+        .find(|o| o.entity == entity && o.name == name)
+}
+
+impl ObjectField {
+    /// What to write instead of a plain value: `recv.castInn = ..., recv.castKpp = ...`.
+    pub fn how_to_fill(&self) -> String {
+        format!(
+            "{} field '{}' is an object on the server ({}); write {n}.{} = ..., {n}.{} = ... (leaves: {})",
+            self.entity,
+            self.name,
+            self.what,
+            self.leaves[0],
+            self.leaves[1],
+            self.leaves.join(", "),
+            n = self.name,
+        )
+    }
+}
 
 const PERSON: &[FieldInfo] = &[
     f(
@@ -434,8 +572,23 @@ pub fn known_fields(entity: Entity) -> &'static [FieldInfo] {
 /// are leaked to fit the `'static` table type.
 pub fn live_fields(entity: Entity, live: &[crate::crm::FieldInfo]) -> Vec<FieldInfo> {
     let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
-    live.iter()
-        .map(|l| match field_info(entity, &l.name) {
+    let mut out = Vec::new();
+    for l in live {
+        // An object field (client `recv`) is filled leaf by leaf: offer its leaves instead.
+        if let Some(o) = object_field(entity, &l.name) {
+            out.extend(
+                known_fields(entity)
+                    .iter()
+                    .filter(|k| {
+                        k.name
+                            .strip_prefix(o.name)
+                            .is_some_and(|r| r.starts_with('.'))
+                    })
+                    .copied(),
+            );
+            continue;
+        }
+        out.push(match field_info(entity, &l.name) {
             Some(k) => FieldInfo {
                 title: if l.title.is_empty() {
                     k.title
@@ -451,8 +604,9 @@ pub fn live_fields(entity: Entity, live: &[crate::crm::FieldInfo]) -> Vec<FieldI
                 max_len: None,
                 synonyms: &[],
             },
-        })
-        .collect()
+        });
+    }
+    out
 }
 
 /// Fields the API writes although its `fields` action does not list them: deal/add needs a

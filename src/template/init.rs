@@ -68,7 +68,13 @@ pub fn starter_template(
                 ) {
                     spec.push_str(", required = true");
                 }
-                lines.push(format!("{lname:<8} = {{ {spec} }}   # {}", f.title));
+                // A leaf of an object field (`recv.castInn`) is one key: quoted, dot and all.
+                let key = if lname.contains('.') {
+                    toml_str(lname)
+                } else {
+                    lname.to_string()
+                };
+                lines.push(format!("{key:<8} = {{ {spec} }}   # {}", f.title));
             }
             _ => unmatched.push(h.as_str()),
         }
@@ -145,6 +151,30 @@ mod tests {
         assert_eq!(match_column("Phone", f).unwrap().name, "tel");
         assert_eq!(match_column("Должность", f).unwrap().name, "ptitle");
         assert!(match_column("Любимый цвет", f).is_none());
+    }
+
+    #[test]
+    fn an_inn_column_becomes_a_requisites_leaf_the_template_accepts() {
+        let headers: Vec<String> = ["Компания", "ИНН", "КПП"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let text = starter_template(
+            Entity::Client,
+            &headers,
+            "c.csv",
+            known_fields(Entity::Client),
+        );
+        assert!(
+            text.contains("\"recv.castInn\" = { column = \"ИНН\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"recv.castKpp\" = { column = \"КПП\""),
+            "{text}"
+        );
+        let t = crate::template::Template::parse(std::path::Path::new("c.toml"), &text).unwrap();
+        t.bind(&headers, "c.csv").unwrap();
     }
 
     #[test]

@@ -682,7 +682,15 @@ pub fn fingerprint(r: &Record) -> Fingerprint {
     let mut f = SEED.build_hasher();
     let mut rh = SEED.build_hasher();
     for (name, v) in &r.fields {
-        hash_value(&mut f, name, v);
+        match v {
+            // An object field is hashed leaf by leaf, as the mapper saw its leaves.
+            Value::Object(leaves) => {
+                for (leaf, lv) in leaves {
+                    hash_value(&mut f, &format!("{name}.{leaf}"), lv);
+                }
+            }
+            _ => hash_value(&mut f, name, v),
+        }
     }
     for x in &r.refs {
         hash_ref(&mut rh, &x.field, &x.key);
@@ -749,8 +757,33 @@ impl Sink {
                 values: combine(&self.fields, &self.refh),
             },
         };
-        (self.map.unwrap_or_default(), self.refs, print)
+        (nest(self.map.unwrap_or_default()), self.refs, print)
     }
+}
+
+/// Leaves of object fields (`recv.castInn`) become one object (`recv: {castInn: …}`), where the
+/// first leaf was; a record whose leaves were all empty has no such field at all.
+fn nest(map: serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
+    if !map.keys().any(|k| k.contains('.')) {
+        return map;
+    }
+    let mut out = serde_json::Map::with_capacity(map.len());
+    for (k, v) in map {
+        match k.split_once('.') {
+            Some((parent, leaf)) => {
+                let slot = out
+                    .entry(parent.to_string())
+                    .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                if let Value::Object(o) = slot {
+                    o.insert(leaf.to_string(), v);
+                }
+            }
+            None => {
+                out.insert(k, v);
+            }
+        }
+    }
+    out
 }
 
 /// How `map_file` batches work.

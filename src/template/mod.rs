@@ -53,6 +53,13 @@ pub enum TemplateError {
         field: String,
         message: String,
     },
+    /// A field written the way the server cannot take (a plain value for an object field).
+    #[error("{}{}: {}", display_path(.path), .line.map(|l| format!(":{l}")).unwrap_or_default(), escape_multiline(.message))]
+    FieldShape {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
     #[error(
         "{}: {}: {}",
         display_path(.path),
@@ -294,6 +301,23 @@ struct RawField {
     regex: Option<String>,
 }
 
+/// The keys of a field's `{ column = ..., ... }` table: a table with any of them is one field's
+/// spec, not the leaves of an object field.
+const FIELD_KEYS: &[&str] = &[
+    "column",
+    "value",
+    "ref",
+    "required",
+    "transform",
+    "check",
+    "date",
+    "map",
+    "default",
+    "max_length",
+    "one_of",
+    "regex",
+];
+
 fn toml_to_json(v: &toml::Value) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
@@ -374,10 +398,64 @@ impl Template {
                     "key \"{key_src}\" uses no column: every row would be the same record"
                 )));
             }
-            let mut fields = Vec::new();
+            let line_of = |name: &str| {
+                lines
+                    .iter()
+                    .find(|(t, f, _)| *t == re.kind && *f == name)
+                    .map(|(_, _, l)| *l)
+            };
+            let shape_err = |name: &str, message: String| TemplateError::FieldShape {
+                path: p.clone(),
+                line: line_of(name),
+                message,
+            };
+            // Object fields (client `recv`) are filled leaf by leaf: `"recv.castInn" = ...`,
+            // `recv.castInn = ...` or `[entity.fields.recv]`; a plain value is refused here,
+            // since the server dies on it (NOTES §15).
+            let mut flat: Vec<(String, toml::Value)> = Vec::new();
             for (name, value) in re.fields {
                 // Accept a name copied from the server's `fields` answer (history `des`).
                 let name = entity.api_field(&name).to_string();
+                if let Some(obj) = fields::object_field(entity, &name) {
+                    match value {
+                        toml::Value::Table(t)
+                            if !t.is_empty()
+                                && !t.keys().any(|k| FIELD_KEYS.contains(&k.as_str())) =>
+                        {
+                            flat.extend(t.into_iter().map(|(k, v)| (format!("{name}.{k}"), v)));
+                        }
+                        _ => return Err(shape_err(&name, obj.how_to_fill())),
+                    }
+                } else {
+                    flat.push((name, value));
+                }
+            }
+            let mut fields = Vec::new();
+            for (name, value) in flat {
+                if let Some((parent, leaf)) = name.split_once('.') {
+                    match fields::object_field(entity, parent) {
+                        Some(obj) if obj.leaves.contains(&leaf) => {}
+                        Some(obj) => {
+                            let near = server::nearest(leaf, obj.leaves.iter().copied())
+                                .map(|n| format!("did you mean {parent}.{n}? "))
+                                .unwrap_or_default();
+                            return Err(shape_err(
+                                &name,
+                                format!(
+                                    "{entity} field '{name}': the {} object '{parent}' has no leaf '{leaf}'; {near}its leaves are: {}",
+                                    obj.what,
+                                    obj.leaves.join(", ")
+                                ),
+                            ));
+                        }
+                        None => {
+                            return Err(shape_err(
+                                &name,
+                                format!("{entity} field '{name}': '{parent}' is not an object field of a {entity}, so it has no parts; write the field name without a dot"),
+                            ))
+                        }
+                    }
+                }
                 let field_err = |message: String| TemplateError::Field {
                     path: p.clone(),
                     entity: entity.to_string(),
@@ -409,12 +487,17 @@ impl Template {
                     }
                 };
                 let mut rule = build_field(entity, &name, rf, &mut warnings).map_err(field_err)?;
-                rule.line = lines
-                    .iter()
-                    .find(|(t, f, _)| *t == re.kind && *f == name)
-                    .map(|(_, _, l)| *l);
+                rule.line = line_of(&name);
                 fields.push(rule);
             }
+            // The leaves of one object next to each other (where its first leaf is): the mapper
+            // nests them in that order, and fingerprints hash them in the same order.
+            let parent = |f: &FieldRule| f.name.split('.').next().unwrap_or("").to_string();
+            let firsts: Vec<String> = fields.iter().map(parent).collect();
+            fields.sort_by_key(|f| {
+                let p = parent(f);
+                firsts.iter().position(|x| *x == p).unwrap_or(0)
+            });
             entities.push(EntityTemplate {
                 entity,
                 key,
@@ -584,10 +667,17 @@ fn field_lines(text: &str) -> Vec<(String, String, usize)> {
     let mut out = Vec::new();
     let mut kind = String::new();
     let mut in_fields = false;
+    let mut prefix = String::new();
     for (i, line) in text.lines().enumerate() {
         let l = line.trim();
         if l.starts_with('[') {
-            in_fields = l.starts_with("[entity.fields]");
+            in_fields = l.starts_with("[entity.fields]") || l.starts_with("[entity.fields.");
+            // `[entity.fields.recv]`: its keys are leaves `recv.<key>`.
+            prefix = l
+                .strip_prefix("[entity.fields.")
+                .and_then(|r| r.split(']').next())
+                .map(|t| format!("{}.", t.trim().trim_matches('"')))
+                .unwrap_or_default();
             if l.starts_with("[[entity]]") {
                 kind.clear();
             }
@@ -606,7 +696,7 @@ fn field_lines(text: &str) -> Vec<(String, String, usize)> {
                 .trim_matches('"')
                 .to_string();
         } else if in_fields && !lhs.is_empty() && !lhs.starts_with('#') {
-            out.push((kind.clone(), lhs.to_string(), i + 1));
+            out.push((kind.clone(), format!("{prefix}{lhs}"), i + 1));
         }
     }
     out
@@ -637,6 +727,94 @@ mod tests {
             .collect();
         assert_eq!(names, ["content"]);
         assert!(t.warnings.is_empty(), "{:?}", t.warnings);
+    }
+
+    fn client_row(cells: &[&str]) -> crate::source::Row {
+        crate::source::Row {
+            pos: crate::source::SourcePos {
+                file: std::sync::Arc::from("c.csv"),
+                sheet: None,
+                row: 2,
+            },
+            cells: cells.iter().map(|c| c.to_string()).collect(),
+            issues: vec![],
+        }
+    }
+
+    #[test]
+    fn requisite_leaves_build_one_recv_object_in_every_spelling() {
+        let head = "[[entity]]\ntype = \"client\"\nkey = \"{Компания}\"\n[entity.fields]\ntitle = \"Компания\"\n";
+        let quoted = format!("{head}\"recv.castInn\" = {{ column = \"ИНН\", transform = [\"digits\"] }}\nphone = \"Телефон\"\n\"recv.castKpp\" = \"КПП\"\n");
+        let dotted = format!("{head}recv.castInn = {{ column = \"ИНН\", transform = [\"digits\"] }}\nphone = \"Телефон\"\nrecv.castKpp = \"КПП\"\n");
+        let section = format!("{head}phone = \"Телефон\"\n[entity.fields.recv]\ncastInn = {{ column = \"ИНН\", transform = [\"digits\"] }}\ncastKpp = \"КПП\"\n");
+        let headers: Vec<String> = ["Компания", "ИНН", "КПП", "Телефон"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for text in [quoted, dotted, section] {
+            let t = Template::parse(Path::new("c.toml"), &text).unwrap();
+            assert!(t.warnings.is_empty(), "{:?}", t.warnings);
+            let m = t.bind(&headers, "c.csv").unwrap();
+            let row = client_row(&["ООО Ромашка", "59-04-338272", "590401001", "+7 342 200"]);
+            let got = m.map_row(&row);
+            let rec = &got.records[0];
+            assert_eq!(
+                rec.fields["recv"],
+                serde_json::json!({"castInn": "5904338272", "castKpp": "590401001"}),
+                "{text}"
+            );
+            // validate's streaming fingerprint equals the built record's.
+            let (_, prints) = m.map_row_fingerprinted(&row);
+            assert_eq!(prints, vec![fingerprint(rec)], "{text}");
+            // A company without requisites sends no `recv` at all.
+            let got = m.map_row(&client_row(&["ООО Пусто", "", "", "1"]));
+            assert!(!got.records[0].fields.contains_key("recv"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_plain_recv_is_refused_naming_the_file_line_and_the_leaves() {
+        let text = "[[entity]]\ntype = \"client\"\nkey = \"{ИНН}\"\n[entity.fields]\ntitle = \"Компания\"\nrecv  = { value = \"ИНН {ИНН}\" }\n";
+        let e = Template::parse(Path::new("flat.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("flat.toml:6: client field 'recv' is an object on the server (requisites); write recv.castInn = ..., recv.castKpp = ..."),
+            "{e}"
+        );
+        let text = "[[entity]]\ntype = \"client\"\nkey = \"{ИНН}\"\n[entity.fields]\ntitle = \"Компания\"\nrecv = \"Реквизиты\"\n";
+        let e = Template::parse(Path::new("flat.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("flat.toml:6: client field 'recv' is an object"),
+            "{e}"
+        );
+        let text = "[[entity]]\ntype = \"client\"\nkey = \"{ИНН}\"\n[entity.fields]\ntitle = \"Компания\"\n\"recv.castInnn\" = \"ИНН\"\n";
+        let e = Template::parse(Path::new("flat.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("flat.toml:6:") && e.contains("did you mean recv.castInn?"),
+            "{e}"
+        );
+        let text =
+            "[[entity]]\ntype = \"person\"\nkey = \"{A}\"\n[entity.fields]\n\"tel.work\" = \"A\"\n";
+        let e = Template::parse(Path::new("p.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'tel' is not an object field"), "{e}");
+    }
+
+    #[test]
+    fn shipped_templates_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if let Err(err) = Template::load(&p) {
+                panic!("{}: {err}", p.display());
+            }
+        }
     }
 
     #[test]

@@ -284,8 +284,10 @@ impl ServerFacts {
                 continue;
             };
             for f in &e.fields {
+                // A leaf (`recv.castInn`) is written inside its object field, which is listed.
+                let top = f.name.split('.').next().unwrap_or(&f.name);
                 if f.name == OWNER_FIELD
-                    || known.iter().any(|k| k.name == f.name)
+                    || known.iter().any(|k| k.name == top)
                     || super::fields::written_but_unlisted(e.entity).contains(&f.name.as_str())
                 {
                     continue;

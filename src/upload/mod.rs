@@ -325,6 +325,15 @@ impl Uploader {
             if self.ctx.stop.load(Ordering::SeqCst) {
                 break;
             }
+            // Adds that number records from a racy server counter go one at a time.
+            if entity.serial_adds() {
+                while let Some(res) = tasks.join_next().await {
+                    handle(res, self, &mut fatal);
+                }
+                if self.ctx.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+            }
             // Take the permit here, so chunks are started (and journaled as sent) only as fast
             // as the limit allows; finished chunks are collected meanwhile.
             let permit = loop {
@@ -458,6 +467,13 @@ async fn send(ctx: &Ctx, entity: Entity, items: &[Item]) -> Result<Vec<ItemOutco
 
 /// Send one chunk until every record in it is settled or attempts run out. Returns the updates
 /// it journaled. Only fatal errors are `Err`.
+///
+/// A server fatal (the server died on the request: a PHP error page) is an answer, not a lost
+/// one. Once the same fatal comes back twice in a row, the chunk is split in halves and each
+/// half sent on its own (each subject to the same rule, pgloader-style), down to the single
+/// record that causes it, which is `failed` with the server's message; the rest are sent
+/// normally. Every half starts with a lookup, since a fatal can come after rows were stored
+/// (NOTES §9): nothing is created twice.
 async fn send_chunk(
     ctx: &Ctx,
     entity: Entity,
@@ -465,10 +481,47 @@ async fn send_chunk(
     lookup_first: bool,
 ) -> ChunkResult {
     let mut done: Vec<Update> = Vec::new();
+    let mut parts = vec![(items, lookup_first)];
+    while let Some((items, lookup)) = parts.pop() {
+        if let Some((a, b)) = send_part(ctx, entity, items, lookup, &mut done).await? {
+            if ctx.stop.load(Ordering::SeqCst) {
+                // Interrupted: the journal says these may be stored; the next run looks them up.
+                break;
+            }
+            parts.push((b, true));
+            parts.push((a, true));
+        }
+    }
+    Ok(done)
+}
+
+/// The fatal's message with what varies between two runs of the same failure (numbers: sizes,
+/// lines, ids) blanked, to tell "the same fatal again" from two different passing ones.
+fn fatal_kind(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '#' } else { c })
+        .collect()
+}
+
+/// One part of a chunk (see [`send_chunk`]): `Ok(Some(halves))` when it must be split because
+/// the server died on it the same way twice; settled updates are appended to `done`.
+async fn send_part(
+    ctx: &Ctx,
+    entity: Entity,
+    items: Vec<Item>,
+    lookup_first: bool,
+    done: &mut Vec<Update>,
+) -> Result<Option<(Vec<Item>, Vec<Item>)>, UploadError> {
     let mut remaining = items;
     let mut lookup = lookup_first;
     let mut attempt = 0u32;
     let mut first_failure: Option<Instant> = None;
+    // The kind of the last attempt's server fatal, if it was one.
+    let mut last_fatal: Option<String> = None;
+    // A single record the server died on twice: failed with this message unless the lookup
+    // finds it stored after all.
+    let mut dies_on: Option<String> = None;
     loop {
         if lookup {
             let wanted: Vec<lookup::Wanted> = remaining
@@ -510,16 +563,30 @@ async fn send_chunk(
                         .collect();
                     ctx.journal_record(&ups)?;
                     done.extend(ups);
-                    return Ok(done);
+                    return Ok(None);
                 }
             }
         }
         if remaining.is_empty() {
-            return Ok(done);
+            return Ok(None);
+        }
+        if let Some(message) = dies_on.take() {
+            let ups: Vec<Update> = remaining
+                .iter()
+                .map(|i| Update {
+                    error: Some(format!(
+                        "the CRM fails on this record with a server error, the same each time (not a lost answer; sending it again cannot help): {message}"
+                    )),
+                    ..ctx.update(entity, i, State::Failed)
+                })
+                .collect();
+            ctx.journal_record(&ups)?;
+            done.extend(ups);
+            return Ok(None);
         }
         if attempt > 0 && ctx.stop.load(Ordering::SeqCst) {
             // Interrupted between attempts: the journal already says pending/ambiguous.
-            return Ok(done);
+            return Ok(None);
         }
         attempt += 1;
         let sent: Vec<Update> = remaining
@@ -566,7 +633,7 @@ async fn send_chunk(
                     .collect();
                 ctx.journal_record(&ups)?;
                 done.extend(ups);
-                return Ok(done);
+                return Ok(None);
             }
             Err(e) if e.is_fatal() => {
                 // 401 and friends: the server refused the request itself; nothing was stored.
@@ -589,7 +656,7 @@ async fn send_chunk(
                     .collect();
                 ctx.journal_record(&ups)?;
                 done.extend(ups);
-                return Ok(done);
+                return Ok(None);
             }
             Err(e) => {
                 let state = if e.may_have_applied() {
@@ -614,9 +681,26 @@ async fn send_chunk(
                         source: e,
                     });
                 }
+                let fatal = e.server_fatal();
+                let repeated = fatal
+                    .as_deref()
+                    .map(fatal_kind)
+                    .filter(|k| last_fatal.as_ref() == Some(k));
+                last_fatal = fatal.as_deref().map(fatal_kind);
+                if repeated.is_some() && !ctx.stop.load(Ordering::SeqCst) {
+                    // The server died on this request the same way twice: some record in it
+                    // causes it. Find which, rather than retrying what will fail again.
+                    if remaining.len() > 1 {
+                        let b = remaining.split_off(remaining.len().div_ceil(2));
+                        return Ok(Some((remaining, b)));
+                    }
+                    dies_on = fatal;
+                    lookup = true;
+                    continue;
+                }
                 if ctx.opts.retry.exhausted(attempt, since) || ctx.stop.load(Ordering::SeqCst) {
                     done.extend(ups);
-                    return Ok(done);
+                    return Ok(None);
                 }
                 lookup = e.may_have_applied();
                 tokio::time::sleep(ctx.opts.retry.backoff_within(attempt, since)).await;

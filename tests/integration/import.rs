@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-fn root() -> PathBuf {
+pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -33,13 +33,13 @@ fn cmd(sb: &Sandbox, key: &str, args: &[&str]) -> Command {
     c
 }
 
-fn import(sb: &Sandbox, args: &[&str]) -> Output {
+pub fn import(sb: &Sandbox, args: &[&str]) -> Output {
     cmd(sb, sb.connection().apikey.expose(), args)
         .output()
         .unwrap()
 }
 
-fn text(o: &Output) -> String {
+pub fn text(o: &Output) -> String {
     format!(
         "stdout:\n{}\nstderr:\n{}",
         String::from_utf8_lossy(&o.stdout),
@@ -47,7 +47,7 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn p(path: &Path) -> &str {
+pub fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 

@@ -4,6 +4,7 @@
 mod accounted;
 mod cli;
 mod export;
+mod faithful;
 mod fieldcheck;
 mod fixtures;
 mod hostile;

@@ -477,3 +477,105 @@ fn start_reports_bind_and_db_errors() {
     assert!(!conn.url.ends_with('/'));
     a.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_string_recv_kills_the_whole_client_batch_and_an_object_is_kept() {
+    let sb = start();
+    let c = raw_client();
+    // One string recv among good rows: the PHP TypeError page, and not one row stored.
+    let batch = json!({"client": [
+        {"title": "ООО Без реквизитов"},
+        {"title": "ООО Строкой", "recv": "ИНН 5904338272"},
+        {"title": "ООО После"}
+    ]});
+    let (s, body) = post_raw(&c, &sb.url(), "/developer/v3/client/add.list", batch)
+        .await
+        .unwrap();
+    assert_eq!(s, 200);
+    assert!(
+        body.contains("Uncaught TypeError: Cannot access offset of type string on string"),
+        "{body}"
+    );
+    assert_eq!(sb.count(Entity::Client), 0, "the whole batch is lost");
+    // The object form is stored and comes back under bankinfo.
+    let r = call(
+        &c,
+        &sb.url(),
+        "/developer/v3/client/add",
+        json!({"title": "ООО Объектом", "recv": {"castInn": "5904338272", "castKpp": "590401001"}}),
+    )
+    .await;
+    let clid = r["data"].as_i64().expect("created");
+    let info = call(
+        &c,
+        &sb.url(),
+        "/developer/v3/client/info",
+        json!({"clid": clid, "bankinfo": true}),
+    )
+    .await;
+    assert_eq!(info["data"]["bankinfo"]["castInn"], "5904338272", "{info}");
+    assert_eq!(info["data"]["bankinfo"]["castKpp"], "590401001", "{info}");
+}
+
+/// Deal numbers of the titles ("СД12: ...") of every deal in the sandbox.
+pub async fn deal_numbers(c: &reqwest::Client, base: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for page in 0.. {
+        let r = call(
+            c,
+            base,
+            "/developer/v3/deal/list",
+            json!({"active": "yes", "offset": page, "order": "did", "first": "old"}),
+        )
+        .await;
+        let rows = r["data"].as_array().cloned().unwrap_or_default();
+        if rows.is_empty() {
+            break;
+        }
+        for d in rows {
+            let title = d["title"].as_str().unwrap_or("").to_string();
+            out.push(title.split(':').next().unwrap_or("").to_string());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deal_adds_share_numbers_like_the_real_counter() {
+    let sb = start();
+    let c = raw_client();
+    let r = call(
+        &c,
+        &sb.url(),
+        "/developer/v3/client/add",
+        json!({"title": "ООО Сделки"}),
+    )
+    .await;
+    let clid = r["data"].as_i64().unwrap();
+    // 40 adds, 8 at a time, by a plain client.
+    let mut tasks = tokio::task::JoinSet::new();
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
+    for i in 0..40 {
+        let (c, base, sem) = (c.clone(), sb.url(), sem.clone());
+        tasks.spawn(async move {
+            let _p = sem.acquire_owned().await.unwrap();
+            call(
+                &c,
+                &base,
+                "/developer/v3/deal/add",
+                json!({"title": format!("Сделка {i}"), "clid": clid}),
+            )
+            .await
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        assert_eq!(r.unwrap()["result"], "Успешно");
+    }
+    let numbers = deal_numbers(&c, &sb.url()).await;
+    assert_eq!(numbers.len(), 40);
+    let distinct: HashSet<&String> = numbers.iter().collect();
+    assert!(
+        distinct.len() < 40,
+        "concurrent adds all got distinct numbers: {numbers:?}"
+    );
+}
