@@ -38,6 +38,8 @@ pub enum Reply {
     Json(Value),
     /// HTTP 200 with an empty body (the real server's answer to an unknown method).
     Empty,
+    /// HTTP 200 with an HTML body: a PHP fatal error page, as the real server answers some calls.
+    Html(String),
     /// A JSON body with a non-200 status (only for our own limits, e.g. body too large).
     Status(StatusCode, Value),
 }
@@ -75,6 +77,14 @@ impl IntoResponse for Reply {
         match self {
             Reply::Json(v) => json_response(StatusCode::OK, &v),
             Reply::Status(s, v) => json_response(s, &v),
+            Reply::Html(text) => {
+                let mut r = (StatusCode::OK, text).into_response();
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                r
+            }
             Reply::Empty => {
                 let mut r = (StatusCode::OK, "").into_response();
                 r.headers_mut().insert(
@@ -177,7 +187,7 @@ fn decode(
     let entity = segs.get(1).copied().unwrap_or("").to_string();
     if !matches!(
         entity.as_str(),
-        "client" | "person" | "history" | "task" | "deal"
+        "client" | "person" | "history" | "task" | "deal" | "user"
     ) {
         return Ok(None);
     }
