@@ -482,6 +482,9 @@ const PERSON_SELECT: &str = "SELECT p.pid, p.date_create, p.date_edit, p.clid,
 
 fn person_list(ctx: &mut Ctx) -> R {
     let mut wh = vec![ctx.users.visible("p.iduser")];
+    if let Some(u) = ctx.user_filter() {
+        wh.push(format!("p.iduser = {u}"));
+    }
     let mut args: Vec<Sql> = Vec::new();
     if let Some(w) = ctx.str("word") {
         wh.push("(p.person LIKE ? OR p.tel LIKE ? OR p.mob LIKE ? OR p.mail LIKE ?)".into());

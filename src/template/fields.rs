@@ -431,11 +431,17 @@ pub fn known_fields(entity: Entity) -> &'static [FieldInfo] {
 /// The field table as a live CRM has it: only the fields its `fields` action lists (disabled
 /// ones are left out, so nothing is matched to them), with the server's titles; what we know
 /// about each (kind, size, synonyms) is kept. Built once per `template init`, so the few strings
-/// are leaked to fit the `'static` table type.
+/// are leaked to fit the `'static` table type. Fields the API writes but does not list
+/// ([`written_but_unlisted`]) are kept.
 pub fn live_fields(entity: Entity, live: &[crate::crm::FieldInfo]) -> Vec<FieldInfo> {
     let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
-    live.iter()
-        .map(|l| match field_info(entity, &l.name) {
+    // Fields the server writes without listing them (deal `title`) are matched all the same.
+    let unlisted = written_but_unlisted(entity)
+        .iter()
+        .filter(|n| !live.iter().any(|l| l.name == **n))
+        .filter_map(|n| field_info(entity, n).copied());
+    unlisted
+        .chain(live.iter().map(|l| match field_info(entity, &l.name) {
             Some(k) => FieldInfo {
                 title: if l.title.is_empty() {
                     k.title
@@ -451,7 +457,7 @@ pub fn live_fields(entity: Entity, live: &[crate::crm::FieldInfo]) -> Vec<FieldI
                 max_len: None,
                 synonyms: &[],
             },
-        })
+        }))
         .collect()
 }
 
@@ -466,4 +472,25 @@ pub fn written_but_unlisted(entity: Entity) -> &'static [&'static str] {
 
 pub fn field_info(entity: Entity, name: &str) -> Option<&'static FieldInfo> {
     known_fields(entity).iter().find(|f| f.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_deal_fields_keep_the_title_the_server_writes_but_does_not_list() {
+        let live = |n: &str, t: &str| crate::crm::FieldInfo {
+            name: n.into(),
+            title: t.into(),
+        };
+        let deal = live_fields(
+            Entity::Deal,
+            &[live("uid", "Внешний ID"), live("step", "Этап")],
+        );
+        let names: Vec<&str> = deal.iter().map(|f| f.name).collect();
+        assert_eq!(names, ["title", "uid", "step"]);
+        let person = live_fields(Entity::Person, &[live("mail", "Почта")]);
+        assert_eq!(person.len(), 1, "nothing added where nothing is unlisted");
+    }
 }

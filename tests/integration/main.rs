@@ -6,6 +6,7 @@ mod export;
 mod fieldcheck;
 mod fixtures;
 mod import;
+mod owners;
 mod reconcile;
 mod sandbox;
 mod validate;
