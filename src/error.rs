@@ -15,6 +15,8 @@ pub enum Error {
     #[error(transparent)]
     TemplateCheck(#[from] crate::template::server::UnknownFields),
     #[error(transparent)]
+    TemplateValues(#[from] crate::template::dictionaries::UnknownValues),
+    #[error(transparent)]
     Crm(#[from] crate::crm::CrmError),
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),

@@ -7,6 +7,7 @@ use crate::report::import::{
     ImportReport, Summary, INVALID_ROWS_SHOWN,
 };
 use crate::source;
+use crate::template::dictionaries::{Dictionaries, UnknownValues};
 use crate::template::server::require_known_fields;
 use crate::template::{map_file, MapOptions, Template};
 use crate::upload::journal::fingerprint_file;
@@ -112,26 +113,12 @@ pub(crate) fn execute(args: ImportArgs, print: bool) -> Result<(Exit, Summary)> 
         None => None,
     };
 
-    // Read, map and validate every row; valid records go into the plan (each key once).
     let src = source::open(&args.file, &opts)?;
     let file_name = args.file.display().to_string();
     let mapper = Arc::new(template.bind(src.headers(), &file_name)?);
-    let SourcePlan {
-        plan,
-        rows,
-        by_entity,
-    } = SourcePlan::from_rows(
-        map_file(src, mapper, MapOptions::default()).map(|item| item.map(|(_, m)| m)),
-        only.as_ref(),
-    )?;
-    let plan = Arc::new(plan);
-    let planned = Planned {
-        file_name,
-        rows,
-        by_entity,
-        plan,
-    };
     if args.dry_run {
+        // No CRM: the offline checks only, as `validate` without --url makes them.
+        let planned = plan_rows(src, mapper, only.as_ref(), None, &template)?;
         return dry_run(&args, planned, started, print);
     }
 
@@ -151,7 +138,7 @@ pub(crate) fn execute(args: ImportArgs, print: bool) -> Result<(Exit, Summary)> 
     }
     let mut journal = Journal::open(&journal_path)?;
     journal.bind(&RunIdentity {
-        input: planned.file_name.clone(),
+        input: file_name.clone(),
         input_hash: fingerprint_file(&args.file)?,
         template_hash: fingerprint_file(&args.template)?,
         target: super::target_name(args.sandbox.as_deref(), Some(&conn)),
@@ -161,6 +148,26 @@ pub(crate) fn execute(args: ImportArgs, print: bool) -> Result<(Exit, Summary)> 
     let interrupted = Arc::new(AtomicBool::new(false));
     let runtime = super::runtime(Some(2))?;
     let retry_for = std::time::Duration::from_secs(args.retry_for.max(1));
+
+    // Before the first write: is the CRM there, does it take our key, does it know every field
+    // the template writes, and does it have the owners and dictionary values the template
+    // sends? A server that is down, a wrong key, a field the server would silently drop or an
+    // owner it does not have is the first thing said, and nothing is sent. The CRM's lists
+    // (users, deal steps…) then check every row.
+    let preflight = runtime.block_on(preflight(
+        &client,
+        &super::target_name(args.sandbox.as_deref(), Some(&conn)),
+        &template,
+        &args.template.display().to_string(),
+        args.allow_unknown_fields,
+        retry_for,
+    ));
+
+    // Read, map and validate every row; valid records go into the plan (each key once). Every
+    // row is read even when the preflight refused the run, so the report still lists them all.
+    let dicts = preflight.as_ref().ok();
+    let planned = plan_rows(src, mapper, only.as_ref(), dicts, &template)?;
+
     let mut upload_opts = UploadOptions {
         chunk: args.chunk,
         concurrency,
@@ -177,20 +184,9 @@ pub(crate) fn execute(args: ImportArgs, print: bool) -> Result<(Exit, Summary)> 
         stop.clone(),
     )?;
 
-    // Before the first write: is the CRM there, does it take our key, and does it know every
-    // field the template writes? A server that is down, a wrong key or a template field the
-    // server would silently drop is the first thing said, and nothing is sent.
-    let preflight = runtime.block_on(preflight(
-        &client,
-        &super::target_name(args.sandbox.as_deref(), Some(&conn)),
-        &template,
-        &args.template.display().to_string(),
-        args.allow_unknown_fields,
-        retry_for,
-    ));
     let result: Result<(), Error> = match preflight {
         Err(e) => Err(e),
-        Ok(()) => {
+        Ok(_) => {
             if print && !args.json && !args.quiet {
                 print_invalid_rows(&planned.rows, INVALID_ROWS_SHOWN);
             }
@@ -246,6 +242,39 @@ pub(crate) fn execute(args: ImportArgs, print: bool) -> Result<(Exit, Summary)> 
         Exit::RowsFailed
     };
     Ok((exit, summary))
+}
+
+/// Read, map and validate every row (the CRM's dictionaries, when known, check owners and deal
+/// values per row); valid records go into the plan, each key once.
+fn plan_rows(
+    src: Box<dyn source::RowSource>,
+    mapper: Arc<crate::template::Mapper>,
+    only: Option<&HashSet<u64>>,
+    dicts: Option<&Dictionaries>,
+    template: &Template,
+) -> Result<Planned> {
+    let file_name = src.file().to_string();
+    let SourcePlan {
+        plan,
+        rows,
+        by_entity,
+    } = SourcePlan::from_rows(
+        map_file(src, mapper, MapOptions::default()).map(|item| {
+            item.map(|(_, mut m)| {
+                if let Some(d) = dicts {
+                    d.apply(template, &mut m);
+                }
+                m
+            })
+        }),
+        only,
+    )?;
+    Ok(Planned {
+        file_name,
+        rows,
+        by_entity,
+        plan: Arc::new(plan),
+    })
 }
 
 /// The source read, mapped and planned: what a run (or a dry run) starts from.
@@ -391,8 +420,10 @@ fn report_path(args: &ImportArgs) -> PathBuf {
 }
 
 /// The checks before the first write: the CRM's `fields` of every entity the template writes
-/// (one read-only call each) must list every field the template writes. A server that is down
-/// (within `retry_for`), a refused key or an unknown field stops the run before anything is sent.
+/// (one read-only call each) must list every field the template writes, and the owners and
+/// deal dictionary values the template sends as constants or through a `map` must exist there.
+/// A server that is down (within `retry_for`), a refused key, an unknown field or value stops
+/// the run before anything is sent. Answers the CRM's lists, to check each row with.
 async fn preflight(
     client: &CrmClient,
     target: &str,
@@ -400,22 +431,36 @@ async fn preflight(
     template_name: &str,
     allow_unknown_fields: bool,
     retry_for: std::time::Duration,
-) -> Result<()> {
+) -> Result<Dictionaries> {
     let policy = crate::crm::RetryPolicy {
         max_attempts: u32::MAX,
         max_elapsed: retry_for,
         ..crate::crm::RetryPolicy::default()
     };
-    let warnings = require_known_fields(
-        client,
-        target,
-        template,
-        template_name,
-        allow_unknown_fields,
-        &policy,
-    )
-    .await
-    .map_err(|err| match err {
+    let checks = async {
+        let mut warnings = require_known_fields(
+            client,
+            target,
+            template,
+            template_name,
+            allow_unknown_fields,
+            &policy,
+        )
+        .await?;
+        let dicts = Dictionaries::fetch(client, template, &policy).await?;
+        let (refused, inactive) = dicts.check_template(template);
+        if !refused.is_empty() {
+            return Err(UnknownValues {
+                template: template_name.to_string(),
+                target: target.to_string(),
+                findings: refused,
+            }
+            .into());
+        }
+        warnings.extend(inactive.iter().map(|f| f.render(template_name)));
+        Ok((warnings, dicts))
+    };
+    let (warnings, dicts) = checks.await.map_err(|err| match err {
         Error::Crm(e) if e.is_server_trouble() => {
             Error::Upload(crate::upload::UploadError::Unreachable {
                 seconds: retry_for.as_secs(),
@@ -427,5 +472,5 @@ async fn preflight(
     for w in warnings {
         eprintln!("warning: {w}");
     }
-    Ok(())
+    Ok(dicts)
 }

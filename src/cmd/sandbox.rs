@@ -2,7 +2,7 @@
 
 use crate::cli::ConnectionArgs;
 use crate::crm::{CrmClient, Entity, RetryPolicy};
-use crate::sandbox::{mirror_fields, FaultConfig, FieldSpec, Sandbox, SandboxConfig};
+use crate::sandbox::{mirror_fields, FaultConfig, FieldSpec, Sandbox, SandboxConfig, UserSpec};
 use crate::{Exit, Result};
 use clap::Args;
 use std::net::SocketAddr;
@@ -33,6 +33,13 @@ pub struct SandboxArgs {
     /// 'person.input1=Дата рождения' (repeatable; stored in the database)
     #[arg(long = "field", value_name = "ENTITY.NAME=TITLE")]
     pub fields: Vec<FieldSpec>,
+    /// A CRM user records can be owned by, e.g. 'manager2@firm.ru=Менеджер Второй' (repeatable;
+    /// stored in the database). The API user (--login) is always user 1.
+    #[arg(long = "user", value_name = "LOGIN=FULL NAME")]
+    pub users: Vec<UserSpec>,
+    /// A user who has left (inactive): listed by user/list, still an owner, cannot log in
+    #[arg(long = "inactive-user", value_name = "LOGIN=FULL NAME")]
+    pub inactive_users: Vec<UserSpec>,
     /// Copy the field set of a real CRM (read-only `fields` calls; key from SMBATCH_APIKEY or
     /// the profile) into the database
     #[arg(long, value_name = "URL")]
@@ -93,12 +100,22 @@ pub fn run(args: SandboxArgs) -> Result<Exit> {
                 .filter(|k| !k.is_empty())
         })
         .unwrap_or_else(|| DEFAULT_APIKEY.to_string());
+    let users: Vec<UserSpec> = args
+        .users
+        .iter()
+        .cloned()
+        .chain(args.inactive_users.iter().map(|u| UserSpec {
+            active: false,
+            ..u.clone()
+        }))
+        .collect();
     let config = SandboxConfig {
         db: args.db.clone(),
         login: login.clone(),
         apikey: apikey.clone(),
         faults: faults.clone(),
         fields: fields.clone(),
+        users: users.clone(),
     };
     let sandbox = Sandbox::start_on(config, args.listen)?;
     // Printing the key is the point here: the user needs it to connect. It is the sandbox's
@@ -114,6 +131,10 @@ pub fn run(args: SandboxArgs) -> Result<Exit> {
     }
     for f in &args.fields {
         println!("  field:    {}.{} = {}", f.entity, f.name, f.title);
+    }
+    for u in &users {
+        let state = if u.active { "" } else { " (inactive)" };
+        println!("  user:     {} = {}{state}", u.login, u.title);
     }
     if !faults.is_off() {
         println!("  faults:   {}", args.faults.as_deref().unwrap_or(""));

@@ -5,6 +5,7 @@ use crate::crm::{CrmClient, RetryPolicy};
 use crate::report::validation::{ReportWriter, Tally};
 use crate::report::Progress;
 use crate::source::{self, display, escape};
+use crate::template::dictionaries::Dictionaries;
 use crate::template::server::{self as srv, Observed, ServerFacts};
 use crate::template::{check_row, map_file_with, CheckedRow, MapOptions, Severity, Template};
 use crate::{Error, Exit, Result};
@@ -56,16 +57,28 @@ pub fn run(args: ValidateArgs) -> Result<Exit> {
             ..RetryPolicy::default()
         };
         let facts = rt.block_on(ServerFacts::fetch(&client, &template, &policy))?;
-        let findings = facts.check_template(&template);
+        let dicts = rt.block_on(Dictionaries::fetch(&client, &template, &policy))?;
+        let mut findings = facts.check_template(&template);
+        let (refused, inactive) = dicts.check_template(&template);
+        findings.extend(refused);
         for f in &findings {
             eprintln!("{}", f.render(&template_name));
         }
-        Some((conn, rt, policy, facts, findings))
+        for f in &inactive {
+            eprintln!("warning: {}", f.render(&template_name));
+        }
+        Some((conn, facts, dicts, findings))
     } else {
         None
     };
     let watches = if server.is_some() {
-        srv::watches(&template, &|c| mapper.column_index(c))
+        let mut w = srv::watches(&template, &|c| mapper.column_index(c));
+        for d in Dictionaries::watches(&template, &|c| mapper.column_index(c)) {
+            if !w.iter().any(|x| x.entity == d.entity && x.field == d.field) {
+                w.push(d);
+            }
+        }
+        w
     } else {
         Vec::new()
     };
@@ -141,16 +154,17 @@ pub fn run(args: ValidateArgs) -> Result<Exit> {
         eprintln!("… and {hidden} more problems (see the report)");
     }
     let mut summary = tally.finish(10);
-    if let Some((conn, rt, policy, facts, mut findings)) = server {
+    if let Some((conn, facts, dicts, mut findings)) = server {
         let later = facts.check_values(&template, &watches, &observed);
-        let owners = rt.block_on(ServerFacts::check_owners(
-            &conn, &template, &watches, &observed, &policy,
-        ));
-        for f in later.iter().chain(&owners) {
+        let (values, inactive) = dicts.check_values(&template, &watches, &observed);
+        for f in later.iter().chain(&values) {
             eprintln!("{}", f.render(&template_name));
         }
+        for f in &inactive {
+            eprintln!("warning: {}", f.render(&template_name));
+        }
         findings.extend(later);
-        findings.extend(owners);
+        findings.extend(values);
         summary.server = Some(conn.url.clone());
         summary.server_findings = findings;
     }

@@ -34,6 +34,33 @@ pub struct FieldInfo {
     pub title: String,
 }
 
+/// One user of the CRM, as `user/list` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrmUser {
+    pub iduser: i64,
+    pub login: String,
+    pub title: String,
+    /// `false` for a user who left (still listed, still an owner).
+    pub active: bool,
+}
+
+/// One entry of a dictionary (deal steps, close statuses, types, directions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DictEntry {
+    /// What the API takes (a step's percent "40", a status's or type's title).
+    pub title: String,
+    /// A step's name ("Отправлено КП"); a close status's description.
+    pub content: Option<String>,
+}
+
+fn text(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
 /// One page of a `list` answer.
 #[derive(Debug, Clone, Default)]
 pub struct ListPage {
@@ -102,7 +129,12 @@ impl CrmClient {
     }
 
     fn url(&self, entity: Entity, action: &str) -> String {
-        format!("{}/developer/v3/{}/{}", self.base, entity.as_str(), action)
+        self.url_of(entity.as_str(), action)
+    }
+
+    /// `segment` is the entity part of the path (also `user`, which has no [`Entity`]).
+    fn url_of(&self, segment: &str, action: &str) -> String {
+        format!("{}/developer/v3/{}/{}", self.base, segment, action)
     }
 
     /// One attempt. Envelope errors (`{"result":"Error",...}`) come back as `CrmError::Api`,
@@ -133,7 +165,16 @@ impl CrmClient {
         action: &str,
         body: &Value,
     ) -> Result<Value, CrmError> {
-        let url = self.url(entity, action);
+        self.call_raw_at(entity.as_str(), action, body).await
+    }
+
+    async fn call_raw_at(
+        &self,
+        segment: &str,
+        action: &str,
+        body: &Value,
+    ) -> Result<Value, CrmError> {
+        let url = self.url_of(segment, action);
         let payload = serde_json::to_vec(body).map_err(|e| CrmError::Setup(e.to_string()))?;
         let resp = match self.http.post(&url).body(payload).send().await {
             Ok(r) => r,
@@ -219,6 +260,90 @@ impl CrmClient {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// A read of a dictionary (`user/list`, `deal/steplist`, …): retried per `policy`; its
+    /// `data` array. An error envelope is an error.
+    async fn read_data(
+        &self,
+        segment: &str,
+        action: &str,
+        policy: &RetryPolicy,
+    ) -> Result<Vec<Map<String, Value>>, CrmError> {
+        let url = self.url_of(segment, action);
+        let body = Value::Object(Map::new());
+        let mut attempt = 1;
+        let mut first_failure: Option<std::time::Instant> = None;
+        let v = loop {
+            let answer = self
+                .call_raw_at(segment, action, &body)
+                .await
+                .and_then(|v| match envelope_error(&v) {
+                    Some((code, text)) => Err(CrmError::Api {
+                        url: url.clone(),
+                        code,
+                        text,
+                    }),
+                    None => Ok(v),
+                });
+            match answer {
+                Ok(v) => break v,
+                Err(e) if e.retry_class() == RetryClass::Retry => {
+                    let since = first_failure
+                        .get_or_insert_with(std::time::Instant::now)
+                        .elapsed();
+                    if policy.exhausted(attempt, since) {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(policy.backoff_within(attempt, since)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        match v.get("data") {
+            Some(Value::Array(items)) => Ok(items
+                .iter()
+                .filter_map(|i| i.as_object().cloned())
+                .collect()),
+            _ => Err(CrmError::Shape {
+                url,
+                what: "no `data` array".into(),
+            }),
+        }
+    }
+
+    /// The CRM's users (`user/list`: active and inactive ones, NOTES §13).
+    pub async fn users(&self, policy: &RetryPolicy) -> Result<Vec<CrmUser>, CrmError> {
+        Ok(self
+            .read_data("user", "list", policy)
+            .await?
+            .iter()
+            .map(|u| CrmUser {
+                iduser: super::values::value_id(u.get("iduser")).unwrap_or(0),
+                login: text(u.get("login")),
+                title: text(u.get("title")),
+                active: u.get("active").and_then(Value::as_str) != Some("no"),
+            })
+            .collect())
+    }
+
+    /// One of the deal dictionaries: `steplist` (title = percent, content = name),
+    /// `statusclose`, `type`, `direction` (title, content where it has one).
+    pub async fn deal_dictionary(
+        &self,
+        action: &str,
+        policy: &RetryPolicy,
+    ) -> Result<Vec<DictEntry>, CrmError> {
+        Ok(self
+            .read_data(Entity::Deal.as_str(), action, policy)
+            .await?
+            .iter()
+            .map(|e| DictEntry {
+                title: text(e.get("title")),
+                content: e.get("content").map(|c| text(Some(c))),
+            })
+            .collect())
     }
 
     /// The fields this CRM has enabled for an entity, with their titles.

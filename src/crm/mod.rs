@@ -8,7 +8,7 @@ mod outcome;
 mod retry;
 pub mod values;
 
-pub use client::{CrmClient, FieldInfo, ListPage};
+pub use client::{CrmClient, CrmUser, DictEntry, FieldInfo, ListPage};
 pub use entity::{Entity, UnknownEntity};
 pub use outcome::ItemOutcome;
 pub use retry::{RetryClass, RetryPolicy, DEFAULT_RETRY_FOR};

@@ -8,6 +8,7 @@ use super::text::{
     clean_content, clean_field, datetime_error, filter_date, in_timestamp_range, normalize_title,
     now, parse_date, parse_datetime, today, utf8mb3_error, value_int, value_str,
 };
+use super::users::{self, Users};
 use crate::crm::Entity;
 use rusqlite::types::Value as Sql;
 use rusqlite::Connection;
@@ -21,10 +22,11 @@ type Params = Map<String, Value>;
 /// Fixed page size of every list (NOTES §6); `offset` is a page number.
 pub const PAGE: i64 = 200;
 
-/// The API user. Only one exists: id 1 with the configured login.
+/// One request: the API user (id 1, the configured login) and the CRM's users.
 struct Ctx<'a> {
     conn: &'a mut Connection,
     login: &'a str,
+    users: &'a Users,
     p: &'a Params,
     ids: &'a Mutex<IdCache>,
     /// The entity's field settings (which fields exist beyond a fresh install's).
@@ -36,19 +38,11 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn user_name(&self, iduser: &Value) -> Value {
-        if iduser.as_i64() == Some(1) {
-            Value::String(self.login.to_string())
-        } else {
-            Value::String(String::new())
-        }
+        self.users.login_of(iduser)
     }
     /// Owner id from a row's `user` login: absent → the caller, unknown login → 0 (invisible).
     fn owner(&self, row: &Params) -> i64 {
-        match value_str(row.get("user"), "") {
-            None => 1,
-            Some(u) if u.is_empty() || u == self.login => 1,
-            Some(_) => 0,
-        }
+        self.users.owner(row)
     }
     fn str(&self, k: &str) -> Option<String> {
         value_str(self.p.get(k), ",").filter(|s| !s.is_empty())
@@ -60,8 +54,7 @@ impl Ctx<'_> {
         self.int("offset").unwrap_or(0).max(0).saturating_mul(PAGE)
     }
     fn user_filter(&self) -> Option<i64> {
-        self.str("user")
-            .map(|u| if u == self.login { 1 } else { -1 })
+        self.str("user").map(|u| self.users.filter_id(&u))
     }
 }
 
@@ -76,6 +69,16 @@ pub fn dispatch(state: &AppState, call: Call) -> Reply {
     }
     let mut conn = state.store.lock();
     let a = call.action.as_str();
+    let users = match Users::load(&conn) {
+        Ok(u) => u,
+        Err(e) => return Reply::Json(error(500, &format!("Ошибка базы данных sandbox: {e}"))),
+    };
+    if call.entity == "user" {
+        return match users::action(&conn, a, &call.params) {
+            Ok(v) => Reply::Json(v),
+            Err(e) => Reply::Json(error(500, &format!("Ошибка базы данных sandbox: {e}"))),
+        };
+    }
     let entity: Entity = call.entity.parse().unwrap_or(Entity::Deal);
     let fields = match FieldSet::load(&conn, entity) {
         Ok(f) => f,
@@ -87,9 +90,19 @@ pub fn dispatch(state: &AppState, call: Call) -> Reply {
     } else {
         Cow::Borrowed(&call.params)
     };
+    // task/add notifies the task's owner; an unknown `user` login makes the real server die
+    // with a PHP fatal error on every attempt (issue 15; the exact page was not recorded).
+    if call.version == 3 && call.entity == "task" && a == "add" {
+        if let Some(u) = value_str(params.get("user"), "").filter(|u| !u.is_empty()) {
+            if users.id_of(&u).is_none() {
+                return Reply::Fatal(TASK_UNKNOWN_OWNER_FATAL.to_string());
+            }
+        }
+    }
     let mut ctx = Ctx {
         conn: &mut conn,
         login: &state.login,
+        users: &users,
         p: &params,
         ids: &state.store.ids,
         fields: &fields,
@@ -185,6 +198,9 @@ fn fatal(state: &AppState, call: &Call) -> Option<String> {
         _ => None,
     }
 }
+
+/// What task/add answers for an owner login the CRM does not have.
+pub const TASK_UNKNOWN_OWNER_FATAL: &str = "<br />\n<b>Fatal error</b>:  Uncaught TypeError: Cannot access offset of type string on null in <b>/var/www/salesman/inc/class/Todo.php</b>:<b>412</b>\nStack trace:\n#0 /var/www/salesman/developer/v3/task.php(188): Salesman\\Todo-&gt;add()\n#1 {main}\n  thrown in <b>/var/www/salesman/inc/class/Todo.php</b> on line <b>412</b><br />\n";
 
 /// A write's parameters without the fields the settings switch off, in the record itself and in
 /// each row of a batch.
@@ -442,7 +458,7 @@ fn person(ctx: &mut Ctx, a: &str) -> R {
         "add" => {
             let row = ctx.p.clone();
             let tx = ctx.conn.transaction()?;
-            let r = person_insert(&tx, ctx.login, &row, ctx.fields)?;
+            let r = person_insert(&tx, ctx.users, &row, ctx.fields)?;
             tx.commit()?;
             Ok(r)
         }
@@ -478,7 +494,7 @@ fn person_values(row: &Params) -> Result<Vec<Option<String>>, Value> {
     Ok(vals)
 }
 
-fn person_insert(conn: &Connection, login: &str, row: &Params, set: &FieldSet) -> R {
+fn person_insert(conn: &Connection, users: &Users, row: &Params, set: &FieldSet) -> R {
     let name = value_str(row.get("person"), ", ")
         .map(|s| clean_field(&s))
         .unwrap_or_default();
@@ -489,10 +505,7 @@ fn person_insert(conn: &Connection, login: &str, row: &Params, set: &FieldSet) -
         Ok(v) => v,
         Err(e) => return Ok(e),
     };
-    let owner = match value_str(row.get("user"), "") {
-        Some(u) if !u.is_empty() && u != login => 0,
-        _ => 1,
-    };
+    let owner = users.owner(row);
     let clid = value_int(row.get("clid")).unwrap_or(0);
     let mut st = conn.prepare_cached(
         "INSERT INTO person (date_create, clid, person, ptitle, tel, fax, mob, mail, input7, iduser)
@@ -531,7 +544,7 @@ fn person_add_list(ctx: &mut Ctx) -> R {
     let mut out = Vec::with_capacity(rows_in.len());
     for r in &rows_in {
         let row = r.as_object().cloned().unwrap_or_default();
-        out.push(person_insert(&tx, ctx.login, &row, ctx.fields)?);
+        out.push(person_insert(&tx, ctx.users, &row, ctx.fields)?);
     }
     tx.commit()?;
     Ok(Value::Array(out))
@@ -543,7 +556,10 @@ const PERSON_SELECT: &str = "SELECT p.pid, p.date_create, p.date_edit, p.clid,
     FROM person p LEFT JOIN client c ON c.clid = p.clid";
 
 fn person_list(ctx: &mut Ctx) -> R {
-    let mut wh = vec!["p.iduser = 1".to_string()];
+    let mut wh = vec![ctx.users.visible("p.iduser")];
+    if let Some(u) = ctx.user_filter() {
+        wh.push(format!("p.iduser = {u}"));
+    }
     let mut args: Vec<Sql> = Vec::new();
     if let Some(w) = ctx.str("word") {
         wh.push("(p.person LIKE ? OR p.tel LIKE ? OR p.mob LIKE ? OR p.mail LIKE ?)".into());
@@ -777,6 +793,11 @@ fn client(ctx: &mut Ctx, a: &str) -> R {
             };
             let (contacts, bank, uids) = (want("contacts"), want("bankinfo"), want("uids"));
             match client_info_obj(ctx.conn, ctx.login, clid, contacts, bank, uids)? {
+                // Owned by nobody (an unknown `user` login on add): out of the API user's reach.
+                Some(Value::Object(d)) if ctx.users.get(&d["iduser"]).is_none() => Ok(error(
+                    403,
+                    "Клиент не найден в пределах аккаунта указанного пользователя.",
+                )),
                 Some(Value::Object(mut d)) => {
                     with_extras(ctx, Entity::Client, clid, &mut d)?;
                     Ok(json!({ "data": d }))
@@ -791,7 +812,7 @@ fn client(ctx: &mut Ctx, a: &str) -> R {
         "add" => {
             let row = ctx.p.clone();
             let tx = ctx.conn.transaction()?;
-            let r = client_insert(&tx, ctx.login, &row, ctx.fields)?;
+            let r = client_insert(&tx, ctx.users, &row, ctx.fields)?;
             tx.commit()?;
             Ok(r)
         }
@@ -801,7 +822,7 @@ fn client(ctx: &mut Ctx, a: &str) -> R {
             let mut out = Vec::with_capacity(rows_in.len());
             for r in &rows_in {
                 let row = r.as_object().cloned().unwrap_or_default();
-                out.push(client_insert(&tx, ctx.login, &row, ctx.fields)?);
+                out.push(client_insert(&tx, ctx.users, &row, ctx.fields)?);
             }
             tx.commit()?;
             Ok(Value::Array(out))
@@ -861,7 +882,7 @@ fn client(ctx: &mut Ctx, a: &str) -> R {
     }
 }
 
-fn client_insert(conn: &Connection, login: &str, row: &Params, set: &FieldSet) -> R {
+fn client_insert(conn: &Connection, users: &Users, row: &Params, set: &FieldSet) -> R {
     let title = value_str(row.get("title"), ",")
         .map(|t| normalize_title(&t))
         .unwrap_or_default();
@@ -926,10 +947,7 @@ fn client_insert(conn: &Connection, login: &str, row: &Params, set: &FieldSet) -
         ),
         _ => None,
     };
-    let owner = match value_str(row.get("user"), "") {
-        Some(u) if !u.is_empty() && u != login => 0,
-        _ => 1,
-    };
+    let owner = users.owner(row);
     conn.prepare_cached(
         "INSERT INTO client (uid, type, date_create, title, iduser, address, phone, fax, site_url,
          mail_url, des, territory, clientpath, tip_cmr, recv)
@@ -971,7 +989,8 @@ fn client_list(ctx: &mut Ctx) -> R {
             "client/list: укажите order (например date_create или clid); реальный сервер без него отвечает HTML fatal error",
         ));
     };
-    let mut wh = vec!["1 = 1".to_string()];
+    // Clients owned by nobody (unknown `user` on add) are not listed (NOTES §4).
+    let mut wh = vec![ctx.users.visible("iduser")];
     let mut args = Vec::new();
     if let Some(w) = ctx.str("word") {
         wh.push("(title LIKE ? OR uid = ? OR phone LIKE ? OR mail_url LIKE ?)".into());
@@ -1184,7 +1203,7 @@ fn history(ctx: &mut Ctx, a: &str) -> R {
             }
             let row = ctx.p.clone();
             let tx = ctx.conn.transaction()?;
-            let r = match history_insert(&tx, ctx.login, &row, Some("Событие"), ctx.fields)?
+            let r = match history_insert(&tx, ctx.users, &row, Some("Событие"), ctx.fields)?
             {
                 Ok(cid) => json!({"result": "Успешно", "data": cid}),
                 Err(e) => json!({"result": "Error", "error": e}),
@@ -1204,7 +1223,7 @@ fn history(ctx: &mut Ctx, a: &str) -> R {
                 let res = if value_str(row.get("content"), "").is_none_or(|c| c.trim().is_empty()) {
                     Err(json!({"code": 405, "text": "Отсутствуют параметры - Заголовок"}))
                 } else {
-                    history_insert(&tx, ctx.login, &row, None, ctx.fields)?
+                    history_insert(&tx, ctx.users, &row, None, ctx.fields)?
                 };
                 match res {
                     Ok(cid) => {
@@ -1289,7 +1308,7 @@ fn first_int(v: Option<&Value>) -> i64 {
 /// Inner `Ok(Err(error_object))`: the row is rejected the way MySQL strict mode rejects it.
 fn history_insert(
     conn: &Connection,
-    login: &str,
+    users: &Users,
     row: &Params,
     default_tip: Option<&str>,
     set: &FieldSet,
@@ -1313,10 +1332,7 @@ fn history_insert(
     let tip = value_str(row.get("tip"), "")
         .filter(|t| !t.is_empty())
         .or(default_tip.map(str::to_string));
-    let owner = match value_str(row.get("user"), "") {
-        Some(u) if !u.is_empty() && u != login => 0,
-        _ => 1,
-    };
+    let owner = users.owner(row);
     conn.prepare_cached(
         "INSERT INTO history (datum, des, tip, iduser, clid, pid, did) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
@@ -1607,12 +1623,22 @@ const STEPS: [(i64, i64, &str); 7] = [
     (8, 100, "Закрытие сделки, Подписание документов"),
 ];
 
-fn step_of(percent: i64) -> (i64, i64, &'static str) {
-    STEPS
-        .iter()
-        .copied()
-        .find(|s| s.1 == percent)
-        .unwrap_or(STEPS[0])
+/// A step by its title (the percent): `(idcategory, title, content)`. The stored `step` is the
+/// title, or [`NO_STEP`].
+fn step_of(percent: i64) -> Option<(i64, i64, &'static str)> {
+    STEPS.iter().copied().find(|s| s.1 == percent)
+}
+
+/// A deal without a step (idcategory 0): none given, or one that is not a step's title —
+/// the step id (11) or an unknown title (NOTES §11, v3-deal-add-step-as-idcategory).
+const NO_STEP: i64 = -1;
+
+/// The stored step of a `step` parameter: the title as a string or number.
+fn step_param(v: Option<&Value>) -> i64 {
+    value_str(v, "")
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .and_then(step_of)
+        .map_or(NO_STEP, |s| s.1)
 }
 
 const DEAL_SELECT: &str = "SELECT d.*, COALESCE(c.title, '') AS client_title,
@@ -1625,6 +1651,16 @@ fn deal(ctx: &mut Ctx, a: &str) -> R {
     match a {
         "fields" => Ok(ctx.fields.answer(Entity::Deal)),
         "steplist" => Ok(dict(dicts::DEAL_STEPLIST)),
+        "statusclose" => {
+            // `filter` ("win"/"lose") keeps the statuses of that result.
+            let mut all = dict(dicts::DEAL_STATUSCLOSE);
+            if let (Some(f), Some(Value::Array(rows))) = (ctx.str("filter"), all.get_mut("data")) {
+                rows.retain(|r| r["result"] == f.as_str());
+            }
+            Ok(all)
+        }
+        "type" => Ok(dict(dicts::DEAL_TYPES)),
+        "direction" => Ok(dict(dicts::DEAL_DIRECTIONS)),
         "list" => {
             // Without active=yes the real server lists closed deals only.
             let close = if ctx.str("active").as_deref() == Some("yes") {
@@ -1668,12 +1704,15 @@ fn deal(ctx: &mut Ctx, a: &str) -> R {
             let data = found
                 .iter()
                 .map(|r| {
-                    let (sid, pct, stitle) = step_of(r["step"].as_i64().unwrap_or(0));
+                    let (sid, pct, stitle) = match step_of(r["step"].as_i64().unwrap_or(NO_STEP)) {
+                        Some((sid, pct, content)) => (sid, pct, json!(content)),
+                        None => (0, 0, Value::Null),
+                    };
                     json!({
                         "did": r["did"], "uid": r["uid"], "datum": r["datum"], "datum_izm": r["datum_izm"],
                         "clid": r["clid"], "clientTitle": r["client_title"], "title": r["title"], "mcid": 0,
                         "iduser": r["iduser"], "user": ctx.user_name(&r["iduser"]),
-                        "userTitle": ctx.user_name(&r["iduser"]), "datum_plan": r["datum_plan"],
+                        "userTitle": ctx.users.title_of(&r["iduser"]), "datum_plan": r["datum_plan"],
                         "step": pct, "stepID": sid, "stepTitle": stitle, "contractID": 0,
                         "contractTitle": null, "contractNumber": null, "contractDate": null,
                         "tipID": 6, "tip": "Продажа быстрая", "directionID": 1, "direction": "Основное",
@@ -1699,7 +1738,15 @@ fn deal(ctx: &mut Ctx, a: &str) -> R {
             else {
                 return Ok(error(403, "Сделка не найдена"));
             };
-            let (sid, pct, _) = step_of(r["step"].as_i64().unwrap_or(0));
+            // deal/list still shows a deal owned by nobody; deal/info does not (NOTES §11).
+            if ctx.users.get(&r["iduser"]).is_none() {
+                return Ok(error(
+                    403,
+                    "Сделка не найдена в пределах аккаунта указанного пользователя.",
+                ));
+            }
+            let (sid, pct, _) =
+                step_of(r["step"].as_i64().unwrap_or(NO_STEP)).unwrap_or((0, 0, ""));
             let want = |k: &str| {
                 matches!(ctx.p.get(k), Some(Value::Bool(true)))
                     || ctx
@@ -1719,7 +1766,7 @@ fn deal(ctx: &mut Ctx, a: &str) -> R {
                 ("mcid", json!(0)),
                 ("iduser", r["iduser"].clone()),
                 ("user", ctx.user_name(&r["iduser"])),
-                ("userUID", json!("")),
+                ("userUID", ctx.users.uid_of(ctx.conn, &r["iduser"])),
                 ("datum_plan", r["datum_plan"].clone()),
                 ("step", json!(sid)),
                 ("stepID", json!(sid)),
@@ -1797,7 +1844,7 @@ fn deal(ctx: &mut Ctx, a: &str) -> R {
                 .unwrap_or(0.0);
             let owner = ctx.owner(ctx.p);
             let (uid, content) = (ctx.str("uid"), ctx.str("content"));
-            let step = step_of(ctx.int("step").unwrap_or(0)).1;
+            let step = step_param(ctx.p.get("step"));
             let tx = ctx.conn.transaction()?;
             tx.execute(
                 "INSERT INTO deal (uid, datum, clid, title, iduser, datum_plan, step, payer, kol, marga, content)
@@ -1855,10 +1902,10 @@ fn deal(ctx: &mut Ctx, a: &str) -> R {
                     set_column(ctx.conn, "deal", "did", did, f, v)?;
                 }
             }
-            if let Some(s) = ctx.int("step") {
+            if ctx.p.contains_key("step") {
                 ctx.conn.execute(
                     "UPDATE deal SET step = ?1 WHERE did = ?2",
-                    rusqlite::params![step_of(s).1, did],
+                    rusqlite::params![step_param(ctx.p.get("step")), did],
                 )?;
             }
             ctx.conn.execute(

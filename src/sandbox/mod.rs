@@ -11,9 +11,11 @@ mod faults;
 mod fields;
 mod store;
 mod text;
+mod users;
 
 pub use faults::FaultConfig;
 pub use fields::{mirror as mirror_fields, FieldSpec};
+pub use users::UserSpec;
 
 use crate::config::{ApiKey, Connection};
 use crate::crm::Entity;
@@ -41,6 +43,13 @@ pub enum SandboxError {
         path: String,
         source: rusqlite::Error,
     },
+    #[error("bad user '{spec}': {reason}")]
+    BadUserSpec { spec: String, reason: String },
+    #[error("cannot store the users in '{path}': {source}")]
+    UserConfig {
+        path: String,
+        source: rusqlite::Error,
+    },
     #[error("bad fault spec '{spec}': {reason}")]
     BadFaultSpec { spec: String, reason: String },
     #[error("cannot start the sandbox runtime: {0}")]
@@ -58,6 +67,9 @@ pub struct SandboxConfig {
     /// Field settings stored in the database before serving (on top of what it already holds),
     /// e.g. `person.input1` switched on with its title.
     pub fields: Vec<FieldSpec>,
+    /// CRM users stored in the database before serving, besides the API user (id 1, always
+    /// there): owners that `user` logins on add resolve to, listed by `user/list`.
+    pub users: Vec<UserSpec>,
 }
 
 impl Default for SandboxConfig {
@@ -68,6 +80,7 @@ impl Default for SandboxConfig {
             apikey: "sandbox-key".into(),
             faults: FaultConfig::default(),
             fields: Vec::new(),
+            users: Vec::new(),
         }
     }
 }
@@ -102,6 +115,12 @@ impl Sandbox {
         store
             .save_fields(&config.fields)
             .map_err(|source| SandboxError::FieldConfig {
+                path: config.db.clone(),
+                source,
+            })?;
+        store
+            .save_users(&config.login, &config.users)
+            .map_err(|source| SandboxError::UserConfig {
                 path: config.db.clone(),
                 source,
             })?;

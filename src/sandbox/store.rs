@@ -121,6 +121,7 @@ impl Store {
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         conn.execute_batch(super::fields::SCHEMA).map_err(err)?;
+        conn.execute_batch(super::users::SCHEMA).map_err(err)?;
         Ok(Store {
             conn: Mutex::new(conn),
             ids: Mutex::new(IdCache::default()),
@@ -147,6 +148,15 @@ impl Store {
     /// Store field settings (see [`super::fields`]); later settings of a field replace earlier.
     pub fn save_fields(&self, specs: &[super::fields::FieldSpec]) -> rusqlite::Result<()> {
         super::fields::save(&self.lock(), specs)
+    }
+
+    /// Store the CRM's users (see [`super::users`]); id 1 is always the API user.
+    pub fn save_users(
+        &self,
+        login: &str,
+        users: &[super::users::UserSpec],
+    ) -> rusqlite::Result<()> {
+        super::users::save(&self.lock(), login, users)
     }
 
     pub fn count(&self, entity: Entity) -> u64 {

@@ -569,10 +569,16 @@ pub fn known_fields(entity: Entity) -> &'static [FieldInfo] {
 /// The field table as a live CRM has it: only the fields its `fields` action lists (disabled
 /// ones are left out, so nothing is matched to them), with the server's titles; what we know
 /// about each (kind, size, synonyms) is kept. Built once per `template init`, so the few strings
-/// are leaked to fit the `'static` table type.
+/// are leaked to fit the `'static` table type. Fields the API writes but does not list
+/// ([`written_but_unlisted`]) are kept.
 pub fn live_fields(entity: Entity, live: &[crate::crm::FieldInfo]) -> Vec<FieldInfo> {
     let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
-    let mut out = Vec::new();
+    // Fields the server writes without listing them (deal `title`) are matched all the same.
+    let mut out: Vec<FieldInfo> = written_but_unlisted(entity)
+        .iter()
+        .filter(|n| !live.iter().any(|l| l.name == **n))
+        .filter_map(|n| field_info(entity, n).copied())
+        .collect();
     for l in live {
         // An object field (client `recv`) is filled leaf by leaf: offer its leaves instead.
         if let Some(o) = object_field(entity, &l.name) {
@@ -620,4 +626,25 @@ pub fn written_but_unlisted(entity: Entity) -> &'static [&'static str] {
 
 pub fn field_info(entity: Entity, name: &str) -> Option<&'static FieldInfo> {
     known_fields(entity).iter().find(|f| f.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_deal_fields_keep_the_title_the_server_writes_but_does_not_list() {
+        let live = |n: &str, t: &str| crate::crm::FieldInfo {
+            name: n.into(),
+            title: t.into(),
+        };
+        let deal = live_fields(
+            Entity::Deal,
+            &[live("uid", "Внешний ID"), live("step", "Этап")],
+        );
+        let names: Vec<&str> = deal.iter().map(|f| f.name).collect();
+        assert_eq!(names, ["title", "uid", "step"]);
+        let person = live_fields(Entity::Person, &[live("mail", "Почта")]);
+        assert_eq!(person.len(), 1, "nothing added where nothing is unlisted");
+    }
 }

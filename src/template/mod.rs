@@ -5,6 +5,7 @@
 //! file's headers gives a [`Mapper`], which turns each [`crate::source::Row`] into [`Record`]s.
 
 mod check;
+pub mod dictionaries;
 pub mod fields;
 pub mod init;
 mod mapper;

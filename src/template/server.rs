@@ -1,13 +1,12 @@
 //! Checking a template against a live CRM (`validate --url`): what the real server would silently
-//! drop or garble (NOTES §4). Read-only: only `fields`, `tips` and a `fields` call per owner
-//! login are made; nothing is written.
+//! drop or garble (NOTES §4). Read-only: only `fields` and `tips` are read; nothing is written.
+//! Owners and deal dictionaries are checked by [`super::dictionaries`].
 //!
 //! Two steps: [`ServerFacts::fetch`] asks the CRM once, before the file is read;
 //! [`ServerFacts::check`] compares the template and the values the file actually holds
 //! ([`Observed`], collected while the rows stream by) with those answers.
 
 use super::{FieldRule, Input, Template};
-use crate::config::Connection;
 use crate::crm::{CrmClient, CrmError, Entity, FieldInfo, RetryPolicy};
 use serde::Serialize;
 use serde_json::Value;
@@ -20,8 +19,6 @@ pub const OWNER_FIELD: &str = "user";
 const INT_DICT_FIELDS: [&str; 2] = ["loyalty", "clientpath"];
 /// Distinct values kept per watched field (enough to name the bad ones).
 const MAX_OBSERVED: usize = 1000;
-/// Owner logins probed at most (one request each).
-const MAX_OWNERS: usize = 50;
 
 /// One way the template and the CRM disagree.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -179,7 +176,7 @@ impl Observed {
         }
     }
 
-    fn of(&self, column: usize) -> impl Iterator<Item = &String> {
+    pub fn of(&self, column: usize) -> impl Iterator<Item = &String> {
         self.values.get(&column).into_iter().flatten()
     }
 }
@@ -192,14 +189,14 @@ fn is_int(v: &Value) -> bool {
     }
 }
 
-fn text_of(v: &Value) -> String {
+pub(crate) fn text_of(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
 }
 
-fn quoted(v: impl IntoIterator<Item = impl AsRef<str>>, max: usize) -> String {
+pub(crate) fn quoted(v: impl IntoIterator<Item = impl AsRef<str>>, max: usize) -> String {
     let all: Vec<String> = v.into_iter().map(|s| format!("'{}'", s.as_ref())).collect();
     if all.len() > max {
         format!("{}, … ({} in all)", all[..max].join(", "), all.len())
@@ -216,8 +213,8 @@ fn column_of(rule: &FieldRule, column_index: &dyn Fn(&str) -> Option<usize>) -> 
     }
 }
 
-/// Fields whose file values the check needs: `tip` without a `map`, `loyalty`/`clientpath`
-/// without a `map`, and the owner `user`.
+/// Fields whose file values the check needs: `tip` without a `map` and `loyalty`/`clientpath`
+/// without a `map` (owners and deal dictionaries: [`super::dictionaries::Dictionaries::watches`]).
 pub fn watches(template: &Template, column_index: &dyn Fn(&str) -> Option<usize>) -> Vec<Watch> {
     let mut out = Vec::new();
     for e in &template.entities {
@@ -225,8 +222,7 @@ pub fn watches(template: &Template, column_index: &dyn Fn(&str) -> Option<usize>
             let wanted = (f.name == "tip" && f.map.is_none())
                 || (e.entity == Entity::Person
                     && INT_DICT_FIELDS.contains(&f.name.as_str())
-                    && f.map.is_none())
-                || f.name == OWNER_FIELD;
+                    && f.map.is_none());
             if let (true, Some(column)) = (wanted, column_of(f, column_index)) {
                 out.push(Watch {
                     entity: e.entity,
@@ -438,84 +434,6 @@ impl ServerFacts {
                         format!("add a map from these words to the numeric ids of the CRM's {} dictionary, e.g. map = {{ \"Лояльный\" = 3 }}, default = 0.", w.field),
                     ));
                 }
-            }
-        }
-        out
-    }
-
-    /// Owner logins (`user`: constants in the template, values in the file) that this CRM does
-    /// not know. There is no user-list action in the API, but the API key is per installation
-    /// and the `login` header picks the user, so a read-only `fields` call made *as* that login
-    /// answers 401 "Неизвестный пользователь" exactly when the login does not exist.
-    pub async fn check_owners(
-        conn: &Connection,
-        template: &Template,
-        watches: &[Watch],
-        seen: &Observed,
-        policy: &RetryPolicy,
-    ) -> Vec<ServerFinding> {
-        let mut out = Vec::new();
-        for e in &template.entities {
-            let Some(rule) = e.fields.iter().find(|f| f.name == OWNER_FIELD) else {
-                continue;
-            };
-            let mut logins: BTreeSet<String> = BTreeSet::new();
-            logins.extend(rule.default.iter().map(text_of));
-            logins.extend(rule.map.iter().flatten().map(|(_, v)| text_of(v)));
-            if let Some(w) = watches
-                .iter()
-                .find(|w| w.entity == e.entity && w.field == OWNER_FIELD)
-            {
-                logins.extend(seen.of(w.column).map(|v| {
-                    let mut s = v.trim().to_string();
-                    for t in &rule.transforms {
-                        s = t.apply(&s);
-                    }
-                    s
-                }));
-            }
-            logins.retain(|l| !l.is_empty());
-            let mut unknown = Vec::new();
-            let mut unchecked = Vec::new();
-            for (i, login) in logins.iter().enumerate() {
-                if i >= MAX_OWNERS || *login == conn.login {
-                    if *login != conn.login {
-                        unchecked.push(login.clone());
-                    }
-                    continue;
-                }
-                let as_owner = Connection {
-                    login: login.clone(),
-                    ..conn.clone()
-                };
-                let answer = match CrmClient::new(&as_owner) {
-                    Ok(c) => c.fields(Entity::Person, policy).await.map(|_| ()),
-                    Err(e) => Err(e),
-                };
-                match answer {
-                    Ok(()) => {}
-                    Err(CrmError::Auth { .. }) => unknown.push(login.clone()),
-                    Err(_) => unchecked.push(login.clone()),
-                }
-            }
-            let finding = |problem: String, fix: String| ServerFinding {
-                entity: e.entity,
-                field: OWNER_FIELD.to_string(),
-                line: rule.line,
-                problem,
-                fix,
-            };
-            if !unknown.is_empty() {
-                out.push(finding(
-                    format!("owner login(s) {} do not exist on this CRM (the API has no user list; a read-only `fields` call made as that login was refused with 401): the server would set owner id 0 and the records would be invisible in lists, without an error.", quoted(&unknown, 10)),
-                    "use existing CRM logins (map the file's names to logins with map = { \"Иванов\" = \"ivanov@firm.ru\" }), or leave user out so the API user owns the records.".into(),
-                ));
-            }
-            if !unchecked.is_empty() {
-                out.push(finding(
-                    format!("could not check the owner login(s) {} (too many, or the CRM did not answer).", quoted(&unchecked, 10)),
-                    "check that these logins exist in the CRM before importing.".into(),
-                ));
             }
         }
         out
