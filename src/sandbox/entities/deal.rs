@@ -1,7 +1,7 @@
 //! deal/*: deals and the deal dictionaries (NOTES §6, §11, Deals).
 
 use super::{
-    client, dict, done, exists, info, like, list_envelope, list_page, row_where, with_extras, Ctx,
+    client, dict, done, exists, info, like, list_envelope, row_where, with_extras, Ctx, Params,
     Table, R,
 };
 use crate::crm::Entity;
@@ -9,28 +9,22 @@ use crate::sandbox::api::error;
 use crate::sandbox::dicts;
 use crate::sandbox::text::{clean_field, datetime_error, parse_date, today, value_str};
 use rusqlite::types::Value as Sql;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::sync::atomic::Ordering::SeqCst;
 
-actions!(DealAction {
-    Fields = "fields",
-    Steplist = "steplist",
-    Statusclose = "statusclose",
-    Type = "type",
-    Direction = "direction",
-    List = "list",
-    Info = "info",
-    Add = "add",
-    Update = "update",
+actions! {
+    /// deal/* actions; an unknown one is answered as recorded in v3-error-unknown-action-deal.
+    DealAction, unknown = error(402, "Неизвестный метод");
+    Fields = "fields", Steplist = "steplist", Statusclose = "statusclose", Type = "type",
+    Direction = "direction", List = "list", Info = "info", Add = "add", Update = "update",
     Delete = "delete",
-});
-
-/// What deal/* answers for an action it does not have (v3-error-unknown-action-deal).
-pub(super) const UNKNOWN: (i64, &str) = (402, "Неизвестный метод");
+}
 
 const TABLE: Table = Table {
     name: "deal",
     id: "did",
+    alias: "d",
+    select: DEAL_SELECT,
     params: &["did"],
     missing: "Отсутствуют параметры - did сделки",
     not_found: "Сделка не найдена",
@@ -119,24 +113,11 @@ fn list(ctx: &mut Ctx) -> R {
     if let Some(u) = ctx.user_filter() {
         wh.push(format!("d.iduser = {u}"));
     }
-    let order = ctx
-        .str("order")
-        .filter(|o| DEAL_ORDER.contains(&o.as_str()))
-        .unwrap_or_else(|| "datum".into());
+    let order = ctx.order(&DEAL_ORDER).unwrap_or_else(|| "datum".into());
     // Unlike client/list, deal/list honours `first=old` (tuda ASC in
     // v3-deal-list-active-yes-order-did-old).
     let dir = ctx.dir();
-    let where_sql = wh.join(" AND ");
-    let (total, found) = list_page(
-        ctx,
-        &format!(
-            "SELECT d.did FROM deal d WHERE {where_sql} ORDER BY d.{order} {dir}, d.did {dir}"
-        ),
-        &args,
-        DEAL_SELECT,
-        "d.did",
-        "did",
-    )?;
+    let (total, found) = TABLE.page(ctx, &wh, &args, &format!("d.{order} {dir}, d.did {dir}"))?;
     let data = found
         .iter()
         .map(|r| {
@@ -181,8 +162,7 @@ fn deal_info(ctx: &mut Ctx) -> R {
     }
     let (sid, pct, _) = step_of(r["step"].as_i64().unwrap_or(NO_STEP)).unwrap_or((0, 0, ""));
     // uid, datum and clid come back null from deal/info on the real server (NOTES §6).
-    let mut m = Map::new();
-    for (k, v) in [
+    let mut m: Params = [
         ("did", r["did"].clone()),
         ("uid", Value::Null),
         ("datum", Value::Null),
@@ -201,45 +181,44 @@ fn deal_info(ctx: &mut Ctx) -> R {
         ("tip", json!("Продажа быстрая")),
         ("directionID", json!(1)),
         ("direction", json!("Основное")),
-    ] {
-        m.insert(k.into(), v);
-    }
-    if ctx.flag("payer") {
-        let payer = r["payer"].as_i64().unwrap_or(0);
-        m.insert(
-            "payer".into(),
-            client::embedded(ctx.conn, ctx.login, payer)?,
-        );
-    }
-    for (k, v) in [
-        ("kol", r["kol"].clone()),
-        ("marga", r["marga"].clone()),
-        ("datum_start", r["datum_start"].clone()),
-        ("datum_end", r["datum_end"].clone()),
-        (
-            "close",
-            json!({"close": r["close"], "date": r["datum_close"], "summa": r["kol_fact"],
-                   "status": r["status_close"], "statustext": r["des_fact"]}),
-        ),
-        ("datum_close", r["datum_close"].clone()),
-        ("des_fact", r["des_fact"].clone()),
-        ("kol_fact", r["kol_fact"].clone()),
-    ] {
-        m.insert(k.into(), v);
-    }
-    if ctx.flag("client") {
-        let clid = r["clid"].as_i64().unwrap_or(0);
-        m.insert(
-            "client".into(),
-            client::embedded(ctx.conn, ctx.login, clid)?,
-        );
-    }
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    embed_client(ctx, &mut m, "payer", &r["payer"])?;
+    m.extend(
+        [
+            ("kol", r["kol"].clone()),
+            ("marga", r["marga"].clone()),
+            ("datum_start", r["datum_start"].clone()),
+            ("datum_end", r["datum_end"].clone()),
+            (
+                "close",
+                json!({"close": r["close"], "date": r["datum_close"], "summa": r["kol_fact"],
+                       "status": r["status_close"], "statustext": r["des_fact"]}),
+            ),
+            ("datum_close", r["datum_close"].clone()),
+            ("des_fact", r["des_fact"].clone()),
+            ("kol_fact", r["kol_fact"].clone()),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
+    embed_client(ctx, &mut m, "client", &r["clid"])?;
     if ctx.flag("speka") {
         m.insert("speka".into(), json!([]));
     }
     let did = r["did"].as_i64().unwrap_or(0);
     with_extras(ctx, Entity::Deal, did, &mut m)?;
     Ok(info(m))
+}
+
+/// With `key` (payer, client) asked for, the client `clid` under `key`, as deal/info embeds it.
+fn embed_client(ctx: &Ctx, m: &mut Params, key: &str, clid: &Value) -> rusqlite::Result<()> {
+    if ctx.flag(key) {
+        let clid = clid.as_i64().unwrap_or(0);
+        m.insert(key.into(), client::embedded(ctx.conn, ctx.login, clid)?);
+    }
+    Ok(())
 }
 
 fn add(ctx: &mut Ctx) -> R {
@@ -306,10 +285,7 @@ fn add(ctx: &mut Ctx) -> R {
 }
 
 fn update(ctx: &mut Ctx) -> R {
-    let did = match TABLE.existing(ctx)? {
-        Ok(did) => did,
-        Err(e) => return Ok(e),
-    };
+    let did = or_answer!(TABLE.existing(ctx)?);
     for f in [
         "title",
         "uid",

@@ -2,7 +2,7 @@
 
 use super::{
     batch_rows, data_or_empty, date_window, dict, done, first_int, info, like, link_filters,
-    list_page, person_link, row_where, Ctx, Params, Table, R,
+    person_link, row_where, Ctx, Params, Table, R,
 };
 use crate::crm::Entity;
 use crate::sandbox::api::error;
@@ -16,23 +16,18 @@ use rusqlite::types::Value as Sql;
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
-actions!(HistoryAction {
-    Fields = "fields",
-    Tips = "tips",
-    List = "list",
-    Info = "info",
-    Add = "add",
-    AddList = "add.list",
-    Update = "update",
-    Delete = "delete",
-});
-
-/// What history/* answers for an action it does not have (v3-error-unknown-action-history).
-pub(super) const UNKNOWN: (i64, &str) = (404, "Не понимаю чЁ происходит. Может в следующий раз?");
+actions! {
+    /// history/* actions; an unknown one is answered as recorded in v3-error-unknown-action-history.
+    HistoryAction, unknown = error(404, "Не понимаю чЁ происходит. Может в следующий раз?");
+    Fields = "fields", Tips = "tips", List = "list", Info = "info", Add = "add",
+    AddList = "add.list", Update = "update", Delete = "delete",
+}
 
 const TABLE: Table = Table {
     name: "history",
     id: "cid",
+    alias: "h",
+    select: HISTORY_SELECT,
     params: &["cid"],
     missing: "Отсутствуют параметры - cid записи",
     not_found: "Запись не найдена.",
@@ -52,10 +47,7 @@ pub(super) fn handle(ctx: &mut Ctx, a: HistoryAction) -> R {
 }
 
 fn history_info(ctx: &mut Ctx) -> R {
-    let cid = match TABLE.id(ctx) {
-        Ok(cid) => cid,
-        Err(e) => return Ok(e),
-    };
+    let cid = or_answer!(TABLE.id(ctx));
     let Some(r) = row_where(ctx.conn, HISTORY_SELECT, "h.cid = ?", Sql::Integer(cid))? else {
         // The code is a string on this answer.
         return Ok(error(
@@ -124,10 +116,7 @@ fn add_list(ctx: &mut Ctx) -> R {
 }
 
 fn update(ctx: &mut Ctx) -> R {
-    let cid = match TABLE.existing(ctx)? {
-        Ok(cid) => cid,
-        Err(e) => return Ok(e),
-    };
+    let cid = or_answer!(TABLE.existing(ctx)?);
     if let Some(c) = ctx.str("content") {
         TABLE.set(ctx.conn, cid, "des", clean_content(&c))?;
     }
@@ -242,21 +231,10 @@ fn list(ctx: &mut Ctx) -> R {
     }
     link_filters(ctx, "h", &mut wh, &mut args);
     let order = ctx
-        .str("order")
-        .filter(|o| ["cid", "datum", "tip", "clid", "pid", "did"].contains(&o.as_str()))
+        .order(&["cid", "datum", "tip", "clid", "pid", "did"])
         .unwrap_or_else(|| "datum".into());
     let dir = ctx.dir();
-    let (_, found) = list_page(
-        ctx,
-        &format!(
-            "SELECT h.cid FROM history h WHERE {} ORDER BY h.{order} {dir}, h.cid ASC",
-            wh.join(" AND ")
-        ),
-        &args,
-        HISTORY_SELECT,
-        "h.cid",
-        "cid",
-    )?;
+    let (_, found) = TABLE.page(ctx, &wh, &args, &format!("h.{order} {dir}, h.cid ASC"))?;
     Ok(data_or_empty(
         found.iter().map(|r| row(ctx, r, true)).collect(),
     ))

@@ -17,21 +17,32 @@ use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
-/// Define an entity's action enum and its parser from the action names the API uses.
+/// Define an entity's action enum: its variants with the action names the API uses, and the
+/// answer (an expression) the real server gives for an action the entity does not have.
 macro_rules! actions {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident, unknown = $unknown:expr; $($variant:ident = $text:literal),+ $(,)?) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub(super) enum $name { $($variant),+ }
         impl $name {
-            /// The action a request names (path segment or `action` parameter); `None`: the
-            /// entity has no such action.
-            pub(super) fn parse(action: &str) -> Option<Self> {
+            /// The action a request names (path segment or `action` parameter), or the answer
+            /// for an action this entity does not have.
+            pub(super) fn parse(action: &str) -> Result<Self, Value> {
                 match action {
-                    $($text => Some(Self::$variant),)+
-                    _ => None,
+                    $($text => Ok(Self::$variant),)+
+                    _ => Err($unknown),
                 }
             }
+        }
+    };
+}
+
+/// The value of a `Result<T, Value>`, or return its error as the action's answer.
+macro_rules! or_answer {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(answer) => return Ok(answer),
         }
     };
 }
@@ -95,6 +106,10 @@ impl Ctx<'_> {
                 .as_deref()
                 .is_some_and(|v| v == "yes" || v == "1")
     }
+    /// The `order` column of a list, when it is one of `allowed` (ours, safe in SQL).
+    fn order(&self, allowed: &[&str]) -> Option<String> {
+        self.str("order").filter(|o| allowed.contains(&o.as_str()))
+    }
     /// Sort direction of lists that honour `first=old`.
     fn dir(&self) -> &'static str {
         if self.str("first").as_deref() == Some("old") {
@@ -130,29 +145,24 @@ impl Action {
     /// The action of a request, or the answer the real server gives when the entity has no such
     /// action. v2 knows person/list and person/add.list only.
     fn parse(version: u8, entity: &str, action: &str) -> Result<Action, Value> {
-        fn or<A>(a: Option<A>, unknown: (i64, &str)) -> Result<A, Value> {
-            a.ok_or_else(|| error(unknown.0, unknown.1))
-        }
         if entity == "user" {
-            return UserAction::parse(action)
-                .map(Action::User)
-                .ok_or_else(user::unknown);
+            return UserAction::parse(action).map(Action::User);
         }
         if version == 2 {
             return match (entity, PersonAction::parse(action)) {
-                ("person", Some(a @ (PersonAction::List | PersonAction::AddList))) => {
+                ("person", Ok(a @ (PersonAction::List | PersonAction::AddList))) => {
                     Ok(Action::Person(a))
                 }
                 _ => Err(json!({"error": {"code": 402, "text": "Неизвестный метод"}})),
             };
         }
-        Ok(match entity {
-            "person" => Action::Person(or(PersonAction::parse(action), person::UNKNOWN)?),
-            "client" => Action::Client(or(ClientAction::parse(action), client::UNKNOWN)?),
-            "history" => Action::History(or(HistoryAction::parse(action), history::UNKNOWN)?),
-            "task" => Action::Task(or(TaskAction::parse(action), task::UNKNOWN)?),
-            _ => Action::Deal(or(DealAction::parse(action), deal::UNKNOWN)?),
-        })
+        match entity {
+            "person" => PersonAction::parse(action).map(Action::Person),
+            "client" => ClientAction::parse(action).map(Action::Client),
+            "history" => HistoryAction::parse(action).map(Action::History),
+            "task" => TaskAction::parse(action).map(Action::Task),
+            _ => DealAction::parse(action).map(Action::Deal),
+        }
     }
 
     fn entity(self) -> Option<Entity> {
@@ -225,7 +235,7 @@ pub fn dispatch(state: &AppState, call: Call) -> Reply {
         Err(answer) => return Reply::Json(answer),
     };
     let Some(entity) = action.entity() else {
-        return Reply::Json(user::unknown());
+        return Reply::Json(json!([]));
     };
     let fields = match FieldSet::load(&conn, entity) {
         Ok(f) => f,
@@ -256,7 +266,7 @@ pub fn dispatch(state: &AppState, call: Call) -> Reply {
         Action::History(a) => history::handle(&mut ctx, a),
         Action::Task(a) => task::handle(&mut ctx, a),
         Action::Deal(a) => deal::handle(&mut ctx, a),
-        Action::User(_) => Ok(user::unknown()),
+        Action::User(_) => Ok(json!([])),
     };
     result.map_or_else(db_error, Reply::Json)
 }
@@ -387,6 +397,10 @@ struct Table {
     name: &'static str,
     /// The id column.
     id: &'static str,
+    /// The table's alias in `select` and in list conditions (`p` for person: `p.pid`).
+    alias: &'static str,
+    /// What lists and info read: the columns (and joined titles) of rows, without `WHERE`.
+    select: &'static str,
     /// The request keys that carry the id, the first given one wins.
     params: &'static [&'static str],
     /// The 405 text without an id.
@@ -424,16 +438,35 @@ impl Table {
 
     /// Delete the request's row: `answer(id)` when it was there, 405 / 403 otherwise.
     fn delete(&self, ctx: &mut Ctx, answer: impl FnOnce(i64) -> Value) -> R {
-        let id = match self.id(ctx) {
-            Ok(id) => id,
-            Err(e) => return Ok(e),
-        };
+        let id = or_answer!(self.id(ctx));
         let sql = format!("DELETE FROM {} WHERE {} = ?1", self.name, self.id);
         Ok(if ctx.conn.execute(&sql, [id])? == 0 {
             self.not_found()
         } else {
             answer(id)
         })
+    }
+
+    /// One page of a list: the number of rows matching the conditions `wh` (with `args`; on
+    /// the table alias) and the rows of the page `offset` asks for, in `order`. The ids in
+    /// order are computed once per query and data version (see [`ordered_ids`]), then the
+    /// page's rows are read by id (titles joined for those 200 rows only).
+    fn page(
+        &self,
+        ctx: &Ctx,
+        wh: &[String],
+        args: &[Sql],
+        order: &str,
+    ) -> rusqlite::Result<(i64, Vec<Params>)> {
+        let (name, id, a) = (self.name, self.id, self.alias);
+        let ids_sql = format!(
+            "SELECT {a}.{id} FROM {name} {a} WHERE {} ORDER BY {order}",
+            wh.join(" AND ")
+        );
+        let ids = ordered_ids(ctx, &ids_sql, args)?;
+        let id_col = format!("{a}.{id}");
+        let found = rows_by_id(ctx.conn, self.select, &id_col, id, page_of(ctx, &ids))?;
+        Ok((ids.len() as i64, found))
     }
 
     /// Set one column of one row (`col` is ours, never request data).
@@ -534,22 +567,6 @@ fn page_of<'i>(ctx: &Ctx, ids: &'i [i64]) -> &'i [i64] {
         .unwrap_or(usize::MAX)
         .min(ids.len());
     &ids[start..start.saturating_add(PAGE as usize).min(ids.len())]
-}
-
-/// One page of a list: the number of matching rows (`ids_sql` selects their ids in list order,
-/// see [`ordered_ids`]) and the rows of the page `offset` asks for, read with `select` (see
-/// [`rows_by_id`]).
-fn list_page(
-    ctx: &Ctx,
-    ids_sql: &str,
-    args: &[Sql],
-    select: &str,
-    id: &str,
-    key: &str,
-) -> rusqlite::Result<(i64, Vec<Params>)> {
-    let ids = ordered_ids(ctx, ids_sql, args)?;
-    let found = rows_by_id(ctx.conn, select, id, key, page_of(ctx, &ids))?;
-    Ok((ids.len() as i64, found))
 }
 
 /// Rows by id, in the order given: `select` is a query without `WHERE`, `id` its id column

@@ -1,33 +1,30 @@
 //! person/*: contacts (NOTES §5, §6, §14). v2's person/list and person/add.list land here too.
 
 use super::{
-    add_each, add_one, info, known_with_extras, like, list_page, pick, picked_rows, rows,
-    wanted_fields, with_extras, Ctx, Params, Table, R,
+    add_each, add_one, info, known_with_extras, like, pick, picked_rows, rows, wanted_fields,
+    with_extras, Ctx, Params, Table, R,
 };
 use crate::crm::Entity;
+use crate::sandbox::api::error;
 use crate::sandbox::fields::FieldSet;
 use crate::sandbox::text::{clean_field, now, utf8mb3_error, value_int, value_str};
 use crate::sandbox::users::Users;
 use rusqlite::types::Value as Sql;
-use rusqlite::Connection;
+use rusqlite::{Connection, ParamsFromIter};
 use serde_json::{json, Map, Value};
 
-actions!(PersonAction {
-    Fields = "fields",
-    List = "list",
-    Info = "info",
-    Add = "add",
-    AddList = "add.list",
-    Update = "update",
-    Delete = "delete",
-});
-
-/// What person/* answers for an action it does not have (v3-error-unknown-action).
-pub(super) const UNKNOWN: (i64, &str) = (404, "Неизвестный метод");
+actions! {
+    /// person/* actions; an unknown one is answered as recorded in v3-error-unknown-action.
+    PersonAction, unknown = error(404, "Неизвестный метод");
+    Fields = "fields", List = "list", Info = "info", Add = "add", AddList = "add.list",
+    Update = "update", Delete = "delete",
+}
 
 const TABLE: Table = Table {
     name: "person",
     id: "pid",
+    alias: "p",
+    select: PERSON_SELECT,
     params: &["pid"],
     missing: "Отсутствуют параметры - pid контакта",
     not_found: "",
@@ -86,6 +83,19 @@ fn text_values(row: &Params) -> Result<Vec<Option<String>>, Value> {
     Ok(vals)
 }
 
+/// SQL arguments: the text fields (?1 to ?7, in [`PERSON_TEXT`] order), then `rest`.
+fn text_args(
+    vals: Vec<Option<String>>,
+    rest: impl IntoIterator<Item = Sql>,
+) -> ParamsFromIter<Vec<Sql>> {
+    let args: Vec<Sql> = vals
+        .into_iter()
+        .map(|v| v.map_or(Sql::Null, Sql::Text))
+        .chain(rest)
+        .collect();
+    rusqlite::params_from_iter(args)
+}
+
 fn insert(conn: &Connection, users: &Users, row: &Params, set: &FieldSet) -> R {
     let name = value_str(row.get("person"), ", ")
         .map(|s| clean_field(&s))
@@ -93,28 +103,17 @@ fn insert(conn: &Connection, users: &Users, row: &Params, set: &FieldSet) -> R {
     if name.is_empty() {
         return Ok(json!({"result": "", "data": 0, "error": ""}));
     }
-    let vals = match text_values(row) {
-        Ok(v) => v,
-        Err(e) => return Ok(e),
-    };
+    let vals = or_answer!(text_values(row));
     let owner = users.owner(row);
     let clid = value_int(row.get("clid")).unwrap_or(0);
-    let mut st = conn.prepare_cached(
-        "INSERT INTO person (date_create, clid, person, ptitle, tel, fax, mob, mail, input7, iduser)
+    conn.prepare_cached(
+        "INSERT INTO person (person, ptitle, tel, fax, mob, mail, input7, date_create, clid, iduser)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?;
-    st.execute(rusqlite::params![
-        now(),
-        clid,
-        vals[0],
-        vals[1],
-        vals[2],
-        vals[3],
-        vals[4],
-        vals[5],
-        vals[6],
-        owner
-    ])?;
+    )?
+    .execute(text_args(
+        vals,
+        [Sql::Text(now()), Sql::Integer(clid), Sql::Integer(owner)],
+    ))?;
     let pid = conn.last_insert_rowid();
     set.store(conn, Entity::Person, pid, row, false)?;
     Ok(json!({"result": "Контакт добавлен", "data": pid, "error": ""}))
@@ -165,23 +164,10 @@ fn list(ctx: &mut Ctx) -> R {
         (None, None) => {}
     }
     let order = ctx
-        .str("order")
-        .filter(|o| PERSON_KNOWN.contains(&o.as_str()))
+        .order(&PERSON_KNOWN)
         .unwrap_or_else(|| "date_create".into());
     let dir = ctx.dir();
-    let where_sql = wh.join(" AND ");
-    // Ids in order once per query and data version, then the page's rows by id (client
-    // titles joined for those 200 rows only).
-    let (total, found) = list_page(
-        ctx,
-        &format!(
-            "SELECT p.pid FROM person p WHERE {where_sql} ORDER BY p.{order} {dir}, p.pid {dir}"
-        ),
-        &args,
-        PERSON_SELECT,
-        "p.pid",
-        "pid",
-    )?;
+    let (total, found) = TABLE.page(ctx, &wh, &args, &format!("p.{order} {dir}, p.pid {dir}"))?;
     let data = picked_rows(ctx, Entity::Person, &PERSON_KNOWN, "pid", found, |r| {
         let mut extra = Map::new();
         extra.insert("client".into(), r["client"].take());
@@ -248,16 +234,10 @@ fn person_info(ctx: &mut Ctx) -> R {
 }
 
 fn update(ctx: &mut Ctx) -> R {
-    let pid = match TABLE.id(ctx) {
-        Ok(pid) => pid,
-        Err(e) => return Ok(e),
-    };
+    let pid = or_answer!(TABLE.id(ctx));
     // A FULL replace: omitted fields are blanked and the owner is reset unless `iduser` is
     // numeric (NOTES §5). This is the real server's data-loss hazard, kept on purpose.
-    let mut vals = match text_values(ctx.p) {
-        Ok(v) => v,
-        Err(e) => return Ok(e),
-    };
+    let mut vals = or_answer!(text_values(ctx.p));
     for v in &mut vals {
         if v.is_none() {
             *v = Some(String::new());
@@ -272,19 +252,15 @@ fn update(ctx: &mut Ctx) -> R {
     ctx.conn.execute(
         "UPDATE person SET person = ?1, ptitle = ?2, tel = ?3, fax = ?4, mob = ?5, mail = ?6,
          input7 = ?7, iduser = ?8, clid = COALESCE(?9, clid), date_edit = ?10 WHERE pid = ?11",
-        rusqlite::params![
-            vals[0],
-            vals[1],
-            vals[2],
-            vals[3],
-            vals[4],
-            vals[5],
-            vals[6],
-            iduser,
-            clid,
-            now(),
-            pid
-        ],
+        text_args(
+            vals,
+            [
+                iduser.map_or(Sql::Null, Sql::Integer),
+                clid.map_or(Sql::Null, Sql::Integer),
+                Sql::Text(now()),
+                Sql::Integer(pid),
+            ],
+        ),
     )?;
     ctx.fields
         .store(ctx.conn, Entity::Person, pid, ctx.p, true)?;
@@ -292,10 +268,7 @@ fn update(ctx: &mut Ctx) -> R {
 }
 
 fn delete(ctx: &mut Ctx) -> R {
-    let pid = match TABLE.id(ctx) {
-        Ok(pid) => pid,
-        Err(e) => return Ok(e),
-    };
+    let pid = or_answer!(TABLE.id(ctx));
     let tx = ctx.conn.transaction()?;
     tx.execute("DELETE FROM person WHERE pid = ?1", [pid])?;
     // As the real Person::delete: history and tasks whose only link was this person go; those

@@ -1,8 +1,8 @@
 //! task/*: reminders ("Todo" on the real server; NOTES §6, §11, §14).
 
 use super::{
-    data_or_empty, date_window, dict, done, first_int, info, like, link_filters, list_page,
-    person_link, row_where, Action, Ctx, Params, Table, R,
+    data_or_empty, date_window, dict, done, first_int, info, like, link_filters, person_link,
+    row_where, Action, Ctx, Params, Table, R,
 };
 use crate::crm::Entity;
 use crate::sandbox::api::error;
@@ -12,24 +12,19 @@ use crate::sandbox::users::Users;
 use rusqlite::types::Value as Sql;
 use serde_json::{json, Value};
 
-actions!(TaskAction {
-    Fields = "fields",
-    Tips = "tips",
-    List = "list",
-    Info = "info",
-    Add = "add",
-    Update = "update",
-    Doit = "doit",
-    Delete = "delete",
-});
-
-/// What task/* answers for an action it does not have (v3-error-unknown-action-task).
-pub(super) const UNKNOWN: (i64, &str) = (404, "Неизвестный метод");
+actions! {
+    /// task/* actions; an unknown one is answered as recorded in v3-error-unknown-action-task.
+    TaskAction, unknown = error(404, "Неизвестный метод");
+    Fields = "fields", Tips = "tips", List = "list", Info = "info", Add = "add",
+    Update = "update", Doit = "doit", Delete = "delete",
+}
 
 /// update, doit and delete take the id as `id` or `tid`; info as `id` only.
 const TABLE: Table = Table {
     name: "task",
     id: "tid",
+    alias: "t",
+    select: TASK_SELECT,
     params: &["id", "tid"],
     missing: "Отсутствуют параметры - id напоминания",
     not_found: "Напоминание не найдено",
@@ -96,17 +91,8 @@ fn list(ctx: &mut Ctx) -> R {
         args.extend([like(&w), like(&w)]);
     }
     link_filters(ctx, "t", &mut wh, &mut args);
-    let (_, found) = list_page(
-        ctx,
-        &format!(
-            "SELECT t.tid FROM task t WHERE {} ORDER BY t.datum DESC, t.totime DESC, t.tid ASC",
-            wh.join(" AND ")
-        ),
-        &args,
-        TASK_SELECT,
-        "t.tid",
-        "tid",
-    )?;
+    let order = "t.datum DESC, t.totime DESC, t.tid ASC";
+    let (_, found) = TABLE.page(ctx, &wh, &args, order)?;
     Ok(data_or_empty(found.iter().map(|r| row(ctx, r)).collect()))
 }
 
@@ -164,10 +150,7 @@ fn add(ctx: &mut Ctx) -> R {
 
 /// update, and doit (which first marks the task done).
 fn update(ctx: &mut Ctx, doit: bool) -> R {
-    let id = match TABLE.existing(ctx)? {
-        Ok(id) => id,
-        Err(e) => return Ok(e),
-    };
+    let id = or_answer!(TABLE.existing(ctx)?);
     if doit {
         ctx.conn.execute(
             "UPDATE task SET active = 'no', status = 1 WHERE tid = ?1",

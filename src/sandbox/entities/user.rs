@@ -7,15 +7,10 @@ use crate::sandbox::text::{value_int, value_str};
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
-actions!(UserAction {
-    List = "list",
-    Info = "info",
-    Add = "add",
-});
-
-/// What user/* answers for an action it does not have (v3-error-unknown-action-user).
-pub(super) fn unknown() -> Value {
-    json!([])
+actions! {
+    /// user/* actions; an unknown one is answered as recorded in v3-error-unknown-action-user.
+    UserAction, unknown = json!([]);
+    List = "list", Info = "info", Add = "add",
 }
 
 fn user_json(r: &rusqlite::Row, info: bool) -> rusqlite::Result<Value> {
