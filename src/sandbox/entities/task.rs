@@ -192,11 +192,7 @@ mod tests {
         );
         let r = crm.call("task", "list", json!({"active": "yes"}));
         assert_eq!(r["data"][0]["title"], "Позвонить");
-        assert_eq!(
-            r["data"][0]["tid"].as_str().is_some(),
-            true,
-            "tid is a string"
-        );
+        assert!(r["data"][0]["tid"].is_string(), "tid is a string: {r}");
         assert_eq!(r["data"][0]["user"], "admin@test.ru");
         assert_eq!(crm.call("task", "list", json!({"active": "no"})), json!([]));
     }
