@@ -5,7 +5,6 @@
 //! Owners work as on the real server: `user` (a login) on add sets the owner to that user's id;
 //! an unknown login gives owner 0 and the record drops out of owner-filtered reads.
 
-use super::api::error;
 use super::SandboxError;
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
@@ -193,86 +192,6 @@ impl Users {
         .flatten()
         .map(Value::String)
         .unwrap_or(json!(""))
-    }
-}
-
-fn user_json(r: &rusqlite::Row, info: bool) -> rusqlite::Result<Value> {
-    let mut m = Map::new();
-    m.insert("iduser".into(), json!(r.get::<_, i64>("iduser")?));
-    m.insert("uid".into(), json!(r.get::<_, Option<String>>("uid")?));
-    m.insert("oid".into(), json!(false));
-    m.insert("title".into(), json!(r.get::<_, String>("title")?));
-    m.insert("login".into(), json!(r.get::<_, String>("login")?));
-    if info {
-        m.insert("active".into(), json!(r.get::<_, String>("active")?));
-        m.insert("tip".into(), json!(r.get::<_, String>("tip")?));
-        m.insert("user_post".into(), json!(r.get::<_, String>("user_post")?));
-        m.insert("email".into(), json!(r.get::<_, Option<String>>("email")?));
-        for k in ["phone", "phone_in", "mob"] {
-            m.insert(k.into(), Value::Null);
-        }
-    } else {
-        m.insert("email".into(), json!(r.get::<_, Option<String>>("email")?));
-        m.insert("active".into(), json!(r.get::<_, String>("active")?));
-    }
-    Ok(Value::Object(m))
-}
-
-/// `user/*` actions as the recordings show them (v3-user-*).
-pub fn action(conn: &Connection, action: &str, p: &Map<String, Value>) -> rusqlite::Result<Value> {
-    let text = |k: &str| super::text::value_str(p.get(k), ",").filter(|s| !s.is_empty());
-    match action {
-        "list" => {
-            let mut st = conn.prepare_cached("SELECT * FROM app_user ORDER BY iduser")?;
-            let data = st
-                .query_map([], |r| user_json(r, false))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(json!({ "data": data }))
-        }
-        "info" => {
-            // By `iduser` (int or numeric string), `user` (login) or `uid`; `login` is no key.
-            let (sql, arg): (&str, rusqlite::types::Value) = match (
-                super::text::value_int(p.get("iduser")),
-                text("user"),
-                text("uid"),
-            ) {
-                (Some(id), _, _) => ("iduser = ?1", id.into()),
-                (None, Some(login), _) => ("login = ?1", login.into()),
-                (None, None, Some(uid)) => ("uid = ?1", uid.into()),
-                (None, None, None) => return Ok(error(405, "Отсутствуют параметры")),
-            };
-            let mut st = conn.prepare_cached(&format!("SELECT * FROM app_user WHERE {sql}"))?;
-            let found = st
-                .query_map([arg], |r| user_json(r, true))?
-                .next()
-                .transpose()?;
-            Ok(match found {
-                Some(u) => json!({ "data": u }),
-                // No `result` key on this answer, and the code is a string.
-                None => json!({"error": {"code": "404", "text": "Пользователь не найден"}}),
-            })
-        }
-        "add" => {
-            let taken = match text("user") {
-                Some(login) => conn
-                    .query_row(
-                        "SELECT COUNT(*) FROM app_user WHERE login = ?1",
-                        [login],
-                        |r| r.get::<_, i64>(0),
-                    )
-                    .map(|n| n > 0)?,
-                None => false,
-            };
-            if taken {
-                return Ok(error(406, "Ошибка: Такой логин уже существует"));
-            }
-            // The real user/add then inserts into `app_USER` and fails on Linux (NOTES §13).
-            Ok(error(
-                500,
-                "Table 'salesman.app_USER' doesn't exist в строке 1146",
-            ))
-        }
-        _ => Ok(json!([])),
     }
 }
 
