@@ -1,7 +1,7 @@
 //! `smbatch export`: CRM records out into XLSX or CSV. Wires the crm client to the export
 //! pipeline (`crate::export`) and prints the summary.
 
-use crate::cli::ConnectionArgs;
+use super::args::ConnectionArgs;
 use crate::crm::{CrmClient, Entity, RetryPolicy};
 use crate::export::{self, query, Active, ExportError, ExportJob, Filters, Format, HeaderStyle};
 use crate::report::{CsvEncoding, CsvOptions};

@@ -1,7 +1,7 @@
 //! `smbatch fields ENTITY`: the fields an entity has on this CRM (name and title), for choosing
 //! `--fields` and mapping columns.
 
-use crate::cli::ConnectionArgs;
+use super::args::ConnectionArgs;
 use crate::crm::{CrmClient, Entity, RetryPolicy};
 use crate::{Exit, Result};
 use clap::Args;

@@ -1,6 +1,6 @@
 //! `smbatch import`: source → template → plan → upload (journaled) → report.
 
-use crate::cli::{ConnectionArgs, SourceArgs};
+use super::args::{ConnectionArgs, SourceArgs};
 use crate::crm::{CrmClient, Entity};
 use crate::report::import::{
     print_invalid_rows, print_summary, row_line, rows_to_retry, summary_table, EntitySummary,

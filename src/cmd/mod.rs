@@ -1,5 +1,6 @@
 //! One file per subcommand; each only wires pipeline stages together.
 
+pub mod args;
 pub mod export;
 pub mod fields;
 pub mod import;
@@ -8,27 +9,14 @@ pub mod sandbox;
 pub mod template;
 pub mod validate;
 
-use crate::cli::{Cli, Command};
-use crate::{Exit, Result};
-
-pub fn run(cli: Cli) -> Result<Exit> {
-    match cli.command {
-        Command::Sandbox(args) => sandbox::run(args),
-        Command::Validate(args) => validate::run(args),
-        Command::Import(args) => import::run(args),
-        Command::Export(args) => export::run(args),
-        Command::Reconcile(args) => reconcile::run(args),
-        Command::Template(cmd) => template::run(cmd),
-        Command::Fields(args) => fields::run(args),
-    }
-}
+use crate::Result;
 
 /// The CRM a command talks to: the embedded sandbox on its SQLite file (`--sandbox [DB]`), or the
 /// one the connection flags, environment or profile name. The sandbox runs while the returned
 /// handle lives.
 pub(crate) fn connect(
     sandbox: Option<&std::path::Path>,
-    conn: &crate::cli::ConnectionArgs,
+    conn: &args::ConnectionArgs,
 ) -> Result<(Option<crate::sandbox::Sandbox>, crate::config::Connection)> {
     match sandbox {
         Some(db) => {

@@ -2,7 +2,7 @@
 //! template, exports the CRM's records and writes a report a manager can read. `--fix` sends the
 //! missing records through the import path, with a journal that makes sure nothing goes twice.
 
-use crate::cli::{ConnectionArgs, SourceArgs};
+use super::args::{ConnectionArgs, SourceArgs};
 use crate::crm::{CrmClient, RetryPolicy};
 use crate::reconcile::run::{
     compare, fetch_crm, find_invisible, journal_ids, prepare_fix, read_source, SourceSide,

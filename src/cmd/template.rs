@@ -1,6 +1,6 @@
 //! `smbatch template init`: a starter template from a file's columns.
 
-use crate::cli::{ConnectionArgs, SourceArgs};
+use super::args::{ConnectionArgs, SourceArgs};
 use crate::crm::Entity;
 use crate::crm::{CrmClient, RetryPolicy};
 use crate::source;

@@ -1,6 +1,6 @@
 //! `smbatch validate`: read a file through a template and report every problem. No network.
 
-use crate::cli::{ConnectionArgs, SourceArgs};
+use super::args::{ConnectionArgs, SourceArgs};
 use crate::crm::{CrmClient, RetryPolicy};
 use crate::report::validation::{ReportWriter, Tally};
 use crate::report::Progress;
