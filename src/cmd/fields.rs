@@ -20,7 +20,7 @@ pub struct FieldsArgs {
 pub fn run(args: FieldsArgs) -> Result<Exit> {
     let conn = args.conn.resolve()?;
     let client = CrmClient::new(&conn)?;
-    let runtime = super::runtime(None)?;
+    let runtime = crate::job::runtime(None)?;
     let fields = runtime.block_on(client.fields(args.entity, &RetryPolicy::default()))?;
     if args.json {
         let list: Vec<_> = fields

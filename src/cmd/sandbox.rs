@@ -62,7 +62,7 @@ fn fetch_field_set(args: &SandboxArgs, url: &str) -> Result<Vec<FieldSpec>> {
         profile: args.profile.clone(),
     })?;
     let client = CrmClient::new(&conn)?;
-    let rt = super::runtime(None)?;
+    let rt = crate::job::runtime(None)?;
     let mut out = Vec::new();
     for e in Entity::ALL {
         let fetched = rt.block_on(client.fields(e, &RetryPolicy::default()))?;
@@ -143,7 +143,7 @@ pub fn run(args: SandboxArgs) -> Result<Exit> {
         login
     );
     println!("Press Ctrl-C to stop.");
-    let rt = super::runtime(None)?;
+    let rt = crate::job::runtime(None)?;
     rt.block_on(async {
         let _ = tokio::signal::ctrl_c().await;
     });

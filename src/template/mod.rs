@@ -11,6 +11,7 @@ pub mod init;
 mod mapper;
 pub mod rules;
 pub mod server;
+pub mod validation;
 
 pub use check::{check_row, CheckedRow, KeyConflicts};
 pub use mapper::{
