@@ -150,7 +150,6 @@ pub fn resolve(overrides: &ConnectionOverrides) -> Result<Connection, ConfigErro
 }
 
 impl ConnectionOverrides {
-
     fn resolve_with(
         &self,
         profile: Profile,

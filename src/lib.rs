@@ -119,7 +119,11 @@ mod layering {
                     || line.contains("clap::")
                     || line.contains("use clap"))
         });
-        assert!(bad.is_empty(), "below the command layer:\n{}", bad.join("\n"));
+        assert!(
+            bad.is_empty(),
+            "below the command layer:\n{}",
+            bad.join("\n")
+        );
     }
 
     #[test]
@@ -129,12 +133,23 @@ mod layering {
                 && ["run(", "execute("].iter().any(|f| {
                     line.contains(&format!("super::import::{f}"))
                         || line.contains(&format!("cmd::import::{f}"))
-                        || ["validate", "export", "reconcile", "fields", "template", "sandbox"]
-                            .iter()
-                            .any(|c| line.contains(&format!("super::{c}::{f}")))
+                        || [
+                            "validate",
+                            "export",
+                            "reconcile",
+                            "fields",
+                            "template",
+                            "sandbox",
+                        ]
+                        .iter()
+                        .any(|c| line.contains(&format!("super::{c}::{f}")))
                 })
         });
-        assert!(bad.is_empty(), "a command calls another:\n{}", bad.join("\n"));
+        assert!(
+            bad.is_empty(),
+            "a command calls another:\n{}",
+            bad.join("\n")
+        );
     }
 
     #[test]
@@ -146,9 +161,17 @@ mod layering {
             let top = top.trim_end_matches(".rs");
             let names = |m: &str| line.contains(&format!("crate::{m}"));
             if top == "report" {
-                return ["upload", "export", "reconcile", "template", "job", "sandbox", "config"]
-                    .iter()
-                    .any(|m| names(m));
+                return [
+                    "upload",
+                    "export",
+                    "reconcile",
+                    "template",
+                    "job",
+                    "sandbox",
+                    "config",
+                ]
+                .iter()
+                .any(|m| names(m));
             }
             if below_stages.contains(&top) {
                 return stage.iter().chain(&["job"]).any(|m| names(m));
@@ -158,7 +181,11 @@ mod layering {
             }
             false
         });
-        assert!(bad.is_empty(), "a lower layer imports a higher one:\n{}", bad.join("\n"));
+        assert!(
+            bad.is_empty(),
+            "a lower layer imports a higher one:\n{}",
+            bad.join("\n")
+        );
     }
 
     #[test]

@@ -206,4 +206,3 @@ fn print_summary(s: &Summary) {
         println!("some records' answers were lost and could not be checked: run the same command again to resolve them");
     }
 }
-

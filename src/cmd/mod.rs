@@ -9,4 +9,3 @@ pub mod reconcile;
 pub mod sandbox;
 pub mod template;
 pub mod validate;
-

@@ -334,7 +334,9 @@ impl Journal {
         tx.execute("DELETE FROM row_outcomes", []).map_err(err)?;
         {
             let mut stmt = tx
-                .prepare_cached("INSERT OR REPLACE INTO row_outcomes (row, outcome) VALUES (?1, ?2)")
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO row_outcomes (row, outcome) VALUES (?1, ?2)",
+                )
                 .map_err(err)?;
             for (row, outcome) in rows {
                 stmt.execute(params![*row as i64, outcome]).map_err(err)?;
@@ -433,6 +435,34 @@ mod tests {
             template_hash: "t".into(),
             target: "http://crm".into(),
         }
+    }
+
+    #[test]
+    fn rows_to_retry_are_the_last_runs_rows_not_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        let mut j = Journal::open(&path).unwrap();
+        // No run finished here yet: nothing to pick from (not "no rows failed").
+        assert_eq!(j.rows_to_retry().unwrap(), None);
+        j.record_row_outcomes(&[
+            (2, "created"),
+            (3, "failed"),
+            (4, "invalid"),
+            (5, "existing"),
+            (6, "blank"),
+            (7, "not_sent"),
+        ])
+        .unwrap();
+        let want: HashSet<u64> = [3, 4, 7].into_iter().collect();
+        assert_eq!(
+            Journal::open(&path).unwrap().rows_to_retry().unwrap(),
+            Some(want)
+        );
+        // The next run's outcomes replace these: rows it skipped count as done.
+        j.record_row_outcomes(&[(2, "skipped"), (3, "created"), (4, "partial")])
+            .unwrap();
+        let want: HashSet<u64> = [4].into_iter().collect();
+        assert_eq!(j.rows_to_retry().unwrap(), Some(want));
     }
 
     #[test]

@@ -141,4 +141,3 @@ pub fn row_line(
     };
     line
 }
-

@@ -109,4 +109,3 @@ pub fn summary_table(entities: &BTreeMap<Entity, EntitySummary>) -> SummaryTable
         charted: vec![3, 4, 5, 6, 7],
     }
 }
-
