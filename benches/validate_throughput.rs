@@ -9,9 +9,9 @@
 //! read of the same file (after VmHWM is taken) for the ratio. Each line also gives the child's
 //! CPU time: on a loaded machine, rows per CPU-second says more than wall-clock rows/s.
 
-use smbatch::report::validation::Tally;
 use smbatch::source::{self, SourceOptions};
 use smbatch::template::check_row;
+use smbatch::template::validation::Tally;
 use smbatch::template::{map_file_with, MapOptions, Template};
 use std::io::Write;
 use std::path::Path;

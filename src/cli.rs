@@ -1,7 +1,7 @@
-//! Command-line definitions. Each subcommand's own arguments live next to its code in `cmd/`;
-//! this file holds the top level and the options several commands share.
+//! Command-line definitions: the top level. Each subcommand's own arguments live next to its
+//! code in `cmd/`, the groups several commands share in `cmd/args.rs`.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,54 +35,19 @@ pub enum Command {
     Fields(crate::cmd::fields::FieldsArgs),
 }
 
-/// Where the CRM is and who we are there. The API key is never a flag (it would land in shell
-/// history and process lists): it comes from `SMBATCH_APIKEY` or the config file's profile.
-#[derive(Debug, Clone, Default, Args)]
-pub struct ConnectionArgs {
-    /// Base URL of the CRM, e.g. https://crm.example.ru
-    #[arg(long, env = "SMBATCH_URL", global = true)]
-    pub url: Option<String>,
-    /// CRM user login (e-mail) the API key belongs to
-    #[arg(long, env = "SMBATCH_LOGIN", global = true)]
-    pub login: Option<String>,
-    /// Profile in ~/.config/smbatch/config.toml (or SMBATCH_CONFIG)
-    #[arg(long, env = "SMBATCH_PROFILE", global = true)]
-    pub profile: Option<String>,
-}
-
-/// How to read the input file: overrides of what is sniffed and of the template's `[source]`.
-#[derive(Debug, Clone, Default, Args)]
-pub struct SourceArgs {
-    /// CSV encoding: auto, utf-8, windows-1251, utf-16 (overrides the template)
-    #[arg(long)]
-    pub encoding: Option<String>,
-    /// CSV delimiter: one character, or tab (overrides the template)
-    #[arg(long)]
-    pub delimiter: Option<String>,
-    /// Sheet name or 1-based number (overrides the template)
-    #[arg(long)]
-    pub sheet: Option<String>,
-}
-
-impl SourceArgs {
-    /// The reader options: these flags first, then the template's `[source]` (if any), then
-    /// detection. An explicit `--encoding auto` wins over the template's encoding.
-    pub fn options(
-        &self,
-        template: Option<&crate::template::Template>,
-    ) -> crate::Result<crate::source::SourceOptions> {
-        use crate::source::{parse_delimiter, Encoding, SourceOptions};
-        let mut opts = SourceOptions::default();
-        match self.encoding.as_deref() {
-            Some("auto") => {}
-            Some(e) => opts.encoding = Some(e.parse::<Encoding>()?),
-            None => opts.encoding = template.and_then(|t| t.source.encoding),
+impl Cli {
+    /// Run the command the arguments name; each command only turns its arguments into a job and
+    /// the job's outcome into output and an exit code.
+    pub fn run(self) -> crate::Result<crate::Exit> {
+        use crate::cmd::*;
+        match self.command {
+            Command::Sandbox(args) => sandbox::run(args),
+            Command::Validate(args) => validate::run(args),
+            Command::Import(args) => import::run(args),
+            Command::Export(args) => export::run(args),
+            Command::Reconcile(args) => reconcile::run(args),
+            Command::Template(cmd) => template::run(cmd),
+            Command::Fields(args) => fields::run(args),
         }
-        opts.delimiter = self.delimiter.as_deref().map(parse_delimiter).transpose()?;
-        opts.sheet = self.sheet.clone();
-        Ok(match template {
-            Some(t) => opts.or(&t.source),
-            None => opts,
-        })
     }
 }

@@ -1,7 +1,6 @@
 //! Connection settings: URL and login from flags, environment or a profile; the API key from
 //! `SMBATCH_APIKEY` or the profile. The key is wrapped so it never prints.
 
-use crate::cli::ConnectionArgs;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -122,19 +121,35 @@ fn load_profile(path: &Path, name: Option<&str>) -> Result<Profile, ConfigError>
     }
 }
 
-impl ConnectionArgs {
-    /// Resolve flags, environment and profile into a connection. Flags and environment win over
-    /// the profile; the key comes only from `SMBATCH_APIKEY` or the profile.
-    pub fn resolve(&self) -> Result<Connection, ConfigError> {
-        // An empty --profile / SMBATCH_PROFILE= means "no profile", like the other settings.
-        let wanted = given(self.profile.as_deref());
-        let profile = match config_path() {
-            Some(path) => load_profile(&path, wanted.as_deref())?,
-            None => Profile::default(),
-        };
-        self.resolve_with(profile, std::env::var("SMBATCH_APIKEY").ok())
-    }
+/// What the user said about the connection (flags or environment), before the profile fills in
+/// the rest. Plain values: the command layer's clap group converts into this.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionOverrides {
+    pub url: Option<String>,
+    pub login: Option<String>,
+    pub profile: Option<String>,
+}
 
+impl ConnectionOverrides {
+    /// A CRM was named (a URL or a profile): commands where the CRM is optional check against it.
+    pub fn names_a_crm(&self) -> bool {
+        self.url.is_some() || self.profile.is_some()
+    }
+}
+
+/// Resolve flags, environment and profile into a connection. Flags and environment win over the
+/// profile; the key comes only from `SMBATCH_APIKEY` or the profile.
+pub fn resolve(overrides: &ConnectionOverrides) -> Result<Connection, ConfigError> {
+    // An empty --profile / SMBATCH_PROFILE= means "no profile", like the other settings.
+    let wanted = given(overrides.profile.as_deref());
+    let profile = match config_path() {
+        Some(path) => load_profile(&path, wanted.as_deref())?,
+        None => Profile::default(),
+    };
+    overrides.resolve_with(profile, std::env::var("SMBATCH_APIKEY").ok())
+}
+
+impl ConnectionOverrides {
     fn resolve_with(
         &self,
         profile: Profile,
@@ -229,8 +244,8 @@ mod tests {
         assert!(err.contains("'test'") && err.contains("prod"), "{err}");
     }
 
-    fn args(url: Option<&str>, login: Option<&str>) -> ConnectionArgs {
-        ConnectionArgs {
+    fn args(url: Option<&str>, login: Option<&str>) -> ConnectionOverrides {
+        ConnectionOverrides {
             url: url.map(str::to_string),
             login: login.map(str::to_string),
             profile: None,

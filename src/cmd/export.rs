@@ -1,7 +1,7 @@
 //! `smbatch export`: CRM records out into XLSX or CSV. Wires the crm client to the export
 //! pipeline (`crate::export`) and prints the summary.
 
-use crate::cli::ConnectionArgs;
+use super::args::ConnectionArgs;
 use crate::crm::{CrmClient, Entity, RetryPolicy};
 use crate::export::{self, query, Active, ExportError, ExportJob, Filters, Format, HeaderStyle};
 use crate::report::{CsvEncoding, CsvOptions};
@@ -132,10 +132,10 @@ impl ExportArgs {
         if fields.as_ref().is_some_and(Vec::is_empty) {
             return Err(ExportError::Usage("--fields names no field".into()));
         }
-        let output = self.output.clone().unwrap_or_else(|| match self.entity {
-            Some(e) => PathBuf::from(format!("{e}.xlsx")),
-            None => PathBuf::from("export.xlsx"),
-        });
+        let output = self
+            .output
+            .clone()
+            .unwrap_or_else(|| crate::job::names::export_output(self.entity));
         let csv = CsvOptions {
             encoding: self.encoding,
             delimiter: self.delimiter as u8,
@@ -177,7 +177,7 @@ pub fn run(args: ExportArgs) -> Result<Exit> {
     let job = args.job()?;
     let conn = args.conn.resolve()?;
     let client = CrmClient::new(&conn)?;
-    let runtime = super::runtime(Some(2))?;
+    let runtime = crate::job::runtime(Some(2))?;
     // The writer runs on this thread (block_on), the page fetches on the runtime's workers.
     let summary = runtime.block_on(export::export(&client, &job))?;
     for w in &summary.warnings {

@@ -1,7 +1,7 @@
 //! `smbatch fields ENTITY`: the fields an entity has on this CRM (name and title), for choosing
 //! `--fields` and mapping columns.
 
-use crate::cli::ConnectionArgs;
+use super::args::ConnectionArgs;
 use crate::crm::{CrmClient, Entity, RetryPolicy};
 use crate::{Exit, Result};
 use clap::Args;
@@ -20,7 +20,7 @@ pub struct FieldsArgs {
 pub fn run(args: FieldsArgs) -> Result<Exit> {
     let conn = args.conn.resolve()?;
     let client = CrmClient::new(&conn)?;
-    let runtime = super::runtime(None)?;
+    let runtime = crate::job::runtime(None)?;
     let fields = runtime.block_on(client.fields(args.entity, &RetryPolicy::default()))?;
     if args.json {
         let list: Vec<_> = fields

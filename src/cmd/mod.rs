@@ -1,5 +1,7 @@
-//! One file per subcommand; each only wires pipeline stages together.
+//! One file per subcommand: clap arguments in, a job (`crate::job`) run, its outcome printed
+//! and turned into an exit code. No command calls another's `run`.
 
+pub mod args;
 pub mod export;
 pub mod fields;
 pub mod import;
@@ -7,65 +9,3 @@ pub mod reconcile;
 pub mod sandbox;
 pub mod template;
 pub mod validate;
-
-use crate::cli::{Cli, Command};
-use crate::{Exit, Result};
-
-pub fn run(cli: Cli) -> Result<Exit> {
-    match cli.command {
-        Command::Sandbox(args) => sandbox::run(args),
-        Command::Validate(args) => validate::run(args),
-        Command::Import(args) => import::run(args),
-        Command::Export(args) => export::run(args),
-        Command::Reconcile(args) => reconcile::run(args),
-        Command::Template(cmd) => template::run(cmd),
-        Command::Fields(args) => fields::run(args),
-    }
-}
-
-/// The CRM a command talks to: the embedded sandbox on its SQLite file (`--sandbox [DB]`), or the
-/// one the connection flags, environment or profile name. The sandbox runs while the returned
-/// handle lives.
-pub(crate) fn connect(
-    sandbox: Option<&std::path::Path>,
-    conn: &crate::cli::ConnectionArgs,
-) -> Result<(Option<crate::sandbox::Sandbox>, crate::config::Connection)> {
-    match sandbox {
-        Some(db) => {
-            let s = crate::sandbox::Sandbox::start(crate::sandbox::SandboxConfig {
-                db: db.display().to_string(),
-                ..crate::sandbox::SandboxConfig::default()
-            })?;
-            let c = s.connection();
-            Ok((Some(s), c))
-        }
-        None => Ok((None, conn.resolve()?)),
-    }
-}
-
-/// What a journal records as the run's target. The sandbox listens on a new port each run: its
-/// database file is what identifies it.
-pub(crate) fn target_name(
-    sandbox: Option<&std::path::Path>,
-    conn: Option<&crate::config::Connection>,
-) -> String {
-    match (sandbox, conn) {
-        (Some(db), _) => format!("sandbox {}", db.display()),
-        (None, Some(c)) => format!("{} as {}", c.url, c.login),
-        (None, None) => String::new(),
-    }
-}
-
-/// The async runtime a command does its HTTP on: `workers` threads (two suit the 2-core
-/// machines this runs on, shared with the server), or the calling thread alone for a few calls.
-pub(crate) fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime> {
-    let mut builder = match workers {
-        Some(n) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n);
-            b
-        }
-        None => tokio::runtime::Builder::new_current_thread(),
-    };
-    builder.enable_all().build().map_err(crate::Error::Runtime)
-}

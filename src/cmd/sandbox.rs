@@ -1,6 +1,5 @@
 //! `smbatch sandbox`: serve the SalesMan API from SQLite until Ctrl-C.
 
-use crate::cli::ConnectionArgs;
 use crate::crm::{CrmClient, Entity, RetryPolicy};
 use crate::sandbox::{mirror_fields, FaultConfig, FieldSpec, Sandbox, SandboxConfig, UserSpec};
 use crate::{Exit, Result};
@@ -53,7 +52,7 @@ const DEFAULT_LOGIN: &str = "admin@example.ru";
 
 /// The field settings `--fields-from` copies: every entity's `fields` answer of that CRM.
 fn fetch_field_set(args: &SandboxArgs, url: &str) -> Result<Vec<FieldSpec>> {
-    let conn = ConnectionArgs {
+    let conn = crate::config::resolve(&crate::config::ConnectionOverrides {
         url: Some(url.to_string()),
         login: args.sandbox_login.clone().or_else(|| {
             std::env::var("SMBATCH_LOGIN")
@@ -61,10 +60,9 @@ fn fetch_field_set(args: &SandboxArgs, url: &str) -> Result<Vec<FieldSpec>> {
                 .filter(|l| !l.is_empty())
         }),
         profile: args.profile.clone(),
-    }
-    .resolve()?;
+    })?;
     let client = CrmClient::new(&conn)?;
-    let rt = super::runtime(None)?;
+    let rt = crate::job::runtime(None)?;
     let mut out = Vec::new();
     for e in Entity::ALL {
         let fetched = rt.block_on(client.fields(e, &RetryPolicy::default()))?;
@@ -145,7 +143,7 @@ pub fn run(args: SandboxArgs) -> Result<Exit> {
         login
     );
     println!("Press Ctrl-C to stop.");
-    let rt = super::runtime(None)?;
+    let rt = crate::job::runtime(None)?;
     rt.block_on(async {
         let _ = tokio::signal::ctrl_c().await;
     });

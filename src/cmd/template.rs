@@ -1,6 +1,6 @@
 //! `smbatch template init`: a starter template from a file's columns.
 
-use crate::cli::{ConnectionArgs, SourceArgs};
+use super::args::{ConnectionArgs, SourceArgs};
 use crate::crm::Entity;
 use crate::crm::{CrmClient, RetryPolicy};
 use crate::source;
@@ -55,7 +55,7 @@ pub fn run(cmd: TemplateCommand) -> Result<Exit> {
                 .unwrap_or_default();
             let table = if conn.url.is_some() || conn.profile.is_some() {
                 let conn = conn.resolve()?;
-                let rt = super::runtime(None)?;
+                let rt = crate::job::runtime(None)?;
                 let client = CrmClient::new(&conn)?;
                 let policy = RetryPolicy {
                     max_attempts: 3,

@@ -124,10 +124,6 @@ impl CrmClient {
         })
     }
 
-    pub fn base_url(&self) -> &str {
-        &self.base
-    }
-
     fn url(&self, entity: Entity, action: &str) -> String {
         self.url_of(entity.as_str(), action)
     }

@@ -2,6 +2,7 @@
 
 pub mod fields;
 pub mod matcher;
+pub mod report;
 pub mod run;
 
 pub use fields::{Fields, Names};

@@ -3,10 +3,8 @@
 
 pub mod import;
 pub mod progress;
-pub mod reconcile;
 pub mod summary;
 pub mod table;
-pub mod validation;
 
 pub use progress::Progress;
 pub use table::{Cell, CsvEncoding, CsvOptions, CsvTable, SheetId, XlsxBook};

@@ -87,6 +87,35 @@ impl SourceOptions {
     }
 }
 
+/// How the user asked to read the file (flags), as written: applied over a template's
+/// `[source]` by [`SourceOverrides::options`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceOverrides {
+    /// `auto`, or an encoding name.
+    pub encoding: Option<String>,
+    pub delimiter: Option<String>,
+    pub sheet: Option<String>,
+}
+
+impl SourceOverrides {
+    /// The reader options: these overrides first, then the template's `[source]` (if any), then
+    /// detection. An explicit `auto` encoding wins over the template's encoding.
+    pub fn options(&self, template: Option<&SourceOptions>) -> Result<SourceOptions, SourceError> {
+        let mut opts = SourceOptions::default();
+        match self.encoding.as_deref() {
+            Some("auto") => {}
+            Some(e) => opts.encoding = Some(e.parse::<Encoding>()?),
+            None => opts.encoding = template.and_then(|t| t.encoding),
+        }
+        opts.delimiter = self.delimiter.as_deref().map(parse_delimiter).transpose()?;
+        opts.sheet = self.sheet.clone();
+        Ok(match template {
+            Some(t) => opts.or(t),
+            None => opts,
+        })
+    }
+}
+
 /// Parse a delimiter given on the command line or in a template: one character, or a name.
 pub fn parse_delimiter(s: &str) -> Result<u8, SourceError> {
     match s {

@@ -1,18 +1,15 @@
 //! A template bound to a file's headers: turns rows into records and problems, in parallel.
 
 use super::fields::FieldKind;
+use super::fingerprint::{Fingerprint, Sink};
 use super::rules::{
     first_4byte_char, format_datetime, is_email, is_phone, parse_number, parse_time, DateFormats,
 };
 use super::{Check, Expr, FieldRule, Input, Part, Template, TemplateError};
 use crate::crm::Entity;
-use crate::source::{RawBatch, Row, RowSource, SourceError, SourcePos};
-use rayon::prelude::*;
+use crate::source::{Row, SourcePos};
 use serde_json::Value;
 use std::borrow::Cow;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::mpsc::{sync_channel, Receiver};
-use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Severity {
@@ -353,36 +350,7 @@ impl Mapper {
             return (out, prints);
         }
         let cells = &row.cells;
-        // Reader-level issues: a bad cell invalidates the records that read it; the rest warn.
-        let mut bad_cols: Vec<usize> = Vec::new();
-        for issue in &row.issues {
-            let users: Vec<Entity> = match issue.column {
-                Some(c) => self
-                    .entities
-                    .iter()
-                    .filter(|e| e.columns.contains(&c))
-                    .map(|e| e.entity)
-                    .collect(),
-                None => vec![],
-            };
-            if let Some(c) = issue.column {
-                if !users.is_empty() {
-                    bad_cols.push(c);
-                }
-            }
-            out.problems.push(Problem {
-                entity: users.first().copied(),
-                column: issue.column.and_then(|c| self.headers.get(c).cloned()),
-                field: None,
-                value: issue.value.clone(),
-                message: issue.message.clone(),
-                severity: if users.is_empty() {
-                    Severity::Warning
-                } else {
-                    Severity::Error
-                },
-            });
-        }
+        let bad_cols = self.reader_issues(row, &mut out.problems);
         // (entity, key) of this row's valid records, for references.
         let mut built: Vec<(Entity, Option<String>)> = Vec::new();
         for be in &self.entities {
@@ -390,25 +358,13 @@ impl Mapper {
                 continue; // this row has no such record (e.g. a contact without activities)
             }
             let before = out.problems.len();
-            let err = |out: &mut MappedRow,
-                       column: Option<String>,
-                       field: Option<&str>,
-                       value: &str,
-                       message: String| {
-                out.problems.push(Problem {
-                    entity: Some(be.entity),
-                    column,
-                    field: field.map(str::to_string),
-                    value: value.to_string(),
-                    message,
-                    severity: Severity::Error,
-                });
+            let mut problems = EntityProblems {
+                entity: be.entity,
+                list: &mut out.problems,
             };
-            let mut invalid = be.columns.iter().any(|c| bad_cols.contains(c));
             let key = render(&be.key, cells);
             if key.is_empty() {
-                err(
-                    &mut out,
+                problems.push(
                     None,
                     None,
                     "",
@@ -417,190 +373,10 @@ impl Mapper {
             }
             let mut sink = Sink::new(build, be.fields.len());
             for bf in &be.fields {
-                let rule = &bf.rule;
-                let field = Some(rule.name.as_str());
-                let raw: Cow<str> = match &bf.input {
-                    BoundInput::Column(i) => Cow::Borrowed(&cells[*i]),
-                    BoundInput::Expr(parts) => Cow::Owned(render(parts, cells)),
-                    BoundInput::Nothing => Cow::Borrowed(""),
-                    BoundInput::Ref(target) => {
-                        match built.iter().find(|(e, _)| e == target) {
-                            Some((_, Some(k))) => sink.reference(&rule.name, *target, k),
-                            Some((_, None)) => {
-                                err(
-                                    &mut out,
-                                    None,
-                                    field,
-                                    "",
-                                    format!(
-                                        "depends on this row's {target} record, which is invalid"
-                                    ),
-                                );
-                            }
-                            None if rule.required => {
-                                err(
-                                    &mut out,
-                                    None,
-                                    field,
-                                    "",
-                                    format!("this row has no {target} record to reference"),
-                                );
-                            }
-                            None => {}
-                        }
-                        continue;
-                    }
-                };
-                let mut v: Cow<str> = Cow::Borrowed(raw.trim());
-                for t in &rule.transforms {
-                    v = t.apply_cow(v);
-                }
-                let mut value: Option<Value> = None;
-                if !v.is_empty() {
-                    if let (Some(map), Some(map_lc)) = (&rule.map, &bf.map_lc) {
-                        let lc = v.to_lowercase();
-                        match map_lc.iter().find(|(k, _)| *k == lc) {
-                            Some((_, mapped)) => value = Some(mapped.clone()),
-                            None => {
-                                let keys: Vec<&str> = map.iter().map(|(k, _)| k.as_str()).collect();
-                                err(
-                                    &mut out,
-                                    bf.column.clone(),
-                                    field,
-                                    &raw,
-                                    format!("not one of the mapped values: {}", keys.join(", ")),
-                                );
-                                continue;
-                            }
-                        }
-                    }
-                }
-                if v.is_empty() {
-                    match &rule.default {
-                        Some(d) => {
-                            sink.value(&rule.name, d);
-                        }
-                        None if rule.required => {
-                            err(
-                                &mut out,
-                                bf.column.clone(),
-                                field,
-                                &raw,
-                                "is required but empty".into(),
-                            );
-                        }
-                        None => {}
-                    }
-                    continue;
-                }
-                if let Some(mapped) = value {
-                    sink.value(&rule.name, &mapped);
-                    continue;
-                }
-                // Text that the server would reject or mangle (NOTES §8) is reported, not sent.
-                if let Some(c) = first_4byte_char(&v) {
-                    err(&mut out, bf.column.clone(), field, &raw, format!("contains the character '{c}' (emoji and other 4-byte characters are rejected by the CRM)"));
-                    continue;
-                }
-                let mut ok = true;
-                for check in &rule.checks {
-                    let problem = match check {
-                        Check::Email if !is_email(&v) => {
-                            Some("is not a valid e-mail address".to_string())
-                        }
-                        Check::Phone if !is_phone(&v) => Some("is not a phone number".to_string()),
-                        Check::Number if parse_number(&v).is_none() => {
-                            Some("is not a number".to_string())
-                        }
-                        Check::Integer if v.parse::<i64>().is_err() => {
-                            Some("is not a whole number".to_string())
-                        }
-                        Check::MaxLength(n) if v.len() > *n && v.chars().count() > *n => {
-                            Some(format!(
-                                "is {} characters long; the CRM column holds at most {n}",
-                                v.chars().count()
-                            ))
-                        }
-                        Check::OneOf(list) if !list.iter().any(|x| *x == *v) => {
-                            Some(format!("is not one of: {}", list.join(", ")))
-                        }
-                        Check::Regex(re) if !re.is_match(&v) => {
-                            Some(format!("does not match the pattern {}", re.as_str()))
-                        }
-                        _ => None,
-                    };
-                    if let Some(m) = problem {
-                        err(&mut out, bf.column.clone(), field, &raw, m);
-                        ok = false;
-                    }
-                }
-                if !ok {
-                    continue;
-                }
-                let json = if rule.kind == FieldKind::Time {
-                    match parse_time(&v) {
-                        Some(t) => Value::String(t.format("%H:%M").to_string()),
-                        None => {
-                            err(
-                                &mut out,
-                                bf.column.clone(),
-                                field,
-                                &raw,
-                                "is not a time (HH:MM)".into(),
-                            );
-                            continue;
-                        }
-                    }
-                } else if let (Some(formats), Some(compiled)) = (&rule.date, &bf.dates) {
-                    match compiled.parse(&v) {
-                        None => {
-                            let fmts = if formats.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" (expected {})", formats.join(" or "))
-                            };
-                            err(
-                                &mut out,
-                                bf.column.clone(),
-                                field,
-                                &raw,
-                                format!("is not a date{fmts}"),
-                            );
-                            continue;
-                        }
-                        Some(d) => {
-                            if rule.kind == FieldKind::Timestamp {
-                                let lo = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
-                                    .and_then(|d| d.and_hms_opt(0, 0, 0));
-                                let hi = chrono::NaiveDate::from_ymd_opt(2038, 1, 19)
-                                    .and_then(|d| d.and_hms_opt(0, 0, 0));
-                                if Some(d) < lo || Some(d) >= hi {
-                                    err(&mut out, bf.column.clone(), field, &raw, "is outside 1970-01-01 … 2038-01-19, the range the CRM can store".into());
-                                    continue;
-                                }
-                            }
-                            Value::String(format_datetime(&d, rule.kind == FieldKind::Date))
-                        }
-                    }
-                } else if rule.kind == FieldKind::Number
-                    || rule.checks.iter().any(|c| matches!(c, Check::Number))
-                {
-                    // "1 234,50" is sent as the number 1234.5: the server would misread the text.
-                    parse_number(&v)
-                        .and_then(serde_json::Number::from_f64)
-                        .map(Value::Number)
-                        .unwrap_or_else(|| Value::String(v.into_owned()))
-                } else if matches!(rule.kind, FieldKind::Int) {
-                    v.parse::<i64>()
-                        .map(Value::from)
-                        .unwrap_or_else(|_| Value::String(v.into_owned()))
-                } else {
-                    sink.text(&rule.name, v);
-                    continue;
-                };
-                sink.value(&rule.name, &json);
+                map_field(bf, cells, &built, &mut sink, &mut problems);
             }
-            invalid |= out.problems.len() > before;
+            let invalid =
+                be.columns.iter().any(|c| bad_cols.contains(c)) || out.problems.len() > before;
             if invalid {
                 out.rejected.push(be.entity);
                 built.push((be.entity, None));
@@ -620,451 +396,242 @@ impl Mapper {
         }
         (out, prints)
     }
-}
 
-/// A compact identity of one record: which key it has and what it holds, so "same key,
-/// different values" can be checked with 12 bytes per key instead of the record.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Fingerprint {
-    /// Entity and key, 64-bit (a false match needs ~4·10⁹ distinct keys to become likely).
-    pub key: u64,
-    /// Field values and references; 32 bits are plenty to tell "same" from "different".
-    pub values: u32,
-}
-
-const SEED: foldhash::quality::FixedState = foldhash::quality::FixedState::with_seed(0x5eed_5a1e);
-type FpHasher = foldhash::quality::FoldHasher<'static>;
-
-fn hash_text(h: &mut FpHasher, name: &str, v: &str) {
-    h.write(name.as_bytes());
-    h.write_u8(0xff);
-    h.write_u8(1);
-    h.write(v.as_bytes());
-    h.write_u8(0xff);
-}
-
-fn hash_value(h: &mut FpHasher, name: &str, v: &Value) {
-    match v {
-        Value::String(s) => hash_text(h, name, s),
-        Value::Null => {
-            h.write(name.as_bytes());
-            h.write_u8(0xfd);
-        }
-        other => {
-            h.write(name.as_bytes());
-            h.write_u8(0xfe);
-            h.write(other.to_string().as_bytes());
-            h.write_u8(0xff);
-        }
-    }
-}
-
-fn hash_ref(h: &mut FpHasher, field: &str, key: &str) {
-    h.write(field.as_bytes());
-    h.write_u8(0xfc);
-    h.write(key.as_bytes());
-    h.write_u8(0xff);
-}
-
-fn key_hash(entity: Entity, key: &str) -> u64 {
-    let mut k = SEED.build_hasher();
-    k.write_u8(entity as u8);
-    k.write(key.as_bytes());
-    k.finish()
-}
-
-fn combine(fields: &FpHasher, refs: &FpHasher) -> u32 {
-    (fields.finish() ^ refs.finish().rotate_left(32)) as u32
-}
-
-/// The fingerprint of a built record (what [`Mapper::map_row_fingerprinted`] computes on the fly).
-pub fn fingerprint(r: &Record) -> Fingerprint {
-    let mut f = SEED.build_hasher();
-    let mut rh = SEED.build_hasher();
-    for (name, v) in &r.fields {
-        match v {
-            // An object field is hashed leaf by leaf, as the mapper saw its leaves.
-            Value::Object(leaves) => {
-                for (leaf, lv) in leaves {
-                    hash_value(&mut f, &format!("{name}.{leaf}"), lv);
+    /// Reader-level issues become problems: a bad cell invalidates the records that read it
+    /// (its column is answered), the rest warn.
+    fn reader_issues(&self, row: &Row, problems: &mut Vec<Problem>) -> Vec<usize> {
+        let mut bad_cols: Vec<usize> = Vec::new();
+        for issue in &row.issues {
+            let users: Vec<Entity> = match issue.column {
+                Some(c) => self
+                    .entities
+                    .iter()
+                    .filter(|e| e.columns.contains(&c))
+                    .map(|e| e.entity)
+                    .collect(),
+                None => vec![],
+            };
+            if let Some(c) = issue.column {
+                if !users.is_empty() {
+                    bad_cols.push(c);
                 }
             }
-            _ => hash_value(&mut f, name, v),
-        }
-    }
-    for x in &r.refs {
-        hash_ref(&mut rh, &x.field, &x.key);
-    }
-    Fingerprint {
-        key: key_hash(r.entity, &r.key),
-        values: combine(&f, &rh),
-    }
-}
-
-/// Where a record's values go: into a JSON map (upload), or only into a hash (validate).
-struct Sink {
-    map: Option<serde_json::Map<String, Value>>,
-    refs: Vec<Reference>,
-    fields: FpHasher,
-    refh: FpHasher,
-}
-
-impl Sink {
-    fn new(build: bool, n: usize) -> Sink {
-        Sink {
-            map: build.then(|| serde_json::Map::with_capacity(n)),
-            refs: Vec::new(),
-            fields: SEED.build_hasher(),
-            refh: SEED.build_hasher(),
-        }
-    }
-    fn value(&mut self, name: &str, v: &Value) {
-        match &mut self.map {
-            Some(m) => {
-                m.insert(name.to_string(), v.clone());
-            }
-            None => hash_value(&mut self.fields, name, v),
-        }
-    }
-    fn text(&mut self, name: &str, v: Cow<str>) {
-        match &mut self.map {
-            Some(m) => {
-                m.insert(name.to_string(), Value::String(v.into_owned()));
-            }
-            None => hash_text(&mut self.fields, name, &v),
-        }
-    }
-    fn reference(&mut self, field: &str, entity: Entity, key: &str) {
-        if self.map.is_some() {
-            self.refs.push(Reference {
-                field: field.to_string(),
-                entity,
-                key: key.to_string(),
+            problems.push(Problem {
+                entity: users.first().copied(),
+                column: issue.column.and_then(|c| self.headers.get(c).cloned()),
+                field: None,
+                value: issue.value.clone(),
+                message: issue.message.clone(),
+                severity: if users.is_empty() {
+                    Severity::Warning
+                } else {
+                    Severity::Error
+                },
             });
-        } else {
-            hash_ref(&mut self.refh, field, key);
         }
-    }
-    fn finish(
-        self,
-        entity: Entity,
-        key: &str,
-    ) -> (serde_json::Map<String, Value>, Vec<Reference>, Fingerprint) {
-        let print = match self.map {
-            Some(_) => Fingerprint::default(),
-            None => Fingerprint {
-                key: key_hash(entity, key),
-                values: combine(&self.fields, &self.refh),
-            },
-        };
-        (nest(self.map.unwrap_or_default()), self.refs, print)
+        bad_cols
     }
 }
 
-/// Leaves of object fields (`recv.castInn`) become one object (`recv: {castInn: …}`), where the
-/// first leaf was; a record whose leaves were all empty has no such field at all.
-fn nest(map: serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
-    if !map.keys().any(|k| k.contains('.')) {
-        return map;
+/// The errors of one entity's record in a row.
+struct EntityProblems<'a> {
+    entity: Entity,
+    list: &'a mut Vec<Problem>,
+}
+
+impl EntityProblems<'_> {
+    fn push(&mut self, column: Option<String>, field: Option<&str>, value: &str, message: String) {
+        self.list.push(Problem {
+            entity: Some(self.entity),
+            column,
+            field: field.map(str::to_string),
+            value: value.to_string(),
+            message,
+            severity: Severity::Error,
+        });
     }
-    let mut out = serde_json::Map::with_capacity(map.len());
-    for (k, v) in map {
-        match k.split_once('.') {
-            Some((parent, leaf)) => {
-                let slot = out
-                    .entry(parent.to_string())
-                    .or_insert_with(|| Value::Object(serde_json::Map::new()));
-                if let Value::Object(o) = slot {
-                    o.insert(leaf.to_string(), v);
+}
+
+/// One field of a record: read (cell, expression or reference), transformed, mapped or
+/// defaulted, checked, typed, and put into the sink — or a problem.
+fn map_field(
+    bf: &BoundField,
+    cells: &[String],
+    built: &[(Entity, Option<String>)],
+    sink: &mut Sink,
+    problems: &mut EntityProblems,
+) {
+    let rule = &bf.rule;
+    let field = Some(rule.name.as_str());
+    let raw: Cow<str> = match &bf.input {
+        BoundInput::Column(i) => Cow::Borrowed(&cells[*i]),
+        BoundInput::Expr(parts) => Cow::Owned(render(parts, cells)),
+        BoundInput::Nothing => Cow::Borrowed(""),
+        BoundInput::Ref(target) => return reference(rule, *target, built, sink, problems),
+    };
+    let mut err = |message: String| problems.push(bf.column.clone(), field, &raw, message);
+    let mut v: Cow<str> = Cow::Borrowed(raw.trim());
+    for t in &rule.transforms {
+        v = t.apply_cow(v);
+    }
+    let mut value: Option<Value> = None;
+    if !v.is_empty() {
+        if let (Some(map), Some(map_lc)) = (&rule.map, &bf.map_lc) {
+            let lc = v.to_lowercase();
+            match map_lc.iter().find(|(k, _)| *k == lc) {
+                Some((_, mapped)) => value = Some(mapped.clone()),
+                None => {
+                    let keys: Vec<&str> = map.iter().map(|(k, _)| k.as_str()).collect();
+                    err(format!("not one of the mapped values: {}", keys.join(", ")));
+                    return;
                 }
             }
-            None => {
-                out.insert(k, v);
-            }
         }
+    }
+    if v.is_empty() {
+        match &rule.default {
+            Some(d) => sink.value(&rule.name, d),
+            None if rule.required => err("is required but empty".into()),
+            None => {}
+        }
+        return;
+    }
+    if let Some(mapped) = value {
+        sink.value(&rule.name, &mapped);
+        return;
+    }
+    // Text that the server would reject or mangle (NOTES §8) is reported, not sent.
+    if let Some(c) = first_4byte_char(&v) {
+        err(format!("contains the character '{c}' (emoji and other 4-byte characters are rejected by the CRM)"));
+        return;
+    }
+    let failed = failed_checks(&rule.checks, &v);
+    if !failed.is_empty() {
+        for m in failed {
+            err(m);
+        }
+        return;
+    }
+    match typed_value(bf, &v) {
+        Err(m) => err(m),
+        Ok(Some(json)) => sink.value(&rule.name, &json),
+        Ok(None) => sink.text(&rule.name, v),
+    }
+}
+
+/// A reference to another record of the same row: its key when that record is valid; a problem
+/// when it is invalid, or when the field is required and the row has no such record.
+fn reference(
+    rule: &FieldRule,
+    target: Entity,
+    built: &[(Entity, Option<String>)],
+    sink: &mut Sink,
+    problems: &mut EntityProblems,
+) {
+    let field = Some(rule.name.as_str());
+    match built.iter().find(|(e, _)| *e == target) {
+        Some((_, Some(k))) => sink.reference(&rule.name, target, k),
+        Some((_, None)) => problems.push(
+            None,
+            field,
+            "",
+            format!("depends on this row's {target} record, which is invalid"),
+        ),
+        None if rule.required => problems.push(
+            None,
+            field,
+            "",
+            format!("this row has no {target} record to reference"),
+        ),
+        None => {}
+    }
+}
+
+/// What the field's checks (e-mail, phone, number, length, list, pattern) say about a value.
+fn failed_checks(checks: &[Check], v: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for check in checks {
+        let problem = match check {
+            Check::Email if !is_email(v) => Some("is not a valid e-mail address".to_string()),
+            Check::Phone if !is_phone(v) => Some("is not a phone number".to_string()),
+            Check::Number if parse_number(v).is_none() => Some("is not a number".to_string()),
+            Check::Integer if v.parse::<i64>().is_err() => {
+                Some("is not a whole number".to_string())
+            }
+            Check::MaxLength(n) if v.len() > *n && v.chars().count() > *n => Some(format!(
+                "is {} characters long; the CRM column holds at most {n}",
+                v.chars().count()
+            )),
+            Check::OneOf(list) if !list.iter().any(|x| *x == *v) => {
+                Some(format!("is not one of: {}", list.join(", ")))
+            }
+            Check::Regex(re) if !re.is_match(v) => {
+                Some(format!("does not match the pattern {}", re.as_str()))
+            }
+            _ => None,
+        };
+        out.extend(problem);
     }
     out
 }
 
-/// How `map_file` batches work.
-#[derive(Debug, Clone, Copy)]
-pub struct MapOptions {
-    /// Rows per parallel batch: big enough to amortise rayon, small enough to keep memory flat.
-    pub batch: usize,
-}
-
-impl Default for MapOptions {
-    fn default() -> Self {
-        MapOptions { batch: 2048 }
+/// The value as the CRM takes it: a time, a date (in the CRM's range for timestamps), a number
+/// or an integer; `Ok(None)` for text (the sink keeps it as it is), `Err` with what is wrong.
+fn typed_value(bf: &BoundField, v: &str) -> Result<Option<Value>, String> {
+    let rule = &bf.rule;
+    if rule.kind == FieldKind::Time {
+        return match parse_time(v) {
+            Some(t) => Ok(Some(Value::String(t.format("%H:%M").to_string()))),
+            None => Err("is not a time (HH:MM)".into()),
+        };
     }
-}
-
-enum Batch {
-    Rows(Vec<Row>),
-    Raw(RawBatch),
-}
-
-/// What the reader thread sends: batches, then exactly one `End` or `Err`. A channel that closes
-/// without either means the reader died, which is an error, never the end of the file.
-enum ReadMsg {
-    Batch(Batch),
-    Err(SourceError),
-    End,
-}
-
-/// What the mapping thread sends the consumer.
-enum MappedMsg<T> {
-    Items(Vec<T>),
-    /// Items mapped before a failure, then the failure: the stream ends with it.
-    Failed(Vec<T>, SourceError),
-    End,
-}
-
-/// Results of [`map_file_with`] in file order. Three stages overlap: a reader thread, a mapping
-/// thread that spreads each batch over rayon, and the consumer (this iterator). Channels hold one
-/// batch each, so at most ~5 batches are alive at once: memory is flat in the row count.
-///
-/// Every way the stream can end is explicit: the file's end, a read error, or an internal error
-/// (a panic in the reader or in a worker) naming the row after which nothing was processed. A
-/// dead stage is never mistaken for the end of the file.
-pub struct MappedFile<T = (Row, MappedRow)> {
-    rx: Receiver<MappedMsg<T>>,
-    buf: std::vec::IntoIter<T>,
-    pending_err: Option<SourceError>,
-    done: bool,
-    file: Arc<str>,
-}
-
-/// Read `source` through `mapper` in parallel batches, preserving order. Each item is the source
-/// row (for reports) with its mapping; a read error ends the stream after it is yielded.
-pub fn map_file(source: Box<dyn RowSource>, mapper: Arc<Mapper>, opts: MapOptions) -> MappedFile {
-    map_file_with(source, opts, move |r| {
-        let m = mapper.map_row(&r);
-        (r, m)
-    })
-}
-
-/// The text of a panic payload (what `panic!` was given).
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".into()
-    }
-}
-
-/// Like [`map_file`], but `work` runs on the rayon pool for every row, so per-row work the
-/// consumer would otherwise do alone (hashing, formatting, dropping what it does not need)
-/// happens in parallel too.
-pub fn map_file_with<T, F>(source: Box<dyn RowSource>, opts: MapOptions, work: F) -> MappedFile<T>
-where
-    T: Send + 'static,
-    F: Fn(Row) -> T + Send + Sync + 'static,
-{
-    let (tx, rx) = sync_channel::<ReadMsg>(1);
-    let (out_tx, out_rx) = sync_channel(1);
-    let batch = opts.batch.max(1);
-    let file: Arc<str> = Arc::from(source.file());
-    let reader_file = file.clone();
-    std::thread::spawn(move || {
-        let mut source = source;
-        // The last row handed over, for the message if reading panics.
-        let mut last_row = 1u64;
-        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
-            // CSV hands over raw fields: the cells are built on the workers.
-            if let Some(raw) = source.read_raw(batch) {
-                if let Some(n) = raw.batch.last_row() {
-                    last_row = n;
-                }
-                if !raw.batch.is_empty() && tx.send(ReadMsg::Batch(Batch::Raw(raw.batch))).is_err()
-                {
-                    return;
-                }
-                if let Some(e) = raw.error {
-                    let _ = tx.send(ReadMsg::Err(e));
-                    return;
-                }
-                if raw.eof {
-                    let _ = tx.send(ReadMsg::End);
-                    return;
-                }
-                continue;
-            }
-            let mut rows = Vec::with_capacity(batch);
-            let mut err = None;
-            let mut end = false;
-            loop {
-                match source.next() {
-                    Some(Ok(row)) => rows.push(row),
-                    Some(Err(e)) => {
-                        err = Some(e);
-                        break;
-                    }
-                    None => {
-                        end = true;
-                        break;
-                    }
-                }
-                if rows.len() == batch {
-                    break;
-                }
-            }
-            if let Some(r) = rows.last() {
-                last_row = r.pos.row;
-            }
-            if !rows.is_empty() && tx.send(ReadMsg::Batch(Batch::Rows(rows))).is_err() {
-                return;
-            }
-            if let Some(e) = err {
-                let _ = tx.send(ReadMsg::Err(e));
-                return;
-            }
-            if end {
-                let _ = tx.send(ReadMsg::End);
-                return;
-            }
-        }));
-        if let Err(payload) = read {
-            let _ = tx.send(ReadMsg::Err(SourceError::Internal {
-                file: reader_file.to_string(),
-                row: last_row + 1,
-                message: format!("reading failed: {}", panic_text(&*payload)),
-            }));
-        }
-    });
-    let map_file = file.clone();
-    std::thread::spawn(move || {
-        let mut last_row = 1u64;
-        let mut ended = false;
-        for msg in rx {
-            let out = match msg {
-                ReadMsg::End => {
-                    ended = true;
-                    MappedMsg::End
-                }
-                ReadMsg::Err(e) => {
-                    ended = true;
-                    MappedMsg::Failed(Vec::new(), e)
-                }
-                ReadMsg::Batch(b) => {
-                    let batch_last = match &b {
-                        Batch::Rows(rows) => rows.last().map(|r| r.pos.row),
-                        Batch::Raw(raw) => raw.last_row(),
-                    };
-                    // Each row's work is caught on its own, so a panic names its row and the
-                    // rows before it in the batch still count.
-                    let one = |row: Row| {
-                        let n = row.pos.row;
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(row)))
-                            .map_err(|p| (n, panic_text(&*p)))
-                    };
-                    let results: Vec<Result<T, (u64, String)>> = match b {
-                        Batch::Rows(rows) => rows.into_par_iter().map(one).collect(),
-                        Batch::Raw(raw) => (0..raw.len())
-                            .into_par_iter()
-                            .map(|i| {
-                                let n = raw.row_number(i);
-                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                    work(raw.row(i))
-                                }))
-                                .map_err(|p| (n, panic_text(&*p)))
-                            })
-                            .collect(),
-                    };
-                    let mut items = Vec::with_capacity(results.len());
-                    let mut failure = None;
-                    for r in results {
-                        match r {
-                            Ok(t) => items.push(t),
-                            Err((row, message)) => {
-                                failure = Some(SourceError::Internal {
-                                    file: map_file.to_string(),
-                                    row,
-                                    message,
-                                });
-                                break;
-                            }
-                        }
-                    }
-                    match failure {
-                        Some(e) => {
-                            ended = true;
-                            MappedMsg::Failed(items, e)
-                        }
-                        None => {
-                            last_row = batch_last.unwrap_or(last_row);
-                            MappedMsg::Items(items)
-                        }
-                    }
-                }
+    if let (Some(formats), Some(compiled)) = (&rule.date, &bf.dates) {
+        let Some(d) = compiled.parse(v) else {
+            let fmts = if formats.is_empty() {
+                String::new()
+            } else {
+                format!(" (expected {})", formats.join(" or "))
             };
-            let stop = ended;
-            if out_tx.send(out).is_err() || stop {
-                return;
+            return Err(format!("is not a date{fmts}"));
+        };
+        if rule.kind == FieldKind::Timestamp {
+            let lo =
+                chrono::NaiveDate::from_ymd_opt(1970, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0));
+            let hi =
+                chrono::NaiveDate::from_ymd_opt(2038, 1, 19).and_then(|d| d.and_hms_opt(0, 0, 0));
+            if Some(d) < lo || Some(d) >= hi {
+                return Err(
+                    "is outside 1970-01-01 … 2038-01-19, the range the CRM can store".into(),
+                );
             }
         }
-        // The reader's channel closed without End or Err: it died.
-        if !ended {
-            let _ = out_tx.send(MappedMsg::Failed(
-                Vec::new(),
-                SourceError::Internal {
-                    file: map_file.to_string(),
-                    row: last_row + 1,
-                    message: "the reader stopped before the end of the file".into(),
-                },
-            ));
-        }
-    });
-    MappedFile {
-        rx: out_rx,
-        buf: Vec::new().into_iter(),
-        pending_err: None,
-        done: false,
-        file,
+        return Ok(Some(Value::String(format_datetime(
+            &d,
+            rule.kind == FieldKind::Date,
+        ))));
     }
-}
-
-impl<T> Iterator for MappedFile<T> {
-    type Item = Result<T, SourceError>;
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(x) = self.buf.next() {
-                return Some(Ok(x));
-            }
-            if let Some(e) = self.pending_err.take() {
-                self.done = true;
-                return Some(Err(e));
-            }
-            if self.done {
-                return None;
-            }
-            match self.rx.recv() {
-                Ok(MappedMsg::Items(items)) => self.buf = items.into_iter(),
-                Ok(MappedMsg::Failed(items, e)) => {
-                    self.buf = items.into_iter();
-                    self.pending_err = Some(e);
-                }
-                Ok(MappedMsg::End) => self.done = true,
-                Err(_) => {
-                    // The mapping thread died without a word: never the end of the file.
-                    self.done = true;
-                    return Some(Err(SourceError::Internal {
-                        file: self.file.to_string(),
-                        row: 0,
-                        message: "the mapping stage stopped before the end of the file".into(),
-                    }));
-                }
-            }
-        }
+    if rule.kind == FieldKind::Number || rule.checks.iter().any(|c| matches!(c, Check::Number)) {
+        // "1 234,50" is sent as the number 1234.5: the server would misread the text.
+        return Ok(Some(
+            parse_number(v)
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number)
+                .unwrap_or_else(|| Value::String(v.to_string())),
+        ));
     }
+    if matches!(rule.kind, FieldKind::Int) {
+        return Ok(Some(
+            v.parse::<i64>()
+                .map(Value::from)
+                .unwrap_or_else(|_| Value::String(v.to_string())),
+        ));
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::{self, SourceOptions};
 
     #[test]
     fn spreadsheet_dates_in_keys_take_the_templates_format() {
@@ -1090,56 +657,5 @@ mod tests {
             spreadsheet_date_in("2024-02-04 10:07:00", &["%Q".to_string()]),
             None
         );
-    }
-
-    fn csv_source(rows: usize) -> (tempfile::TempDir, Box<dyn RowSource>) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("in.csv");
-        let mut text = String::from("n;phone\n");
-        for i in 0..rows {
-            text.push_str(&format!("{i};+7 900 000 00 00\n"));
-        }
-        std::fs::write(&path, text).unwrap();
-        let src = source::open(&path, &SourceOptions::default()).unwrap();
-        (dir, src)
-    }
-
-    #[test]
-    fn a_panicking_worker_ends_the_stream_with_an_error_naming_the_row() {
-        let (_dir, src) = csv_source(5000);
-        let out = map_file_with(src, MapOptions { batch: 300 }, |row: Row| {
-            if row.pos.row == 2001 {
-                panic!("boom at {}", row.cells[0]);
-            }
-            row.pos.row
-        });
-        let mut rows = Vec::new();
-        let mut err = None;
-        for item in out {
-            match item {
-                Ok(n) => rows.push(n),
-                Err(e) => {
-                    err = Some(e);
-                    break;
-                }
-            }
-        }
-        // Every row before the panic came through, in order, and then an error — not an end.
-        assert_eq!(rows, (2..2001).collect::<Vec<u64>>());
-        let e = err
-            .expect("a panic must not look like the end of the file")
-            .to_string();
-        assert!(e.contains("row 2001"), "{e}");
-        assert!(e.contains("internal error"), "{e}");
-        assert!(e.contains("boom at 1999"), "{e}");
-    }
-
-    #[test]
-    fn a_clean_file_ends_with_every_row() {
-        let (_dir, src) = csv_source(4321);
-        let rows: Vec<u64> = map_file_with(src, MapOptions { batch: 100 }, |row: Row| row.pos.row)
-            .map(|r| r.unwrap())
-            .collect();
-        assert_eq!(rows, (2..4323).collect::<Vec<u64>>());
     }
 }

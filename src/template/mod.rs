@@ -7,16 +7,18 @@
 mod check;
 pub mod dictionaries;
 pub mod fields;
+mod fingerprint;
 pub mod init;
 mod mapper;
 pub mod rules;
 pub mod server;
+mod stream;
+pub mod validation;
 
 pub use check::{check_row, CheckedRow, KeyConflicts};
-pub use mapper::{
-    fingerprint, map_file, map_file_with, Fingerprint, MapOptions, MappedFile, MappedRow, Mapper,
-    Problem, Record, Reference, Severity,
-};
+pub use fingerprint::{fingerprint, Fingerprint};
+pub use mapper::{MappedRow, Mapper, Problem, Record, Reference, Severity};
+pub use stream::{map_file, map_file_with, MapOptions, MappedFile};
 
 use crate::crm::Entity;
 use crate::source::{display, display_path, escape, escape_multiline, Encoding, SourceOptions};

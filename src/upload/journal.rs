@@ -6,7 +6,7 @@
 use super::UploadError;
 use crate::crm::Entity;
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -124,6 +124,10 @@ impl Journal {
                  resolved INTEGER NOT NULL DEFAULT 0,
                  updated  TEXT NOT NULL DEFAULT (datetime('now')),
                  PRIMARY KEY (entity, key)
+             );
+             CREATE TABLE IF NOT EXISTS row_outcomes (
+                 row     INTEGER PRIMARY KEY,
+                 outcome TEXT NOT NULL
              );",
         )
         .map_err(err)?;
@@ -320,6 +324,50 @@ impl Journal {
     }
 }
 
+impl Journal {
+    /// Every source row's outcome at the end of a run (the import report's `outcome` column),
+    /// replacing the previous run's: what `import --only-failed` picks its rows from.
+    pub fn record_row_outcomes(&mut self, rows: &[(u64, &str)]) -> Result<(), UploadError> {
+        let path = self.path.clone();
+        let err = |e| UploadError::journal(&path, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute("DELETE FROM row_outcomes", []).map_err(err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO row_outcomes (row, outcome) VALUES (?1, ?2)",
+                )
+                .map_err(err)?;
+            for (row, outcome) in rows {
+                stmt.execute(params![*row as i64, outcome]).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// The rows the last run left to do: their outcome is not created, existing, blank or
+    /// skipped. `None` when no run recorded its row outcomes here.
+    pub fn rows_to_retry(&self) -> Result<Option<HashSet<u64>>, UploadError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT row, outcome FROM row_outcomes")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| self.err(e))?;
+        let mut any = false;
+        let mut out = HashSet::new();
+        for r in rows {
+            let (row, outcome) = r.map_err(|e| self.err(e))?;
+            any = true;
+            if !crate::report::import::Outcome::is_success(&outcome) {
+                out.insert(row as u64);
+            }
+        }
+        Ok(any.then_some(out))
+    }
+}
+
 /// A stable 64-bit FNV-1a fingerprint (std's hasher may change between Rust releases, and the
 /// journal outlives the binary that wrote it).
 pub fn fingerprint(bytes: &[u8]) -> String {
@@ -387,6 +435,34 @@ mod tests {
             template_hash: "t".into(),
             target: "http://crm".into(),
         }
+    }
+
+    #[test]
+    fn rows_to_retry_are_the_last_runs_rows_not_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        let mut j = Journal::open(&path).unwrap();
+        // No run finished here yet: nothing to pick from (not "no rows failed").
+        assert_eq!(j.rows_to_retry().unwrap(), None);
+        j.record_row_outcomes(&[
+            (2, "created"),
+            (3, "failed"),
+            (4, "invalid"),
+            (5, "existing"),
+            (6, "blank"),
+            (7, "not_sent"),
+        ])
+        .unwrap();
+        let want: HashSet<u64> = [3, 4, 7].into_iter().collect();
+        assert_eq!(
+            Journal::open(&path).unwrap().rows_to_retry().unwrap(),
+            Some(want)
+        );
+        // The next run's outcomes replace these: rows it skipped count as done.
+        j.record_row_outcomes(&[(2, "skipped"), (3, "created"), (4, "partial")])
+            .unwrap();
+        let want: HashSet<u64> = [4].into_iter().collect();
+        assert_eq!(j.rows_to_retry().unwrap(), Some(want));
     }
 
     #[test]

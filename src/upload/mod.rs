@@ -202,10 +202,6 @@ impl Uploader {
         self.states.get(&(entity, key.to_string()))
     }
 
-    pub fn limiter(&self) -> &Arc<Limiter> {
-        &self.ctx.limiter
-    }
-
     /// Upload everything not yet stored. Returns early (Ok) when stopped by Ctrl-C; `Err` only
     /// for fatal trouble (401, journal failure), after chunks in flight have been recorded.
     pub async fn run(&mut self) -> Result<(), UploadError> {

@@ -240,7 +240,7 @@ fn sample_imports_valid_rows_reports_invalid_ones_and_reruns_create_nothing() {
     assert_eq!(summary["entities"]["person"]["earlier"], 27, "{summary}");
     assert_eq!(summary["entities"]["history"]["earlier"], 18, "{summary}");
 
-    // --only-failed reads the report and retries just the 5 partial rows; the other 25 are
+    // --only-failed REPORT (the legacy form) reads the report and retries just the 5 partial rows; the other 25 are
     // still accounted for, as skipped.
     let csv2 = dir.path().join("out/retry.csv");
     let out = import(
@@ -264,6 +264,48 @@ fn sample_imports_valid_rows_reports_invalid_ones_and_reruns_create_nothing() {
     assert_eq!(summary["rows_by_outcome"]["skipped"], 25, "{summary}");
     assert_eq!(summary["rows_by_outcome"]["partial"], 5, "{summary}");
     assert_eq!(counts(&sb), first);
+
+    // --only-failed without a value reads this run's journal (next to --report): the same 5
+    // rows are left to do; given the journal by name, the same.
+    let journal = dir.path().join("out/report.journal.sqlite");
+    for only in [None, Some(p(&journal))] {
+        let mut a = vec![
+            p(&sample),
+            "--template",
+            p(&template),
+            "--report",
+            p(&report),
+            "--json",
+            "--only-failed",
+        ];
+        a.extend(only);
+        let out = import(&sb, &a);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["rows_by_outcome"]["skipped"], 25, "{summary}");
+        assert_eq!(summary["rows_by_outcome"]["partial"], 5, "{summary}");
+        assert_eq!(counts(&sb), first);
+    }
+
+    // A journal that is not there is refused before anything is read or sent.
+    let missing = dir.path().join("out/нет.journal.sqlite");
+    let out = import(
+        &sb,
+        &[
+            p(&sample),
+            "--template",
+            p(&template),
+            "--only-failed",
+            p(&missing),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--only-failed: there is no journal at") && err.contains("нет.journal.sqlite"),
+        "{err}"
+    );
+    assert!(!missing.exists());
 }
 
 #[test]

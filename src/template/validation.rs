@@ -4,11 +4,11 @@
 //! report does not hold the file. Every source value is written as text: nothing a user typed can
 //! become a formula in Excel.
 
-use super::{Cell, CsvOptions, CsvTable, ReportError, SheetId, XlsxBook};
+use super::server::ServerFinding;
+use super::{fingerprint, Fingerprint, KeyConflicts, MappedRow, Problem, Severity};
 use crate::crm::Entity;
+use crate::report::{Cell, CsvOptions, CsvTable, ReportError, SheetId, XlsxBook};
 use crate::source::{display, escape, Row};
-use crate::template::server::ServerFinding;
-use crate::template::{fingerprint, Fingerprint, KeyConflicts, MappedRow, Problem, Severity};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 

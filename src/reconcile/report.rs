@@ -1,8 +1,8 @@
 //! The reconcile report: a summary sheet with a chart, then one sheet per kind of finding.
 
-use super::summary::{add_summary_sheet, SummaryTable};
-use super::{Cell, ReportError, XlsxBook};
-use crate::reconcile::Reconciliation;
+use super::Reconciliation;
+use crate::report::summary::{add_summary_sheet, SummaryTable};
+use crate::report::{Cell, ReportError, XlsxBook};
 use serde_json::{json, Value};
 use std::path::Path;
 

@@ -1,0 +1,500 @@
+//! The import job: source → template → plan → upload (journaled) → report. Plain inputs, a
+//! typed outcome; what to print is the caller's (events arrive in the order a user should see
+//! them: warnings, the invalid rows, the reason a run stopped — all before the summary).
+
+pub mod rows;
+pub mod summary;
+
+pub use rows::{invalid_row_lines, row_line, INVALID_ROWS_SHOWN};
+pub use summary::{summary_table, EntitySummary, Summary};
+
+use super::names;
+use super::Target;
+use crate::crm::{CrmClient, Entity};
+use crate::report::import::{rows_to_retry, ImportReport};
+use crate::source::{self, SourceOverrides};
+use crate::template::dictionaries::{Dictionaries, UnknownValues};
+use crate::template::server::require_known_fields;
+use crate::template::{map_file, MapOptions, Template};
+use crate::upload::journal::fingerprint_file;
+use crate::upload::{Concurrency, Journal, RunIdentity, SourcePlan, UploadOptions, Uploader};
+use crate::{Error, Exit, Result};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which rows `only_failed` selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnlyFailed {
+    /// The rows the run's own journal recorded as not done.
+    Journal,
+    /// The rows another journal (`.sqlite`) recorded as not done, or — the legacy form — the
+    /// rows an import report (`.xlsx`, `.csv`) lists as not created/existing.
+    From(PathBuf),
+}
+
+/// One import run.
+#[derive(Debug, Clone)]
+pub struct ImportJob {
+    /// The file to import.
+    pub file: PathBuf,
+    /// The template (TOML) that maps its columns.
+    pub template: PathBuf,
+    /// How to read the file, over the template's `[source]`.
+    pub source: SourceOverrides,
+    /// Where to send (not contacted in a dry run).
+    pub target: Target,
+    /// The journal; default: next to the report.
+    pub journal: Option<PathBuf>,
+    /// Continue from the journal, which must exist.
+    pub resume: bool,
+    /// The XLSX report; default: [`names::import_report`].
+    pub report: Option<PathBuf>,
+    pub csv_report: Option<PathBuf>,
+    /// Rows per add.list request.
+    pub chunk: usize,
+    pub concurrency: Concurrency,
+    /// How long to keep retrying a CRM that does not answer before the run stops.
+    pub retry_for: Duration,
+    /// Read, validate and plan only: contact no CRM, send nothing.
+    pub dry_run: bool,
+    /// Send even if the template writes fields the CRM does not list.
+    pub allow_unknown_fields: bool,
+    /// Only the rows an earlier run left to do.
+    pub only_failed: Option<OnlyFailed>,
+    /// Show a progress display while sending.
+    pub progress: bool,
+}
+
+/// Something the caller may show while the job runs, in the order it happens.
+#[derive(Debug)]
+pub enum ImportEvent<'a> {
+    /// A check before the first write found something worth saying (an inactive owner, an
+    /// unknown field let through).
+    Warning(&'a str),
+    /// The invalid rows, before the upload starts (at most [`INVALID_ROWS_SHOWN`] and a line
+    /// saying how many more).
+    InvalidRows(&'a [String]),
+    /// The run stopped early for this reason; the report and summary still follow.
+    Stopped(&'a Error),
+}
+
+/// How an import ended.
+#[derive(Debug)]
+pub struct ImportOutcome {
+    pub summary: Summary,
+}
+
+impl ImportOutcome {
+    /// The exit the run ends with: a run that stopped early is an error (already reported by
+    /// [`ImportEvent::Stopped`]), an interrupted one says so; otherwise clean or some rows
+    /// failed. A dry run is clean.
+    pub fn exit(&self) -> Result<Exit> {
+        let s = &self.summary;
+        if s.stopped.is_some() {
+            return Err(Error::AlreadyReported);
+        }
+        if s.interrupted {
+            return Err(Error::Interrupted);
+        }
+        Ok(if s.dry_run || s.is_clean() {
+            Exit::Clean
+        } else {
+            Exit::RowsFailed
+        })
+    }
+}
+
+impl ImportJob {
+    /// The report this job writes.
+    pub fn report_path(&self) -> PathBuf {
+        self.report
+            .clone()
+            .unwrap_or_else(|| names::import_report(&self.file))
+    }
+
+    /// The journal this job keeps.
+    pub fn journal_path(&self) -> PathBuf {
+        self.journal
+            .clone()
+            .unwrap_or_else(|| names::journal_next_to(&self.report_path()))
+    }
+
+    /// Run it. Errors before the first row is planned (a bad template, an unreadable file, a
+    /// journal of another run) come back as `Err`; a run that starts always writes its report
+    /// and journal, and ends with an outcome (see [`ImportOutcome::exit`]).
+    pub fn run(&self, on: &mut dyn FnMut(ImportEvent)) -> Result<ImportOutcome> {
+        let started = std::time::Instant::now();
+        if self.chunk == 0 {
+            return Err(Error::Usage("--chunk must be at least 1".into()));
+        }
+        let template = Template::load(&self.template)?;
+        let opts = self.source.options(Some(&template.source))?;
+        let only = self.rows_to_retry()?;
+
+        let src = source::open(&self.file, &opts)?;
+        let file_name = self.file.display().to_string();
+        let mapper = Arc::new(template.bind(src.headers(), &file_name)?);
+        if self.dry_run {
+            // No CRM: the offline checks only, as `validate` without --url makes them.
+            let planned = plan_rows(src, mapper, only.as_ref(), None, &template)?;
+            return self.dry_run(planned, started, on);
+        }
+
+        // Where to send: the embedded sandbox, or the configured CRM.
+        let target = self.target.resolve()?;
+        let target_name = target.name()?;
+        let (sandbox, conn) = target.connect()?;
+        let client = CrmClient::new(&conn)?;
+        let journal_path = self.journal_path();
+        if self.resume && !journal_path.exists() {
+            return Err(Error::Usage(format!(
+                "--resume: there is no journal at {} to resume from",
+                journal_path.display()
+            )));
+        }
+        let mut journal = Journal::open(&journal_path)?;
+        journal.bind(&RunIdentity {
+            input: file_name.clone(),
+            input_hash: fingerprint_file(&self.file)?,
+            template_hash: fingerprint_file(&self.template)?,
+            target: target_name.clone(),
+        })?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let interrupted = Arc::new(AtomicBool::new(false));
+        let runtime = super::runtime(Some(2))?;
+
+        // Before the first write: is the CRM there, does it take our key, does it know every
+        // field the template writes, and does it have the owners and dictionary values the
+        // template sends? A server that is down, a wrong key, a field the server would silently
+        // drop or an owner it does not have is the first thing said, and nothing is sent. The
+        // CRM's lists (users, deal steps…) then check every row.
+        let preflight = runtime.block_on(preflight(
+            &client,
+            &target_name,
+            &template,
+            &self.template.display().to_string(),
+            self.allow_unknown_fields,
+            self.retry_for,
+        ));
+        let dicts = match preflight {
+            Ok((warnings, dicts)) => {
+                for w in &warnings {
+                    on(ImportEvent::Warning(w));
+                }
+                Ok(dicts)
+            }
+            Err(e) => Err(e),
+        };
+
+        // Read, map and validate every row; valid records go into the plan (each key once).
+        // Every row is read even when the preflight refused the run, so the report still lists
+        // them all.
+        let planned = plan_rows(src, mapper, only.as_ref(), dicts.as_ref().ok(), &template)?;
+
+        let mut upload_opts = UploadOptions {
+            chunk: self.chunk,
+            concurrency: self.concurrency,
+            quiet: !self.progress,
+            ..UploadOptions::default()
+        };
+        upload_opts.retry.max_elapsed = self.retry_for;
+        upload_opts.lookup_retry.max_elapsed = self.retry_for;
+        let mut uploader = Uploader::new(
+            client.clone(),
+            journal,
+            planned.plan.clone(),
+            upload_opts,
+            stop.clone(),
+        )?;
+
+        let result: Result<(), Error> = match dicts {
+            Err(e) => Err(e),
+            Ok(_) => {
+                on(ImportEvent::InvalidRows(&invalid_row_lines(
+                    &planned.rows,
+                    INVALID_ROWS_SHOWN,
+                )));
+                runtime
+                    .block_on(async {
+                        let (stop2, int2) = (stop.clone(), interrupted.clone());
+                        // Ctrl-C: no new chunks; requests in flight finish and are journaled.
+                        tokio::spawn(async move {
+                            if tokio::signal::ctrl_c().await.is_ok() {
+                                int2.store(true, Ordering::SeqCst);
+                                stop2.store(true, Ordering::SeqCst);
+                                eprintln!("smbatch: interrupted: finishing requests in flight, then stopping (run again to resume)");
+                            }
+                        });
+                        uploader.run().await
+                    })
+                    .map_err(Error::from)
+            }
+        };
+        drop(runtime);
+        // A stop is said first, before the summary and the report paths.
+        if let Err(e) = &result {
+            on(ImportEvent::Stopped(e));
+        }
+
+        let summary = self.finish(
+            &planned,
+            &uploader.counts(),
+            &|e, k| uploader.state(e, k).cloned(),
+            RunInfo {
+                target: conn.url.clone(),
+                journal: Some(&journal_path),
+                interrupted: interrupted.load(Ordering::SeqCst),
+                stopped: result.as_ref().err().map(|e| e.to_string()),
+                dry_run: false,
+                started,
+            },
+        )?;
+        if let Some(s) = sandbox {
+            s.stop();
+        }
+        Ok(ImportOutcome { summary })
+    }
+
+    /// The rows `only_failed` selects: from a journal's row outcomes, or (legacy) a report.
+    fn rows_to_retry(&self) -> Result<Option<HashSet<u64>>> {
+        let path = match &self.only_failed {
+            None => return Ok(None),
+            Some(OnlyFailed::Journal) => self.journal_path(),
+            Some(OnlyFailed::From(p)) => p.clone(),
+        };
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        if matches!(ext.as_deref(), Some("xlsx" | "csv")) {
+            return Ok(Some(rows_to_retry(&path)?));
+        }
+        if !path.exists() {
+            return Err(Error::Usage(format!(
+                "--only-failed: there is no journal at {}: it reads the journal of an earlier run (pass --only-failed JOURNAL, or the same --journal/--report as that run)",
+                path.display()
+            )));
+        }
+        match Journal::open(&path)?.rows_to_retry()? {
+            Some(rows) => Ok(Some(rows)),
+            None => Err(Error::Usage(format!(
+                "--only-failed: the journal {} holds no finished run's row outcomes: run the import without --only-failed first",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Count, write the report (every row, one outcome each) and the row outcomes into the
+    /// journal, and check that it all adds up.
+    fn finish(
+        &self,
+        planned: &Planned,
+        counts: &std::collections::HashMap<Entity, crate::upload::EntityCounts>,
+        state: &dyn Fn(Entity, &str) -> Option<crate::upload::Entry>,
+        run: RunInfo,
+    ) -> Result<Summary> {
+        let mut entities = BTreeMap::new();
+        for e in Entity::ALL {
+            let c = counts.get(&e).cloned().unwrap_or_default();
+            let rc = planned.by_entity.get(&e).copied().unwrap_or_default();
+            if c.records == 0 && rc.invalid == 0 && rc.valid == 0 {
+                continue;
+            }
+            entities.insert(
+                e,
+                EntitySummary {
+                    read: rc.valid + rc.invalid,
+                    valid: rc.valid,
+                    invalid: rc.invalid,
+                    counts: c,
+                },
+            );
+        }
+        let report_path = self.report_path();
+        // Per-row outcomes into the report, after its summary sheet.
+        let mut report = ImportReport::create(
+            Some(&report_path),
+            self.csv_report.as_deref(),
+            &summary_table(&entities),
+        )?;
+        let mut by_outcome: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let mut outcomes = Vec::with_capacity(planned.rows.len());
+        for r in &planned.rows {
+            let line = row_line(r, &planned.plan, state);
+            *by_outcome.entry(line.outcome.as_str()).or_default() += 1;
+            outcomes.push((line.row, line.outcome.as_str()));
+            report.write(&line)?;
+        }
+        report.finish()?;
+        if let Some(j) = run.journal {
+            Journal::open(j)?.record_row_outcomes(&outcomes)?;
+        }
+        let summary = Summary {
+            file: planned.file_name.clone(),
+            target: run.target,
+            dry_run: run.dry_run,
+            rows: planned.rows.len() as u64,
+            rows_by_outcome: by_outcome,
+            entities,
+            report: Some(report_path.display().to_string()),
+            csv_report: self.csv_report.as_ref().map(|p| p.display().to_string()),
+            journal: run.journal.map(|j| j.display().to_string()),
+            interrupted: run.interrupted,
+            stopped: run.stopped,
+            seconds: run.started.elapsed().as_secs_f64(),
+        };
+        summary.check_adds_up()?;
+        Ok(summary)
+    }
+
+    /// A dry run: read, map, validate and plan, contact no CRM, write nothing but the report:
+    /// every valid record counts as what the run would create.
+    fn dry_run(
+        &self,
+        planned: Planned,
+        started: std::time::Instant,
+        on: &mut dyn FnMut(ImportEvent),
+    ) -> Result<ImportOutcome> {
+        let mut counts: std::collections::HashMap<Entity, crate::upload::EntityCounts> =
+            std::collections::HashMap::new();
+        for r in planned.plan.records() {
+            let c = counts.entry(r.entity).or_default();
+            c.records += 1;
+            c.created += 1;
+        }
+        let would_create = |_: Entity, _: &str| {
+            Some(crate::upload::Entry {
+                state: crate::upload::State::Created,
+                crm_id: None,
+                error: None,
+                resolved: false,
+            })
+        };
+        on(ImportEvent::InvalidRows(&invalid_row_lines(
+            &planned.rows,
+            INVALID_ROWS_SHOWN,
+        )));
+        let summary = self.finish(
+            &planned,
+            &counts,
+            &would_create,
+            RunInfo {
+                target: "dry run: nothing sent".into(),
+                journal: None,
+                interrupted: false,
+                stopped: None,
+                dry_run: true,
+                started,
+            },
+        )?;
+        Ok(ImportOutcome { summary })
+    }
+}
+
+/// Read, map and validate every row (the CRM's dictionaries, when known, check owners and deal
+/// values per row); valid records go into the plan, each key once.
+fn plan_rows(
+    src: Box<dyn source::RowSource>,
+    mapper: Arc<crate::template::Mapper>,
+    only: Option<&HashSet<u64>>,
+    dicts: Option<&Dictionaries>,
+    template: &Template,
+) -> Result<Planned> {
+    let file_name = src.file().to_string();
+    let SourcePlan {
+        plan,
+        rows,
+        by_entity,
+    } = SourcePlan::from_rows(
+        map_file(src, mapper, MapOptions::default()).map(|item| {
+            item.map(|(_, mut m)| {
+                if let Some(d) = dicts {
+                    d.apply(template, &mut m);
+                }
+                m
+            })
+        }),
+        only,
+    )?;
+    Ok(Planned {
+        file_name,
+        rows,
+        by_entity,
+        plan: Arc::new(plan),
+    })
+}
+
+/// The source read, mapped and planned: what a run (or a dry run) starts from.
+struct Planned {
+    file_name: String,
+    rows: Vec<crate::upload::PlannedRow>,
+    by_entity: BTreeMap<Entity, crate::upload::RowCounts>,
+    plan: Arc<crate::upload::Plan>,
+}
+
+/// How a run went, besides the records' states.
+struct RunInfo<'a> {
+    target: String,
+    journal: Option<&'a Path>,
+    interrupted: bool,
+    stopped: Option<String>,
+    dry_run: bool,
+    started: std::time::Instant,
+}
+
+/// The checks before the first write: the CRM's `fields` of every entity the template writes
+/// (one read-only call each) must list every field the template writes, and the owners and
+/// deal dictionary values the template sends as constants or through a `map` must exist there.
+/// A server that is down (within `retry_for`), a refused key, an unknown field or value stops
+/// the run before anything is sent. Answers the warnings and the CRM's lists, to check each row
+/// with.
+async fn preflight(
+    client: &CrmClient,
+    target: &str,
+    template: &Template,
+    template_name: &str,
+    allow_unknown_fields: bool,
+    retry_for: Duration,
+) -> Result<(Vec<String>, Dictionaries)> {
+    let policy = crate::crm::RetryPolicy {
+        max_attempts: u32::MAX,
+        max_elapsed: retry_for,
+        ..crate::crm::RetryPolicy::default()
+    };
+    let checks = async {
+        let mut warnings = require_known_fields(
+            client,
+            target,
+            template,
+            template_name,
+            allow_unknown_fields,
+            &policy,
+        )
+        .await?;
+        let dicts = Dictionaries::fetch(client, template, &policy).await?;
+        let (refused, inactive) = dicts.check_template(template);
+        if !refused.is_empty() {
+            return Err(UnknownValues {
+                template: template_name.to_string(),
+                target: target.to_string(),
+                findings: refused,
+            }
+            .into());
+        }
+        warnings.extend(inactive.iter().map(|f| f.render(template_name)));
+        Ok((warnings, dicts))
+    };
+    checks.await.map_err(|err| match err {
+        Error::Crm(e) if e.is_server_trouble() => {
+            Error::Upload(crate::upload::UploadError::Unreachable {
+                seconds: retry_for.as_secs(),
+                source: e,
+            })
+        }
+        other => other,
+    })
+}

@@ -1,0 +1,143 @@
+//! The plan's rows turned into plain report lines: one outcome per source row, from the
+//! journal's states of its records.
+
+use crate::crm::Entity;
+use crate::report::import::{Outcome, RowLine};
+use crate::source::escape;
+use crate::upload::{Entry, Plan, PlannedRow, RowSkip, State};
+
+/// Invalid rows printed before the upload starts; the report lists every one.
+pub const INVALID_ROWS_SHOWN: usize = 10;
+
+/// The invalid rows, one line each (at most `at_most`, then how many more).
+pub fn invalid_row_lines(rows: &[PlannedRow], at_most: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let invalid: Vec<_> = rows
+        .iter()
+        .filter_map(|r| r.invalid.as_ref().map(|p| (r, p)))
+        .collect();
+    for (r, p) in invalid.iter().take(at_most) {
+        let held: Vec<&str> = r.rejected.iter().map(|e| e.as_str()).collect();
+        let sent = if r.records.is_empty() {
+            "nothing of this row is sent".to_string()
+        } else {
+            format!("not sent: {}; the row's other records are", held.join(", "))
+        };
+        out.push(format!("{}: {} ({sent})", r.pos, escape(&p.message)));
+    }
+    if invalid.len() > at_most {
+        out.push(format!(
+            "… and {} more invalid rows (see the report)",
+            invalid.len() - at_most
+        ));
+    }
+    out
+}
+
+/// One source row's outcome after a run, from the journal's states of its records.
+pub fn row_line(
+    r: &PlannedRow,
+    plan: &Plan,
+    state_of: &dyn Fn(Entity, &str) -> Option<Entry>,
+) -> RowLine {
+    let mut line = RowLine {
+        file: r.pos.file.to_string(),
+        sheet: r.pos.sheet.as_ref().map(|s| s.to_string()),
+        row: r.pos.row,
+        outcome: Outcome::Skipped,
+        ids: [None; 5],
+        entity: None,
+        field: None,
+        value: None,
+        error: None,
+    };
+    match r.skip {
+        Some(RowSkip::Blank) => {
+            line.outcome = Outcome::Blank;
+            return line;
+        }
+        Some(RowSkip::NotSelected) => {
+            line.outcome = Outcome::Skipped;
+            return line;
+        }
+        None => {}
+    }
+    if let Some(p) = &r.invalid {
+        line.entity = p.entity.map(|e| e.to_string());
+        line.field = p.field.clone();
+        line.value = (!p.value.is_empty()).then(|| p.value.clone());
+        line.error = Some(p.message.clone());
+    }
+    let (mut created, mut existing, mut failed, mut unresolved, mut not_sent) = (0, 0, 0, 0, 0);
+    // A record's trouble replaces the invalid-part message: it is what needs acting on first.
+    let mut trouble: Option<(Entity, String, String)> = None;
+    for &i in &r.records {
+        let rec = plan.get(i);
+        let slot = Entity::ALL
+            .iter()
+            .position(|e| *e == rec.entity)
+            .unwrap_or(0);
+        let entry = state_of(rec.entity, &rec.key);
+        let entry = entry.as_ref();
+        let state = entry.map(|e| e.state);
+        let why = |default: &str| {
+            entry
+                .and_then(|e| e.error.clone())
+                .unwrap_or_else(|| default.to_string())
+        };
+        match state {
+            Some(State::Created) => {
+                line.ids[slot] = entry.and_then(|e| e.crm_id);
+                created += 1;
+            }
+            Some(State::Existing) => {
+                line.ids[slot] = entry.and_then(|e| e.crm_id);
+                existing += 1;
+            }
+            Some(State::Failed) => {
+                failed += 1;
+                trouble.get_or_insert((rec.entity, rec.key.clone(), why("refused by the CRM")));
+            }
+            Some(State::Sent) | Some(State::Ambiguous) => {
+                unresolved += 1;
+                trouble.get_or_insert((
+                    rec.entity,
+                    rec.key.clone(),
+                    why("sent, but the answer was lost; run again to check it"),
+                ));
+            }
+            Some(State::Pending) | None => {
+                not_sent += 1;
+                trouble.get_or_insert((
+                    rec.entity,
+                    rec.key.clone(),
+                    why("not sent: the run stopped first"),
+                ));
+            }
+        }
+    }
+    if let Some((entity, key, error)) = trouble {
+        line.entity = Some(entity.to_string());
+        line.field = None;
+        line.value = Some(key);
+        line.error = Some(error);
+    }
+    line.outcome = if failed > 0 {
+        Outcome::Failed
+    } else if unresolved > 0 {
+        Outcome::Unresolved
+    } else if not_sent > 0 {
+        Outcome::NotSent
+    } else if r.invalid.is_some() {
+        if created + existing > 0 {
+            Outcome::Partial
+        } else {
+            Outcome::Invalid
+        }
+    } else if created > 0 {
+        Outcome::Created
+    } else {
+        Outcome::Existing
+    };
+    line
+}

@@ -1,0 +1,111 @@
+//! What an import run did, as the terminal summary, `--json` and `reconcile --fix` see it.
+
+use crate::crm::Entity;
+use crate::report::summary::SummaryTable;
+use crate::upload::EntityCounts;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One entity's counts, as the summary table and `--json` show them. Rows: `read` = `valid` +
+/// `invalid` (rows holding a record of this entity — the figures `validate` prints). Records
+/// (distinct keys of the valid rows): `records` = created + existing + earlier + failed +
+/// unresolved + not_sent.
+#[derive(Debug, Default, Serialize)]
+pub struct EntitySummary {
+    pub read: u64,
+    pub valid: u64,
+    pub invalid: u64,
+    #[serde(flatten)]
+    pub counts: EntityCounts,
+}
+
+/// A whole run, as the terminal summary and `--json` show it.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub file: String,
+    pub target: String,
+    /// Nothing was sent: the counts say what a run would do.
+    pub dry_run: bool,
+    pub rows: u64,
+    pub rows_by_outcome: BTreeMap<&'static str, u64>,
+    pub entities: BTreeMap<Entity, EntitySummary>,
+    pub report: Option<String>,
+    pub csv_report: Option<String>,
+    pub journal: Option<String>,
+    pub interrupted: bool,
+    /// Why the run stopped early (a fatal error), if it did.
+    pub stopped: Option<String>,
+    pub seconds: f64,
+}
+
+impl Summary {
+    /// Every row is all there (or, in a dry run, would be sent whole).
+    pub fn is_clean(&self) -> bool {
+        self.rows_by_outcome
+            .keys()
+            .all(|o| matches!(*o, "created" | "existing" | "blank" | "skipped"))
+    }
+
+    /// Every row has exactly one outcome and every entity's figures add up; otherwise the run
+    /// is an internal error, never a success.
+    pub fn check_adds_up(&self) -> Result<(), crate::Error> {
+        let outcomes: u64 = self.rows_by_outcome.values().sum();
+        if outcomes != self.rows {
+            return Err(crate::Error::Internal(format!(
+                "{} rows read but {outcomes} row outcomes counted",
+                self.rows
+            )));
+        }
+        for (e, c) in &self.entities {
+            if c.read != c.valid + c.invalid || !c.counts.adds_up() {
+                return Err(crate::Error::Internal(format!(
+                    "the {e} figures do not add up: {c:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn summary_table(entities: &BTreeMap<Entity, EntitySummary>) -> SummaryTable {
+    SummaryTable {
+        chart_title: "Import by entity".into(),
+        columns: [
+            "entity",
+            "rows",
+            "invalid rows",
+            "records",
+            "created",
+            "existing",
+            "earlier run",
+            "failed",
+            "unresolved",
+            "not sent",
+            "ambiguous resolved",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: entities
+            .iter()
+            .map(|(e, s)| {
+                let c = &s.counts;
+                (
+                    e.to_string(),
+                    vec![
+                        s.read,
+                        s.invalid,
+                        c.records,
+                        c.created,
+                        c.existing,
+                        c.earlier,
+                        c.failed,
+                        c.unresolved,
+                        c.not_sent,
+                        c.ambiguous_resolved,
+                    ],
+                )
+            })
+            .collect(),
+        charted: vec![3, 4, 5, 6, 7],
+    }
+}

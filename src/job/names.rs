@@ -1,0 +1,75 @@
+//! Default file names, in one place: the reports and journals a command writes when the user
+//! names none.
+
+use std::path::{Path, PathBuf};
+
+/// The embedded sandbox's database when `--sandbox` names none.
+pub const SANDBOX_DB: &str = "smbatch-sandbox.sqlite";
+/// `reconcile`'s report when `--output` names none.
+pub const RECONCILE_REPORT: &str = "reconcile.xlsx";
+
+fn stem(path: &Path, fallback: &str) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| fallback.into())
+}
+
+/// `import`'s report: FILE-STEM.import-report.xlsx in the current directory.
+pub fn import_report(input: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.import-report.xlsx", stem(input, "import")))
+}
+
+/// A journal next to its report: `out/import-report.xlsx` → `out/import-report.journal.sqlite`.
+pub fn journal_next_to(report: &Path) -> PathBuf {
+    report.with_file_name(format!("{}.journal.sqlite", stem(report, "import")))
+}
+
+/// The journal `reconcile --fix` keeps next to its report when `--journal` names none.
+pub fn fix_journal(reconcile_report: &Path) -> PathBuf {
+    reconcile_report.with_file_name(format!(
+        "{}.journal.sqlite",
+        stem(reconcile_report, "reconcile")
+    ))
+}
+
+/// The import report of `reconcile --fix`, next to the reconcile report.
+pub fn fix_report(reconcile_report: &Path) -> PathBuf {
+    reconcile_report.with_file_name(format!(
+        "{}.fix-report.xlsx",
+        stem(reconcile_report, "reconcile")
+    ))
+}
+
+/// `export`'s output: ENTITY.xlsx, or export.xlsx for every entity.
+pub fn export_output(entity: Option<crate::crm::Entity>) -> PathBuf {
+    match entity {
+        Some(e) => PathBuf::from(format!("{e}.xlsx")),
+        None => PathBuf::from("export.xlsx"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names_follow_the_input_and_report() {
+        assert_eq!(
+            import_report(Path::new("data/клиенты.csv")),
+            PathBuf::from("клиенты.import-report.xlsx")
+        );
+        assert_eq!(
+            journal_next_to(Path::new("out/клиенты.import-report.xlsx")),
+            PathBuf::from("out/клиенты.import-report.journal.sqlite")
+        );
+        assert_eq!(
+            fix_journal(Path::new("out/rec.xlsx")),
+            PathBuf::from("out/rec.journal.sqlite")
+        );
+        assert_eq!(
+            fix_report(Path::new("out/rec.xlsx")),
+            PathBuf::from("out/rec.fix-report.xlsx")
+        );
+        assert_eq!(export_output(None), PathBuf::from("export.xlsx"));
+    }
+}

@@ -1,0 +1,172 @@
+//! Record fingerprints (key and values hashed, 12 bytes a record) and the sink a mapped
+//! record's values go into: a JSON map for upload, or only the hash for validation.
+
+use super::mapper::{Record, Reference};
+use crate::crm::Entity;
+use serde_json::Value;
+use std::borrow::Cow;
+use std::hash::{BuildHasher, Hasher};
+
+/// A compact identity of one record: which key it has and what it holds, so "same key,
+/// different values" can be checked with 12 bytes per key instead of the record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// Entity and key, 64-bit (a false match needs ~4·10⁹ distinct keys to become likely).
+    pub key: u64,
+    /// Field values and references; 32 bits are plenty to tell "same" from "different".
+    pub values: u32,
+}
+
+const SEED: foldhash::quality::FixedState = foldhash::quality::FixedState::with_seed(0x5eed_5a1e);
+type FpHasher = foldhash::quality::FoldHasher<'static>;
+
+fn hash_text(h: &mut FpHasher, name: &str, v: &str) {
+    h.write(name.as_bytes());
+    h.write_u8(0xff);
+    h.write_u8(1);
+    h.write(v.as_bytes());
+    h.write_u8(0xff);
+}
+
+fn hash_value(h: &mut FpHasher, name: &str, v: &Value) {
+    match v {
+        Value::String(s) => hash_text(h, name, s),
+        Value::Null => {
+            h.write(name.as_bytes());
+            h.write_u8(0xfd);
+        }
+        other => {
+            h.write(name.as_bytes());
+            h.write_u8(0xfe);
+            h.write(other.to_string().as_bytes());
+            h.write_u8(0xff);
+        }
+    }
+}
+
+fn hash_ref(h: &mut FpHasher, field: &str, key: &str) {
+    h.write(field.as_bytes());
+    h.write_u8(0xfc);
+    h.write(key.as_bytes());
+    h.write_u8(0xff);
+}
+
+fn key_hash(entity: Entity, key: &str) -> u64 {
+    let mut k = SEED.build_hasher();
+    k.write_u8(entity as u8);
+    k.write(key.as_bytes());
+    k.finish()
+}
+
+fn combine(fields: &FpHasher, refs: &FpHasher) -> u32 {
+    (fields.finish() ^ refs.finish().rotate_left(32)) as u32
+}
+
+/// The fingerprint of a built record (what [`Mapper::map_row_fingerprinted`] computes on the fly).
+pub fn fingerprint(r: &Record) -> Fingerprint {
+    let mut f = SEED.build_hasher();
+    let mut rh = SEED.build_hasher();
+    for (name, v) in &r.fields {
+        match v {
+            // An object field is hashed leaf by leaf, as the mapper saw its leaves.
+            Value::Object(leaves) => {
+                for (leaf, lv) in leaves {
+                    hash_value(&mut f, &format!("{name}.{leaf}"), lv);
+                }
+            }
+            _ => hash_value(&mut f, name, v),
+        }
+    }
+    for x in &r.refs {
+        hash_ref(&mut rh, &x.field, &x.key);
+    }
+    Fingerprint {
+        key: key_hash(r.entity, &r.key),
+        values: combine(&f, &rh),
+    }
+}
+
+/// Where a record's values go: into a JSON map (upload), or only into a hash (validate).
+pub(super) struct Sink {
+    map: Option<serde_json::Map<String, Value>>,
+    refs: Vec<Reference>,
+    fields: FpHasher,
+    refh: FpHasher,
+}
+
+impl Sink {
+    pub(super) fn new(build: bool, n: usize) -> Sink {
+        Sink {
+            map: build.then(|| serde_json::Map::with_capacity(n)),
+            refs: Vec::new(),
+            fields: SEED.build_hasher(),
+            refh: SEED.build_hasher(),
+        }
+    }
+    pub(super) fn value(&mut self, name: &str, v: &Value) {
+        match &mut self.map {
+            Some(m) => {
+                m.insert(name.to_string(), v.clone());
+            }
+            None => hash_value(&mut self.fields, name, v),
+        }
+    }
+    pub(super) fn text(&mut self, name: &str, v: Cow<str>) {
+        match &mut self.map {
+            Some(m) => {
+                m.insert(name.to_string(), Value::String(v.into_owned()));
+            }
+            None => hash_text(&mut self.fields, name, &v),
+        }
+    }
+    pub(super) fn reference(&mut self, field: &str, entity: Entity, key: &str) {
+        if self.map.is_some() {
+            self.refs.push(Reference {
+                field: field.to_string(),
+                entity,
+                key: key.to_string(),
+            });
+        } else {
+            hash_ref(&mut self.refh, field, key);
+        }
+    }
+    pub(super) fn finish(
+        self,
+        entity: Entity,
+        key: &str,
+    ) -> (serde_json::Map<String, Value>, Vec<Reference>, Fingerprint) {
+        let print = match self.map {
+            Some(_) => Fingerprint::default(),
+            None => Fingerprint {
+                key: key_hash(entity, key),
+                values: combine(&self.fields, &self.refh),
+            },
+        };
+        (nest(self.map.unwrap_or_default()), self.refs, print)
+    }
+}
+
+/// Leaves of object fields (`recv.castInn`) become one object (`recv: {castInn: …}`), where the
+/// first leaf was; a record whose leaves were all empty has no such field at all.
+fn nest(map: serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
+    if !map.keys().any(|k| k.contains('.')) {
+        return map;
+    }
+    let mut out = serde_json::Map::with_capacity(map.len());
+    for (k, v) in map {
+        match k.split_once('.') {
+            Some((parent, leaf)) => {
+                let slot = out
+                    .entry(parent.to_string())
+                    .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                if let Value::Object(o) = slot {
+                    o.insert(leaf.to_string(), v);
+                }
+            }
+            None => {
+                out.insert(k, v);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,339 @@
+//! A source mapped in parallel: one reader thread, rayon for the rows, results in file order.
+
+use super::mapper::{MappedRow, Mapper};
+use crate::source::{RawBatch, Row, RowSource, SourceError};
+use rayon::prelude::*;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+
+/// How `map_file` batches work.
+#[derive(Debug, Clone, Copy)]
+pub struct MapOptions {
+    /// Rows per parallel batch: big enough to amortise rayon, small enough to keep memory flat.
+    pub batch: usize,
+}
+
+impl Default for MapOptions {
+    fn default() -> Self {
+        MapOptions { batch: 2048 }
+    }
+}
+
+enum Batch {
+    Rows(Vec<Row>),
+    Raw(RawBatch),
+}
+
+/// What the reader thread sends: batches, then exactly one `End` or `Err`. A channel that closes
+/// without either means the reader died, which is an error, never the end of the file.
+enum ReadMsg {
+    Batch(Batch),
+    Err(SourceError),
+    End,
+}
+
+/// What the mapping thread sends the consumer.
+enum MappedMsg<T> {
+    Items(Vec<T>),
+    /// Items mapped before a failure, then the failure: the stream ends with it.
+    Failed(Vec<T>, SourceError),
+    End,
+}
+
+/// Results of [`map_file_with`] in file order. Three stages overlap: a reader thread, a mapping
+/// thread that spreads each batch over rayon, and the consumer (this iterator). Channels hold one
+/// batch each, so at most ~5 batches are alive at once: memory is flat in the row count.
+///
+/// Every way the stream can end is explicit: the file's end, a read error, or an internal error
+/// (a panic in the reader or in a worker) naming the row after which nothing was processed. A
+/// dead stage is never mistaken for the end of the file.
+pub struct MappedFile<T = (Row, MappedRow)> {
+    rx: Receiver<MappedMsg<T>>,
+    buf: std::vec::IntoIter<T>,
+    pending_err: Option<SourceError>,
+    done: bool,
+    file: Arc<str>,
+}
+
+/// Read `source` through `mapper` in parallel batches, preserving order. Each item is the source
+/// row (for reports) with its mapping; a read error ends the stream after it is yielded.
+pub fn map_file(source: Box<dyn RowSource>, mapper: Arc<Mapper>, opts: MapOptions) -> MappedFile {
+    map_file_with(source, opts, move |r| {
+        let m = mapper.map_row(&r);
+        (r, m)
+    })
+}
+
+/// The text of a panic payload (what `panic!` was given).
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}
+
+/// Like [`map_file`], but `work` runs on the rayon pool for every row, so per-row work the
+/// consumer would otherwise do alone (hashing, formatting, dropping what it does not need)
+/// happens in parallel too.
+pub fn map_file_with<T, F>(source: Box<dyn RowSource>, opts: MapOptions, work: F) -> MappedFile<T>
+where
+    T: Send + 'static,
+    F: Fn(Row) -> T + Send + Sync + 'static,
+{
+    let (tx, rx) = sync_channel::<ReadMsg>(1);
+    let (out_tx, out_rx) = sync_channel(1);
+    let batch = opts.batch.max(1);
+    let file: Arc<str> = Arc::from(source.file());
+    let reader_file = file.clone();
+    std::thread::spawn(move || {
+        let mut source = source;
+        // The last row handed over, for the message if reading panics.
+        let mut last_row = 1u64;
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
+            // CSV hands over raw fields: the cells are built on the workers.
+            if let Some(raw) = source.read_raw(batch) {
+                if let Some(n) = raw.batch.last_row() {
+                    last_row = n;
+                }
+                if !raw.batch.is_empty() && tx.send(ReadMsg::Batch(Batch::Raw(raw.batch))).is_err()
+                {
+                    return;
+                }
+                if let Some(e) = raw.error {
+                    let _ = tx.send(ReadMsg::Err(e));
+                    return;
+                }
+                if raw.eof {
+                    let _ = tx.send(ReadMsg::End);
+                    return;
+                }
+                continue;
+            }
+            let mut rows = Vec::with_capacity(batch);
+            let mut err = None;
+            let mut end = false;
+            loop {
+                match source.next() {
+                    Some(Ok(row)) => rows.push(row),
+                    Some(Err(e)) => {
+                        err = Some(e);
+                        break;
+                    }
+                    None => {
+                        end = true;
+                        break;
+                    }
+                }
+                if rows.len() == batch {
+                    break;
+                }
+            }
+            if let Some(r) = rows.last() {
+                last_row = r.pos.row;
+            }
+            if !rows.is_empty() && tx.send(ReadMsg::Batch(Batch::Rows(rows))).is_err() {
+                return;
+            }
+            if let Some(e) = err {
+                let _ = tx.send(ReadMsg::Err(e));
+                return;
+            }
+            if end {
+                let _ = tx.send(ReadMsg::End);
+                return;
+            }
+        }));
+        if let Err(payload) = read {
+            let _ = tx.send(ReadMsg::Err(SourceError::Internal {
+                file: reader_file.to_string(),
+                row: last_row + 1,
+                message: format!("reading failed: {}", panic_text(&*payload)),
+            }));
+        }
+    });
+    let map_file = file.clone();
+    std::thread::spawn(move || {
+        let mut last_row = 1u64;
+        let mut ended = false;
+        for msg in rx {
+            let out = match msg {
+                ReadMsg::End => {
+                    ended = true;
+                    MappedMsg::End
+                }
+                ReadMsg::Err(e) => {
+                    ended = true;
+                    MappedMsg::Failed(Vec::new(), e)
+                }
+                ReadMsg::Batch(b) => {
+                    let batch_last = match &b {
+                        Batch::Rows(rows) => rows.last().map(|r| r.pos.row),
+                        Batch::Raw(raw) => raw.last_row(),
+                    };
+                    // Each row's work is caught on its own, so a panic names its row and the
+                    // rows before it in the batch still count.
+                    let one = |row: Row| {
+                        let n = row.pos.row;
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(row)))
+                            .map_err(|p| (n, panic_text(&*p)))
+                    };
+                    let results: Vec<Result<T, (u64, String)>> = match b {
+                        Batch::Rows(rows) => rows.into_par_iter().map(one).collect(),
+                        Batch::Raw(raw) => (0..raw.len())
+                            .into_par_iter()
+                            .map(|i| {
+                                let n = raw.row_number(i);
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    work(raw.row(i))
+                                }))
+                                .map_err(|p| (n, panic_text(&*p)))
+                            })
+                            .collect(),
+                    };
+                    let mut items = Vec::with_capacity(results.len());
+                    let mut failure = None;
+                    for r in results {
+                        match r {
+                            Ok(t) => items.push(t),
+                            Err((row, message)) => {
+                                failure = Some(SourceError::Internal {
+                                    file: map_file.to_string(),
+                                    row,
+                                    message,
+                                });
+                                break;
+                            }
+                        }
+                    }
+                    match failure {
+                        Some(e) => {
+                            ended = true;
+                            MappedMsg::Failed(items, e)
+                        }
+                        None => {
+                            last_row = batch_last.unwrap_or(last_row);
+                            MappedMsg::Items(items)
+                        }
+                    }
+                }
+            };
+            let stop = ended;
+            if out_tx.send(out).is_err() || stop {
+                return;
+            }
+        }
+        // The reader's channel closed without End or Err: it died.
+        if !ended {
+            let _ = out_tx.send(MappedMsg::Failed(
+                Vec::new(),
+                SourceError::Internal {
+                    file: map_file.to_string(),
+                    row: last_row + 1,
+                    message: "the reader stopped before the end of the file".into(),
+                },
+            ));
+        }
+    });
+    MappedFile {
+        rx: out_rx,
+        buf: Vec::new().into_iter(),
+        pending_err: None,
+        done: false,
+        file,
+    }
+}
+
+impl<T> Iterator for MappedFile<T> {
+    type Item = Result<T, SourceError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(x) = self.buf.next() {
+                return Some(Ok(x));
+            }
+            if let Some(e) = self.pending_err.take() {
+                self.done = true;
+                return Some(Err(e));
+            }
+            if self.done {
+                return None;
+            }
+            match self.rx.recv() {
+                Ok(MappedMsg::Items(items)) => self.buf = items.into_iter(),
+                Ok(MappedMsg::Failed(items, e)) => {
+                    self.buf = items.into_iter();
+                    self.pending_err = Some(e);
+                }
+                Ok(MappedMsg::End) => self.done = true,
+                Err(_) => {
+                    // The mapping thread died without a word: never the end of the file.
+                    self.done = true;
+                    return Some(Err(SourceError::Internal {
+                        file: self.file.to_string(),
+                        row: 0,
+                        message: "the mapping stage stopped before the end of the file".into(),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{self, SourceOptions};
+
+    fn csv_source(rows: usize) -> (tempfile::TempDir, Box<dyn RowSource>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.csv");
+        let mut text = String::from("n;phone\n");
+        for i in 0..rows {
+            text.push_str(&format!("{i};+7 900 000 00 00\n"));
+        }
+        std::fs::write(&path, text).unwrap();
+        let src = source::open(&path, &SourceOptions::default()).unwrap();
+        (dir, src)
+    }
+
+    #[test]
+    fn a_panicking_worker_ends_the_stream_with_an_error_naming_the_row() {
+        let (_dir, src) = csv_source(5000);
+        let out = map_file_with(src, MapOptions { batch: 300 }, |row: Row| {
+            if row.pos.row == 2001 {
+                panic!("boom at {}", row.cells[0]);
+            }
+            row.pos.row
+        });
+        let mut rows = Vec::new();
+        let mut err = None;
+        for item in out {
+            match item {
+                Ok(n) => rows.push(n),
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+        // Every row before the panic came through, in order, and then an error — not an end.
+        assert_eq!(rows, (2..2001).collect::<Vec<u64>>());
+        let e = err
+            .expect("a panic must not look like the end of the file")
+            .to_string();
+        assert!(e.contains("row 2001"), "{e}");
+        assert!(e.contains("internal error"), "{e}");
+        assert!(e.contains("boom at 1999"), "{e}");
+    }
+
+    #[test]
+    fn a_clean_file_ends_with_every_row() {
+        let (_dir, src) = csv_source(4321);
+        let rows: Vec<u64> = map_file_with(src, MapOptions { batch: 100 }, |row: Row| row.pos.row)
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(rows, (2..4323).collect::<Vec<u64>>());
+    }
+}
