@@ -2,7 +2,8 @@
 //!
 //! The library is a pipeline (see `DESIGN.md`): `source` reads rows, `template` maps and validates
 //! them into records, `crm` speaks HTTP, `upload`/`export`/`reconcile` orchestrate, `report` writes,
-//! `sandbox` serves the same API from SQLite. `cmd` wires stages together, one file per subcommand.
+//! `sandbox` serves the same API from SQLite; `values` (dates, phones, money, text) and `hash` are
+//! the layer under all of them. `cmd` wires stages together, one file per subcommand.
 
 pub mod cli;
 pub mod cmd;
@@ -10,12 +11,14 @@ pub mod config;
 pub mod crm;
 pub mod error;
 pub mod export;
+pub mod hash;
 pub mod reconcile;
 pub mod report;
 pub mod sandbox;
 pub mod source;
 pub mod template;
 pub mod upload;
+pub mod values;
 
 pub use error::{Error, Result};
 

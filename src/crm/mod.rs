@@ -6,7 +6,8 @@ mod client;
 mod entity;
 mod outcome;
 mod retry;
-pub mod values;
+/// The value layer, under its old name here (it lives below `crm`: the sandbox uses it too).
+pub use crate::values;
 
 pub use client::{CrmClient, CrmUser, DictEntry, FieldInfo, ListPage};
 pub use entity::{Entity, UnknownEntity};

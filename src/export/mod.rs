@@ -16,7 +16,8 @@ pub use query::{Active, Filters};
 pub use state::{ExportState, Prints, RecordId};
 
 use crate::crm::{CrmClient, CrmError, Entity, FieldInfo, RetryPolicy};
-use crate::report::{Cell, Progress, ReportError};
+use crate::report::{Progress, ReportError};
+use crate::values::CrmDateTime;
 use chrono::NaiveDateTime;
 use pager::{PageSink, PageStats, Pager, Row, Seen};
 use serde::Serialize;
@@ -420,16 +421,13 @@ impl EntityWriter<'_> {
     /// The row's change date: the edit date, else the creation date.
     fn changed_at(&self, row: &Row) -> Option<ChangedAt> {
         let (a, b) = self.change_cols?;
-        [a, b]
-            .into_iter()
-            .find_map(|c| match columns::parse_datetime(row.get(c)?.as_str()?)? {
-                Cell::DateTime(at) => Some(ChangedAt { at, by_day: false }),
-                Cell::Date(d) => Some(ChangedAt {
-                    at: d.and_hms_opt(0, 0, 0)?,
-                    by_day: true,
-                }),
-                _ => None,
+        [a, b].into_iter().find_map(|c| {
+            let when = CrmDateTime::parse(row.get(c)?.as_str()?)?;
+            Some(ChangedAt {
+                at: when.moment()?,
+                by_day: matches!(when, CrmDateTime::Date(_)),
             })
+        })
     }
 
     /// Is the row left out as not changed? Counts it and keeps the state right either way.

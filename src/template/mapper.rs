@@ -1,12 +1,11 @@
 //! A template bound to a file's headers: turns rows into records and problems, in parallel.
 
 use super::fields::FieldKind;
-use super::rules::{
-    first_4byte_char, format_datetime, is_email, is_phone, parse_number, parse_time, DateFormats,
-};
+use super::rules::{first_4byte_char, is_email, is_phone, parse_number, parse_time, DateFormats};
 use super::{Check, Expr, FieldRule, Input, Part, Template, TemplateError};
 use crate::crm::Entity;
 use crate::source::{RawBatch, Row, RowSource, SourceError, SourcePos};
+use crate::values::{is_money_field, CrmDateTime, Money};
 use rayon::prelude::*;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -509,7 +508,10 @@ impl Mapper {
                             Some("is not a valid e-mail address".to_string())
                         }
                         Check::Phone if !is_phone(&v) => Some("is not a phone number".to_string()),
-                        Check::Number if parse_number(&v).is_none() => {
+                        // Amounts are read (and refused) below, as money.
+                        Check::Number
+                            if !is_money_field(&rule.name) && parse_number(&v).is_none() =>
+                        {
                             Some("is not a number".to_string())
                         }
                         Check::Integer if v.parse::<i64>().is_err() => {
@@ -579,7 +581,21 @@ impl Mapper {
                                     continue;
                                 }
                             }
-                            Value::String(format_datetime(&d, rule.kind == FieldKind::Date))
+                            Value::String(
+                                CrmDateTime::of(d, rule.kind == FieldKind::Date).to_string(),
+                            )
+                        }
+                    }
+                } else if (rule.kind == FieldKind::Number
+                    || rule.checks.iter().any(|c| matches!(c, Check::Number)))
+                    && is_money_field(&rule.name)
+                {
+                    // Sent as `1500.75`: the server reads "1,500.75" as 1.50 (NOTES §11, v3-deal-add-kol-thousands-comma).
+                    match Money::parse(&v) {
+                        Ok(m) => m.to_json(),
+                        Err(e) => {
+                            err(&mut out, bf.column.clone(), field, &raw, e.to_string());
+                            continue;
                         }
                     }
                 } else if rule.kind == FieldKind::Number
@@ -632,8 +648,7 @@ pub struct Fingerprint {
     pub values: u32,
 }
 
-const SEED: foldhash::quality::FixedState = foldhash::quality::FixedState::with_seed(0x5eed_5a1e);
-type FpHasher = foldhash::quality::FoldHasher<'static>;
+use crate::hash::{FastHasher as FpHasher, FAST as SEED};
 
 fn hash_text(h: &mut FpHasher, name: &str, v: &str) {
     h.write(name.as_bytes());

@@ -2,8 +2,8 @@
 //! no duplicate check on the server (NOTES.md §3), so after an answer is lost the only safe way
 //! on is to look each record up and send only those that are really missing.
 
-use crate::crm::values::{norm_text, value_id, value_text};
 use crate::crm::{CrmClient, CrmError, Entity, RetryPolicy};
+use crate::values::{norm_text, value_id, value_text};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
 
