@@ -152,8 +152,6 @@ impl ExportSummary {
     }
 }
 
-const MOMENT: &str = "%Y-%m-%d %H:%M:%S";
-
 /// Run an export job. On a failure after the output was started, the error is
 /// [`ExportError::Incomplete`] naming the partial file.
 pub async fn export(client: &CrmClient, job: &ExportJob) -> Result<ExportSummary, ExportError> {
@@ -228,10 +226,7 @@ pub async fn export(client: &CrmClient, job: &ExportJob) -> Result<ExportSummary
     }
     // Only a completed export moves the state on (a failed one returned above).
     if let (Some(path), Some(st)) = (&job.state, state.as_mut()) {
-        let now = chrono::Local::now()
-            .naive_local()
-            .format(MOMENT)
-            .to_string();
+        let now = CrmDateTime::DateTime(chrono::Local::now().naive_local()).to_string();
         for s in &mut summaries {
             st.entities.insert(
                 s.entity,
@@ -571,7 +566,9 @@ async fn export_entity(
         changed: 0,
         unchanged: 0,
         gone: None,
-        changed_since: filters.changed_since.map(|s| s.format(MOMENT).to_string()),
+        changed_since: filters
+            .changed_since
+            .map(|s| CrmDateTime::DateTime(s).to_string()),
         changed_since_by: None,
         notes: Vec::new(),
         records: None,

@@ -1,6 +1,6 @@
 //! How the real server mangles text and dates on the way in (NOTES.md §7, §8).
 
-use crate::values::CrmDateTime;
+use crate::values::{strip_tags, CrmDateTime};
 use chrono::Local;
 use serde_json::Value;
 
@@ -38,20 +38,6 @@ pub fn value_int(v: Option<&Value>) -> Option<i64> {
         Value::Bool(b) => Some(*b as i64),
         _ => None,
     }
-}
-
-fn strip_tags(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut in_tag = false;
-    for c in s.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' if in_tag => in_tag = false,
-            _ if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out
 }
 
 /// Person/client text fields: tags stripped, `"` « » stored as ” (U+201D), trimmed.

@@ -272,6 +272,16 @@ mod tests {
     use super::*;
     use crate::values::CrmDateTime;
 
+    const ALL: [Transform; 7] = [
+        Transform::Trim,
+        Transform::Lower,
+        Transform::Upper,
+        Transform::CollapseSpaces,
+        Transform::Phone,
+        Transform::Digits,
+        Transform::Capitalize,
+    ];
+
     #[test]
     fn emails() {
         assert!(is_email("ivanov@example.ru"));
@@ -324,15 +334,7 @@ mod tests {
 
     #[test]
     fn cow_transforms_match_owned() {
-        for t in [
-            Transform::Trim,
-            Transform::Lower,
-            Transform::Upper,
-            Transform::CollapseSpaces,
-            Transform::Phone,
-            Transform::Digits,
-            Transform::Capitalize,
-        ] {
+        for t in ALL {
             for v in [
                 "abc",
                 " a  b\t",
@@ -370,18 +372,9 @@ mod tests {
 
     mod props {
         use super::super::*;
+        use super::ALL;
         use crate::values::hostile::nasty_string;
         use proptest::prelude::*;
-
-        const ALL: [Transform; 7] = [
-            Transform::Trim,
-            Transform::Lower,
-            Transform::Upper,
-            Transform::CollapseSpaces,
-            Transform::Phone,
-            Transform::Digits,
-            Transform::Capitalize,
-        ];
 
         proptest! {
             #![proptest_config(ProptestConfig {

@@ -36,6 +36,22 @@ pub fn value_id(v: Option<&Value>) -> Option<i64> {
     .filter(|id| *id > 0)
 }
 
+/// Text with HTML tags removed (`<b>`, `<br />`), everything else as it is: what the server
+/// stores of a text field, and the readable part of its error pages.
+pub fn strip_tags(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_tag = false;
+    for c in s.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Text as the server's mangling and a human reader would not distinguish it: tags stripped,
 /// quotes of every kind removed, case folded, `ё` as `е`, runs of white space as one space.
 /// One pass, one allocation: reconcile runs this on every compared field.
@@ -113,6 +129,7 @@ mod tests {
             norm_text("Позвонил\nобсудили")
         );
         assert_eq!(norm_title("ООО «Ромашка»"), norm_title("Ромашка, ООО"));
+        assert_eq!(strip_tags("a <b>Петров</b> > 2<br />"), "a Петров > 2");
         assert_ne!(norm_title("ООО Ромашка"), norm_title("ООО Лютик"));
         assert_eq!(
             norm_field("tel", "8 (342) 200-00-00"),
