@@ -377,10 +377,7 @@ mod tests {
         use proptest::prelude::*;
 
         proptest! {
-            #![proptest_config(ProptestConfig {
-                failure_persistence: None,
-                ..ProptestConfig::with_cases(2000)
-            })]
+            #![proptest_config(crate::values::hostile::config())]
 
             #[test]
             fn transforms_and_checks_never_panic(v in nasty_string()) {

@@ -215,7 +215,7 @@ mod tests {
         use proptest::prelude::*;
 
         proptest! {
-            #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(2000) })]
+            #![proptest_config(crate::values::hostile::config())]
 
             #[test]
             fn written_values_read_back(days in 0i64..3_000_000, secs in 0u32..86_400, date_only in any::<bool>()) {

@@ -35,6 +35,14 @@ pub(crate) mod hostile {
         ]
     }
 
+    /// The property tests' settings: 2000 cases, no failure files in the source tree.
+    pub fn config() -> ProptestConfig {
+        ProptestConfig {
+            failure_persistence: None,
+            ..ProptestConfig::with_cases(2000)
+        }
+    }
+
     pub fn nasty_string() -> impl Strategy<Value = String> {
         prop::collection::vec(nasty_char(), 0..40).prop_map(String::from_iter)
     }

@@ -31,7 +31,7 @@ pub struct Money(i128);
 /// Why a text is not an amount (the caller names file, row, column and value).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum MoneyError {
-    #[error("is not an amount of money")]
+    #[error("is not a number")]
     NotAnAmount,
     /// `1,500`: thousands in English, one and a half in Russian.
     #[error("is ambiguous (thousands, or a decimal comma?): write {whole} or {decimal}")]
@@ -345,7 +345,7 @@ mod tests {
         use proptest::prelude::*;
 
         proptest! {
-            #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(2000) })]
+            #![proptest_config(crate::values::hostile::config())]
 
             #[test]
             fn written_amounts_read_back(units in -(10i128.pow(22))..10i128.pow(22)) {

@@ -183,10 +183,7 @@ mod tests {
         use proptest::prelude::*;
 
         proptest! {
-            #![proptest_config(ProptestConfig {
-                failure_persistence: None,
-                ..ProptestConfig::with_cases(2000)
-            })]
+            #![proptest_config(crate::values::hostile::config())]
 
             #[test]
             fn phone_normalisation_is_well_formed_and_idempotent(v in nasty_string()) {
