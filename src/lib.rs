@@ -16,6 +16,9 @@
 //!    no stage (only `crm::Entity` and `source`'s display helpers).
 //!
 //! `sandbox/` is its own server (it may use `crm` types and values).
+//!
+//! `values` (dates, phones, money, text) and `hash` are the layer under all of them (they import
+//! nothing of the crate).
 
 pub mod cli;
 pub mod cmd;
@@ -23,6 +26,7 @@ pub mod config;
 pub mod crm;
 pub mod error;
 pub mod export;
+pub mod hash;
 pub mod job;
 pub mod reconcile;
 pub mod report;
@@ -30,6 +34,7 @@ pub mod sandbox;
 pub mod source;
 pub mod template;
 pub mod upload;
+pub mod values;
 
 pub use error::{Error, Result};
 

@@ -2,7 +2,7 @@
 //! and `login`/`apikey` headers. The content type must be exactly `application/json`: with a
 //! `charset` parameter the real server ignores headers and body alike (NOTES.md §1).
 
-use super::{CrmError, Entity, ItemOutcome, RetryClass, RetryPolicy};
+use super::{CrmError, Entity, ItemOutcome, RetryPolicy};
 use crate::config::Connection;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use serde_json::{Map, Value};
@@ -238,24 +238,7 @@ impl CrmClient {
         body: &Value,
         policy: &RetryPolicy,
     ) -> Result<Value, CrmError> {
-        let mut attempt = 1;
-        let mut first_failure: Option<std::time::Instant> = None;
-        loop {
-            match self.call(entity, action, body).await {
-                Ok(v) => return Ok(v),
-                Err(e) if e.retry_class() == RetryClass::Retry => {
-                    let since = first_failure
-                        .get_or_insert_with(std::time::Instant::now)
-                        .elapsed();
-                    if policy.exhausted(attempt, since) {
-                        return Err(e);
-                    }
-                    tokio::time::sleep(policy.backoff_within(attempt, since)).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        policy.run(|| self.call(entity, action, body)).await
     }
 
     /// A read of a dictionary (`user/list`, `deal/steplist`, …): retried per `policy`; its
@@ -268,35 +251,21 @@ impl CrmClient {
     ) -> Result<Vec<Map<String, Value>>, CrmError> {
         let url = self.url_of(segment, action);
         let body = Value::Object(Map::new());
-        let mut attempt = 1;
-        let mut first_failure: Option<std::time::Instant> = None;
-        let v = loop {
-            let answer = self
-                .call_raw_at(segment, action, &body)
-                .await
-                .and_then(|v| match envelope_error(&v) {
-                    Some((code, text)) => Err(CrmError::Api {
-                        url: url.clone(),
-                        code,
-                        text,
-                    }),
-                    None => Ok(v),
-                });
-            match answer {
-                Ok(v) => break v,
-                Err(e) if e.retry_class() == RetryClass::Retry => {
-                    let since = first_failure
-                        .get_or_insert_with(std::time::Instant::now)
-                        .elapsed();
-                    if policy.exhausted(attempt, since) {
-                        return Err(e);
+        let (url_ref, body) = (&url, &body);
+        let v = policy
+            .run(move || async move {
+                self.call_raw_at(segment, action, body).await.and_then(|v| {
+                    match envelope_error(&v) {
+                        Some((code, text)) => Err(CrmError::Api {
+                            url: url_ref.clone(),
+                            code,
+                            text,
+                        }),
+                        None => Ok(v),
                     }
-                    tokio::time::sleep(policy.backoff_within(attempt, since)).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        };
+                })
+            })
+            .await?;
         match v.get("data") {
             Some(Value::Array(items)) => Ok(items
                 .iter()

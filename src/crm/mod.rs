@@ -6,7 +6,8 @@ mod client;
 mod entity;
 mod outcome;
 mod retry;
-pub mod values;
+/// The value layer, under its old name here (it lives below `crm`: the sandbox uses it too).
+pub use crate::values;
 
 pub use client::{CrmClient, CrmUser, DictEntry, FieldInfo, ListPage};
 pub use entity::{Entity, UnknownEntity};
@@ -116,17 +117,7 @@ pub fn fatal_message(page: &str) -> String {
         None => page,
     };
     // Strip tags and the common entities.
-    let mut text = String::with_capacity(body.len());
-    let mut in_tag = false;
-    for c in body.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' if in_tag => in_tag = false,
-            _ if !in_tag => text.push(c),
-            _ => {}
-        }
-    }
-    let text = text
+    let text = crate::values::strip_tags(body)
         .replace("&gt;", ">")
         .replace("&lt;", "<")
         .replace("&quot;", "\"")

@@ -6,7 +6,7 @@
 
 use crate::crm::Entity;
 use crate::report::Cell;
-use chrono::{NaiveDate, NaiveDateTime};
+use crate::values::{is_money_field, CrmDateTime, Money};
 use serde_json::{Map, Value};
 
 /// Keys `list` returns, in the server's order, for entities whose rows do not all have the same
@@ -34,11 +34,6 @@ pub enum Kind {
     Text,
 }
 
-/// Amount fields of the entities we export (deal `kol` = sum, `marga` = margin).
-const MONEY_FIELDS: &[&str] = &[
-    "kol", "marga", "kol_fact", "summa", "sum", "price", "amount", "credit",
-];
-
 /// Ids and references that are not spelled `...ID`.
 const ID_FIELDS: &[&str] = &[
     "pid", "clid", "cid", "did", "tid", "mcid", "iduser", "autor", "payer",
@@ -52,7 +47,7 @@ impl Kind {
             Kind::Id
         } else if name.starts_with("date") || name.starts_with("datum") || name.ends_with("Date") {
             Kind::Date
-        } else if MONEY_FIELDS.contains(&name) {
+        } else if is_money_field(name) {
             Kind::Money
         } else {
             Kind::Text
@@ -165,18 +160,15 @@ pub fn cell(entity: Entity, name: &str, kind: Kind, v: &Value) -> Cell {
             },
             _ => text_cell(entity, name, v),
         },
-        Kind::Date => match v.as_str().and_then(parse_datetime) {
-            Some(c) => c,
+        Kind::Date => match v.as_str().and_then(CrmDateTime::parse) {
+            Some(CrmDateTime::DateTime(at)) => Cell::DateTime(at),
+            Some(CrmDateTime::Date(d)) => Cell::Date(d),
             // "0000-00-00 00:00:00" (non-strict MySQL) and anything odd stays visible as text.
-            None => text_cell(entity, name, v),
+            Some(CrmDateTime::Zero) | None => text_cell(entity, name, v),
         },
-        Kind::Money => match v {
-            Value::Number(n) => n.as_f64().map_or(Cell::Empty, Cell::Money),
-            Value::String(s) => match s.trim().replace(',', ".").parse::<f64>() {
-                Ok(x) if x.is_finite() => Cell::Money(x),
-                _ => text_cell(entity, name, v),
-            },
-            _ => text_cell(entity, name, v),
+        Kind::Money => match Money::from_json(v) {
+            Some(m) => Cell::Money(m),
+            None => text_cell(entity, name, v),
         },
         Kind::Text => text_cell(entity, name, v),
     }
@@ -197,49 +189,6 @@ fn text_cell_owned(entity: Entity, name: &str, mut s: String) -> Cell {
     } else {
         Cell::Text(s)
     }
-}
-
-/// `YYYY-MM-DD HH:MM:SS`, `YYYY-MM-DD HH:MM` or `YYYY-MM-DD`, as the API returns them.
-pub fn parse_datetime(s: &str) -> Option<Cell> {
-    let s = s.trim();
-    if let Some(dt) = fast_datetime(s) {
-        return Some(Cell::DateTime(dt));
-    }
-    if let Ok(dt) = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S") {
-        return Some(Cell::DateTime(dt));
-    }
-    if let Ok(dt) = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M") {
-        return Some(Cell::DateTime(dt));
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .map(Cell::Date)
-}
-
-/// `YYYY-MM-DD HH:MM:SS` read without chrono's format parser (two date columns a row of every
-/// export). `None` for anything else, including impossible dates: the caller then tries the
-/// general formats, which give the same answer for everything this accepts.
-fn fast_datetime(s: &str) -> Option<NaiveDateTime> {
-    let b = s.as_bytes();
-    if b.len() != 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b' '
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        b[r].iter().try_fold(0u32, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-        })
-    };
-    NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?.and_hms_opt(
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    )
 }
 
 /// Readable text for any JSON value: arrays joined with ", " (objects inside with "; "),
@@ -304,7 +253,7 @@ mod tests {
         assert_eq!(cell(e, "tid", Kind::Id, &json!("12")), Cell::Int(12));
         assert_eq!(
             cell(e, "datum", Kind::Date, &json!("2026-11-22")),
-            Cell::Date(NaiveDate::from_ymd_opt(2026, 11, 22).unwrap())
+            Cell::Date(chrono::NaiveDate::from_ymd_opt(2026, 11, 22).unwrap())
         );
         assert!(matches!(
             cell(e, "date_create", Kind::Date, &json!("2026-11-22 09:11:25")),
@@ -316,11 +265,20 @@ mod tests {
         );
         assert_eq!(
             cell(e, "kol", Kind::Money, &json!(100000)),
-            Cell::Money(100000.0)
+            Cell::Money(Money::from_units(100000))
         );
         assert_eq!(
             cell(e, "kol", Kind::Money, &json!("1234.50")),
-            Cell::Money(1234.5)
+            Cell::Money(Money::parse("1234,5").unwrap())
+        );
+        assert_eq!(
+            cell(e, "kol", Kind::Money, &json!("1 500,75")),
+            cell(e, "kol", Kind::Money, &json!(1500.75))
+        );
+        // What is not an amount stays visible as the server sent it.
+        assert_eq!(
+            cell(e, "kol", Kind::Money, &json!("по договору")),
+            Cell::text("по договору")
         );
         assert_eq!(cell(e, "kol", Kind::Money, &Value::Null), Cell::Empty);
         assert_eq!(
@@ -329,28 +287,6 @@ mod tests {
         );
         assert_eq!(cell(e, "step", Kind::Text, &json!(20)), Cell::text("20"));
         assert_eq!(cell(e, "title", Kind::Text, &json!("")), Cell::Empty);
-    }
-
-    #[test]
-    fn fast_datetimes_agree_with_chrono() {
-        for s in [
-            "2026-11-22 09:11:25",
-            "2024-02-29 23:59:59",
-            "2023-02-29 10:00:00",
-            "0000-00-00 00:00:00",
-            "2026-11-22 24:00:00",
-            "2026-11-22 10:00:60",
-            "2026-1x-22 10:00:00",
-            "2026-11-22T10:00:00",
-        ] {
-            assert_eq!(
-                fast_datetime(s),
-                NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
-                    .ok()
-                    .filter(|d| d.and_utc().timestamp_subsec_nanos() < 1_000_000_000),
-                "{s}"
-            );
-        }
     }
 
     #[test]

@@ -16,7 +16,8 @@ pub use query::{Active, Filters};
 pub use state::{ExportState, Prints, RecordId};
 
 use crate::crm::{CrmClient, CrmError, Entity, FieldInfo, RetryPolicy};
-use crate::report::{Cell, Progress, ReportError};
+use crate::report::{Progress, ReportError};
+use crate::values::CrmDateTime;
 use chrono::NaiveDateTime;
 use pager::{PageSink, PageStats, Pager, Row, Seen};
 use serde::Serialize;
@@ -151,8 +152,6 @@ impl ExportSummary {
     }
 }
 
-const MOMENT: &str = "%Y-%m-%d %H:%M:%S";
-
 /// Run an export job. On a failure after the output was started, the error is
 /// [`ExportError::Incomplete`] naming the partial file.
 pub async fn export(client: &CrmClient, job: &ExportJob) -> Result<ExportSummary, ExportError> {
@@ -227,10 +226,7 @@ pub async fn export(client: &CrmClient, job: &ExportJob) -> Result<ExportSummary
     }
     // Only a completed export moves the state on (a failed one returned above).
     if let (Some(path), Some(st)) = (&job.state, state.as_mut()) {
-        let now = chrono::Local::now()
-            .naive_local()
-            .format(MOMENT)
-            .to_string();
+        let now = CrmDateTime::DateTime(chrono::Local::now().naive_local()).to_string();
         for s in &mut summaries {
             st.entities.insert(
                 s.entity,
@@ -420,16 +416,13 @@ impl EntityWriter<'_> {
     /// The row's change date: the edit date, else the creation date.
     fn changed_at(&self, row: &Row) -> Option<ChangedAt> {
         let (a, b) = self.change_cols?;
-        [a, b]
-            .into_iter()
-            .find_map(|c| match columns::parse_datetime(row.get(c)?.as_str()?)? {
-                Cell::DateTime(at) => Some(ChangedAt { at, by_day: false }),
-                Cell::Date(d) => Some(ChangedAt {
-                    at: d.and_hms_opt(0, 0, 0)?,
-                    by_day: true,
-                }),
-                _ => None,
+        [a, b].into_iter().find_map(|c| {
+            let when = CrmDateTime::parse(row.get(c)?.as_str()?)?;
+            Some(ChangedAt {
+                at: when.moment()?,
+                by_day: matches!(when, CrmDateTime::Date(_)),
             })
+        })
     }
 
     /// Is the row left out as not changed? Counts it and keeps the state right either way.
@@ -573,7 +566,9 @@ async fn export_entity(
         changed: 0,
         unchanged: 0,
         gone: None,
-        changed_since: filters.changed_since.map(|s| s.format(MOMENT).to_string()),
+        changed_since: filters
+            .changed_since
+            .map(|s| CrmDateTime::DateTime(s).to_string()),
         changed_since_by: None,
         notes: Vec::new(),
         records: None,

@@ -8,7 +8,6 @@ use super::ExportError;
 use crate::crm::{CrmClient, CrmError, Entity, RetryPolicy};
 use serde_json::{Map, Value};
 use std::collections::{HashSet, VecDeque};
-use std::hash::BuildHasher;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
@@ -35,7 +34,6 @@ pub struct PageStats {
 #[derive(Default)]
 pub struct Seen {
     ids: HashSet<u64>,
-    hasher: std::collections::hash_map::RandomState,
 }
 
 impl Seen {
@@ -55,7 +53,7 @@ impl Seen {
 
     fn hash(&self, s: &str) -> u64 {
         // Keep hashed keys apart from numeric ids.
-        self.hasher.hash_one(s) | (1 << 63)
+        crate::hash::fast_one(s) | (1 << 63)
     }
 }
 

@@ -6,6 +6,7 @@
 
 use super::ExportError;
 use crate::crm::Entity;
+use crate::values::CrmDateTime;
 use chrono::{NaiveDate, NaiveDateTime};
 use serde_json::{Map, Value};
 
@@ -110,7 +111,7 @@ pub fn passes(entity: Entity, filters: &Filters, server_fields: Option<&str>) ->
     if let Some(w) = &filters.word {
         base.insert("word".into(), Value::from(w.as_str()));
     }
-    let fmt = |d: NaiveDate| d.format("%Y-%m-%d").to_string();
+    let fmt = |d: NaiveDate| CrmDateTime::Date(d).to_string();
     match entity {
         Entity::History | Entity::Task => {
             // Never narrowed by `changed_since`: history rows can be entered back-dated, so a
@@ -163,23 +164,19 @@ pub fn passes(entity: Entity, filters: &Filters, server_fields: Option<&str>) ->
 
 /// A `YYYY-MM-DD` date from a flag.
 pub fn parse_date(flag: &'static str, s: &str) -> Result<NaiveDate, ExportError> {
-    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| ExportError::BadDate {
-        flag,
-        value: s.to_string(),
-    })
+    match CrmDateTime::parse(s) {
+        Some(CrmDateTime::Date(d)) => Ok(d),
+        _ => Err(ExportError::BadDate {
+            flag,
+            value: s.to_string(),
+        }),
+    }
 }
 
 /// A moment from a flag or the state file: `YYYY-MM-DD`, `YYYY-MM-DD HH:MM[:SS]` or with `T`.
 pub fn parse_moment(flag: &'static str, s: &str) -> Result<NaiveDateTime, ExportError> {
-    let t = s.trim().replace('T', " ");
-    for f in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
-        if let Ok(dt) = NaiveDateTime::parse_from_str(&t, f) {
-            return Ok(dt);
-        }
-    }
-    NaiveDate::parse_from_str(&t, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
+    CrmDateTime::parse(s)
+        .and_then(CrmDateTime::moment)
         .ok_or_else(|| ExportError::BadDate {
             flag,
             value: s.to_string(),
@@ -258,5 +255,11 @@ mod tests {
         assert!(parse_date("--from", "2026-02-30").is_err());
         assert!(parse_moment("--changed-since", "yesterday").is_err());
         assert!(parse_moment("--changed-since", "2026-11-22T10:00:00").is_ok());
+        assert!(parse_moment("--changed-since", "0000-00-00 00:00:00").is_err());
+        assert!(parse_date("--to", "2026-11-22 10:00").is_err());
+        assert_eq!(
+            parse_moment("--changed-since", "2026-11-22").unwrap(),
+            parse_moment("--changed-since", "2026-11-22 00:00:00").unwrap()
+        );
     }
 }

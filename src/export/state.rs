@@ -14,7 +14,7 @@
 use super::pager::Row;
 use super::ExportError;
 use crate::crm::Entity;
-use crate::upload::journal::Fnv64;
+use crate::hash::Fnv64;
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! shared between records. Reconcile holds both sides of a migration in memory — 100,000s of
 //! records — and a JSON map costs several times as much per field.
 
-use crate::crm::values::value_text;
+use crate::values::value_text;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -2,9 +2,9 @@
 //! `clid` can be compared with the CRM id its client matched.
 
 use super::fields::Fields;
-use crate::crm::values::{norm_field, norm_phone, norm_text, norm_title};
 use crate::crm::Entity;
 use crate::template::Reference;
+use crate::values::{norm_field, norm_phone, norm_text, norm_title};
 use rayon::prelude::*;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -221,11 +221,7 @@ pub fn reconcile(inputs: &[EntityInput<'_>]) -> Reconciliation {
 /// of a string map. A collision can only make two different values look alike, which the field
 /// comparison then shows as a difference.
 fn hash_probe(kind: &str, parts: &[&str]) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash, Hasher};
-    let mut h = BuildHasherDefault::<DefaultHasher>::default().build_hasher();
-    kind.hash(&mut h);
-    parts.hash(&mut h);
-    h.finish()
+    crate::hash::fast_one((kind, parts))
 }
 
 /// CRM records by probe hash: a sorted vector, searched by range.

@@ -3,13 +3,13 @@
 //! given, and then only for which CRM id belongs to which key.
 
 use super::{reconcile, CrmRecord, EntityInput, Fields, Names, Reconciliation, SourceRecord};
-use crate::crm::values::value_id;
 use crate::crm::{CrmClient, Entity, RetryPolicy};
 use crate::export::{self, Filters};
 use crate::report::Progress;
 use crate::source::{self, SourceOptions, SourcePos};
 use crate::template::{map_file, MapOptions, Template};
 use crate::upload::SourcePlan;
+use crate::values::{value_id, CrmDateTime};
 use chrono::NaiveDate;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -73,7 +73,7 @@ fn filters_for(entity: Entity, records: &[SourceRecord]) -> Filters {
         let dates: Vec<NaiveDate> = records
             .iter()
             .filter_map(|r| r.fields.get("datum"))
-            .filter_map(|d| NaiveDate::parse_from_str(d.get(..10)?, "%Y-%m-%d").ok())
+            .filter_map(|d| CrmDateTime::parse(d)?.date())
             .collect();
         filters.from = dates.iter().min().copied();
         filters.to = dates.iter().max().copied();
@@ -174,7 +174,7 @@ fn info_owner(entity: Entity, id: i64, answer: &Value) -> Option<String> {
     let owner = ["iduser", "user"]
         .iter()
         .filter_map(|k| data.get(*k))
-        .map(crate::crm::values::value_text)
+        .map(crate::values::value_text)
         .find(|v| !v.is_empty() && v != "0")
         .unwrap_or_default();
     Some(owner)

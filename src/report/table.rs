@@ -4,6 +4,7 @@
 //! run as a formula when the file is opened.
 
 use super::ReportError;
+use crate::values::Money;
 use chrono::{Datelike, NaiveDate, NaiveDateTime, Timelike};
 use rust_xlsxwriter::{ExcelDateTime, Format, FormatAlign, Workbook};
 use std::fs::File;
@@ -17,7 +18,7 @@ pub enum Cell {
     Text(String),
     Int(i64),
     /// A sum of money: a number shown with two decimals.
-    Money(f64),
+    Money(Money),
     Number(f64),
     Date(NaiveDate),
     DateTime(NaiveDateTime),
@@ -43,7 +44,7 @@ impl Cell {
             Cell::Empty => String::new(),
             Cell::Text(s) | Cell::Flagged(s) => s.clone(),
             Cell::Int(i) => i.to_string(),
-            Cell::Money(m) => num(format!("{m:.2}")),
+            Cell::Money(m) => m.fixed2(decimal_comma),
             Cell::Number(n) => num(n.to_string()),
             Cell::Date(d) => d.format("%Y-%m-%d").to_string(),
             Cell::DateTime(dt) => dt.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -407,7 +408,7 @@ impl XlsxBook {
                 Cell::Flagged(s) => ws.write_string_with_format(row, col, clip(s), &f.flagged),
                 Cell::Int(i) => ws.write_number(row, col, *i as f64),
                 Cell::Number(n) => ws.write_number(row, col, *n),
-                Cell::Money(m) => ws.write_number_with_format(row, col, *m, &f.money),
+                Cell::Money(m) => ws.write_number_with_format(row, col, m.to_f64(), &f.money),
                 Cell::Date(d) => match excel_date(d.year(), d.month(), d.day(), 0, 0, 0) {
                     Some(x) => ws.write_datetime_with_format(row, col, &x, &f.date),
                     None => ws.write_string(row, col, d.to_string()),
@@ -509,8 +510,11 @@ mod tests {
         .unwrap();
         // A long row forces the csv crate to flush mid-character.
         let long = "Щ".repeat(20_000);
-        t.write_row(&[Cell::text("Пётр 🙂"), Cell::Money(1234.5)])
-            .unwrap();
+        t.write_row(&[
+            Cell::text("Пётр 🙂"),
+            Cell::Money(Money::parse("1234,5").unwrap()),
+        ])
+        .unwrap();
         t.write_row(&[Cell::text(long.clone()), Cell::text("=1+1")])
             .unwrap();
         assert_eq!(t.finish().unwrap(), 1);
@@ -551,7 +555,7 @@ mod tests {
                 &[
                     Cell::Int(i),
                     Cell::text("=HYPERLINK(\"http://evil\")"),
-                    Cell::Money(10.5),
+                    Cell::Money(Money::parse("10.5").unwrap()),
                     Cell::Date(NaiveDate::from_ymd_opt(2026, 11, 24).unwrap()),
                 ],
             )

@@ -1,6 +1,7 @@
 //! How the real server mangles text and dates on the way in (NOTES.md §7, §8).
 
-use chrono::{Local, NaiveDate, NaiveDateTime};
+use crate::values::{strip_tags, CrmDateTime};
+use chrono::Local;
 use serde_json::Value;
 
 /// A request value as the PHP server sees it: strings as-is, numbers printed, arrays joined
@@ -37,20 +38,6 @@ pub fn value_int(v: Option<&Value>) -> Option<i64> {
         Value::Bool(b) => Some(*b as i64),
         _ => None,
     }
-}
-
-fn strip_tags(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut in_tag = false;
-    for c in s.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' if in_tag => in_tag = false,
-            _ if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out
 }
 
 /// Person/client text fields: tags stripped, `"` « » stored as ” (U+201D), trimmed.
@@ -116,24 +103,11 @@ pub fn parse_datetime(v: Option<&Value>) -> Result<String, String> {
     if raw.is_empty() {
         return Ok(now());
     }
-    for fmt in [
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-        "%Y/%m/%d %H:%M:%S",
-        "%Y/%m/%d %H:%M",
-    ] {
-        if let Ok(dt) = NaiveDateTime::parse_from_str(&raw, fmt) {
-            return Ok(dt.format("%Y-%m-%d %H:%M:%S").to_string());
-        }
+    match CrmDateTime::parse(&raw) {
+        // MySQL strict mode refuses the zero date.
+        Some(CrmDateTime::Zero) | None => Err(raw),
+        Some(d) => Ok(d.to_datetime_string()),
     }
-    for fmt in ["%Y-%m-%d", "%Y/%m/%d"] {
-        if let Ok(d) = NaiveDate::parse_from_str(&raw, fmt) {
-            return Ok(format!("{} 00:00:00", d.format("%Y-%m-%d")));
-        }
-    }
-    Err(raw)
 }
 
 /// A date (no time) for tasks/deals; accepts a datetime too and keeps the date part.
@@ -151,11 +125,11 @@ pub fn in_timestamp_range(dt: &str) -> bool {
 }
 
 pub fn now() -> String {
-    Local::now().format("%Y-%m-%d %H:%M:%S").to_string()
+    CrmDateTime::DateTime(Local::now().naive_local()).to_string()
 }
 
 pub fn today() -> String {
-    Local::now().format("%Y-%m-%d").to_string()
+    CrmDateTime::Date(Local::now().date_naive()).to_string()
 }
 
 /// A date filter value (`dateStart`/`dateEnd`): only the date part counts.
@@ -216,10 +190,19 @@ mod tests {
             json!("2024-06-25T10:11:12Z"),
             json!("2024-06-25T14:25:00+05:00"),
             json!("not a date"),
+            json!("0000-00-00 00:00:00"),
         ] {
             assert!(parse_datetime(Some(&bad)).is_err(), "{bad}");
         }
         assert!(parse_datetime(Some(&json!(""))).is_ok());
+        assert_eq!(
+            parse_datetime(Some(&json!("2024/06/25 10:11"))).unwrap(),
+            "2024-06-25 10:11:00"
+        );
+        assert_eq!(
+            parse_date(Some(&json!("2024-06-25T10:11"))).unwrap(),
+            "2024-06-25"
+        );
         assert!(!in_timestamp_range("1965-01-01 10:00:00"));
         assert!(!in_timestamp_range("2040-01-01 10:00:00"));
         assert!(in_timestamp_range("2024-06-25 10:00:00"));

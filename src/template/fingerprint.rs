@@ -17,8 +17,7 @@ pub struct Fingerprint {
     pub values: u32,
 }
 
-const SEED: foldhash::quality::FixedState = foldhash::quality::FixedState::with_seed(0x5eed_5a1e);
-type FpHasher = foldhash::quality::FoldHasher<'static>;
+use crate::hash::{FastHasher as FpHasher, FAST as SEED};
 
 fn hash_text(h: &mut FpHasher, name: &str, v: &str) {
     h.write(name.as_bytes());

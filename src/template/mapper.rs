@@ -2,12 +2,11 @@
 
 use super::fields::FieldKind;
 use super::fingerprint::{Fingerprint, Sink};
-use super::rules::{
-    first_4byte_char, format_datetime, is_email, is_phone, parse_number, parse_time, DateFormats,
-};
+use super::rules::{first_4byte_char, is_email, is_phone, parse_number, parse_time, DateFormats};
 use super::{Check, Expr, FieldRule, Input, Part, Template, TemplateError};
 use crate::crm::Entity;
 use crate::source::{Row, SourcePos};
+use crate::values::{is_money_field, CrmDateTime, Money};
 use serde_json::Value;
 use std::borrow::Cow;
 
@@ -505,7 +504,7 @@ fn map_field(
         err(format!("contains the character '{c}' (emoji and other 4-byte characters are rejected by the CRM)"));
         return;
     }
-    let failed = failed_checks(&rule.checks, &v);
+    let failed = failed_checks(&rule.checks, &v, &rule.name);
     if !failed.is_empty() {
         for m in failed {
             err(m);
@@ -548,13 +547,16 @@ fn reference(
 }
 
 /// What the field's checks (e-mail, phone, number, length, list, pattern) say about a value.
-fn failed_checks(checks: &[Check], v: &str) -> Vec<String> {
+fn failed_checks(checks: &[Check], v: &str, field: &str) -> Vec<String> {
     let mut out = Vec::new();
     for check in checks {
         let problem = match check {
             Check::Email if !is_email(v) => Some("is not a valid e-mail address".to_string()),
             Check::Phone if !is_phone(v) => Some("is not a phone number".to_string()),
-            Check::Number if parse_number(v).is_none() => Some("is not a number".to_string()),
+            // Amounts are read (and refused) as money by `typed_value`.
+            Check::Number if !is_money_field(field) && parse_number(v).is_none() => {
+                Some("is not a number".to_string())
+            }
             Check::Integer if v.parse::<i64>().is_err() => {
                 Some("is not a whole number".to_string())
             }
@@ -605,10 +607,18 @@ fn typed_value(bf: &BoundField, v: &str) -> Result<Option<Value>, String> {
                 );
             }
         }
-        return Ok(Some(Value::String(format_datetime(
-            &d,
-            rule.kind == FieldKind::Date,
-        ))));
+        return Ok(Some(Value::String(
+            CrmDateTime::of(d, rule.kind == FieldKind::Date).to_string(),
+        )));
+    }
+    if (rule.kind == FieldKind::Number || rule.checks.iter().any(|c| matches!(c, Check::Number)))
+        && is_money_field(&rule.name)
+    {
+        // Sent as `1500.75`: the server reads "1,500.75" as 1.50 (NOTES §11,
+        // v3-deal-add-kol-thousands-comma).
+        return Money::parse(v)
+            .map(|m| Some(m.to_json()))
+            .map_err(|e| e.to_string());
     }
     if rule.kind == FieldKind::Number || rule.checks.iter().any(|c| matches!(c, Check::Number)) {
         // "1 234,50" is sent as the number 1234.5: the server would misread the text.

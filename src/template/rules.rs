@@ -6,6 +6,8 @@ use regex::Regex;
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
+pub use crate::values::phone::{is_phone, normalize_phone};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transform {
     Trim,
@@ -92,107 +94,6 @@ impl Transform {
 /// A case mapping that leaves the character as it is.
 fn maps_to_itself(mut mapped: impl Iterator<Item = char>, c: char) -> bool {
     mapped.next() == Some(c) && mapped.next().is_none()
-}
-
-/// `8 342 200 00 00`, `+7(342)2000000`, `3422000000` → `+7 (342) 200-00-00`. An extension
-/// (`доб. 12`, `ext 12`) is kept after the number. `None` when it is not a Russian number.
-pub fn normalize_phone(v: &str) -> Option<String> {
-    // Only digits and punctuation (the common case): no extension to look for. The marker is
-    // searched on `v` itself, never at offsets found in a lower-cased copy: lower-casing changes
-    // byte lengths (`K` Kelvin sign → `k`, `İ` → `i̇`), so such offsets can split a character.
-    let plain = v
-        .bytes()
-        .all(|c| c.is_ascii_digit() || b" +-().".contains(&c));
-    let marker = if plain {
-        None
-    } else {
-        find_ignore_case(v, "доб").or_else(|| find_ignore_case(v, "ext"))
-    };
-    let (main, ext) = match marker {
-        Some(i) => (
-            &v[..i],
-            Some(
-                v[i..]
-                    .chars()
-                    .filter(|c| c.is_ascii_digit())
-                    .collect::<String>(),
-            ),
-        ),
-        None => (v, None),
-    };
-    // Digits of other scripts (full-width, Arabic-Indic) would silently drop out of the number.
-    if main.chars().any(|c| c.is_numeric() && !c.is_ascii_digit()) {
-        return None;
-    }
-    if main.chars().any(|c| c.is_alphabetic()) {
-        return None;
-    }
-    let digits: String = main.chars().filter(|c| c.is_ascii_digit()).collect();
-    let d = match digits.len() {
-        11 if digits.starts_with('7') || digits.starts_with('8') => &digits[1..],
-        10 => &digits[..],
-        _ => return None,
-    };
-    // Built by hand: `format!` was a visible share of validating a phone column.
-    let mut s = String::with_capacity(32);
-    for part in [
-        "+7 (",
-        &d[0..3],
-        ") ",
-        &d[3..6],
-        "-",
-        &d[6..8],
-        "-",
-        &d[8..10],
-    ] {
-        s.push_str(part);
-    }
-    if let Some(e) = ext.filter(|e| !e.is_empty()) {
-        s.push_str(" доб. ");
-        s.push_str(&e);
-    }
-    Some(s)
-}
-
-/// Byte offset in `haystack` (always a char boundary of it) where `needle` — lower-case — starts,
-/// comparing each character of `haystack` by its simple lower-case form.
-fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
-    let lower1 = |c: char| {
-        let mut l = c.to_lowercase();
-        match (l.next(), l.next()) {
-            (Some(a), None) => a,
-            _ => c, // lower-cases to several characters (İ): never part of an ASCII/Cyrillic word
-        }
-    };
-    haystack.char_indices().map(|(i, _)| i).find(|&i| {
-        let mut hay = haystack[i..].chars();
-        needle.chars().all(|n| hay.next().map(lower1) == Some(n))
-    })
-}
-
-/// A phone as people write them: 7–15 digits with the usual punctuation (foreign numbers pass).
-pub fn is_phone(v: &str) -> bool {
-    if is_normalized_phone(v) || normalize_phone(v).is_some() {
-        return true;
-    }
-    let digits = v.chars().filter(|c| c.is_ascii_digit()).count();
-    (7..=15).contains(&digits)
-        && v.chars()
-            .all(|c| c.is_ascii_digit() || " +-().".contains(c))
-}
-
-/// Exactly `+7 (342) 200-00-00`, what the `phone` transform writes.
-fn is_normalized_phone(v: &str) -> bool {
-    const SHAPE: &[u8] = b"+7 (ddd) ddd-dd-dd";
-    let b = v.as_bytes();
-    b.len() == SHAPE.len()
-        && b.iter().zip(SHAPE).all(|(c, s)| {
-            if *s == b'd' {
-                c.is_ascii_digit()
-            } else {
-                c == s
-            }
-        })
 }
 
 pub fn is_email(v: &str) -> bool {
@@ -351,24 +252,6 @@ fn parse_fast(v: &str, fast: Fast) -> Option<NaiveDateTime> {
     NaiveDate::from_ymd_opt(y as i32, m, d)?.and_hms_opt(hh, mm, ss)
 }
 
-/// `YYYY-MM-DD HH:MM:SS` (or just the date) without chrono's formatting machinery.
-pub fn format_datetime(d: &NaiveDateTime, date_only: bool) -> String {
-    use chrono::Timelike;
-    if date_only {
-        format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
-    } else {
-        format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-            d.year(),
-            d.month(),
-            d.day(),
-            d.hour(),
-            d.minute(),
-            d.second()
-        )
-    }
-}
-
 /// A plain time `HH:MM[:SS]` (task `totime`).
 pub fn parse_time(v: &str) -> Option<NaiveTime> {
     let v = v.trim();
@@ -387,26 +270,17 @@ pub fn first_4byte_char(v: &str) -> Option<char> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::values::CrmDateTime;
 
-    #[test]
-    fn phones_normalise() {
-        assert_eq!(
-            normalize_phone("8 (342) 200-00-00").unwrap(),
-            "+7 (342) 200-00-00"
-        );
-        assert_eq!(
-            normalize_phone("+7 342 2000000").unwrap(),
-            "+7 (342) 200-00-00"
-        );
-        assert_eq!(normalize_phone("3422000000").unwrap(), "+7 (342) 200-00-00");
-        assert_eq!(
-            normalize_phone("+7 342 200-00-00 доб. 12").unwrap(),
-            "+7 (342) 200-00-00 доб. 12"
-        );
-        assert_eq!(normalize_phone("12345"), None);
-        assert!(is_phone("+44 20 7946 0958"));
-        assert!(!is_phone("звонить утром"));
-    }
+    const ALL: [Transform; 7] = [
+        Transform::Trim,
+        Transform::Lower,
+        Transform::Upper,
+        Transform::CollapseSpaces,
+        Transform::Phone,
+        Transform::Digits,
+        Transform::Capitalize,
+    ];
 
     #[test]
     fn emails() {
@@ -454,21 +328,13 @@ mod tests {
             assert_eq!(f.parse(v), slow, "{v}");
         }
         let d = f.parse("25.06.2024 14:25").unwrap();
-        assert_eq!(format_datetime(&d, false), "2024-06-25 14:25:00");
-        assert_eq!(format_datetime(&d, true), "2024-06-25");
+        assert_eq!(CrmDateTime::of(d, false).to_string(), "2024-06-25 14:25:00");
+        assert_eq!(CrmDateTime::of(d, true).to_string(), "2024-06-25");
     }
 
     #[test]
     fn cow_transforms_match_owned() {
-        for t in [
-            Transform::Trim,
-            Transform::Lower,
-            Transform::Upper,
-            Transform::CollapseSpaces,
-            Transform::Phone,
-            Transform::Digits,
-            Transform::Capitalize,
-        ] {
+        for t in ALL {
             for v in [
                 "abc",
                 " a  b\t",
@@ -481,11 +347,6 @@ mod tests {
                 assert_eq!(t.apply_cow(Cow::Borrowed(v)), t.apply(v), "{t:?} {v}");
             }
         }
-        assert!(is_phone("+7 (342) 200-00-00"));
-        assert_eq!(
-            normalize_phone("8 342 200 00 00 ДОБ. 5").unwrap(),
-            "+7 (342) 200-00-00 доб. 5"
-        );
     }
 
     #[test]
@@ -498,76 +359,25 @@ mod tests {
     }
 
     #[test]
-    fn phone_with_case_changing_letters_does_not_split_a_character() {
-        // Kelvin sign shrinks and İ grows under to_lowercase: the total byte length stays the
-        // same, so offsets from a lower-cased copy used to land inside the Kelvin sign.
-        assert_eq!(normalize_phone("\u{212A}ext İİ"), None);
+    fn phone_transform_keeps_what_is_not_a_phone_and_case_maps_title_letters() {
         assert_eq!(Transform::Phone.apply("\u{212A}ext İİ"), "\u{212A}ext İİ");
-        assert_eq!(normalize_phone("8 342 200 00 00 İ ext 7"), None);
         assert_eq!(
-            normalize_phone("8 342 200 00 00 \u{212A} EXT 7"),
-            None,
-            "a letter before the extension is not a phone"
-        );
-        assert_eq!(
-            normalize_phone("8 342 200 00 00 Ext. 7").unwrap(),
-            "+7 (342) 200-00-00 доб. 7"
+            Transform::Phone.apply(" 8 342 200 00 00 "),
+            "+7 (342) 200-00-00"
         );
         // Title-case letters are neither upper nor lower case, yet change under both.
         assert_eq!(Transform::Lower.apply_cow(Cow::Borrowed("ǅ")), "ǆ");
         assert_eq!(Transform::Upper.apply_cow(Cow::Borrowed("ǅ")), "Ǆ");
-        // Digits of other scripts are not silently dropped from the number.
-        assert_eq!(normalize_phone("8 342 200 00 00 ٣"), None);
-        assert_eq!(normalize_phone("８ ３４２ ２００ ００ ００"), None);
     }
 
     mod props {
         use super::super::*;
+        use super::ALL;
+        use crate::values::hostile::nasty_string;
         use proptest::prelude::*;
 
-        /// Characters that break naive text handling, mixed with what phones and dates are made of.
-        fn nasty_char() -> impl Strategy<Value = char> {
-            prop_oneof![
-                3 => prop::sample::select(vec![
-                    '\u{212A}', 'İ', 'ı', 'ß', 'ǅ', 'ﬃ', 'ΐ', '\u{301}', '\u{308}', '\u{200F}',
-                    '\u{202E}', '\u{200D}', '\u{200B}', '\u{FEFF}', '１', '٣', '۷', '😀', '\0',
-                    '\n', '\t', '\u{a0}', 'д', 'о', 'б', 'Д', 'О', 'Б', 'e', 'x', 't', 'E', 'X',
-                    'T', 'ё', 'Ё', ' ', '.', ',', '-', ':', '/', '(', ')', '+', 'T', '%',
-                ]),
-                3 => prop::char::range('0', '9'),
-                2 => any::<char>(),
-            ]
-        }
-
-        fn nasty_string() -> impl Strategy<Value = String> {
-            prop::collection::vec(nasty_char(), 0..40).prop_map(String::from_iter)
-        }
-
-        const ALL: [Transform; 7] = [
-            Transform::Trim,
-            Transform::Lower,
-            Transform::Upper,
-            Transform::CollapseSpaces,
-            Transform::Phone,
-            Transform::Digits,
-            Transform::Capitalize,
-        ];
-
         proptest! {
-            #![proptest_config(ProptestConfig {
-                failure_persistence: None,
-                ..ProptestConfig::with_cases(2000)
-            })]
-
-            #[test]
-            fn phone_normalisation_is_well_formed_and_idempotent(v in nasty_string()) {
-                if let Some(p) = normalize_phone(&v) {
-                    let re = Regex::new(r"^\+7 \(\d{3}\) \d{3}-\d{2}-\d{2}( доб\. \d+)?$").unwrap();
-                    prop_assert!(re.is_match(&p), "{v:?} → {p:?}");
-                    prop_assert_eq!(normalize_phone(&p), Some(p.clone()));
-                    prop_assert!(is_phone(&p));
-                }
-            }
+            #![proptest_config(crate::values::hostile::config())]
 
             #[test]
             fn transforms_and_checks_never_panic(v in nasty_string()) {
@@ -612,7 +422,7 @@ mod tests {
                 let back = parse_date(&written, &[]).unwrap();
                 // Formats without seconds (or without a time) keep what they wrote.
                 prop_assert_eq!(back.format(fmt).to_string(), written.clone());
-                prop_assert_eq!(parse_date(&format_datetime(&back, false), &[]), Some(back));
+                prop_assert_eq!(parse_date(&crate::values::CrmDateTime::of(back, false).to_string(), &[]), Some(back));
             }
 
             #[test]

@@ -7,7 +7,6 @@ use super::UploadError;
 use crate::crm::Entity;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
-use std::hash::Hasher;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -368,60 +367,14 @@ impl Journal {
     }
 }
 
-/// A stable 64-bit FNV-1a fingerprint (std's hasher may change between Rust releases, and the
-/// journal outlives the binary that wrote it).
-pub fn fingerprint(bytes: &[u8]) -> String {
-    let mut h = Fnv64::default();
-    h.write(bytes);
-    format!("{:016x}-{}", h.finish(), bytes.len())
-}
-
-/// 64-bit FNV-1a as a [`Hasher`](std::hash::Hasher): stable across Rust releases and runs, for
-/// anything stored on disk (journals, export state fingerprints).
-#[derive(Debug, Clone, Copy)]
-pub struct Fnv64(u64);
-
-impl Default for Fnv64 {
-    fn default() -> Self {
-        Fnv64(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for Fnv64 {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// Fingerprint of a file, read in blocks so big inputs do not sit in memory.
+/// A stable fingerprint of an input file ([`crate::hash::fingerprint`] of its bytes): the
+/// journal outlives the binary that wrote it.
 pub fn fingerprint_file(path: &Path) -> Result<String, UploadError> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| UploadError::JournalIo {
+    let io = |e| UploadError::JournalIo {
         path: path.to_path_buf(),
         source: e,
-    })?;
-    let mut h = Fnv64::default();
-    let mut len = 0u64;
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| UploadError::JournalIo {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
-        if n == 0 {
-            break;
-        }
-        len += n as u64;
-        h.write(&buf[..n]);
-    }
-    Ok(format!("{:016x}-{len}", h.finish()))
+    };
+    crate::hash::fingerprint_reader(std::fs::File::open(path).map_err(io)?).map_err(io)
 }
 
 #[cfg(test)]
@@ -511,10 +464,9 @@ mod tests {
 
     #[test]
     fn fingerprints_are_stable() {
-        assert_eq!(fingerprint(b""), "cbf29ce484222325-0");
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, b"hello").unwrap();
-        assert_eq!(fingerprint_file(&p).unwrap(), fingerprint(b"hello"));
+        assert_eq!(fingerprint_file(&p).unwrap(), "a430d84680aabd0b-5");
     }
 }

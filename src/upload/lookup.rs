@@ -2,8 +2,8 @@
 //! no duplicate check on the server (NOTES.md §3), so after an answer is lost the only safe way
 //! on is to look each record up and send only those that are really missing.
 
-use crate::crm::values::{norm_text, value_id, value_text};
 use crate::crm::{CrmClient, CrmError, Entity, RetryPolicy};
+use crate::values::{norm_text, value_id, value_text, CrmDateTime};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
 
@@ -164,15 +164,11 @@ async fn find_persons(
 fn day_of(payload: &Map<String, Value>, field: &str) -> String {
     let d = value_text_of(payload.get(field));
     let d = d.trim();
-    // `get`, not `[..10]`: the text is the user's, and byte 10 may fall inside a character.
-    if let Some(day) = d.get(..10).filter(|s| s.as_bytes().get(4) == Some(&b'-')) {
-        day.to_string()
-    } else if let Some(day) = d.get(..10).filter(|s| s.as_bytes().get(4) == Some(&b'/')) {
-        day.replace('/', "-")
-    } else {
-        // No date: the server stamps "now" (account timezone); today's local date is our guess.
-        chrono::Local::now().format("%Y-%m-%d").to_string()
-    }
+    // No date: the server stamps "now" (account timezone); today's local date is our guess.
+    let day = CrmDateTime::parse(d)
+        .and_then(CrmDateTime::date)
+        .unwrap_or_else(|| chrono::Local::now().date_naive());
+    CrmDateTime::Date(day).to_string()
 }
 
 /// History: one listing per (day, client, person) group of the chunk — history/list shows only

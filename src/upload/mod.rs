@@ -511,8 +511,7 @@ async fn send_part(
 ) -> Result<Option<(Vec<Item>, Vec<Item>)>, UploadError> {
     let mut remaining = items;
     let mut lookup = lookup_first;
-    let mut attempt = 0u32;
-    let mut first_failure: Option<Instant> = None;
+    let mut tries = ctx.opts.retry.tries();
     // The kind of the last attempt's server fatal, if it was one.
     let mut last_fatal: Option<String> = None;
     // A single record the server died on twice: failed with this message unless the lookup
@@ -580,11 +579,11 @@ async fn send_part(
             done.extend(ups);
             return Ok(None);
         }
-        if attempt > 0 && ctx.stop.load(Ordering::SeqCst) {
+        if tries.attempt() > 0 && ctx.stop.load(Ordering::SeqCst) {
             // Interrupted between attempts: the journal already says pending/ambiguous.
             return Ok(None);
         }
-        attempt += 1;
+        let attempt = tries.begin();
         let sent: Vec<Update> = remaining
             .iter()
             .map(|i| ctx.update(entity, i, State::Sent))
@@ -668,8 +667,8 @@ async fn send_part(
                     })
                     .collect();
                 ctx.journal_record(&ups)?;
-                let since = first_failure.get_or_insert(started).elapsed();
-                if ctx.opts.retry.exhausted(attempt, since) && e.is_server_trouble() {
+                let since = tries.failed(started);
+                if tries.exhausted() && e.is_server_trouble() {
                     // Not this chunk's fault: the server is not answering. Stop the run now
                     // (the journal already says which records may have arrived).
                     return Err(UploadError::Unreachable {
@@ -694,12 +693,12 @@ async fn send_part(
                     lookup = true;
                     continue;
                 }
-                if ctx.opts.retry.exhausted(attempt, since) || ctx.stop.load(Ordering::SeqCst) {
+                if tries.exhausted() || ctx.stop.load(Ordering::SeqCst) {
                     done.extend(ups);
                     return Ok(None);
                 }
                 lookup = e.may_have_applied();
-                tokio::time::sleep(ctx.opts.retry.backoff_within(attempt, since)).await;
+                tries.back_off().await;
             }
         }
     }

@@ -1,12 +1,14 @@
 //! Owners and deal dictionaries are checked against the CRM before the first write (issue 15):
 //! a constant or mapped owner the CRM does not have refuses the run; an unknown owner or step
 //! read from the file makes that row's record invalid; a step given by its name is sent as its
-//! title. The sandbox has users like the recorded server.
+//! title. The sandbox has users like the recorded server. Deal sums are sent the one way the
+//! server reads them right.
 
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::{json, Map, Value};
 use smbatch::crm::{CrmClient, Entity, RetryPolicy};
 use smbatch::sandbox::{Sandbox, SandboxConfig, UserSpec};
+use smbatch::values::Money;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -251,6 +253,43 @@ fn a_deal_step_given_by_its_name_is_sent_as_its_title() {
     assert_eq!(step("D-1"), Some(json!(40)), "{deals:?}");
     assert_eq!(step("D-2"), Some(json!(60)), "{deals:?}");
     assert_eq!(step("D-3"), None, "the unknown step's deal is not sent");
+}
+
+#[test]
+fn deal_sums_arrive_as_written_and_an_ambiguous_one_is_held_back() {
+    let sb = start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "deals.csv",
+        "Номер;Сделка;Компания;ИНН;Дата план;Сумма;Этап\n\
+         D-1;Поставка;ООО Ромашка;7701234567;31.12.2027;1 500,75;60\n\
+         D-2;Сервис;ООО Ромашка;7701234567;31.12.2027;1,500.75;60\n\
+         D-3;Аренда;ООО Ромашка;7701234567;31.12.2027;12,500;60\n\
+         D-4;Монтаж;ООО Ромашка;7701234567;31.12.2027;30\u{a0}000,00;60\n",
+    );
+    let out = import(&sb, dir.path(), &file, &root().join("templates/deal.toml"));
+    assert_eq!(out.status.code(), Some(1), "{}", say(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("deals.csv row 4")
+            && err.contains("deal kol '12,500'")
+            && err.contains("write 12500 or 12,50"),
+        "{}",
+        say(&out)
+    );
+    let deals = list(&sb, Entity::Deal, json!({ "active": "yes" }));
+    let kol = |uid: &str| {
+        deals
+            .iter()
+            .find(|d| d["uid"] == uid)
+            .and_then(|d| Money::from_json(&d["kol"]))
+    };
+    // The server reads "1,500.75" as 1.50 (v3-deal-add-kol-thousands-comma): never sent so.
+    assert_eq!(kol("D-1"), Money::parse("1500.75").ok(), "{deals:?}");
+    assert_eq!(kol("D-2"), Money::parse("1500.75").ok(), "{deals:?}");
+    assert_eq!(kol("D-3"), None, "the ambiguous sum's deal is not sent");
+    assert_eq!(kol("D-4"), Some(Money::from_units(30_000)), "{deals:?}");
 }
 
 #[test]

@@ -264,7 +264,8 @@ fn info_obj(
         return Ok(None);
     };
     let created = r["date_create"].as_str().unwrap_or("").to_string();
-    let short = chrono::NaiveDateTime::parse_from_str(&created, "%Y-%m-%d %H:%M:%S")
+    let short = crate::values::CrmDateTime::parse(&created)
+        .and_then(|d| d.moment())
         .map(|d| d.format("%d.%m.%y,  %H:%M").to_string())
         .unwrap_or_default();
     let mut d = json!({

@@ -1,9 +1,10 @@
-//! Reading and comparing the values the CRM answers with. The real server rewrites text on the
+//! Text as the CRM answers it, and how values are compared. The real server rewrites text on the
 //! way in (NOTES.md §8: quotes become `”`, tags are stripped, history loses quotes and gains
 //! `<br />` in lists, client titles move the legal form to the end), so whoever compares what we
 //! sent with what it shows (lookups after a lost answer, reconcile) uses the normalised forms
 //! here, which forgive exactly those changes, and case and spacing.
 
+use super::{is_money_field, norm_phone, CrmDateTime, Money};
 use serde_json::Value;
 
 /// Legal forms the server moves (`ООО «Ромашка»` → `Ромашка, ООО`) or users write either way.
@@ -33,6 +34,22 @@ pub fn value_id(v: Option<&Value>) -> Option<i64> {
         _ => None,
     }
     .filter(|id| *id > 0)
+}
+
+/// Text with HTML tags removed (`<b>`, `<br />`), everything else as it is: what the server
+/// stores of a text field, and the readable part of its error pages.
+pub fn strip_tags(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_tag = false;
+    for c in s.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Text as the server's mangling and a human reader would not distinguish it: tags stripped,
@@ -68,20 +85,6 @@ pub fn norm_text(s: &str) -> String {
     out
 }
 
-/// Digits of a phone number, a Russian `8XXXXXXXXXX` read as `7XXXXXXXXXX`. Several numbers in
-/// one field (the server joins them with ",") give the first.
-pub fn norm_phone(s: &str) -> String {
-    let first = s.split([',', ';']).next().unwrap_or("");
-    let mut digits: String = first.chars().filter(char::is_ascii_digit).collect();
-    if digits.len() == 11 && digits.starts_with('8') {
-        digits.replace_range(0..1, "7");
-    }
-    if digits.len() == 10 {
-        digits.insert(0, '7');
-    }
-    digits
-}
-
 /// A company title without its legal form, wherever the form stands.
 pub fn norm_title(s: &str) -> String {
     norm_text(&s.replace(',', " "))
@@ -97,16 +100,15 @@ pub fn norm_field(field: &str, text: &str) -> String {
         "tel" | "mob" | "fax" | "phone" => norm_phone(text),
         "title" => norm_title(text),
         // Dates: the server answers `YYYY-MM-DD HH:MM:SS`; `YYYY-MM-DD` means midnight.
-        "datum" | "date_create" | "datum_plan" | "birthday" => {
-            let t = text.trim();
-            if t.len() == 10 {
-                format!("{t} 00:00:00")
-            } else if t.len() == 16 {
-                format!("{t}:00")
-            } else {
-                t.replace('T', " ")
-            }
-        }
+        "datum" | "date_create" | "datum_plan" | "birthday" => match CrmDateTime::parse(text) {
+            Some(d) => d.to_datetime_string(),
+            None => text.trim().replace('T', " "),
+        },
+        // Sums: `100000`, `100000.00` and `100 000,00` are one amount.
+        f if is_money_field(f) => match Money::parse(text) {
+            Ok(m) => m.to_string(),
+            Err(_) => norm_text(text),
+        },
         _ => norm_text(text),
     }
 }
@@ -127,10 +129,11 @@ mod tests {
             norm_text("Позвонил\nобсудили")
         );
         assert_eq!(norm_title("ООО «Ромашка»"), norm_title("Ромашка, ООО"));
+        assert_eq!(strip_tags("a <b>Петров</b> > 2<br />"), "a Петров > 2");
         assert_ne!(norm_title("ООО Ромашка"), norm_title("ООО Лютик"));
         assert_eq!(
-            norm_phone("8 (342) 200-00-00"),
-            norm_phone("+7(342)200-00-00")
+            norm_field("tel", "8 (342) 200-00-00"),
+            norm_field("tel", "+7(342)200-00-00")
         );
         assert_eq!(
             norm_field("kol", &value_text(&json!(100000.0))),
@@ -140,5 +143,15 @@ mod tests {
             norm_field("datum", &value_text(&json!("2024-06-25 14:25"))),
             norm_field("datum", &value_text(&json!("2024-06-25 14:25:00")))
         );
+        assert_eq!(
+            norm_field("datum", "2024-06-25T14:25"),
+            norm_field("datum", "2024-06-25 14:25:00")
+        );
+        assert_eq!(
+            norm_field("kol", &value_text(&json!("150000.50"))),
+            norm_field("kol", &value_text(&json!(150000.5)))
+        );
+        assert_eq!(norm_field("kol", "1 500,75"), norm_field("kol", "1500.75"));
+        assert_ne!(norm_field("kol", "1500.75"), norm_field("kol", "1500.7"));
     }
 }

@@ -1,0 +1,200 @@
+//! Phone numbers: the one normalisation a template's `phone` transform writes
+//! (`+7 (342) 200-00-00`), the check a `phone` rule makes, and the comparison form reconcile and
+//! the import's lookups use (digits only, as the server may store them either way).
+
+/// `8 342 200 00 00`, `+7(342)2000000`, `3422000000` → `+7 (342) 200-00-00`. An extension
+/// (`доб. 12`, `ext 12`) is kept after the number. `None` when it is not a Russian number.
+pub fn normalize_phone(v: &str) -> Option<String> {
+    // Only digits and punctuation (the common case): no extension to look for. The marker is
+    // searched on `v` itself, never at offsets found in a lower-cased copy: lower-casing changes
+    // byte lengths (`K` Kelvin sign → `k`, `İ` → `i̇`), so such offsets can split a character.
+    let plain = v
+        .bytes()
+        .all(|c| c.is_ascii_digit() || b" +-().".contains(&c));
+    let marker = if plain {
+        None
+    } else {
+        find_ignore_case(v, "доб").or_else(|| find_ignore_case(v, "ext"))
+    };
+    let (main, ext) = match marker {
+        Some(i) => (
+            &v[..i],
+            Some(
+                v[i..]
+                    .chars()
+                    .filter(|c| c.is_ascii_digit())
+                    .collect::<String>(),
+            ),
+        ),
+        None => (v, None),
+    };
+    // Digits of other scripts (full-width, Arabic-Indic) would silently drop out of the number.
+    if main.chars().any(|c| c.is_numeric() && !c.is_ascii_digit()) {
+        return None;
+    }
+    if main.chars().any(|c| c.is_alphabetic()) {
+        return None;
+    }
+    let digits: String = main.chars().filter(|c| c.is_ascii_digit()).collect();
+    let d = match digits.len() {
+        11 if digits.starts_with('7') || digits.starts_with('8') => &digits[1..],
+        10 => &digits[..],
+        _ => return None,
+    };
+    // Built by hand: `format!` was a visible share of validating a phone column.
+    let mut s = String::with_capacity(32);
+    for part in [
+        "+7 (",
+        &d[0..3],
+        ") ",
+        &d[3..6],
+        "-",
+        &d[6..8],
+        "-",
+        &d[8..10],
+    ] {
+        s.push_str(part);
+    }
+    if let Some(e) = ext.filter(|e| !e.is_empty()) {
+        s.push_str(" доб. ");
+        s.push_str(&e);
+    }
+    Some(s)
+}
+
+/// Byte offset in `haystack` (always a char boundary of it) where `needle` — lower-case — starts,
+/// comparing each character of `haystack` by its simple lower-case form.
+fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
+    let lower1 = |c: char| {
+        let mut l = c.to_lowercase();
+        match (l.next(), l.next()) {
+            (Some(a), None) => a,
+            _ => c, // lower-cases to several characters (İ): never part of an ASCII/Cyrillic word
+        }
+    };
+    haystack.char_indices().map(|(i, _)| i).find(|&i| {
+        let mut hay = haystack[i..].chars();
+        needle.chars().all(|n| hay.next().map(lower1) == Some(n))
+    })
+}
+
+/// A phone as people write them: 7–15 digits with the usual punctuation (foreign numbers pass).
+pub fn is_phone(v: &str) -> bool {
+    if is_normalized_phone(v) || normalize_phone(v).is_some() {
+        return true;
+    }
+    let digits = v.chars().filter(|c| c.is_ascii_digit()).count();
+    (7..=15).contains(&digits)
+        && v.chars()
+            .all(|c| c.is_ascii_digit() || " +-().".contains(c))
+}
+
+/// Exactly `+7 (342) 200-00-00`, what the `phone` transform writes.
+fn is_normalized_phone(v: &str) -> bool {
+    const SHAPE: &[u8] = b"+7 (ddd) ddd-dd-dd";
+    let b = v.as_bytes();
+    b.len() == SHAPE.len()
+        && b.iter().zip(SHAPE).all(|(c, s)| {
+            if *s == b'd' {
+                c.is_ascii_digit()
+            } else {
+                c == s
+            }
+        })
+}
+
+/// Digits of a phone number, a Russian `8XXXXXXXXXX` read as `7XXXXXXXXXX`: the form two
+/// writings of one number share. Several numbers in one field (the server joins them with ",")
+/// give the first.
+pub fn norm_phone(s: &str) -> String {
+    let first = s.split([',', ';']).next().unwrap_or("");
+    let mut digits: String = first.chars().filter(char::is_ascii_digit).collect();
+    if digits.len() == 11 && digits.starts_with('8') {
+        digits.replace_range(0..1, "7");
+    }
+    if digits.len() == 10 {
+        digits.insert(0, '7');
+    }
+    digits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_normalise() {
+        assert_eq!(
+            normalize_phone("8 (342) 200-00-00").unwrap(),
+            "+7 (342) 200-00-00"
+        );
+        assert_eq!(
+            normalize_phone("+7 342 2000000").unwrap(),
+            "+7 (342) 200-00-00"
+        );
+        assert_eq!(normalize_phone("3422000000").unwrap(), "+7 (342) 200-00-00");
+        assert_eq!(
+            normalize_phone("+7 342 200-00-00 доб. 12").unwrap(),
+            "+7 (342) 200-00-00 доб. 12"
+        );
+        assert_eq!(
+            normalize_phone("8 342 200 00 00 ДОБ. 5").unwrap(),
+            "+7 (342) 200-00-00 доб. 5"
+        );
+        assert_eq!(normalize_phone("12345"), None);
+        assert!(is_phone("+7 (342) 200-00-00"));
+        assert!(is_phone("+44 20 7946 0958"));
+        assert!(!is_phone("звонить утром"));
+    }
+
+    #[test]
+    fn two_writings_of_one_number_compare_equal() {
+        assert_eq!(
+            norm_phone("8 (342) 200-00-00"),
+            norm_phone("+7(342)200-00-00")
+        );
+        assert_eq!(norm_phone("342 200 00 00, 8 900 000 00 00"), "73422000000");
+        assert_ne!(norm_phone("8 342 200 00 00"), norm_phone("8 342 200 00 01"));
+    }
+
+    #[test]
+    fn phone_with_case_changing_letters_does_not_split_a_character() {
+        // Kelvin sign shrinks and İ grows under to_lowercase: the total byte length stays the
+        // same, so offsets from a lower-cased copy used to land inside the Kelvin sign.
+        assert_eq!(normalize_phone("\u{212A}ext İİ"), None);
+        assert_eq!(normalize_phone("8 342 200 00 00 İ ext 7"), None);
+        assert_eq!(
+            normalize_phone("8 342 200 00 00 \u{212A} EXT 7"),
+            None,
+            "a letter before the extension is not a phone"
+        );
+        assert_eq!(
+            normalize_phone("8 342 200 00 00 Ext. 7").unwrap(),
+            "+7 (342) 200-00-00 доб. 7"
+        );
+        // Digits of other scripts are not silently dropped from the number.
+        assert_eq!(normalize_phone("8 342 200 00 00 ٣"), None);
+        assert_eq!(normalize_phone("８ ３４２ ２００ ００ ００"), None);
+    }
+
+    mod props {
+        use super::super::*;
+        use crate::values::hostile::nasty_string;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(crate::values::hostile::config())]
+
+            #[test]
+            fn phone_normalisation_is_well_formed_and_idempotent(v in nasty_string()) {
+                if let Some(p) = normalize_phone(&v) {
+                    let re = regex::Regex::new(r"^\+7 \(\d{3}\) \d{3}-\d{2}-\d{2}( доб\. \d+)?$").unwrap();
+                    prop_assert!(re.is_match(&p), "{v:?} → {p:?}");
+                    prop_assert_eq!(normalize_phone(&p), Some(p.clone()));
+                    prop_assert!(is_phone(&p));
+                }
+                let _ = norm_phone(&v);
+            }
+        }
+    }
+}
