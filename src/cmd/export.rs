@@ -1,7 +1,7 @@
 //! `smbatch export`: CRM records out into XLSX or CSV. Wires the crm client to the export
 //! pipeline (`crate::export`) and prints the summary.
 
-use super::args::ConnectionArgs;
+use super::args::{check_output, CrmArgs, OutputMode};
 use crate::crm::{CrmClient, Entity, RetryPolicy};
 use crate::export::{self, query, Active, ExportError, ExportJob, Filters, Format, HeaderStyle};
 use crate::report::{CsvEncoding, CsvOptions};
@@ -27,6 +27,12 @@ pub enum ActiveArg {
     All,
 }
 
+pub const EXAMPLES: &str = "\
+Examples:
+  smbatch export person --sandbox -o persons.xlsx
+  smbatch export history --from 2025-01-01 -o history.csv --encoding windows-1251
+  smbatch export --all --profile prod -o crm.xlsx   # a sheet per entity: client, person, deal, task, history";
+
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// What to export: client, person, deal, task or history
@@ -35,13 +41,13 @@ pub struct ExportArgs {
     /// Export every entity into one XLSX file, a sheet each
     #[arg(long)]
     pub all: bool,
-    /// Output file; .csv writes CSV, anything else XLSX [default: ENTITY.xlsx, export.xlsx with --all]
+    /// Output file, .xlsx or .csv [default: ENTITY.xlsx, export.xlsx with --all]
     #[arg(short, long)]
     pub output: Option<PathBuf>,
-    /// Only records created (history/task: dated) on or after this day, YYYY-MM-DD
+    /// Only records created (task/history: dated) on or after this day, YYYY-MM-DD
     #[arg(long)]
     pub from: Option<String>,
-    /// Only records created (history/task: dated) on or before this day, YYYY-MM-DD
+    /// Only records created (task/history: dated) on or before this day, YYYY-MM-DD
     #[arg(long)]
     pub to: Option<String>,
     /// Only records changed at or after this moment (YYYY-MM-DD[ HH:MM:SS], CRM time zone)
@@ -80,14 +86,10 @@ pub struct ExportArgs {
     /// State file: export only records new or changed since the last run with the same file
     #[arg(long)]
     pub state: Option<PathBuf>,
-    /// No progress display
-    #[arg(long, short)]
-    pub quiet: bool,
-    /// Print the summary as JSON on stdout
-    #[arg(long)]
-    pub json: bool,
     #[command(flatten)]
-    pub conn: ConnectionArgs,
+    pub mode: OutputMode,
+    #[command(flatten)]
+    pub crm: CrmArgs,
 }
 
 impl ExportArgs {
@@ -136,6 +138,8 @@ impl ExportArgs {
             .output
             .clone()
             .unwrap_or_else(|| crate::job::names::export_output(self.entity));
+        check_output("--output", &output, &["xlsx", "csv"])
+            .map_err(|e| ExportError::Usage(e.to_string()))?;
         let csv = CsvOptions {
             encoding: self.encoding,
             delimiter: self.delimiter as u8,
@@ -167,7 +171,7 @@ impl ExportArgs {
                 max_attempts: self.attempts,
                 ..RetryPolicy::default()
             },
-            quiet: self.quiet,
+            quiet: !self.mode.chatty(),
             state: self.state.clone(),
         })
     }
@@ -175,7 +179,7 @@ impl ExportArgs {
 
 pub fn run(args: ExportArgs) -> Result<Exit> {
     let job = args.job()?;
-    let conn = args.conn.resolve()?;
+    let (_sandbox, conn) = args.crm.connect()?;
     let client = CrmClient::new(&conn)?;
     let runtime = crate::job::runtime(Some(2))?;
     // The writer runs on this thread (block_on), the page fetches on the runtime's workers.
@@ -191,11 +195,11 @@ pub fn run(args: ExportArgs) -> Result<Exit> {
             eprintln!("smbatch: COUNT MISMATCH: {m}");
         }
     }
-    if args.json {
+    if args.mode.json {
         let text = serde_json::to_string_pretty(&summary)
             .map_err(|e| ExportError::Internal(e.to_string()))?;
         println!("{text}");
-    } else if !args.quiet {
+    } else if !args.mode.quiet {
         for e in &summary.entities {
             let count = e
                 .server_count

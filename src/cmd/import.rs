@@ -1,12 +1,18 @@
 //! `smbatch import`: the arguments become an [`ImportJob`]; its events and summary are printed.
 
-use super::args::{ConnectionArgs, SourceArgs};
+use super::args::{check_reports, CrmArgs, OutputMode, SourceArgs};
 use crate::job::import::Summary;
-use crate::job::{names, ImportEvent, ImportJob, OnlyFailed, Target};
+use crate::job::{ImportEvent, ImportJob, OnlyFailed};
 use crate::upload::Concurrency;
 use crate::{Error, Exit, Result};
 use clap::Args;
 use std::path::PathBuf;
+
+pub const EXAMPLES: &str = "\
+Examples:
+  smbatch import samples/migration-cp1251.csv -t templates/migration-flat.toml --sandbox -o out/import-report.xlsx
+  SMBATCH_APIKEY=... smbatch import customer.xlsx -t templates/customer.toml --url https://crm.example.ru --login admin@example.ru -o out/customer.xlsx
+  smbatch import customer.xlsx -t templates/customer.toml -o out/customer.xlsx --only-failed   # re-send what did not make it";
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
@@ -16,7 +22,7 @@ pub struct ImportArgs {
     #[arg(long, short = 't')]
     pub template: PathBuf,
     #[command(flatten)]
-    pub conn: ConnectionArgs,
+    pub crm: CrmArgs,
     /// Rows per add.list request (also capped at ~1 MB of JSON)
     #[arg(long, default_value_t = 100)]
     pub chunk: usize,
@@ -30,14 +36,11 @@ pub struct ImportArgs {
     #[arg(long)]
     pub resume: bool,
     /// XLSX report of every row; default: FILE-STEM.import-report.xlsx in the current directory
-    #[arg(long)]
-    pub report: Option<PathBuf>,
+    #[arg(long, short = 'o', alias = "report", value_name = "XLSX")]
+    pub output: Option<PathBuf>,
     /// Also write the report as CSV
-    #[arg(long)]
+    #[arg(long, value_name = "CSV")]
     pub csv_report: Option<PathBuf>,
-    /// Import into the embedded sandbox (SQLite file, default smbatch-sandbox.sqlite)
-    #[arg(long, num_args = 0..=1, default_missing_value = names::SANDBOX_DB, value_name = "DB")]
-    pub sandbox: Option<PathBuf>,
     /// Import only the rows an earlier run left to do (not created/existing), as its journal
     /// records them: this run's journal, or the JOURNAL given
     #[arg(long, value_name = "JOURNAL")]
@@ -52,12 +55,11 @@ pub struct ImportArgs {
     /// would be sent (exit 0)
     #[arg(long)]
     pub dry_run: bool,
-    /// Print the summary as JSON on stdout
-    #[arg(long)]
-    pub json: bool,
-    /// No progress display
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub mode: OutputMode,
+    /// How many invalid rows to print before sending (the report has them all)
+    #[arg(long, value_name = "N", default_value_t = crate::job::import::INVALID_ROWS_SHOWN)]
+    pub show: usize,
     /// Send even if the template writes fields the CRM does not list (their values are lost)
     #[arg(long)]
     pub allow_unknown_fields: bool,
@@ -78,17 +80,15 @@ fn parse_concurrency(s: &str) -> Result<Concurrency> {
 impl ImportArgs {
     /// The job these arguments describe.
     pub fn job(&self) -> Result<ImportJob> {
+        check_reports(self.output.as_deref(), self.csv_report.as_deref())?;
         Ok(ImportJob {
             file: self.file.clone(),
             template: self.template.clone(),
             source: self.source.overrides(),
-            target: match &self.sandbox {
-                Some(db) => Target::Sandbox(db.clone()),
-                None => Target::Configured(self.conn.overrides()),
-            },
+            target: self.crm.target(),
             journal: self.journal.clone(),
             resume: self.resume,
-            report: self.report.clone(),
+            report: self.output.clone(),
             csv_report: self.csv_report.clone(),
             chunk: self.chunk,
             concurrency: parse_concurrency(&self.concurrency)?,
@@ -99,17 +99,18 @@ impl ImportArgs {
                 Some(p) => OnlyFailed::From(p.clone()),
                 None => OnlyFailed::Journal,
             }),
-            progress: !(self.quiet || self.json),
+            progress: self.mode.chatty(),
+            show_invalid: self.show,
         })
     }
 }
 
 pub fn run(args: ImportArgs) -> Result<Exit> {
     let job = args.job()?;
-    let show_rows = !args.json && !args.quiet;
+    let show_rows = args.mode.chatty();
     let outcome = job.run(&mut |event| print_event(event, show_rows))?;
     let summary = &outcome.summary;
-    if args.json {
+    if args.mode.json {
         println!(
             "{}",
             serde_json::to_string_pretty(summary).map_err(|e| Error::Usage(e.to_string()))?

@@ -1,13 +1,19 @@
 //! `smbatch reconcile`: the arguments become a [`ReconcileJob`] (whose `--fix` runs an import
 //! job); its outcome is printed.
 
-use super::args::{ConnectionArgs, SourceArgs};
+use super::args::{check_output, CrmArgs, OutputMode, SourceArgs};
 use crate::job::reconcile::ReconcileEvent;
-use crate::job::{names, ReconcileJob, ReconcileOutcome, Target};
+use crate::job::{names, ReconcileJob, ReconcileOutcome};
 use crate::reconcile::report::{summary_json, summary_text};
 use crate::{Exit, Result};
 use clap::Args;
 use std::path::PathBuf;
+
+pub const EXAMPLES: &str = "\
+Examples:
+  smbatch reconcile samples/migration-cp1251.csv -t templates/migration-flat.toml --sandbox -o out/reconcile.xlsx
+  smbatch reconcile customer.xlsx -t templates/customer.toml --profile prod --journal out/customer.journal.sqlite --fix
+  smbatch reconcile customer.xlsx -t templates/customer.toml --sandbox --json -o out/reconcile.xlsx";
 
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
@@ -17,7 +23,7 @@ pub struct ReconcileArgs {
     #[arg(long, short = 't')]
     pub template: PathBuf,
     /// Where to write the report (XLSX)
-    #[arg(long, short = 'o', default_value = names::RECONCILE_REPORT)]
+    #[arg(long, short = 'o', default_value = names::RECONCILE_REPORT, value_name = "XLSX")]
     pub output: PathBuf,
     /// The import's journal: its key → CRM id map is used for matching (and updated by --fix)
     #[arg(long)]
@@ -25,45 +31,36 @@ pub struct ReconcileArgs {
     /// Re-send the records missing in the CRM through the import path, then check again
     #[arg(long)]
     pub fix: bool,
-    /// Reconcile against the embedded sandbox (SQLite file, default smbatch-sandbox.sqlite)
-    #[arg(long, num_args = 0..=1, default_missing_value = names::SANDBOX_DB, value_name = "DB")]
-    pub sandbox: Option<PathBuf>,
-    /// Print the summary as JSON
-    #[arg(long)]
-    pub json: bool,
     #[command(flatten)]
     pub source: SourceArgs,
     /// Pages fetched at once while exporting the CRM side
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
-    /// No progress display
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub mode: OutputMode,
     /// With --fix: send even if the template writes fields the CRM does not list
     #[arg(long)]
     pub allow_unknown_fields: bool,
     #[command(flatten)]
-    pub conn: ConnectionArgs,
+    pub crm: CrmArgs,
 }
 
 impl ReconcileArgs {
     /// The job these arguments describe.
-    pub fn job(&self) -> ReconcileJob {
-        ReconcileJob {
+    pub fn job(&self) -> Result<ReconcileJob> {
+        check_output("--output", &self.output, &["xlsx"])?;
+        Ok(ReconcileJob {
             file: self.file.clone(),
             template: self.template.clone(),
             source: self.source.overrides(),
             output: self.output.clone(),
             journal: self.journal.clone(),
             fix: self.fix,
-            target: match &self.sandbox {
-                Some(db) => Target::Sandbox(db.clone()),
-                None => Target::Configured(self.conn.overrides()),
-            },
+            target: self.crm.target(),
             concurrency: self.concurrency,
-            progress: !(self.quiet || self.json),
+            progress: self.mode.chatty(),
             allow_unknown_fields: self.allow_unknown_fields,
-        }
+        })
     }
 }
 
@@ -110,7 +107,7 @@ fn print_event(event: ReconcileEvent, json: bool) {
 
 fn print(args: &ReconcileArgs, outcome: &ReconcileOutcome) {
     let result = &outcome.result;
-    if args.json {
+    if args.mode.json {
         let mut j = summary_json(result);
         j["report"] = args.output.display().to_string().into();
         j["invalid_source_rows"] = outcome.invalid_source_rows.into();
@@ -143,7 +140,7 @@ fn print(args: &ReconcileArgs, outcome: &ReconcileOutcome) {
 }
 
 pub fn run(args: ReconcileArgs) -> Result<Exit> {
-    let outcome = args.job().run(&mut |e| print_event(e, args.json))?;
+    let outcome = args.job()?.run(&mut |e| print_event(e, args.mode.json))?;
     print(&args, &outcome);
     Ok(outcome.exit())
 }

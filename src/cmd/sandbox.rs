@@ -10,13 +10,22 @@ use std::net::SocketAddr;
 /// SalesMan install ships with, so a rehearsal setup looks like a real one.
 const DEFAULT_APIKEY: &str = "VaSeZvkTfh5HMjJpNnge1W7Bloim0S";
 
+pub const EXAMPLES: &str = "\
+Examples:
+  smbatch sandbox                                   # serves smbatch-sandbox.sqlite, what `import --sandbox` wrote
+  smbatch sandbox --db :memory: --field 'person.input1=Дата рождения'
+  smbatch sandbox --listen 127.0.0.1:9000 --json    # one JSON line: url, database, login, apikey";
+
 #[derive(Debug, Args)]
+#[command(mut_arg("json", |a| a.help("Print the URL, database, login and key as one JSON line (for scripts)")))]
+#[command(mut_arg("quiet", |a| a.help("Print nothing while serving (errors still print)")))]
 pub struct SandboxArgs {
     /// Address to listen on
     #[arg(long, default_value = "127.0.0.1:8090")]
     pub listen: SocketAddr,
-    /// SQLite database file (created if missing), or :memory:
-    #[arg(long, default_value = "sandbox.sqlite")]
+    /// SQLite database file (created if missing), or :memory:; the default is the file every
+    /// other command's --sandbox uses
+    #[arg(long, default_value = crate::job::names::SANDBOX_DB)]
     pub db: String,
     /// Login the API accepts (default admin@example.ru); with --fields-from also the login used
     /// there (else $SMBATCH_LOGIN or the profile's)
@@ -46,6 +55,8 @@ pub struct SandboxArgs {
     /// Profile in ~/.config/smbatch/config.toml for --fields-from
     #[arg(long, requires = "fields_from")]
     pub profile: Option<String>,
+    #[command(flatten)]
+    pub mode: super::args::OutputMode,
 }
 
 const DEFAULT_LOGIN: &str = "admin@example.ru";
@@ -116,21 +127,47 @@ pub fn run(args: SandboxArgs) -> Result<Exit> {
         users: users.clone(),
     };
     let sandbox = Sandbox::start_on(config, args.listen)?;
+    // The real CRM's key (SMBATCH_APIKEY with --fields-from) is never printed.
+    let shown_key = (args.fields_from.is_none() || !key_from_env).then_some(apikey.as_str());
+    if args.mode.json {
+        let j = serde_json::json!({"url": sandbox.url(), "database": args.db, "login": login, "apikey": shown_key});
+        println!("{j}");
+    } else if !args.mode.quiet {
+        print_banner(&args, &sandbox, &login, shown_key, &users, &faults);
+    }
+    let rt = crate::job::runtime(None)?;
+    rt.block_on(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    sandbox.stop();
+    if !args.mode.json && !args.mode.quiet {
+        eprintln!("sandbox stopped");
+    }
+    Ok(Exit::Clean)
+}
+
+/// What the sandbox says when it starts: where it listens and how to connect.
+fn print_banner(
+    args: &SandboxArgs,
+    sandbox: &Sandbox,
+    login: &str,
+    shown_key: Option<&str>,
+    users: &[UserSpec],
+    faults: &FaultConfig,
+) {
     // Printing the key is the point here: the user needs it to connect. It is the sandbox's
     // own key, never a real CRM's.
     println!("SalesMan sandbox listening on {}", sandbox.url());
     println!("  database: {}", args.db);
     println!("  login:    {login}");
-    if args.fields_from.is_some() && key_from_env {
-        // Then SMBATCH_APIKEY is the real CRM's key: never print it.
-        println!("  apikey:   the one in SMBATCH_APIKEY");
-    } else {
-        println!("  apikey:   {apikey}");
+    match shown_key {
+        Some(apikey) => println!("  apikey:   {apikey}"),
+        None => println!("  apikey:   the one in SMBATCH_APIKEY"),
     }
     for f in &args.fields {
         println!("  field:    {}.{} = {}", f.entity, f.name, f.title);
     }
-    for u in &users {
+    for u in users {
         let state = if u.active { "" } else { " (inactive)" };
         println!("  user:     {} = {}{state}", u.login, u.title);
     }
@@ -143,11 +180,4 @@ pub fn run(args: SandboxArgs) -> Result<Exit> {
         login
     );
     println!("Press Ctrl-C to stop.");
-    let rt = crate::job::runtime(None)?;
-    rt.block_on(async {
-        let _ = tokio::signal::ctrl_c().await;
-    });
-    sandbox.stop();
-    eprintln!("sandbox stopped");
-    Ok(Exit::Clean)
 }

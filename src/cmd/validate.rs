@@ -1,11 +1,17 @@
 //! `smbatch validate`: the arguments become a [`ValidateJob`] (no network unless a CRM is
 //! named); its findings and summary are printed.
 
-use super::args::{ConnectionArgs, SourceArgs};
+use super::args::{check_reports, CrmArgs, OutputMode, SourceArgs};
 use crate::job::{ValidateEvent, ValidateJob};
 use crate::{Error, Exit, Result};
 use clap::Args;
 use std::path::PathBuf;
+
+pub const EXAMPLES: &str = "\
+Examples:
+  smbatch validate samples/migration-cp1251.csv -t templates/migration-flat.toml -o out/validate.xlsx
+  smbatch validate customer.xlsx -t templates/customer.toml --sandbox --csv-report out/problems.csv
+  smbatch validate customer.xlsx -t templates/customer.toml --url https://crm.example.ru --login admin@example.ru -q";
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -15,56 +21,56 @@ pub struct ValidateArgs {
     #[arg(long, short = 't')]
     pub template: PathBuf,
     /// Write an XLSX report (sheets "Problems" and "Rows")
-    #[arg(long)]
-    pub report: Option<PathBuf>,
+    #[arg(long, short = 'o', alias = "report", value_name = "XLSX")]
+    pub output: Option<PathBuf>,
     /// Write the problems as CSV (and the rows next to it as NAME.rows.csv)
-    #[arg(long)]
+    #[arg(long, value_name = "CSV")]
     pub csv_report: Option<PathBuf>,
     #[command(flatten)]
     pub source: SourceArgs,
-    /// Print the summary as JSON
-    #[arg(long)]
-    pub json: bool,
-    /// How many individual problems to print (the report has them all)
-    #[arg(long, default_value_t = 20)]
-    pub show: usize,
-    /// With --url (or a profile): also check the template against that CRM, read-only
     #[command(flatten)]
-    pub conn: ConnectionArgs,
+    pub mode: OutputMode,
+    /// How many individual problems to print (the report has them all)
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub show: usize,
+    /// With --url (or a profile) or --sandbox: also check the template against that CRM,
+    /// read-only
+    #[command(flatten)]
+    pub crm: CrmArgs,
 }
 
 impl ValidateArgs {
     /// The job these arguments describe.
-    pub fn job(&self) -> ValidateJob {
-        let conn = self.conn.overrides();
-        ValidateJob {
+    pub fn job(&self) -> Result<ValidateJob> {
+        check_reports(self.output.as_deref(), self.csv_report.as_deref())?;
+        Ok(ValidateJob {
             file: self.file.clone(),
             template: self.template.clone(),
             source: self.source.overrides(),
-            report: self.report.clone(),
+            report: self.output.clone(),
             csv_report: self.csv_report.clone(),
-            server: conn.names_a_crm().then_some(conn),
-            show: (!self.json).then_some(self.show),
-        }
+            server: self.crm.names_a_crm().then(|| self.crm.target()),
+            show: self.mode.chatty().then_some(self.show),
+        })
     }
 }
 
 pub fn run(args: ValidateArgs) -> Result<Exit> {
     let template_name = args.template.display().to_string();
-    let outcome = args.job().run(&mut |event| match event {
+    let outcome = args.job()?.run(&mut |event| match event {
         ValidateEvent::Finding(f) => eprintln!("{}", f.render(&template_name)),
         ValidateEvent::Warning(f) => eprintln!("warning: {}", f.render(&template_name)),
         ValidateEvent::Hidden(n) => eprintln!("… and {n} more problems (see the report)"),
     })?;
     let summary = &outcome.summary;
-    if args.json {
+    if args.mode.json {
         println!(
             "{}",
             serde_json::to_string_pretty(summary).map_err(|e| Error::Usage(e.to_string()))?
         );
     } else {
         print!("{}", summary.render());
-        if let Some(r) = &args.report {
+        if let Some(r) = &args.output {
             println!("Report: {}", r.display());
         }
         if let Some(r) = &args.csv_report {

@@ -184,6 +184,8 @@ impl ReconcileJob {
             allow_unknown_fields: self.allow_unknown_fields,
             only_failed: None,
             progress: self.progress,
+            // The fix's invalid rows are not printed (the first check already said them).
+            show_invalid: 0,
         };
         // Rows that fail again show in the fix report and in the second check.
         let outcome = import.run(&mut |e| on(ReconcileEvent::Import(e)))?;

@@ -1,7 +1,6 @@
 //! The validate job: read a file through a template and find every problem; with a CRM, also
 //! check the template and the values against that CRM (read-only). Writes the validation report.
 
-use crate::config::ConnectionOverrides;
 use crate::crm::{CrmClient, RetryPolicy};
 use crate::report::Progress;
 use crate::source::{self, display, escape, SourceOverrides};
@@ -25,8 +24,8 @@ pub struct ValidateJob {
     pub report: Option<PathBuf>,
     /// The problems as CSV (and the rows next to it as NAME.rows.csv).
     pub csv_report: Option<PathBuf>,
-    /// Also check the template against this CRM, read-only.
-    pub server: Option<ConnectionOverrides>,
+    /// Also check the template against this CRM (or sandbox), read-only.
+    pub server: Option<super::Target>,
     /// How many individual problems to print above the progress display (the report has them
     /// all); `None` prints none and shows no progress.
     pub show: Option<usize>,
@@ -71,8 +70,13 @@ impl ValidateJob {
         // Checked against the server, when one is given: ask before reading the file, so a
         // template that cannot work is reported at once.
         let server = match &self.server {
-            Some(overrides) => {
-                let conn = crate::config::resolve(overrides)?;
+            Some(target) => {
+                // A sandbox runs only while its facts are fetched; it is named by its file.
+                let (sandbox, conn) = target.connect()?;
+                let name = match sandbox {
+                    Some(_) => target.name()?,
+                    None => conn.url.clone(),
+                };
                 let rt = super::runtime(None)?;
                 let client = CrmClient::new(&conn)?;
                 let policy = RetryPolicy {
@@ -90,7 +94,7 @@ impl ValidateJob {
                 for f in &inactive {
                     on(ValidateEvent::Warning(f));
                 }
-                Some((conn, facts, dicts, findings))
+                Some((name, facts, dicts, findings))
             }
             None => None,
         };
@@ -177,7 +181,7 @@ impl ValidateJob {
             on(ValidateEvent::Hidden(hidden));
         }
         let mut summary = tally.finish(10);
-        if let Some((conn, facts, dicts, mut findings)) = server {
+        if let Some((name, facts, dicts, mut findings)) = server {
             let later = facts.check_values(&template, &watches, &observed);
             let (values, inactive) = dicts.check_values(&template, &watches, &observed);
             for f in later.iter().chain(&values) {
@@ -188,7 +192,7 @@ impl ValidateJob {
             }
             findings.extend(later);
             findings.extend(values);
-            summary.server = Some(conn.url.clone());
+            summary.server = Some(name);
             summary.server_findings = findings;
         }
         report.finish(&template_name, &summary.server_findings)?;

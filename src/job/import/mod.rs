@@ -66,6 +66,8 @@ pub struct ImportJob {
     pub only_failed: Option<OnlyFailed>,
     /// Show a progress display while sending.
     pub progress: bool,
+    /// How many invalid rows [`ImportEvent::InvalidRows`] lists (and a line for the rest).
+    pub show_invalid: usize,
 }
 
 /// Something the caller may show while the job runs, in the order it happens.
@@ -74,7 +76,7 @@ pub enum ImportEvent<'a> {
     /// A check before the first write found something worth saying (an inactive owner, an
     /// unknown field let through).
     Warning(&'a str),
-    /// The invalid rows, before the upload starts (at most [`INVALID_ROWS_SHOWN`] and a line
+    /// The invalid rows, before the upload starts (at most `show_invalid` and a line
     /// saying how many more).
     InvalidRows(&'a [String]),
     /// The run stopped early for this reason; the report and summary still follow.
@@ -216,7 +218,7 @@ impl ImportJob {
             Ok(_) => {
                 on(ImportEvent::InvalidRows(&invalid_row_lines(
                     &planned.rows,
-                    INVALID_ROWS_SHOWN,
+                    self.show_invalid,
                 )));
                 runtime
                     .block_on(async {
@@ -376,7 +378,7 @@ impl ImportJob {
         };
         on(ImportEvent::InvalidRows(&invalid_row_lines(
             &planned.rows,
-            INVALID_ROWS_SHOWN,
+            self.show_invalid,
         )));
         let summary = self.finish(
             &planned,
