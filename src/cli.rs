@@ -24,31 +24,23 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve a SalesMan-compatible API from SQLite (rehearsals, tests, demos)
-    #[command(after_help = sandbox::EXAMPLES)]
     Sandbox(sandbox::SandboxArgs),
     /// Read a file through a template and report every problem (dry run)
-    #[command(after_help = validate::EXAMPLES)]
     Validate(validate::ValidateArgs),
     /// Upload a file into the CRM through a template, journaled and resumable
-    #[command(after_help = import::EXAMPLES)]
     Import(import::ImportArgs),
     /// Export CRM records to XLSX or CSV
-    #[command(after_help = export::EXAMPLES)]
     Export(export::ExportArgs),
     /// Compare a source file with what the CRM holds
-    #[command(after_help = reconcile::EXAMPLES)]
     Reconcile(reconcile::ReconcileArgs),
     /// Work with templates (`template init`)
     #[command(subcommand, after_help = template::EXAMPLES)]
     Template(template::TemplateCommand),
     /// List the fields an entity has on the CRM
-    #[command(after_help = fields::EXAMPLES)]
     Fields(fields::FieldsArgs),
     /// Print the completion script for a shell (bash, zsh, fish, powershell, elvish)
-    #[command(after_help = docs::COMPLETIONS_EXAMPLES)]
     Completions(docs::CompletionsArgs),
     /// Print the man page, or write every page into a directory
-    #[command(after_help = docs::MAN_EXAMPLES)]
     Man(docs::ManArgs),
 }
 

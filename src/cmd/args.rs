@@ -76,6 +76,14 @@ impl OutputMode {
     }
 }
 
+/// A summary as `--json` prints it: pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(summary: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(summary)
+        .map_err(|e| Error::Internal(format!("summary as JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
 /// Refuse an output file the command cannot write: its format follows the extension, so
 /// `-o report.pdf` would silently get XLSX inside. `writes` are the extensions it can write
 /// (lowercase, no dot); the check ignores case.

@@ -17,12 +17,14 @@ Examples:
   smbatch man -o ~/.local/share/man/man1            # smbatch.1 and a page per command";
 
 #[derive(Debug, Args)]
+#[command(after_help = COMPLETIONS_EXAMPLES)]
 pub struct CompletionsArgs {
     /// The shell to complete in
     pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = MAN_EXAMPLES)]
 pub struct ManArgs {
     /// Write smbatch.1 and a page per command (smbatch-import.1, ...) into this directory
     /// (created if missing) instead of printing smbatch.1

@@ -1,7 +1,7 @@
 //! `smbatch export`: CRM records out into XLSX or CSV. Wires the crm client to the export
 //! pipeline (`crate::export`) and prints the summary.
 
-use super::args::{check_output, CrmArgs, OutputMode};
+use super::args::{check_output, print_json, CrmArgs, OutputMode};
 use crate::crm::{CrmClient, Entity, RetryPolicy};
 use crate::export::{self, query, Active, ExportError, ExportJob, Filters, Format, HeaderStyle};
 use crate::report::{CsvEncoding, CsvOptions};
@@ -34,6 +34,7 @@ Examples:
   smbatch export --all --profile prod -o crm.xlsx   # a sheet per entity: client, person, deal, task, history";
 
 #[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
 pub struct ExportArgs {
     /// What to export: client, person, deal, task or history
     #[arg(required_unless_present = "all", conflicts_with = "all")]
@@ -45,16 +46,16 @@ pub struct ExportArgs {
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     /// Only records created (task/history: dated) on or after this day, YYYY-MM-DD
-    #[arg(long)]
+    #[arg(long, value_name = "DATE")]
     pub from: Option<String>,
     /// Only records created (task/history: dated) on or before this day, YYYY-MM-DD
-    #[arg(long)]
+    #[arg(long, value_name = "DATE")]
     pub to: Option<String>,
     /// Only records changed at or after this moment (YYYY-MM-DD[ HH:MM:SS], CRM time zone)
-    #[arg(long)]
+    #[arg(long, value_name = "MOMENT")]
     pub changed_since: Option<String>,
     /// Only records of this CRM user (login)
-    #[arg(long)]
+    #[arg(long, value_name = "LOGIN")]
     pub user: Option<String>,
     /// Only records matching this search word (the server's `word` filter)
     #[arg(long)]
@@ -196,9 +197,7 @@ pub fn run(args: ExportArgs) -> Result<Exit> {
         }
     }
     if args.mode.json {
-        let text = serde_json::to_string_pretty(&summary)
-            .map_err(|e| ExportError::Internal(e.to_string()))?;
-        println!("{text}");
+        print_json(&summary)?;
     } else if !args.mode.quiet {
         for e in &summary.entities {
             let count = e

@@ -13,6 +13,7 @@ Examples:
   smbatch fields client --profile prod -q           # names only, one a line";
 
 #[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
 #[command(mut_arg("quiet", |a| a.help("Print only the field names, one a line")))]
 #[command(mut_arg("json", |a| a.help("Print JSON ([{\"name\":..,\"title\":..}]) instead of a table")))]
 pub struct FieldsArgs {

@@ -1,6 +1,6 @@
 //! `smbatch import`: the arguments become an [`ImportJob`]; its events and summary are printed.
 
-use super::args::{check_reports, CrmArgs, OutputMode, SourceArgs};
+use super::args::{check_reports, print_json, CrmArgs, OutputMode, SourceArgs};
 use crate::job::import::Summary;
 use crate::job::{ImportEvent, ImportJob, OnlyFailed};
 use crate::upload::Concurrency;
@@ -15,6 +15,7 @@ Examples:
   smbatch import customer.xlsx -t templates/customer.toml -o out/customer.xlsx --only-failed   # re-send what did not make it";
 
 #[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
 pub struct ImportArgs {
     /// The file to import (.csv, .txt, .xlsx, .xls)
     pub file: PathBuf,
@@ -111,10 +112,7 @@ pub fn run(args: ImportArgs) -> Result<Exit> {
     let outcome = job.run(&mut |event| print_event(event, show_rows))?;
     let summary = &outcome.summary;
     if args.mode.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(summary).map_err(|e| Error::Usage(e.to_string()))?
-        );
+        print_json(summary)?;
     } else {
         print_summary(summary);
     }

@@ -16,6 +16,7 @@ Examples:
   smbatch reconcile customer.xlsx -t templates/customer.toml --sandbox --json -o out/reconcile.xlsx";
 
 #[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
 pub struct ReconcileArgs {
     /// The source file the CRM should reflect (.csv, .xlsx, .xls)
     pub file: PathBuf,

@@ -17,6 +17,7 @@ Examples:
   smbatch sandbox --listen 127.0.0.1:9000 --json    # one JSON line: url, database, login, apikey";
 
 #[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
 #[command(mut_arg("json", |a| a.help("Print the URL, database, login and key as one JSON line (for scripts)")))]
 #[command(mut_arg("quiet", |a| a.help("Print nothing while serving (errors still print)")))]
 pub struct SandboxArgs {
@@ -27,6 +28,8 @@ pub struct SandboxArgs {
     /// other command's --sandbox uses
     #[arg(long, default_value = crate::job::names::SANDBOX_DB)]
     pub db: String,
+    #[command(flatten)]
+    pub mode: super::args::OutputMode,
     /// Login the API accepts (default admin@example.ru); with --fields-from also the login used
     /// there (else $SMBATCH_LOGIN or the profile's)
     #[arg(long = "login")]
@@ -55,8 +58,6 @@ pub struct SandboxArgs {
     /// Profile in ~/.config/smbatch/config.toml for --fields-from
     #[arg(long, requires = "fields_from")]
     pub profile: Option<String>,
-    #[command(flatten)]
-    pub mode: super::args::OutputMode,
 }
 
 const DEFAULT_LOGIN: &str = "admin@example.ru";

@@ -1,9 +1,9 @@
 //! `smbatch validate`: the arguments become a [`ValidateJob`] (no network unless a CRM is
 //! named); its findings and summary are printed.
 
-use super::args::{check_reports, CrmArgs, OutputMode, SourceArgs};
+use super::args::{check_reports, print_json, CrmArgs, OutputMode, SourceArgs};
 use crate::job::{ValidateEvent, ValidateJob};
-use crate::{Error, Exit, Result};
+use crate::{Exit, Result};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -14,6 +14,7 @@ Examples:
   smbatch validate customer.xlsx -t templates/customer.toml --url https://crm.example.ru --login admin@example.ru -q";
 
 #[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
 pub struct ValidateArgs {
     /// The file to check (.csv, .txt, .xlsx, .xls)
     pub file: PathBuf,
@@ -64,10 +65,7 @@ pub fn run(args: ValidateArgs) -> Result<Exit> {
     })?;
     let summary = &outcome.summary;
     if args.mode.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(summary).map_err(|e| Error::Usage(e.to_string()))?
-        );
+        print_json(summary)?;
     } else {
         print!("{}", summary.render());
         if let Some(r) = &args.output {
