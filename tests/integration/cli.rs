@@ -324,3 +324,44 @@ fn every_command_help_ends_with_real_examples() {
         say(&out)
     );
 }
+
+#[test]
+fn sandbox_json_says_how_to_connect_and_serves_the_default_file() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = std::process::Command::new(assert_cmd::cargo::cargo_bin("smbatch"))
+        .args(["sandbox", "--listen", "127.0.0.1:0", "--json"])
+        .current_dir(dir.path())
+        .env_remove("SMBATCH_APIKEY")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let fields = Command::cargo_bin("smbatch")
+        .unwrap()
+        .args(["fields", "client", "-q", "--url"])
+        .arg(j["url"].as_str().unwrap())
+        .arg("--login")
+        .arg(j["login"].as_str().unwrap())
+        .env("SMBATCH_APIKEY", j["apikey"].as_str().unwrap())
+        .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
+        .env_remove("SMBATCH_PROFILE")
+        .output()
+        .unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(j["database"], "smbatch-sandbox.sqlite", "{line}");
+    assert!(dir.path().join("smbatch-sandbox.sqlite").is_file());
+    assert_eq!(fields.status.code(), Some(0), "{}", say(&fields));
+    assert!(
+        stdout(&fields).lines().any(|l| l == "clid"),
+        "{}",
+        say(&fields)
+    );
+}
