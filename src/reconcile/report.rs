@@ -21,33 +21,37 @@ const SUMMARY_COLUMNS: [&str; 9] = [
 pub fn write_xlsx(r: &Reconciliation, path: &Path) -> Result<(), ReportError> {
     let mut book = XlsxBook::create(path);
     add_summary_sheet(&mut book, &summary_table(r))?;
-
-    let s = book.add_sheet(
-        "Missing",
-        &heads(&["entity", "key", "source rows", "journal id", "values"]),
-    )?;
-    for m in &r.missing {
-        let values = m
-            .fields
-            .iter()
+    let ids = |ids: &[i64]| {
+        ids.iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let pairs = |fields: &mut dyn Iterator<Item = (&str, &str)>| {
+        fields
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
-            .join("; ");
-        book.write_row(
-            s,
-            &[
+            .join("; ")
+    };
+
+    sheet(
+        &mut book,
+        "Missing",
+        &["entity", "key", "source rows", "journal id", "values"],
+        r.missing.iter().map(|m| {
+            vec![
                 Cell::text(m.entity.as_str()),
                 Cell::text(&m.key),
                 Cell::text(m.rows.join(", ")),
                 m.journal_id.map_or(Cell::Empty, Cell::Int),
-                Cell::text(values),
-            ],
-        )?;
-    }
-
-    let s = book.add_sheet(
+                Cell::text(pairs(&mut m.fields.iter())),
+            ]
+        }),
+    )?;
+    sheet(
+        &mut book,
         "Different",
-        &heads(&[
+        &[
             "entity",
             "key",
             "CRM id",
@@ -55,12 +59,9 @@ pub fn write_xlsx(r: &Reconciliation, path: &Path) -> Result<(), ReportError> {
             "field",
             "source value",
             "CRM value",
-        ]),
-    )?;
-    for d in &r.different {
-        book.write_row(
-            s,
-            &[
+        ],
+        r.different.iter().map(|d| {
+            vec![
                 Cell::text(d.entity.as_str()),
                 Cell::text(&d.key),
                 Cell::Int(d.id),
@@ -68,41 +69,29 @@ pub fn write_xlsx(r: &Reconciliation, path: &Path) -> Result<(), ReportError> {
                 Cell::text(&d.field),
                 Cell::Flagged(d.source.clone()),
                 Cell::Flagged(d.crm.clone()),
-            ],
-        )?;
-    }
-
-    let s = book.add_sheet(
-        "Duplicates",
-        &heads(&["entity", "key", "source rows", "CRM records", "CRM ids"]),
+            ]
+        }),
     )?;
-    for d in &r.duplicates {
-        book.write_row(
-            s,
-            &[
+    sheet(
+        &mut book,
+        "Duplicates",
+        &["entity", "key", "source rows", "CRM records", "CRM ids"],
+        r.duplicates.iter().map(|d| {
+            vec![
                 Cell::text(d.entity.as_str()),
                 Cell::text(&d.key),
                 Cell::text(d.rows.join(", ")),
                 Cell::Int(d.ids.len() as i64),
-                Cell::text(
-                    d.ids
-                        .iter()
-                        .map(i64::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                ),
-            ],
-        )?;
-    }
-
-    let s = book.add_sheet(
-        "Invisible",
-        &heads(&["entity", "key", "source rows", "CRM id", "owner (info)"]),
+                Cell::text(ids(&d.ids)),
+            ]
+        }),
     )?;
-    for v in &r.invisible {
-        book.write_row(
-            s,
-            &[
+    sheet(
+        &mut book,
+        "Invisible",
+        &["entity", "key", "source rows", "CRM id", "owner (info)"],
+        r.invisible.iter().map(|v| {
+            vec![
                 Cell::text(v.entity.as_str()),
                 Cell::text(&v.key),
                 Cell::text(v.rows.join(", ")),
@@ -112,29 +101,36 @@ pub fn write_xlsx(r: &Reconciliation, path: &Path) -> Result<(), ReportError> {
                 } else {
                     v.owner.clone()
                 }),
-            ],
-        )?;
-    }
-
-    let s = book.add_sheet("Only in CRM", &heads(&["entity", "CRM id", "values"]))?;
-    for (entity, rec) in &r.only_in_crm {
-        let values = rec
-            .fields
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        book.write_row(
-            s,
-            &[
+            ]
+        }),
+    )?;
+    sheet(
+        &mut book,
+        "Only in CRM",
+        &["entity", "CRM id", "values"],
+        r.only_in_crm.iter().map(|(entity, rec)| {
+            vec![
                 Cell::text(entity.as_str()),
                 Cell::Int(rec.id),
-                Cell::text(values),
-            ],
-        )?;
-    }
+                Cell::text(pairs(&mut rec.fields.iter().filter(|(_, v)| !v.is_empty()))),
+            ]
+        }),
+    )?;
     book.close()
+}
+
+/// One finding sheet: its header, then a row per finding.
+fn sheet(
+    book: &mut XlsxBook,
+    name: &str,
+    headers: &[&str],
+    rows: impl Iterator<Item = Vec<Cell>>,
+) -> Result<(), ReportError> {
+    let s = book.add_sheet(name, &heads(headers))?;
+    for row in rows {
+        book.write_row(s, &row)?;
+    }
+    Ok(())
 }
 
 fn heads(names: &[&str]) -> Vec<String> {

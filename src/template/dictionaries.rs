@@ -298,25 +298,10 @@ impl Dictionaries {
     ) -> (Vec<ServerFinding>, Vec<ServerFinding>) {
         let (mut errors, mut warnings) = (Vec::new(), Vec::new());
         for w in watches.iter().filter(|w| is_checked(w.entity, &w.field)) {
-            let Some(rule) = template
-                .entities
-                .iter()
-                .find(|e| e.entity == w.entity)
-                .and_then(|e| e.fields.iter().find(|f| f.name == w.field))
-            else {
+            let Some((rule, values)) = super::server::watched_values(template, w, seen) else {
                 continue;
             };
-            let values: BTreeSet<String> = seen
-                .of(w.column)
-                .map(|v| {
-                    let mut s = v.trim().to_string();
-                    for t in &rule.transforms {
-                        s = t.apply(&s);
-                    }
-                    s
-                })
-                .filter(|s| !s.is_empty())
-                .collect();
+            let values: BTreeSet<String> = values.into_iter().collect();
             let (unknown, inactive) = self.sort_out(w.entity, &w.field, values);
             self.push_findings(
                 w.entity,

@@ -385,25 +385,9 @@ impl ServerFacts {
     ) -> Vec<ServerFinding> {
         let mut out = Vec::new();
         for w in watches {
-            let Some(rule) = template
-                .entities
-                .iter()
-                .find(|e| e.entity == w.entity)
-                .and_then(|e| e.fields.iter().find(|f| f.name == w.field))
-            else {
+            let Some((rule, values)) = watched_values(template, w, seen) else {
                 continue;
             };
-            let values: Vec<String> = seen
-                .of(w.column)
-                .map(|v| {
-                    let mut s = v.trim().to_string();
-                    for t in &rule.transforms {
-                        s = t.apply(&s);
-                    }
-                    s
-                })
-                .filter(|s| !s.is_empty())
-                .collect();
             let finding = |problem: String, fix: String| ServerFinding {
                 entity: w.entity,
                 field: w.field.clone(),
@@ -438,6 +422,32 @@ impl ServerFacts {
         }
         out
     }
+}
+
+/// A watched column's distinct non-empty values as the template sends them (its transforms
+/// applied), with the template field they fill; `None` when the template has no such field.
+pub(crate) fn watched_values<'t>(
+    template: &'t Template,
+    w: &Watch,
+    seen: &Observed,
+) -> Option<(&'t super::FieldRule, Vec<String>)> {
+    let rule = template
+        .entities
+        .iter()
+        .find(|e| e.entity == w.entity)
+        .and_then(|e| e.fields.iter().find(|f| f.name == w.field))?;
+    let values = seen
+        .of(w.column)
+        .map(|v| {
+            let mut s = v.trim().to_string();
+            for t in &rule.transforms {
+                s = t.apply(&s);
+            }
+            s
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    Some((rule, values))
 }
 
 #[cfg(test)]
