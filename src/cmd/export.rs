@@ -3,7 +3,9 @@
 
 use super::args::ConnectionArgs;
 use crate::crm::{CrmClient, Entity, RetryPolicy};
-use crate::export::{self, query, Active, ExportError, ExportJob, Filters, Format, HeaderStyle};
+use crate::export::{
+    self, query, Active, ExportError, ExportJob, Filters, Format, HeaderStyle, Paid,
+};
 use crate::report::{CsvEncoding, CsvOptions};
 use crate::{Exit, Result};
 use clap::{Args, ValueEnum};
@@ -27,9 +29,19 @@ pub enum ActiveArg {
     All,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PaidArg {
+    /// Paid invoices only
+    Yes,
+    /// Unpaid invoices only
+    No,
+    /// Both
+    All,
+}
+
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// What to export: client, person, deal, task or history
+    /// What to export: client, person, deal, task, history or invoice
     #[arg(required_unless_present = "all", conflicts_with = "all")]
     pub entity: Option<Entity>,
     /// Export every entity into one XLSX file, a sheet each
@@ -62,6 +74,21 @@ pub struct ExportArgs {
     /// Deals and tasks: open, closed or both
     #[arg(long, value_enum, default_value = "all")]
     pub active: ActiveArg,
+    /// Invoices: paid, unpaid or both
+    #[arg(long, value_enum, default_value = "all")]
+    pub paid: PaidArg,
+    /// Invoices: only those paid on or after this day, YYYY-MM-DD (see README, "For accounting")
+    #[arg(long)]
+    pub paid_from: Option<String>,
+    /// Invoices: only those paid on or before this day, YYYY-MM-DD
+    #[arg(long)]
+    pub paid_to: Option<String>,
+    /// Invoices: only those of this client (clid)
+    #[arg(long)]
+    pub client: Option<i64>,
+    /// Invoices: only those of this deal (did)
+    #[arg(long)]
+    pub deal: Option<i64>,
     /// CSV encoding: utf-8-bom (Excel opens Cyrillic), utf-8, windows-1251 (old Excel)
     #[arg(long, default_value = "utf-8-bom")]
     pub encoding: CsvEncoding,
@@ -112,6 +139,31 @@ impl ExportArgs {
                 return Err(ExportError::Usage(format!("--from {f} is after --to {t}")));
             }
         }
+        let paid_from = self
+            .paid_from
+            .as_deref()
+            .map(|s| query::parse_date("--paid-from", s))
+            .transpose()?;
+        let paid_to = self
+            .paid_to
+            .as_deref()
+            .map(|s| query::parse_date("--paid-to", s))
+            .transpose()?;
+        let invoice_only = [
+            ("--paid-from", paid_from.is_some()),
+            ("--paid-to", paid_to.is_some()),
+            ("--client", self.client.is_some()),
+            ("--deal", self.deal.is_some()),
+            ("--paid", !matches!(self.paid, PaidArg::All)),
+        ];
+        if let Some((flag, _)) = invoice_only
+            .iter()
+            .find(|(_, set)| *set && self.entity != Some(Entity::Invoice))
+        {
+            return Err(ExportError::Usage(format!(
+                "{flag} filters invoices; use it with `smbatch export invoice`"
+            )));
+        }
         let changed_since = self
             .changed_since
             .as_deref()
@@ -156,6 +208,15 @@ impl ExportArgs {
                     ActiveArg::All => Active::All,
                 },
                 changed_since,
+                paid: match self.paid {
+                    PaidArg::Yes => Paid::Yes,
+                    PaidArg::No => Paid::No,
+                    PaidArg::All => Paid::All,
+                },
+                paid_from,
+                paid_to,
+                client: self.client,
+                deal: self.deal,
             },
             fields,
             headers: match self.headers {

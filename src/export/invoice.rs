@@ -1,0 +1,350 @@
+//! Invoices for the books: each listed invoice becomes one row with the columns an accountant
+//! asks for, the deal's (number, title, stage, owner) and the client's (title, INN, KPP) joined
+//! in. Deals and clients are read once per distinct id (`deal/info`, `client/info` with
+//! `bankinfo`), shared by all pages in flight, while the pages are being fetched.
+
+use super::pager::{PageJoin, Row};
+use crate::crm::{CrmClient, CrmError, Entity, RetryPolicy};
+use crate::values::Money;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use tokio::sync::OnceCell;
+
+/// The columns of an invoice export, in order.
+pub const COLUMNS: &[&str] = &[
+    "crid",
+    "invoice",
+    "contract",
+    "date_create",
+    "date_plan",
+    "date_paid",
+    "summa",
+    "paid_summa",
+    "paid",
+    "did",
+    "deal_number",
+    "deal_title",
+    "deal_stage",
+    "deal_owner",
+    "clid",
+    "client",
+    "client_inn",
+    "client_kpp",
+];
+
+#[derive(Debug, Clone, Default)]
+struct DealInfo {
+    number: Value,
+    title: Value,
+    stage: Value,
+    owner: Value,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ClientInfo {
+    inn: Value,
+    kpp: Value,
+}
+
+type Cache<T> = Mutex<HashMap<i64, Arc<OnceCell<T>>>>;
+
+/// Joins deal and client columns into invoice rows.
+pub struct InvoiceJoin {
+    client: CrmClient,
+    policy: RetryPolicy,
+    /// Stage percent ("40") → stage name, from deal/steplist (read once).
+    steps: OnceCell<HashMap<String, String>>,
+    deals: Cache<DealInfo>,
+    clients: Cache<ClientInfo>,
+}
+
+impl InvoiceJoin {
+    pub fn new(client: CrmClient, policy: RetryPolicy) -> InvoiceJoin {
+        InvoiceJoin {
+            client,
+            policy,
+            steps: OnceCell::new(),
+            deals: Mutex::new(HashMap::new()),
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cell<T>(cache: &Cache<T>, id: i64) -> Arc<OnceCell<T>> {
+        cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id)
+            .or_default()
+            .clone()
+    }
+
+    async fn steps(&self) -> Result<&HashMap<String, String>, CrmError> {
+        self.steps
+            .get_or_try_init(|| async {
+                let list = self
+                    .client
+                    .deal_dictionary("steplist", &self.policy)
+                    .await?;
+                Ok(list
+                    .into_iter()
+                    .map(|e| (e.title.clone(), e.content.unwrap_or(e.title)))
+                    .collect())
+            })
+            .await
+    }
+
+    async fn deal(&self, did: i64) -> Result<DealInfo, CrmError> {
+        let cell = Self::cell(&self.deals, did);
+        let info = cell
+            .get_or_try_init(|| async {
+                let v = self
+                    .client
+                    .call_idempotent(Entity::Deal, "info", &json!({ "did": did }), &self.policy)
+                    .await?;
+                // A deal the login cannot see (owner 0, deleted) leaves its columns empty.
+                let Some(d) = v.get("data").filter(|d| d.is_object()) else {
+                    return Ok(DealInfo::default());
+                };
+                let title = d["title"].as_str().unwrap_or("");
+                let (number, bare) = split_deal_number(title);
+                let pct = match &d["stepTitle"] {
+                    Value::Number(n) => n.to_string(),
+                    Value::String(s) => s.clone(),
+                    _ => String::new(),
+                };
+                let stage = self
+                    .steps()
+                    .await?
+                    .get(&pct)
+                    .map_or(Value::Null, |s| json!(s));
+                Ok::<_, CrmError>(DealInfo {
+                    number: number.map_or(Value::Null, |n| json!(n)),
+                    title: json!(bare),
+                    stage,
+                    owner: d.get("user").cloned().unwrap_or(Value::Null),
+                })
+            })
+            .await?;
+        Ok(info.clone())
+    }
+
+    async fn client_info(&self, clid: i64) -> Result<ClientInfo, CrmError> {
+        let cell = Self::cell(&self.clients, clid);
+        let info = cell
+            .get_or_try_init(|| async {
+                let v = self
+                    .client
+                    .call_idempotent(
+                        Entity::Client,
+                        "info",
+                        &json!({"clid": clid, "bankinfo": true}),
+                        &self.policy,
+                    )
+                    .await?;
+                let bank = &v["data"]["bankinfo"];
+                let text = |k: &str| match bank.get(k) {
+                    Some(Value::String(s)) if !s.trim().is_empty() => json!(s.trim()),
+                    _ => Value::Null,
+                };
+                Ok::<_, CrmError>(ClientInfo {
+                    inn: text("castInn"),
+                    kpp: text("castKpp"),
+                })
+            })
+            .await?;
+        Ok(info.clone())
+    }
+
+    async fn join_rows(self: Arc<Self>, rows: Vec<Row>) -> Result<Vec<Row>, CrmError> {
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let did = id(&r, "did");
+            let clid = id(&r, "clid");
+            let deal = match did {
+                Some(d) => self.deal(d).await?,
+                None => DealInfo::default(),
+            };
+            let client = match clid {
+                Some(c) => self.client_info(c).await?,
+                None => ClientInfo::default(),
+            };
+            out.push(invoice_row(&r, deal, client));
+        }
+        Ok(out)
+    }
+}
+
+impl PageJoin for InvoiceJoin {
+    fn join(
+        self: Arc<Self>,
+        rows: Vec<Row>,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Row>, CrmError>> + Send>> {
+        Box::pin(self.join_rows(rows))
+    }
+}
+
+fn id(r: &Row, k: &str) -> Option<i64> {
+    match r.get(k)? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|&i| i > 0)
+}
+
+/// "СД24: Поставка" → (24, "Поставка"): the CRM's deal number is the title's prefix.
+pub fn split_deal_number(title: &str) -> (Option<i64>, &str) {
+    if let Some((head, rest)) = title.split_once(": ") {
+        if let Some(n) = head.strip_prefix("СД").and_then(|n| n.parse().ok()) {
+            return (Some(n), rest);
+        }
+    }
+    (None, title)
+}
+
+/// Is the listed invoice paid? (`do` is `true` or null in invoice/list.)
+pub fn is_paid(r: &Row) -> bool {
+    matches!(r.get("do"), Some(Value::Bool(true)))
+        || matches!(r.get("do"), Some(Value::String(s)) if s == "on")
+        || matches!(r.get("paid"), Some(Value::String(s)) if s == "да")
+}
+
+fn invoice_row(r: &Row, deal: DealInfo, client: ClientInfo) -> Row {
+    let paid = is_paid(r);
+    let summa = r.get("summa").cloned().unwrap_or(Value::Null);
+    let paid_summa = if paid {
+        summa.clone()
+    } else {
+        Money::default().to_json()
+    };
+    let get = |k: &str| r.get(k).cloned().unwrap_or(Value::Null);
+    let id = r.get("crid").or_else(|| r.get("id")).cloned();
+    let mut m = Map::with_capacity(COLUMNS.len());
+    m.insert("crid".into(), id.unwrap_or(Value::Null));
+    m.insert("invoice".into(), get("invoice"));
+    m.insert("contract".into(), get("contract"));
+    m.insert("date_create".into(), get("date_create"));
+    m.insert("date_plan".into(), get("date_plan"));
+    // The server's paid date; filled from the state where it recorded none (see `paid_day`).
+    m.insert("date_paid".into(), get("date_fact"));
+    m.insert("summa".into(), summa);
+    m.insert("paid_summa".into(), paid_summa);
+    m.insert("paid".into(), json!(if paid { "да" } else { "нет" }));
+    m.insert("did".into(), get("did"));
+    m.insert("deal_number".into(), deal.number);
+    m.insert(
+        "deal_title".into(),
+        if deal.title.as_str().is_some_and(|t| !t.is_empty()) {
+            deal.title
+        } else {
+            json!(split_deal_number(r.get("deal").and_then(Value::as_str).unwrap_or("")).1)
+        },
+    );
+    m.insert("deal_stage".into(), deal.stage);
+    m.insert("deal_owner".into(), deal.owner);
+    m.insert("clid".into(), get("clid"));
+    m.insert("client".into(), get("client"));
+    m.insert("client_inn".into(), client.inn);
+    m.insert("client_kpp".into(), client.kpp);
+    m
+}
+
+/// Sums for the Totals sheet, gathered from the rows written.
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    /// Month of the planned date ("2026-12") → (paid, unpaid).
+    pub by_month: std::collections::BTreeMap<String, (Money, Money)>,
+    /// Deal owner → (paid, unpaid).
+    pub by_owner: std::collections::BTreeMap<String, (Money, Money)>,
+    pub paid: Money,
+    pub unpaid: Money,
+    pub rows: u64,
+}
+
+impl Totals {
+    pub fn add(&mut self, row: &Row) {
+        let sum = row
+            .get("summa")
+            .and_then(Money::from_json)
+            .unwrap_or_default();
+        let paid = is_paid(row);
+        let month = row
+            .get("date_plan")
+            .and_then(Value::as_str)
+            .and_then(|s| s.get(..7))
+            .unwrap_or("—")
+            .to_string();
+        let owner = row
+            .get("deal_owner")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("—")
+            .to_string();
+        for slot in [
+            self.by_month.entry(month).or_default(),
+            self.by_owner.entry(owner).or_default(),
+        ] {
+            if paid {
+                slot.0 = slot.0 + sum;
+            } else {
+                slot.1 = slot.1 + sum;
+            }
+        }
+        if paid {
+            self.paid = self.paid + sum;
+        } else {
+            self.unpaid = self.unpaid + sum;
+        }
+        self.rows += 1;
+    }
+
+    /// The control total: the sum of every row's `summa`.
+    pub fn control(&self) -> Money {
+        self.paid + self.unpaid
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deal_numbers_come_from_the_title_prefix() {
+        assert_eq!(split_deal_number("СД24: Поставка"), (Some(24), "Поставка"));
+        assert_eq!(split_deal_number("Без номера: x"), (None, "Без номера: x"));
+    }
+
+    #[test]
+    fn totals_split_paid_and_unpaid_by_month_and_owner_and_add_up() {
+        let row = |sum: &str, paid: bool, plan: &str, owner: &str| {
+            let mut r = invoice_row(
+                json!({"crid": 1, "summa": sum, "do": if paid { json!(true) } else { Value::Null },
+                       "date_plan": plan})
+                .as_object()
+                .unwrap(),
+                DealInfo::default(),
+                ClientInfo::default(),
+            );
+            r.insert("deal_owner".into(), json!(owner));
+            r
+        };
+        let mut t = Totals::default();
+        t.add(&row("0.10", true, "2026-12-01", "a"));
+        t.add(&row("0.20", false, "2026-12-31", "b"));
+        t.add(&row("1500.75", false, "2027-01-10", "a"));
+        assert_eq!(
+            t.control(),
+            Money::parse("1501.05").unwrap(),
+            "exact, no float drift"
+        );
+        assert_eq!(
+            t.by_month["2026-12"],
+            (Money::parse("0.1").unwrap(), Money::parse("0.2").unwrap())
+        );
+        assert_eq!(t.by_owner["a"].1, Money::parse("1500.75").unwrap());
+        assert_eq!(t.paid, Money::parse("0.10").unwrap());
+    }
+}
