@@ -36,8 +36,11 @@ const DO_NO_ID_FATAL: &str = "<br />\n<b>Fatal error</b>:  Uncaught mysqli_sql_e
 /// (v3-invoice-add-deal-without-speka).
 const NO_SPEKA_FATAL: &str = "<br />\n<b>Fatal error</b>:  Uncaught DivisionByZeroError: Division by zero in <crm-root>/developer/v3/methods/invoice.php:121\nStack trace:\n#0 <crm-root>/developer/v3/index.php(171): include_once()\n#1 {main}\n  thrown in <b><crm-root>/developer/v3/methods/invoice.php</b> on line <b>121</b><br />\n";
 
-/// invoice/list with dateStart/dateEnd (v3-invoice-list-dateStart-dateEnd).
-const DATE_FILTER_FATAL: &str = "<br />\n<b>Fatal error</b>:  Uncaught mysqli_sql_exception: You have an error in your SQL syntax; check the manual that corresponds to your MariaDB server version for the right syntax to use near '( DATE(crd.datum) &gt;= '2026-11-01' AND DATE(crd.datum) &lt;= '2026-11-30' ) AND a...' at line 25 in <crm-root>/vendor/colshrapnel/safemysql/safemysql.class.php:466\nStack trace:\n#0 <crm-root>/vendor/colshrapnel/safemysql/safemysql.class.php(466): mysqli_query()\n#1 <crm-root>/vendor/colshrapnel/safemysql/safemysql.class.php(140): SafeMySQL-&gt;rawQuery()\n#2 <crm-root>/inc/class/Invoice.php(396): SafeMySQL-&gt;query()\n#3 <crm-root>/developer/v3/methods/invoice.php(38): Salesman\\Invoice-&gt;list()\n#4 {main}\n  thrown in <b><crm-root>/inc/class/Invoice.php</b> on line <b>396</b><br />\n";
+/// invoice/list with dateStart/dateEnd (v3-invoice-list-dateStart-dateEnd): the dates are
+/// pasted into broken SQL, the page quotes them.
+fn date_filter_fatal(start: &str, end: &str) -> String {
+    format!("<br />\n<b>Fatal error</b>:  Uncaught mysqli_sql_exception: You have an error in your SQL syntax; check the manual that corresponds to your MariaDB server version for the right syntax to use near '( DATE(crd.datum) &gt;= '{start}' AND DATE(crd.datum) &lt;= '{end}' ) AND a...' at line 25 in <crm-root>/vendor/colshrapnel/safemysql/safemysql.class.php:466\nStack trace:\n#0 <crm-root>/vendor/colshrapnel/safemysql/safemysql.class.php(466): mysqli_query()\n#1 <crm-root>/vendor/colshrapnel/safemysql/safemysql.class.php(140): SafeMySQL-&gt;rawQuery()\n#2 <crm-root>/inc/class/Invoice.php(396): SafeMySQL-&gt;query()\n#3 <crm-root>/developer/v3/methods/invoice.php(38): Salesman\\Invoice-&gt;list()\n#4 <crm-root>/developer/v3/index.php(171): include_once('...')\n#5 {{main}}\n  thrown in <b><crm-root>/vendor/colshrapnel/safemysql/safemysql.class.php</b> on line <b>466</b><br />\n")
+}
 
 /// The +3 h the real server adds to creation times in invoice/info (and to the remainder row
 /// of a partial payment): its PHP session runs in UTC+3 over a UTC-stored time.
@@ -125,7 +128,11 @@ const SELECT: &str = "SELECT i.*, COALESCE(c.title, '') AS client_title,
 
 fn list(ctx: &mut Ctx) -> rusqlite::Result<Reply> {
     if ctx.p.contains_key("dateStart") || ctx.p.contains_key("dateEnd") {
-        return Ok(Reply::Fatal(DATE_FILTER_FATAL.to_string()));
+        let (s, e) = (ctx.str("dateStart"), ctx.str("dateEnd"));
+        return Ok(Reply::Fatal(date_filter_fatal(
+            s.as_deref().unwrap_or(""),
+            e.as_deref().unwrap_or(""),
+        )));
     }
     let mut wh: Vec<String> = vec!["1 = 1".into()];
     let mut args: Vec<Sql> = Vec::new();
@@ -291,7 +298,7 @@ fn info(ctx: &mut Ctx) -> rusqlite::Result<Value> {
 /// The deal an add names by `did` or `uid`: (did, clid, kol), or the answer.
 fn deal_of(ctx: &Ctx) -> rusqlite::Result<Result<(i64, i64, f64), Reply>> {
     let (cond, arg) = match (ctx.p.get("did"), ctx.str("uid")) {
-        (Some(v), _) => match super::value_int(Some(v)) {
+        (Some(v), _) => match super::value_int(Some(v)).filter(|_| !is_non_numeric(v)) {
             Some(did) => ("did = ?1", Sql::Integer(did)),
             // "abc" is pasted into the SQL too.
             None => return Ok(Err(Reply::Fatal(ADD_NO_DID_FATAL.to_string()))),
@@ -312,6 +319,11 @@ fn deal_of(ctx: &Ctx) -> rusqlite::Result<Result<(i64, i64, f64), Reply>> {
             Ok((d["did"].as_i64().unwrap_or(0), clid, num(&d["kol"])))
         }
     })
+}
+
+/// A string that is not a number ("abc"): pasted into SQL by the real server.
+fn is_non_numeric(v: &Value) -> bool {
+    matches!(v, Value::String(s) if s.trim().parse::<f64>().is_err())
 }
 
 /// The next number of `invoice: "auto"`: the counter `inum` (one past the highest number).
