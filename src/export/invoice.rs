@@ -1,7 +1,9 @@
-//! Invoices for the books: each listed invoice becomes one row with the columns an accountant
-//! asks for, the deal's (number, title, stage, owner) and the client's (title, INN, KPP) joined
-//! in. Deals and clients are read once per distinct id (`deal/info`, `client/info` with
-//! `bankinfo`), shared by all pages in flight, while the pages are being fetched.
+//! Exports for the books. Invoices: each listed invoice becomes one row with the columns an
+//! accountant asks for, the deal's (number, title, stage, owner) and the client's (title, INN,
+//! KPP) joined in. Deals: each listed deal gets its paid and unpaid invoice totals (one pass
+//! over invoice/list, summed by did) and the client's INN. Deals and clients are read once per
+//! distinct id (`deal/info`, `client/info` with `bankinfo`), shared by all pages in flight and
+//! fetched while the pages are (a few at a time within a page).
 
 use super::pager::{PageJoin, Row};
 use crate::crm::{CrmClient, CrmError, Entity, RetryPolicy};
@@ -50,6 +52,21 @@ struct ClientInfo {
 }
 
 type Cache<T> = Mutex<HashMap<i64, Arc<OnceCell<T>>>>;
+
+/// The distinct ids not read yet.
+fn uncached<T>(cache: &Cache<T>, ids: Vec<i64>) -> Vec<i64> {
+    let c = cache.lock().unwrap_or_else(|p| p.into_inner());
+    let mut ids: Vec<i64> = ids
+        .into_iter()
+        .filter(|i| c.get(i).is_none_or(|cell| !cell.initialized()))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Deal and client lookups of one page run this many at a time.
+const LOOKUPS: usize = 8;
 
 /// Joins deal and client columns into invoice rows.
 pub struct InvoiceJoin {
@@ -158,7 +175,38 @@ impl InvoiceJoin {
         Ok(info.clone())
     }
 
+    /// Read the deals and clients of a page that are not cached yet, `LOOKUPS` at a time.
+    async fn prefetch(self: &Arc<Self>, dids: Vec<i64>, clids: Vec<i64>) -> Result<(), CrmError> {
+        let dids = uncached(&self.deals, dids);
+        let clids = uncached(&self.clients, clids);
+        let jobs: Vec<(bool, i64)> = dids
+            .into_iter()
+            .map(|d| (true, d))
+            .chain(clids.into_iter().map(|c| (false, c)))
+            .collect();
+        for chunk in jobs.chunks(LOOKUPS) {
+            let mut set = tokio::task::JoinSet::new();
+            for &(is_deal, id) in chunk {
+                let me = self.clone();
+                set.spawn(async move {
+                    if is_deal {
+                        me.deal(id).await.map(|_| ())
+                    } else {
+                        me.client_info(id).await.map(|_| ())
+                    }
+                });
+            }
+            while let Some(r) = set.join_next().await {
+                r.map_err(|e| CrmError::Setup(format!("lookup task failed: {e}")))??;
+            }
+        }
+        Ok(())
+    }
+
     async fn join_rows(self: Arc<Self>, rows: Vec<Row>) -> Result<Vec<Row>, CrmError> {
+        let dids = rows.iter().filter_map(|r| id(r, "did")).collect();
+        let clids = rows.iter().filter_map(|r| id(r, "clid")).collect();
+        self.prefetch(dids, clids).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let did = id(&r, "did");
@@ -252,6 +300,96 @@ fn invoice_row(r: &Row, deal: DealInfo, client: ClientInfo) -> Row {
     m
 }
 
+/// Paid and unpaid invoice sums per deal.
+type DealSums = HashMap<i64, (Money, Money)>;
+
+/// Adds `paid_total`, `unpaid_total` (from every invoice, summed by did) and `client_inn` to
+/// deal rows.
+pub struct DealBooksJoin {
+    lookups: Arc<InvoiceJoin>,
+    concurrency: usize,
+    sums: OnceCell<DealSums>,
+}
+
+impl DealBooksJoin {
+    pub fn new(client: CrmClient, policy: RetryPolicy, concurrency: usize) -> DealBooksJoin {
+        DealBooksJoin {
+            lookups: Arc::new(InvoiceJoin::new(client, policy)),
+            concurrency,
+            sums: OnceCell::new(),
+        }
+    }
+
+    /// One pass over invoice/list (every invoice, paid and unpaid), summed by did.
+    async fn sums(&self) -> Result<&DealSums, CrmError> {
+        self.sums
+            .get_or_try_init(|| async {
+                let mut sums = DealSums::new();
+                let progress = crate::report::Progress::new("invoice", None, true);
+                let j = &self.lookups;
+                let r = super::fetch_all(
+                    &j.client,
+                    Entity::Invoice,
+                    &super::Filters::default(),
+                    None,
+                    self.concurrency,
+                    &j.policy,
+                    &progress,
+                    |row| {
+                        let Some(did) = id(&row, "did") else { return };
+                        let sum = row
+                            .get("summa")
+                            .and_then(Money::from_json)
+                            .unwrap_or_default();
+                        let slot = sums.entry(did).or_default();
+                        if is_paid(&row) {
+                            slot.0 = slot.0 + sum;
+                        } else {
+                            slot.1 = slot.1 + sum;
+                        }
+                    },
+                )
+                .await;
+                match r {
+                    Ok(()) => Ok(sums),
+                    Err(super::ExportError::PageFailed { source, .. }) => Err(source),
+                    Err(e) => Err(CrmError::Setup(e.to_string())),
+                }
+            })
+            .await
+    }
+
+    async fn join_rows(self: Arc<Self>, rows: Vec<Row>) -> Result<Vec<Row>, CrmError> {
+        let sums = self.sums().await?;
+        let clids = rows.iter().filter_map(|r| id(r, "clid")).collect();
+        self.lookups.prefetch(Vec::new(), clids).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for mut r in rows {
+            let (paid, unpaid) = id(&r, "did")
+                .and_then(|d| sums.get(&d).copied())
+                .unwrap_or_default();
+            let inn = match id(&r, "clid") {
+                Some(c) => self.lookups.client_info(c).await?.inn,
+                None => Value::Null,
+            };
+            r.insert("paid_total".into(), paid.to_json());
+            r.insert("unpaid_total".into(), unpaid.to_json());
+            r.insert("client_inn".into(), inn);
+            out.push(r);
+        }
+        Ok(out)
+    }
+}
+
+impl PageJoin for DealBooksJoin {
+    fn join(
+        self: Arc<Self>,
+        rows: Vec<Row>,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Row>, CrmError>> + Send>> {
+        Box::pin(self.join_rows(rows))
+    }
+}
+
 /// Sums for the Totals sheet, gathered from the rows written.
 #[derive(Debug, Clone, Default)]
 pub struct Totals {
@@ -265,24 +403,35 @@ pub struct Totals {
 }
 
 impl Totals {
-    pub fn add(&mut self, row: &Row) {
-        let sum = row
-            .get("summa")
-            .and_then(Money::from_json)
-            .unwrap_or_default();
-        let paid = is_paid(row);
-        let month = row
-            .get("date_plan")
-            .and_then(Value::as_str)
-            .and_then(|s| s.get(..7))
-            .unwrap_or("—")
-            .to_string();
-        let owner = row
-            .get("deal_owner")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .unwrap_or("—")
-            .to_string();
+    /// One written row: an invoice (its sum, paid or not), or a deal (its paid and unpaid
+    /// invoice totals), by the month of the planned date and by owner.
+    pub fn add(&mut self, entity: Entity, row: &Row) {
+        let money = |k: &str| row.get(k).and_then(Money::from_json).unwrap_or_default();
+        let text = |k: &str| {
+            row.get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let month = |k: &str| text(k).and_then(|s| s.get(..7).map(str::to_string));
+        if entity == Entity::Deal {
+            self.put(month("datum_plan"), text("user"), true, money("paid_total"));
+            self.put(
+                month("datum_plan"),
+                text("user"),
+                false,
+                money("unpaid_total"),
+            );
+        } else {
+            let paid = is_paid(row);
+            self.put(month("date_plan"), text("deal_owner"), paid, money("summa"));
+        }
+        self.rows += 1;
+    }
+
+    fn put(&mut self, month: Option<String>, owner: Option<String>, paid: bool, sum: Money) {
+        let month = month.unwrap_or_else(|| "—".into());
+        let owner = owner.unwrap_or_else(|| "—".into());
         for slot in [
             self.by_month.entry(month).or_default(),
             self.by_owner.entry(owner).or_default(),
@@ -298,10 +447,9 @@ impl Totals {
         } else {
             self.unpaid = self.unpaid + sum;
         }
-        self.rows += 1;
     }
 
-    /// The control total: the sum of every row's `summa`.
+    /// The control total: the sum of every row's `summa` (deals: paid + unpaid totals).
     pub fn control(&self) -> Money {
         self.paid + self.unpaid
     }
@@ -332,9 +480,9 @@ mod tests {
             r
         };
         let mut t = Totals::default();
-        t.add(&row("0.10", true, "2026-12-01", "a"));
-        t.add(&row("0.20", false, "2026-12-31", "b"));
-        t.add(&row("1500.75", false, "2027-01-10", "a"));
+        t.add(Entity::Invoice, &row("0.10", true, "2026-12-01", "a"));
+        t.add(Entity::Invoice, &row("0.20", false, "2026-12-31", "b"));
+        t.add(Entity::Invoice, &row("1500.75", false, "2027-01-10", "a"));
         assert_eq!(
             t.control(),
             Money::parse("1501.05").unwrap(),

@@ -128,8 +128,8 @@ pub struct EntitySummary {
     /// Invoices: the paid days `--state` remembers after this run.
     #[serde(skip)]
     pub paid_days: BTreeMap<String, String>,
-    /// Invoices: the sum of `summa` over the rows written (equals the Totals sheet's control
-    /// total), with two decimals.
+    /// Invoice and deal exports: the sum over the rows written (invoices: `summa`; deals: paid +
+    /// unpaid invoice totals); it equals the Totals sheet's control total. Two decimals.
     pub control_total: Option<String>,
     /// Invoices: paid rows whose paid day is unknown (the server recorded none and no --state).
     pub paid_without_date: u64,
@@ -573,7 +573,7 @@ impl PageSink for EntityWriter<'_> {
             return Ok(());
         }
         if let Some(t) = self.totals.as_mut() {
-            t.add(&row);
+            t.add(self.entity, &row);
         }
         if let Some(known) = &self.derived {
             // Nearly every row has exactly the header's keys in its order: compare names
@@ -722,16 +722,22 @@ async fn export_entity(
         changed: 0,
         unchanged: 0,
         progress: None,
-        totals: (entity == Entity::Invoice).then(invoice::Totals::default),
+        totals: matches!(entity, Entity::Invoice | Entity::Deal).then(invoice::Totals::default),
         paid_window: (filters.paid_from, filters.paid_to),
         paid_without_date: 0,
     };
-    let join: Option<Arc<dyn pager::PageJoin>> = (entity == Entity::Invoice).then(|| {
-        Arc::new(invoice::InvoiceJoin::new(
+    let join: Option<Arc<dyn pager::PageJoin>> = match entity {
+        Entity::Invoice => Some(Arc::new(invoice::InvoiceJoin::new(
             client.clone(),
             job.policy.clone(),
-        )) as Arc<dyn pager::PageJoin>
-    });
+        ))),
+        Entity::Deal => Some(Arc::new(invoice::DealBooksJoin::new(
+            client.clone(),
+            job.policy.clone(),
+            job.concurrency,
+        ))),
+        _ => None,
+    };
     let mut seen = Seen::default();
     let multi = passes.len() > 1;
     let mut total_count: Option<u64> = None;

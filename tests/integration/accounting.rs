@@ -201,3 +201,51 @@ fn invoice_flags_on_other_entities_are_usage_errors() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("--paid filters invoices"), "{err}");
 }
+
+#[test]
+fn deal_export_for_the_books_has_paid_and_unpaid_totals_stage_and_client_inn() {
+    let sb = start();
+    let crids = seed_invoices(&sb, 6);
+    // Invoices 0, 2, 4 are on the first deal, 1, 3, 5 on the second; pay 0 and 3.
+    pay(&sb, crids[0]);
+    pay(&sb, crids[3]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("deals.xlsx");
+    let (s, err) = export_json(&sb, "deal", &out, &[]);
+    assert_eq!(s["rows"], 2, "{err}");
+    let r = sheet(&out, "deal");
+    let row = |title: &str| {
+        (1..r.height())
+            .find(|&i| text(r.get((i, col(&r, "title")))).ends_with(title))
+            .unwrap()
+    };
+    let (a, b) = (row("Поставка"), row("Монтаж"));
+    let n = |i: usize, c: &str| number(r.get((i, col(&r, c))));
+    assert_eq!(n(a, "paid_total"), 1000.25);
+    assert_eq!(n(a, "unpaid_total"), 1002.25 + 1004.25);
+    assert_eq!(n(b, "paid_total"), 1003.25);
+    assert_eq!(n(b, "unpaid_total"), 1001.25 + 1005.25);
+    assert_eq!(text(r.get((a, col(&r, "client_inn")))), "5904338272");
+    assert_eq!(text(r.get((a, col(&r, "stepTitle")))), "Отправлено КП");
+    for c in [
+        "close",
+        "datum_close",
+        "status_close",
+        "kol_fact",
+        "des_fact",
+    ] {
+        col(&r, c);
+    }
+    // The control total equals the sum of the rows' paid and unpaid totals.
+    let rows_sum: f64 = [a, b]
+        .iter()
+        .map(|&i| n(i, "paid_total") + n(i, "unpaid_total"))
+        .sum();
+    assert_eq!(s["control_total"], "6016.50");
+    assert!((rows_sum - 6016.5).abs() < 1e-6);
+    let t = sheet(&out, "Totals");
+    let control = (0..t.height())
+        .find(|&i| text(t.get((i, 0))).starts_with("control total"))
+        .unwrap();
+    assert_eq!(number(t.get((control, 1))), 6016.5);
+}
