@@ -53,14 +53,14 @@ pub fn add_summary_sheet(book: &mut XlsxBook, t: &SummaryTable) -> Result<(), Re
     Ok(())
 }
 
+/// One line of a totals block: label, paid, unpaid.
+pub type MoneyLine = (String, crate::values::Money, crate::values::Money);
+
 /// Money totals by label (month, owner): paid and unpaid per row, and the control total.
 #[derive(Debug, Clone, Default)]
 pub struct MoneyTotals {
-    /// Blocks of rows, each with its own header ("Month", "Owner").
-    pub blocks: Vec<(
-        String,
-        Vec<(String, crate::values::Money, crate::values::Money)>,
-    )>,
+    /// Blocks of rows, each with its own header ("month", "owner").
+    pub blocks: Vec<(String, Vec<MoneyLine>)>,
     /// (label, value) lines after the blocks: the control total and what it sums.
     pub control: Vec<(String, crate::values::Money)>,
 }
