@@ -300,6 +300,9 @@ fn invoice_row(r: &Row, deal: DealInfo, client: ClientInfo) -> Row {
     m
 }
 
+/// The columns the deal export adds for the books.
+pub const DEAL_BOOKS_COLUMNS: &[&str] = &["paid_total", "unpaid_total", "client_inn"];
+
 /// Paid and unpaid invoice sums per deal.
 type DealSums = HashMap<i64, (Money, Money)>;
 

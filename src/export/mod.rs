@@ -731,11 +731,19 @@ async fn export_entity(
             client.clone(),
             job.policy.clone(),
         ))),
-        Entity::Deal => Some(Arc::new(invoice::DealBooksJoin::new(
-            client.clone(),
-            job.policy.clone(),
-            job.concurrency,
-        ))),
+        // Only when its columns are wanted: it costs an invoice pass and a client/info per client.
+        Entity::Deal
+            if job.fields.as_ref().is_none_or(|f| {
+                f.iter()
+                    .any(|n| invoice::DEAL_BOOKS_COLUMNS.contains(&n.as_str()))
+            }) =>
+        {
+            Some(Arc::new(invoice::DealBooksJoin::new(
+                client.clone(),
+                job.policy.clone(),
+                job.concurrency,
+            )))
+        }
         _ => None,
     };
     let mut seen = Seen::default();
