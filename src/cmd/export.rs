@@ -3,7 +3,9 @@
 
 use super::args::{check_output, print_json, CrmArgs, OutputMode};
 use crate::crm::{CrmClient, Entity, RetryPolicy};
-use crate::export::{self, query, Active, ExportError, ExportJob, Filters, Format, HeaderStyle};
+use crate::export::{
+    self, query, Active, ExportError, ExportJob, Filters, Format, HeaderStyle, Paid,
+};
 use crate::report::{CsvEncoding, CsvOptions};
 use crate::{Exit, Result};
 use clap::{Args, ValueEnum};
@@ -30,13 +32,23 @@ pub enum ActiveArg {
 pub const EXAMPLES: &str = "\
 Examples:
   smbatch export person --sandbox -o persons.xlsx
-  smbatch export history --from 2025-01-01 -o history.csv --encoding windows-1251
+  smbatch export invoice --paid-from 2026-11-01 --paid-to 2026-11-30 -o paid.xlsx
   smbatch export --all --profile prod -o crm.xlsx   # a sheet per entity: client, person, deal, task, history";
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PaidArg {
+    /// Paid invoices only
+    Yes,
+    /// Unpaid invoices only
+    No,
+    /// Both
+    All,
+}
 
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
 pub struct ExportArgs {
-    /// What to export: client, person, deal, task or history
+    /// What to export: client, person, deal, task, history or invoice
     #[arg(required_unless_present = "all", conflicts_with = "all")]
     pub entity: Option<Entity>,
     /// Export every entity into one XLSX file, a sheet each
@@ -69,6 +81,21 @@ pub struct ExportArgs {
     /// Deals and tasks: open, closed or both
     #[arg(long, value_enum, default_value = "all")]
     pub active: ActiveArg,
+    /// Invoices: paid, unpaid or both
+    #[arg(long, value_enum, default_value = "all")]
+    pub paid: PaidArg,
+    /// Invoices: only those paid on or after this day, YYYY-MM-DD (see README, "For accounting")
+    #[arg(long)]
+    pub paid_from: Option<String>,
+    /// Invoices: only those paid on or before this day, YYYY-MM-DD
+    #[arg(long)]
+    pub paid_to: Option<String>,
+    /// Invoices: only those of this client (clid)
+    #[arg(long)]
+    pub client: Option<i64>,
+    /// Invoices: only those of this deal (did)
+    #[arg(long)]
+    pub deal: Option<i64>,
     /// CSV encoding: utf-8-bom (Excel opens Cyrillic), utf-8, windows-1251 (old Excel)
     #[arg(long, default_value = "utf-8-bom")]
     pub encoding: CsvEncoding,
@@ -114,6 +141,31 @@ impl ExportArgs {
             if f > t {
                 return Err(ExportError::Usage(format!("--from {f} is after --to {t}")));
             }
+        }
+        let paid_from = self
+            .paid_from
+            .as_deref()
+            .map(|s| query::parse_date("--paid-from", s))
+            .transpose()?;
+        let paid_to = self
+            .paid_to
+            .as_deref()
+            .map(|s| query::parse_date("--paid-to", s))
+            .transpose()?;
+        let invoice_only = [
+            ("--paid-from", paid_from.is_some()),
+            ("--paid-to", paid_to.is_some()),
+            ("--client", self.client.is_some()),
+            ("--deal", self.deal.is_some()),
+            ("--paid", !matches!(self.paid, PaidArg::All)),
+        ];
+        if let Some((flag, _)) = invoice_only
+            .iter()
+            .find(|(_, set)| *set && self.entity != Some(Entity::Invoice))
+        {
+            return Err(ExportError::Usage(format!(
+                "{flag} filters invoices; use it with `smbatch export invoice`"
+            )));
         }
         let changed_since = self
             .changed_since
@@ -161,6 +213,15 @@ impl ExportArgs {
                     ActiveArg::All => Active::All,
                 },
                 changed_since,
+                paid: match self.paid {
+                    PaidArg::Yes => Paid::Yes,
+                    PaidArg::No => Paid::No,
+                    PaidArg::All => Paid::All,
+                },
+                paid_from,
+                paid_to,
+                client: self.client,
+                deal: self.deal,
             },
             fields,
             headers: match self.headers {

@@ -34,6 +34,9 @@ pub enum Kind {
     Text,
 }
 
+/// Amounts the export computes (invoice and deal exports for the books).
+const EXPORT_MONEY: &[&str] = &["paid_summa", "paid_total", "unpaid_total"];
+
 /// Ids and references that are not spelled `...ID`.
 const ID_FIELDS: &[&str] = &[
     "pid", "clid", "cid", "did", "tid", "mcid", "iduser", "autor", "payer",
@@ -47,7 +50,7 @@ impl Kind {
             Kind::Id
         } else if name.starts_with("date") || name.starts_with("datum") || name.ends_with("Date") {
             Kind::Date
-        } else if is_money_field(name) {
+        } else if is_money_field(name) || EXPORT_MONEY.contains(&name) {
             Kind::Money
         } else {
             Kind::Text

@@ -5,6 +5,7 @@
 //! counted and what was exported are reported in the summary, never hidden.
 
 pub mod columns;
+pub mod invoice;
 pub mod output;
 pub mod pager;
 pub mod query;
@@ -12,7 +13,7 @@ pub mod state;
 
 pub use columns::Columns;
 pub use output::{partial_path, Format, Output};
-pub use query::{Active, Filters};
+pub use query::{Active, Filters, Paid};
 pub use state::{ExportState, Prints, RecordId};
 
 use crate::crm::{CrmClient, CrmError, Entity, FieldInfo, RetryPolicy};
@@ -21,7 +22,7 @@ use crate::values::CrmDateTime;
 use chrono::NaiveDateTime;
 use pager::{PageSink, PageStats, Pager, Row, Seen};
 use serde::Serialize;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use thiserror::Error;
@@ -124,6 +125,14 @@ pub struct EntitySummary {
     /// What `--state` remembers after this run.
     #[serde(skip)]
     pub records: Option<Prints>,
+    /// Invoices: the paid days `--state` remembers after this run.
+    #[serde(skip)]
+    pub paid_days: BTreeMap<String, String>,
+    /// Invoice and deal exports: the sum over the rows written (invoices: `summa`; deals: paid +
+    /// unpaid invoice totals); it equals the Totals sheet's control total. Two decimals.
+    pub control_total: Option<String>,
+    /// Invoices: paid rows whose paid day is unknown (the server recorded none and no --state).
+    pub paid_without_date: u64,
     pub columns: Vec<String>,
     /// Keys that appeared only after the header was written: their values are not in the file.
     pub ignored_columns: Vec<String>,
@@ -178,8 +187,11 @@ pub async fn export(client: &CrmClient, job: &ExportJob) -> Result<ExportSummary
         let inc = match state.as_mut() {
             None => None,
             Some(st) => {
-                let prev = st.entities.get_mut(&entity);
+                let mut prev = st.entities.get_mut(&entity);
                 let mut inc = Incremental::default();
+                if let Some(p) = prev.as_deref_mut() {
+                    inc.paid_prev = std::mem::take(&mut p.paid_days);
+                }
                 match prev {
                     Some(p) if p.records.is_some() => {
                         inc.prev = p.records.take().unwrap_or_default();
@@ -234,6 +246,7 @@ pub async fn export(client: &CrmClient, job: &ExportJob) -> Result<ExportSummary
                     exported_at: now.clone(),
                     rows: s.rows,
                     records: Some(s.records.take().unwrap_or_default()),
+                    paid_days: std::mem::take(&mut s.paid_days),
                     ..state::EntityState::default()
                 },
             );
@@ -312,6 +325,9 @@ struct Incremental {
     now: Prints,
     /// An older state file's mark, used as `changed_since` for this run.
     legacy_mark: Option<String>,
+    /// Invoices: paid days remembered by earlier runs, and after this one.
+    paid_prev: BTreeMap<String, String>,
+    paid_now: BTreeMap<String, String>,
 }
 
 /// A record's change date, and whether it is only known to the day (a date without time).
@@ -341,6 +357,11 @@ struct EntityWriter<'a> {
     changed: u64,
     unchanged: u64,
     progress: Option<Progress>,
+    /// Invoices: the Totals sheet's sums over the rows written.
+    totals: Option<invoice::Totals>,
+    /// Invoices: the paid-day window (`--paid-from`/`--paid-to`).
+    paid_window: (Option<chrono::NaiveDate>, Option<chrono::NaiveDate>),
+    paid_without_date: u64,
 }
 
 impl EntityWriter<'_> {
@@ -411,6 +432,49 @@ impl EntityWriter<'_> {
         self.out.begin(self.entity.as_str(), &headers)?;
         self.columns = Some(Columns::new(self.entity, names));
         Ok(())
+    }
+
+    /// Invoices: fill the paid day the server did not record (`date_paid` empty on a paid
+    /// invoice: invoice/do never sets it) with the day a `--state` run first saw it paid, and
+    /// apply `--paid-from`/`--paid-to`. `false`: the row is outside that window.
+    fn paid_day(&mut self, row: &mut Row) -> bool {
+        let paid = invoice::is_paid(row);
+        let key = row.get("crid").map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+        let recorded = row
+            .get("date_paid")
+            .and_then(serde_json::Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        if paid && recorded.is_none() {
+            match (self.inc.as_mut(), key) {
+                (Some(inc), Some(k)) => {
+                    let day = inc.paid_prev.get(&k).cloned().unwrap_or_else(|| {
+                        chrono::Local::now()
+                            .date_naive()
+                            .format("%Y-%m-%d")
+                            .to_string()
+                    });
+                    row.insert("date_paid".into(), serde_json::Value::from(day.clone()));
+                    inc.paid_now.insert(k, day);
+                }
+                _ => self.paid_without_date += 1,
+            }
+        }
+        let (from, to) = self.paid_window;
+        if from.is_none() && to.is_none() {
+            return true;
+        }
+        let day = row
+            .get("date_paid")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|s| query::parse_date("--paid-from", s.get(..10)?).ok());
+        match day {
+            Some(d) if paid => from.is_none_or(|f| d >= f) && to.is_none_or(|t| d <= t),
+            _ => false,
+        }
     }
 
     /// The row's change date: the edit date, else the creation date.
@@ -498,12 +562,18 @@ impl PageSink for EntityWriter<'_> {
         Ok(())
     }
 
-    fn row(&mut self, row: Row) -> Result<(), ExportError> {
+    fn row(&mut self, mut row: Row) -> Result<(), ExportError> {
         if self.columns.is_none() {
             self.start(std::slice::from_ref(&row))?;
         }
+        if self.entity == Entity::Invoice && !self.paid_day(&mut row) {
+            return Ok(());
+        }
         if self.unchanged(&row) {
             return Ok(());
+        }
+        if let Some(t) = self.totals.as_mut() {
+            t.add(self.entity, &row);
         }
         if let Some(known) = &self.derived {
             // Nearly every row has exactly the header's keys in its order: compare names
@@ -543,7 +613,19 @@ async fn export_entity(
     warnings: &mut Vec<String>,
 ) -> Result<EntitySummary, ExportError> {
     let need_fields = job.fields.is_some() || job.headers == HeaderStyle::Titles;
-    let info = match client.fields(entity, &job.policy).await {
+    let fields = if entity == Entity::Invoice {
+        // invoice has no `fields` action: its columns are ours (`invoice::COLUMNS`).
+        Ok(invoice::COLUMNS
+            .iter()
+            .map(|n| FieldInfo {
+                name: n.to_string(),
+                title: n.to_string(),
+            })
+            .collect())
+    } else {
+        client.fields(entity, &job.policy).await
+    };
+    let info = match fields {
         Ok(info) => info,
         Err(source) if need_fields => return Err(ExportError::Fields { entity, source }),
         Err(e) => {
@@ -572,6 +654,9 @@ async fn export_entity(
         changed_since_by: None,
         notes: Vec::new(),
         records: None,
+        paid_days: BTreeMap::new(),
+        control_total: None,
+        paid_without_date: 0,
         columns: Vec::new(),
         ignored_columns: Vec::new(),
         count_mismatch: Vec::new(),
@@ -637,6 +722,29 @@ async fn export_entity(
         changed: 0,
         unchanged: 0,
         progress: None,
+        totals: matches!(entity, Entity::Invoice | Entity::Deal).then(invoice::Totals::default),
+        paid_window: (filters.paid_from, filters.paid_to),
+        paid_without_date: 0,
+    };
+    let join: Option<Arc<dyn pager::PageJoin>> = match entity {
+        Entity::Invoice => Some(Arc::new(invoice::InvoiceJoin::new(
+            client.clone(),
+            job.policy.clone(),
+        ))),
+        // Only when its columns are wanted: it costs an invoice pass and a client/info per client.
+        Entity::Deal
+            if job.fields.as_ref().is_none_or(|f| {
+                f.iter()
+                    .any(|n| invoice::DEAL_BOOKS_COLUMNS.contains(&n.as_str()))
+            }) =>
+        {
+            Some(Arc::new(invoice::DealBooksJoin::new(
+                client.clone(),
+                job.policy.clone(),
+                job.concurrency,
+            )))
+        }
+        _ => None,
     };
     let mut seen = Seen::default();
     let multi = passes.len() > 1;
@@ -653,6 +761,7 @@ async fn export_entity(
             params: Arc::new(pass.params),
             policy: job.policy.clone(),
             concurrency: job.concurrency,
+            join: join.clone(),
         };
         let stats: PageStats = pager.run(&mut seen, &mut w).await?;
         if let Some(p) = w.progress.take() {
@@ -682,12 +791,46 @@ async fn export_entity(
         w.start(&[])?;
     }
     summary.rows = w.written;
+    summary.paid_without_date = w.paid_without_date;
+    if w.paid_without_date > 0 {
+        summary.notes.push(format!(
+            "invoice: {} paid invoice(s) have no paid date on the server (invoice/do never records one); with --state the paid day is the day a run first saw them paid",
+            w.paid_without_date
+        ));
+    }
+    if let Some(t) = w.totals.take() {
+        summary.control_total = Some(t.control().fixed2(false));
+        let lines = |m: &BTreeMap<String, (crate::values::Money, crate::values::Money)>| {
+            m.iter()
+                .map(|(k, (p, u))| (k.clone(), *p, *u))
+                .collect::<Vec<_>>()
+        };
+        let table = crate::report::summary::MoneyTotals {
+            blocks: vec![
+                ("month (planned)".to_string(), lines(&t.by_month)),
+                ("owner".to_string(), lines(&t.by_owner)),
+            ],
+            control: vec![
+                ("paid".to_string(), t.paid),
+                ("unpaid".to_string(), t.unpaid),
+                (format!("control total ({} rows)", t.rows), t.control()),
+            ],
+        };
+        w.out.totals(&table)?;
+    }
     summary.new = w.new;
     summary.changed = w.changed;
     summary.unchanged = w.unchanged;
     summary.server_count = total_count;
     if let Some(inc) = w.inc.take() {
         let mut now = inc.now;
+        summary.paid_days = inc.paid_now;
+        if !filters.lists_everything() {
+            // Invoices not listed this time keep the paid day they had.
+            for (k, v) in inc.paid_prev {
+                summary.paid_days.entry(k).or_insert(v);
+            }
+        }
         // Left in `prev`: remembered but not listed this time.
         let unlisted = inc.prev.0;
         if filters.lists_everything() {
@@ -760,6 +903,7 @@ pub async fn fetch_all(
             params: Arc::new(pass.params),
             policy: policy.clone(),
             concurrency,
+            join: None,
         };
         let mut sink = EachRow {
             on_row: &mut on_row,

@@ -131,6 +131,17 @@ impl Output {
         Ok(())
     }
 
+    /// Add the Totals sheet (XLSX only; `false` for CSV, which holds one table).
+    pub fn totals(&mut self, t: &crate::report::summary::MoneyTotals) -> Result<bool, ExportError> {
+        match &mut self.sink {
+            Sink::Xlsx { book, .. } => {
+                crate::report::summary::add_totals_sheet(book, t)?;
+                Ok(true)
+            }
+            Sink::Csv { .. } => Ok(false),
+        }
+    }
+
     /// Save what was written. `complete`: rename to the final name; otherwise the file stays
     /// under its partial name. Returns the path of the file written.
     pub fn close(mut self, complete: bool) -> Result<(PathBuf, u64), ExportError> {

@@ -11,10 +11,16 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
-/// The real server's fixed page size (`limit` is ignored, NOTES §6).
-pub const PAGE_SIZE: usize = 200;
-
 pub type Row = Map<String, Value>;
+
+/// Work done on each page's rows as soon as it arrives, inside the page's fetch task (so it
+/// overlaps with the other pages in flight): invoice rows get their deal and client columns.
+pub trait PageJoin: Send + Sync {
+    fn join(
+        self: Arc<Self>,
+        rows: Vec<Row>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Row>, CrmError>> + Send>>;
+}
 
 /// What one paging run saw.
 #[derive(Debug, Clone, Default)]
@@ -75,21 +81,35 @@ pub struct Pager {
     pub params: Arc<Map<String, Value>>,
     pub policy: RetryPolicy,
     pub concurrency: usize,
+    /// Applied to every page's rows before they are handed over.
+    pub join: Option<Arc<dyn PageJoin>>,
 }
 
 type Fetch = JoinHandle<Result<Vec<Row>, CrmError>>;
 
 impl Pager {
+    /// The `offset` of page `page` (0 = the first page): a page number, from where the
+    /// entity's pages start (invoice/list: 1, since 0 and 1 both answer page 1).
+    fn offset(&self, page: u64) -> u64 {
+        self.entity.first_offset() + page
+    }
+
     fn spawn(&self, page: u64) -> Fetch {
         let client = self.client.clone();
         let params = self.params.clone();
         let policy = self.policy.clone();
         let entity = self.entity;
+        let offset = self.offset(page);
+        let join = self.join.clone();
         tokio::spawn(async move {
-            client
-                .list_page(entity, &params, page, &policy)
-                .await
-                .map(|p| p.rows)
+            let rows = client
+                .list_page(entity, &params, offset, &policy)
+                .await?
+                .rows;
+            match join {
+                Some(j) => j.join(rows).await,
+                None => Ok(rows),
+            }
         })
     }
 
@@ -109,11 +129,16 @@ impl Pager {
         sink: &mut impl PageSink,
     ) -> Result<PageStats, ExportError> {
         let id_field = self.entity.id_field();
-        let page0 = self
+        let mut page0 = self
             .client
-            .list_page(self.entity, &self.params, 0, &self.policy)
+            .list_page(self.entity, &self.params, self.offset(0), &self.policy)
             .await
             .map_err(|e| self.failed(0, e))?;
+        if let Some(j) = &self.join {
+            let rows = std::mem::take(&mut page0.rows);
+            page0.rows = j.clone().join(rows).await.map_err(|e| self.failed(0, e))?;
+        }
+        let entity_page = self.entity.list_page_size();
         let mut stats = PageStats {
             server_count: page0.count,
             ..PageStats::default()
@@ -122,9 +147,9 @@ impl Pager {
         // A server with a smaller page than ours shows it on page 0 when more rows exist.
         let page_size = match page0.count {
             Some(c) if (page0.rows.len() as u64) < c && !page0.rows.is_empty() => {
-                page0.rows.len().min(PAGE_SIZE)
+                page0.rows.len().min(entity_page)
             }
-            _ => PAGE_SIZE.max(page0.rows.len()),
+            _ => entity_page.max(page0.rows.len()),
         };
         let mut ended = self.take_page(seen, id_field, page0.rows, page_size, &mut stats, sink)?;
         // With a count we know the last page; one more is allowed so that rows added during

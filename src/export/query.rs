@@ -24,9 +24,26 @@ pub enum Active {
     All,
 }
 
+/// Invoices: paid, unpaid or both (`--paid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Paid {
+    Yes,
+    No,
+    #[default]
+    All,
+}
+
 /// The user's filters, already validated.
 #[derive(Debug, Clone, Default)]
 pub struct Filters {
+    /// Invoices: paid, unpaid or both (server-side `pay1` / `pay2`).
+    pub paid: Paid,
+    /// Invoices: only those paid on or after / before this day (their paid day, see README).
+    pub paid_from: Option<NaiveDate>,
+    pub paid_to: Option<NaiveDate>,
+    /// Invoices: of this client (`clid`) / deal (`did`).
+    pub client: Option<i64>,
+    pub deal: Option<i64>,
     pub from: Option<NaiveDate>,
     pub to: Option<NaiveDate>,
     pub user: Option<String>,
@@ -45,6 +62,11 @@ impl Filters {
             && self.user.is_none()
             && self.word.is_none()
             && self.active == Active::All
+            && self.paid == Paid::All
+            && self.paid_from.is_none()
+            && self.paid_to.is_none()
+            && self.client.is_none()
+            && self.deal.is_none()
     }
 }
 
@@ -63,7 +85,8 @@ pub fn change_columns(entity: Entity) -> Option<(&'static str, &'static str)> {
         Entity::Deal => Some(("datum_izm", "datum")),
         // History records are not edited: their date is when they happened.
         Entity::History => Some(("datum", "datum")),
-        Entity::Task => None,
+        // Invoices have no change date; payments change the paid flag, the state compares it.
+        Entity::Task | Entity::Invoice => None,
     }
 }
 
@@ -91,11 +114,17 @@ pub fn unseen_changes(entity: Entity) -> &'static str {
         Entity::History => {
             "history: rows can be entered back-dated and have no edit date; every run reads the whole history (all dates) and compares it with the state by id"
         }
+        Entity::Invoice => {
+            "invoice: the API gives no change date; every run reads all invoices and compares them with the state (paid flag, sum, dates, deal and client columns); a payment the server recorded without a date gets as its paid day the day a run first saw it paid (kept in the state)"
+        }
     }
 }
 
 /// The `list` requests that together return every record matching `filters`.
 pub fn passes(entity: Entity, filters: &Filters, server_fields: Option<&str>) -> Vec<Pass> {
+    if entity == Entity::Invoice {
+        return vec![invoice_pass(filters)];
+    }
     let mut base = Map::new();
     let id = entity.id_field();
     // `order` must be a real column; `first=old` = ascending, so new records land on the last
@@ -162,6 +191,56 @@ pub fn passes(entity: Entity, filters: &Filters, server_fields: Option<&str>) ->
     }
 }
 
+/// invoice/list (NOTES §12): ordered by creation time, oldest first (there is no id order;
+/// `first=old` works), so invoices added during the export land on the last page. `--from`/`--to`
+/// are the planned date: start and end together are an inclusive `BETWEEN`, a lone start is
+/// `>` and a lone end `<`, so lone bounds are moved a day out. `dateStart`/`dateEnd` would kill
+/// the request (SQL fatal) and are never sent. Paid/unpaid is `pay1`/`pay2` (`active` is
+/// ignored by the server). The paid day is filtered on our side (see `export::invoice`).
+fn invoice_pass(filters: &Filters) -> Pass {
+    let mut p = Map::new();
+    p.insert("order".into(), Value::from("datum"));
+    p.insert("first".into(), Value::from("old"));
+    let fmt = |d: NaiveDate| CrmDateTime::Date(d).to_string();
+    match (filters.from, filters.to) {
+        (Some(f), Some(t)) => {
+            p.insert("datePlanStart".into(), Value::from(fmt(f)));
+            p.insert("datePlanEnd".into(), Value::from(fmt(t)));
+        }
+        (Some(f), None) => {
+            let f = f.pred_opt().unwrap_or(f);
+            p.insert("datePlanStart".into(), Value::from(fmt(f)));
+        }
+        (None, Some(t)) => {
+            let t = t.succ_opt().unwrap_or(t);
+            p.insert("datePlanEnd".into(), Value::from(fmt(t)));
+        }
+        (None, None) => {}
+    }
+    match filters.paid {
+        Paid::Yes => {
+            p.insert("pay1".into(), Value::from("yes"));
+        }
+        Paid::No => {
+            p.insert("pay2".into(), Value::from("yes"));
+        }
+        Paid::All => {}
+    }
+    if let Some(c) = filters.client {
+        p.insert("clid".into(), Value::from(c));
+    }
+    if let Some(d) = filters.deal {
+        p.insert("did".into(), Value::from(d));
+    }
+    if let Some(w) = &filters.word {
+        p.insert("word".into(), Value::from(w.as_str()));
+    }
+    Pass {
+        label: "all",
+        params: p,
+    }
+}
+
 /// A `YYYY-MM-DD` date from a flag.
 pub fn parse_date(flag: &'static str, s: &str) -> Result<NaiveDate, ExportError> {
     match CrmDateTime::parse(s) {
@@ -189,6 +268,48 @@ mod tests {
 
     fn get<'a>(p: &'a Pass, k: &str) -> Option<&'a str> {
         p.params.get(k).and_then(Value::as_str)
+    }
+
+    #[test]
+    fn invoice_list_gets_plan_dates_with_lone_bounds_moved_and_never_date_start() {
+        let d = |s| parse_date("--from", s).unwrap();
+        let both = Filters {
+            from: Some(d("2026-12-01")),
+            to: Some(d("2026-12-31")),
+            paid: Paid::Yes,
+            deal: Some(25),
+            ..Filters::default()
+        };
+        let p = &passes(Entity::Invoice, &both, None)[0];
+        assert_eq!(get(p, "datePlanStart"), Some("2026-12-01"));
+        assert_eq!(get(p, "datePlanEnd"), Some("2026-12-31"));
+        assert_eq!(get(p, "pay1"), Some("yes"));
+        assert_eq!(p.params["did"], 25);
+        assert_eq!(get(p, "order"), Some("datum"));
+        assert!(p.params.get("dateStart").is_none() && p.params.get("dateEnd").is_none());
+        let lone = Filters {
+            from: Some(d("2026-12-01")),
+            paid: Paid::No,
+            ..Filters::default()
+        };
+        let p = &passes(Entity::Invoice, &lone, None)[0];
+        assert_eq!(
+            get(p, "datePlanStart"),
+            Some("2026-11-30"),
+            "a lone start is exclusive"
+        );
+        assert_eq!(get(p, "pay2"), Some("yes"));
+        let lone = Filters {
+            to: Some(d("2026-12-31")),
+            ..Filters::default()
+        };
+        let p = &passes(Entity::Invoice, &lone, None)[0];
+        assert_eq!(
+            get(p, "datePlanEnd"),
+            Some("2027-01-01"),
+            "a lone end is exclusive"
+        );
+        assert!(!lone.lists_everything());
     }
 
     #[test]

@@ -134,6 +134,10 @@ pub struct EntityState {
     /// Every record exported so far, with its fingerprint; `None` in the older format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<Prints>,
+    /// Invoices: id → the day a run first saw it paid, for payments the server recorded
+    /// without a date (invoice/do never sets one, NOTES §12).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub paid_days: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

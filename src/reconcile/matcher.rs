@@ -179,6 +179,7 @@ fn probes(entity: Entity, key: Option<&str>, f: &Fields) -> Vec<u64> {
                 &[&norm_text(get("title")), id_of("clid"), get("datum").trim()],
             );
         }
+        Entity::Invoice => push("invoice", &[get("invoice").trim(), id_of("did")]),
     }
     out
 }

@@ -52,3 +52,74 @@ pub fn add_summary_sheet(book: &mut XlsxBook, t: &SummaryTable) -> Result<(), Re
     }
     Ok(())
 }
+
+/// One line of a totals block: label, paid, unpaid.
+pub type MoneyLine = (String, crate::values::Money, crate::values::Money);
+
+/// Money totals by label (month, owner): paid and unpaid per row, and the control total.
+#[derive(Debug, Clone, Default)]
+pub struct MoneyTotals {
+    /// Blocks of rows, each with its own header ("month", "owner").
+    pub blocks: Vec<(String, Vec<MoneyLine>)>,
+    /// (label, value) lines after the blocks: the control total and what it sums.
+    pub control: Vec<(String, crate::values::Money)>,
+}
+
+/// Add the sheet "Totals": per block, label / paid / unpaid / total with two decimals, a
+/// column chart of paid vs unpaid of the first block, then the control lines.
+pub fn add_totals_sheet(book: &mut XlsxBook, t: &MoneyTotals) -> Result<(), ReportError> {
+    let path = book.path().to_path_buf();
+    let err = |e| ReportError::xlsx(&path, e);
+    let bold = Format::new().set_bold().set_background_color("#DDEBF7");
+    let money = Format::new().set_num_format("#,##0.00");
+    let ws = book.workbook_mut().add_worksheet();
+    ws.set_name("Totals").map_err(err)?;
+    ws.set_column_width(0, 28).map_err(err)?;
+    for c in 1..4 {
+        ws.set_column_width(c, 16).map_err(err)?;
+    }
+    let mut row = 0u32;
+    let mut first_block: Option<(u32, u32)> = None;
+    for (label, lines) in &t.blocks {
+        for (c, h) in [label.as_str(), "paid", "unpaid", "total"]
+            .iter()
+            .enumerate()
+        {
+            ws.write_string_with_format(row, c as u16, *h, &bold)
+                .map_err(err)?;
+        }
+        let start = row + 1;
+        for (name, paid, unpaid) in lines {
+            row += 1;
+            ws.write_string(row, 0, name).map_err(err)?;
+            for (c, m) in [*paid, *unpaid, *paid + *unpaid].iter().enumerate() {
+                ws.write_number_with_format(row, c as u16 + 1, m.to_f64(), &money)
+                    .map_err(err)?;
+            }
+        }
+        if first_block.is_none() && row >= start {
+            first_block = Some((start, row));
+        }
+        row += 2;
+    }
+    for (label, m) in &t.control {
+        ws.write_string_with_format(row, 0, label, &bold)
+            .map_err(err)?;
+        ws.write_number_with_format(row, 1, m.to_f64(), &money)
+            .map_err(err)?;
+        row += 1;
+    }
+    if let Some((a, b)) = first_block {
+        let mut chart = Chart::new(ChartType::Column);
+        for col in [1u16, 2] {
+            chart
+                .add_series()
+                .set_categories(("Totals", a, 0, b, 0))
+                .set_values(("Totals", a, col, b, col))
+                .set_name(("Totals", a - 1, col));
+        }
+        chart.title().set_name("Paid vs unpaid");
+        ws.insert_chart(row + 1, 0, &chart).map_err(err)?;
+    }
+    Ok(())
+}

@@ -207,7 +207,7 @@ fn decode(
     let entity = segs.get(1).copied().unwrap_or("").to_string();
     if !matches!(
         entity.as_str(),
-        "client" | "person" | "history" | "task" | "deal" | "user"
+        "client" | "person" | "history" | "task" | "deal" | "invoice" | "user"
     ) {
         return Ok(None);
     }

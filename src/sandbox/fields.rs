@@ -86,6 +86,8 @@ pub fn defaults(entity: Entity) -> Vec<(String, String)> {
         Entity::Deal => dicts::DEAL_FIELDS,
         Entity::Task => dicts::TASK_FIELDS,
         Entity::History => dicts::HISTORY_FIELDS,
+        // invoice has no `fields` action.
+        Entity::Invoice => "{}",
     };
     let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     v["data"]

@@ -49,6 +49,20 @@ CREATE TABLE IF NOT EXISTS deal (
     close TEXT NOT NULL DEFAULT 'no', datum_close TEXT, status_close TEXT, des_fact TEXT,
     kol_fact REAL NOT NULL DEFAULT 0, content TEXT
 );
+CREATE TABLE IF NOT EXISTS speka (
+    spid INTEGER PRIMARY KEY AUTOINCREMENT,
+    did INTEGER NOT NULL, title TEXT, artikul TEXT, price REAL NOT NULL DEFAULT 0,
+    kol REAL NOT NULL DEFAULT 0, nds REAL NOT NULL DEFAULT 0, edizm TEXT
+);
+CREATE INDEX IF NOT EXISTS speka_did ON speka(did);
+CREATE TABLE IF NOT EXISTS invoice (
+    crid INTEGER PRIMARY KEY AUTOINCREMENT,
+    did INTEGER NOT NULL, clid INTEGER NOT NULL DEFAULT 0, pid INTEGER NOT NULL DEFAULT 0,
+    datum TEXT, datum_credit TEXT, summa_credit REAL NOT NULL DEFAULT 0,
+    nds_credit REAL NOT NULL DEFAULT 0, iduser INTEGER, do TEXT NOT NULL DEFAULT 'no',
+    invoice TEXT, invoice_chek TEXT, invoice_date TEXT, rs INTEGER NOT NULL DEFAULT 1, tip TEXT
+);
+CREATE INDEX IF NOT EXISTS invoice_did ON invoice(did);
 ";
 
 pub struct Store {
@@ -177,6 +191,7 @@ pub fn table(entity: Entity) -> &'static str {
         Entity::Deal => "deal",
         Entity::Task => "task",
         Entity::History => "history",
+        Entity::Invoice => "invoice",
     }
 }
 

@@ -563,6 +563,8 @@ pub fn known_fields(entity: Entity) -> &'static [FieldInfo] {
         Entity::History => HISTORY,
         Entity::Task => TASK,
         Entity::Deal => DEAL,
+        // Invoices are exported, never imported: no field is matched to them.
+        Entity::Invoice => &[],
     }
 }
 

@@ -381,6 +381,11 @@ impl Template {
                 .kind
                 .parse()
                 .map_err(|e: crate::crm::UnknownEntity| parse_err(e.to_string()))?;
+            if !Entity::ALL.contains(&entity) {
+                return Err(parse_err(format!(
+                    "{entity} is read-only here (smbatch export {entity}); templates build client, person, deal, task and history"
+                )));
+            }
             let ent_err = |message: String| TemplateError::Entity {
                 path: p.clone(),
                 entity: entity.to_string(),
@@ -568,9 +573,8 @@ fn build_field(
         let target: Entity = r
             .parse()
             .map_err(|e: crate::crm::UnknownEntity| e.to_string())?;
-        if Entity::ALL.iter().position(|x| *x == target)
-            >= Entity::ALL.iter().position(|x| *x == entity)
-        {
+        let at = |e: Entity| Entity::ALL.iter().position(|x| *x == e);
+        if at(target).is_none_or(|t| at(entity).is_none_or(|e| t >= e)) {
             return Err(format!("a {entity} cannot reference a {target} (upload order is client, person, deal, task, history)"));
         }
         if let Some(FieldKind::Ref(expected)) = info.map(|i| i.kind) {
@@ -773,6 +777,23 @@ mod tests {
             let got = m.map_row(&client_row(&["ООО Пусто", "", "", "1"]));
             assert!(!got.records[0].fields.contains_key("recv"), "{text}");
         }
+    }
+
+    #[test]
+    fn invoices_are_not_a_template_entity_nor_a_reference_target() {
+        let text = "[[entity]]\ntype = \"invoice\"\nkey = \"{Номер}\"\n[entity.fields]\ninvoice = \"Номер\"\n";
+        let e = Template::parse(Path::new("inv.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("invoice is read-only here (smbatch export invoice)"),
+            "{e}"
+        );
+        let text = "[[entity]]\ntype = \"deal\"\nkey = \"{N}\"\n[entity.fields]\ntitle = \"N\"\nclid = { ref = \"invoice\" }\n";
+        let e = Template::parse(Path::new("d.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a deal cannot reference a invoice"), "{e}");
     }
 
     #[test]

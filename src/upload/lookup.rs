@@ -34,6 +34,9 @@ pub async fn find(
         Entity::Person => find_persons(client, wanted, policy).await,
         Entity::History => find_history(client, wanted, policy).await,
         Entity::Task => find_tasks(client, wanted, policy).await,
+        Entity::Invoice => Err(CrmError::Setup(
+            "invoices are exported only; they are not looked up for an import".into(),
+        )),
     }
 }
 

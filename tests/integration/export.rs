@@ -8,14 +8,14 @@ use smbatch::sandbox::{FaultConfig, Sandbox};
 use std::collections::HashSet;
 use std::path::Path;
 
-fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
 }
 
-fn api(sb: &Sandbox, path: &str, body: Value) -> Value {
+pub(crate) fn api(sb: &Sandbox, path: &str, body: Value) -> Value {
     rt().block_on(async {
         let c = reqwest::Client::new();
         call(&c, &sb.url(), path, body).await
@@ -38,7 +38,7 @@ fn seed_persons(sb: &Sandbox, from: usize, n: usize) {
     }
 }
 
-fn smbatch(sb: &Sandbox, args: &[&str]) -> std::process::Output {
+pub(crate) fn smbatch(sb: &Sandbox, args: &[&str]) -> std::process::Output {
     Command::cargo_bin("smbatch")
         .unwrap()
         .env("SMBATCH_APIKEY", APIKEY)
@@ -50,18 +50,18 @@ fn smbatch(sb: &Sandbox, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn sheet(path: &Path, name: &str) -> calamine::Range<Data> {
+pub(crate) fn sheet(path: &Path, name: &str) -> calamine::Range<Data> {
     let mut wb: Xlsx<_> = open_workbook(path).unwrap();
     wb.worksheet_range(name).unwrap()
 }
 
-fn col(range: &calamine::Range<Data>, name: &str) -> usize {
+pub(crate) fn col(range: &calamine::Range<Data>, name: &str) -> usize {
     (0..range.width())
         .find(|&c| range.get((0, c)) == Some(&Data::String(name.into())))
         .unwrap_or_else(|| panic!("no column {name}"))
 }
 
-fn text(d: Option<&Data>) -> String {
+pub(crate) fn text(d: Option<&Data>) -> String {
     match d {
         Some(Data::String(s)) => s.clone(),
         Some(other) => other.to_string(),
@@ -232,9 +232,12 @@ fn history_outside_today_is_exported_and_deals_and_clients_typed() {
     let c = sheet(&out, "client");
     assert_eq!(text(c.get((1, col(&c, "title")))), "Ромашка, ООО");
     assert_eq!(c.get((1, col(&c, "clid"))), Some(&Data::Float(clid as f64)));
-    // Every entity has its sheet, even an empty one.
+    // Every entity has its sheet, even an empty one; the deal sheet is followed by its Totals.
     let wb: Xlsx<_> = open_workbook(&out).unwrap();
-    assert_eq!(wb.sheet_names().len(), 5);
+    assert_eq!(
+        wb.sheet_names(),
+        ["client", "person", "deal", "Totals", "task", "history"]
+    );
 }
 
 #[test]
@@ -374,7 +377,12 @@ fn state_file_exports_only_what_changed_since_the_last_run() {
 
 /// `export ENTITY -o DIR/NAME --json` plus `extra`: the summary of its one entity and stderr;
 /// asserts exit 0.
-fn export_json(sb: &Sandbox, entity: &str, out: &Path, extra: &[&str]) -> (Value, String) {
+pub(crate) fn export_json(
+    sb: &Sandbox,
+    entity: &str,
+    out: &Path,
+    extra: &[&str],
+) -> (Value, String) {
     let mut args = vec![entity, "-o", out.to_str().unwrap(), "--json"];
     args.extend_from_slice(extra);
     let o = smbatch(sb, &args);
@@ -385,7 +393,7 @@ fn export_json(sb: &Sandbox, entity: &str, out: &Path, extra: &[&str]) -> (Value
 }
 
 /// The values of one column of a CSV export (`;`-separated, UTF-8 with BOM, no quoting needed).
-fn csv_column(path: &Path, name: &str) -> Vec<String> {
+pub(crate) fn csv_column(path: &Path, name: &str) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap();
     let text = text.trim_start_matches('\u{feff}');
     let mut rdr = csv::ReaderBuilder::new()

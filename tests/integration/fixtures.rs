@@ -145,6 +145,41 @@ pub async fn seed(client: &reqwest::Client, base: &str) {
         "clid": 1, "payer": 1, "step": 20, "datum_plan": "2027-05-30", "kol": 100000.0, "marga": 20000.0})).await;
 }
 
+/// The deals and invoices the invoice recordings name: deals up to did 26 (17 and the one with
+/// uid INV-DEAL-1 without a specification, 23/24/25 with one, 26 with sum 0), then invoices
+/// 1–6 on deals 23, 24 and 25 as recorded (INV-001…INV-004, number "3", crid 6 paid on add).
+async fn seed_invoices(client: &reqwest::Client, base: &str) {
+    for did in 2..=26 {
+        let mut deal = json!({"title": format!("Сделка {did}"), "clid": 2, "kol": 1000});
+        match did {
+            23 | 24 => {
+                deal["speka"] = json!([{"title": "Услуга", "price": 100000, "kol": 1, "nds": 20}])
+            }
+            25 => {
+                deal["clid"] = json!(1);
+                deal["speka"] = json!([{"title": "Услуга", "price": 30000, "kol": 1, "nds": 20}]);
+            }
+            26 => deal["kol"] = json!(0),
+            2 => deal["uid"] = json!("INV-DEAL-1"),
+            _ => {}
+        }
+        let r = call(client, base, "/developer/v3/deal/add", deal).await;
+        assert_eq!(r["data"], did, "{r}");
+    }
+    // In the recorded order: crid 5 is the one the partial-payment recordings pay.
+    for inv in [
+        json!({"did": 23, "summa": 30000, "invoice": "INV-001", "contract": "Д-1/2026", "date.plan": "2026-12-10"}),
+        json!({"did": 23, "summa": 100}),
+        json!({"did": 24, "summa": 20000.5, "invoice": "3", "date.plan": "2026-12-01"}),
+        json!({"did": 24, "summa": 1.5, "invoice": "INV-002"}),
+        json!({"did": 25, "summa": 30000, "invoice": "INV-003", "date.plan": "2026-12-15"}),
+        json!({"did": 24, "summa": 5000, "invoice": "INV-004", "do": "on", "date.do": "2026-11-20"}),
+    ] {
+        let r = call(client, base, "/developer/v3/invoice/add", inv).await;
+        assert!(r["data"]["id"].is_number(), "{r}");
+    }
+}
+
 /// Fixtures not replayed, each with the reason. Keep this short and honest.
 const SKIPPED: &[(&str, &str)] = &[
     ("v1-", "v1 API is not served by the sandbox"),
@@ -381,6 +416,9 @@ async fn every_recorded_fixture_replays_with_the_same_shape() {
         // recorded against an empty server (`{"count":0}`).
         if !["v3-client-add-ok", "v3-error-malformed-json"].contains(&f.name.as_str()) {
             seed(&client, &base).await;
+        }
+        if f.name.starts_with("v3-invoice-") {
+            seed_invoices(&client, &base).await;
         }
         for pre in preludes(&f.name) {
             let pf = all

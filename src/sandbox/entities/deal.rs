@@ -278,10 +278,59 @@ fn add(ctx: &mut Ctx) -> R {
         .deal_number
         .unwrap_or_else(|| ctx.deal_counter.load(SeqCst));
     TABLE.set(&tx, did, "title", format!("СД{}: {title}", number + 1))?;
+    let spec = store_speka(&tx, did, ctx.p)?;
     ctx.fields.store(&tx, Entity::Deal, did, ctx.p, false)?;
     tx.commit()?;
     ctx.deal_counter.store(number + 1, SeqCst);
-    Ok(done(did))
+    Ok(match spec {
+        // With a specification the answer says so (v3-deal-add-with-speka).
+        Some(n) => json!({"result": "Успешно", "data": did,
+            "text": [format!("Добавлены позиции в спецификацию. Ошибок {n}")]}),
+        None => done(did),
+    })
+}
+
+/// deal/add `speka`: the specification rows; the deal's kol becomes Σ price×kol and marga the
+/// same (price_in 0). `None` without a spec, else the number of rows refused.
+fn store_speka(
+    conn: &rusqlite::Connection,
+    did: i64,
+    p: &Params,
+) -> rusqlite::Result<Option<usize>> {
+    let Some(Value::Array(items)) = p.get("speka") else {
+        return Ok(None);
+    };
+    let mut bad = 0;
+    let mut total = 0.0;
+    for it in items {
+        let n = |k: &str| super::invoice::php_sum(it.get(k)).unwrap_or(0.0);
+        let Some(title) = value_str(it.get("title"), "").filter(|t| !t.is_empty()) else {
+            bad += 1;
+            continue;
+        };
+        let (price, kol) = (n("price"), n("kol"));
+        conn.execute(
+            "INSERT INTO speka (did, title, artikul, price, kol, nds, edizm)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            rusqlite::params![
+                did,
+                title,
+                value_str(it.get("artikul"), ""),
+                price,
+                kol,
+                n("nds"),
+                value_str(it.get("edizm"), "")
+            ],
+        )?;
+        total += price * kol;
+    }
+    if total > 0.0 {
+        conn.execute(
+            "UPDATE deal SET kol = ?1, marga = ?1 WHERE did = ?2",
+            rusqlite::params![total, did],
+        )?;
+    }
+    Ok(Some(bad))
 }
 
 fn update(ctx: &mut Ctx) -> R {

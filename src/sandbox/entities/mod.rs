@@ -50,6 +50,7 @@ macro_rules! or_answer {
 mod client;
 mod deal;
 mod history;
+mod invoice;
 mod person;
 mod task;
 mod user;
@@ -57,6 +58,7 @@ mod user;
 use client::ClientAction;
 use deal::DealAction;
 use history::HistoryAction;
+use invoice::InvoiceAction;
 use person::PersonAction;
 use task::TaskAction;
 use user::UserAction;
@@ -138,6 +140,7 @@ enum Action {
     History(HistoryAction),
     Task(TaskAction),
     Deal(DealAction),
+    Invoice(InvoiceAction),
     User(UserAction),
 }
 
@@ -161,6 +164,7 @@ impl Action {
             "client" => ClientAction::parse(action).map(Action::Client),
             "history" => HistoryAction::parse(action).map(Action::History),
             "task" => TaskAction::parse(action).map(Action::Task),
+            "invoice" => InvoiceAction::parse(action).map(Action::Invoice),
             _ => DealAction::parse(action).map(Action::Deal),
         }
     }
@@ -172,6 +176,7 @@ impl Action {
             Action::History(_) => Entity::History,
             Action::Task(_) => Entity::Task,
             Action::Deal(_) => Entity::Deal,
+            Action::Invoice(_) => Entity::Invoice,
             Action::User(_) => return None,
         })
     }
@@ -266,6 +271,8 @@ pub fn dispatch(state: &AppState, call: Call) -> Reply {
         Action::History(a) => history::handle(&mut ctx, a),
         Action::Task(a) => task::handle(&mut ctx, a),
         Action::Deal(a) => deal::handle(&mut ctx, a),
+        // Invoices can answer a PHP fatal page that depends on the data (no specification).
+        Action::Invoice(a) => return invoice::handle(&mut ctx, a).unwrap_or_else(db_error),
         Action::User(_) => Ok(json!([])),
     };
     result.map_or_else(db_error, Reply::Json)
@@ -309,6 +316,7 @@ fn fatal(state: &AppState, call: &Call, action: Action) -> Option<String> {
                 Entity::History => "History",
                 Entity::Task => "Todo",
                 Entity::Deal => "Deal",
+                Entity::Invoice => "Invoice",
             };
             return Some(super::faults::value_type_error(class));
         }
