@@ -3,7 +3,8 @@
 //! apart from the server's (wait4 of that one child).
 //!
 //! `cargo bench --bench import_throughput`: 200,000 and 1,000,000 rows, each size in a bench
-//! process of its own (IMPORT_3M=1 adds 3,000,000). ROWS=… runs one size in this process.
+//! process of its own (IMPORT_3M=1 adds 3,000,000). ROWS=… runs one size in this process;
+//! SMBATCH_BIN=… measures another build of smbatch.
 
 use smbatch::crm::Entity;
 use smbatch::sandbox::{Sandbox, SandboxConfig};
@@ -83,7 +84,9 @@ fn bench(rows: usize) {
     .unwrap();
     let conn = sb.connection();
     let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_smbatch"))
+    // SMBATCH_BIN: another build to compare with (e.g. the one before a change).
+    let bin = std::env::var_os("SMBATCH_BIN").unwrap_or(env!("CARGO_BIN_EXE_smbatch").into());
+    let child = Command::new(bin)
         .arg("import")
         .arg(&input)
         .arg("--template")

@@ -76,6 +76,9 @@ pub struct RecordOutcome {
 }
 
 fn refs_text(refs: &[Reference]) -> String {
+    if refs.is_empty() {
+        return "[]".into();
+    }
     let v: Vec<Value> = refs
         .iter()
         .map(|r| Value::from(vec![r.entity.as_str(), r.field.as_str(), r.key.as_str()]))
@@ -139,7 +142,9 @@ impl Journal {
         let path = self.path().to_path_buf();
         let err = |e| UploadError::journal(&path, e);
         let conn = &self.conn;
-        conn.execute_batch("DELETE FROM plan; DELETE FROM plan_rows;")
+        // The plan is derived from the file again on every run: its writes need no sync (the
+        // records' states, written after it, keep theirs).
+        conn.execute_batch("DELETE FROM plan; DELETE FROM plan_rows; PRAGMA synchronous=OFF;")
             .map_err(err)?;
         let mut totals = PlanTotals::default();
         conn.execute_batch("BEGIN").map_err(err)?;
@@ -221,16 +226,19 @@ impl Journal {
             }
             Ok(())
         })();
-        match result {
-            Ok(()) => {
-                conn.execute_batch("COMMIT").map_err(err)?;
-                Ok(totals)
-            }
+        let end = match result {
+            Ok(()) => conn
+                .execute_batch("COMMIT")
+                .map_err(err)
+                .map_err(crate::Error::from),
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
                 Err(e)
             }
-        }
+        };
+        conn.execute_batch("PRAGMA synchronous=NORMAL")
+            .map_err(err)?;
+        end.map(|()| totals)
     }
 
     /// Register the plan's records as pending (records known from an earlier run keep their

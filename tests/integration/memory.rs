@@ -78,7 +78,7 @@ fn smbatch(sb: &Sandbox, args: &[&str]) -> Command {
 }
 
 #[test]
-fn importing_fifty_thousand_rows_stays_under_sixty_megabytes() {
+fn importing_fifty_thousand_rows_stays_under_eighty_megabytes() {
     let dir = tempfile::tempdir().unwrap();
     let (input, template) = persons(dir.path(), ROWS);
     let sb = Sandbox::start(SandboxConfig {
@@ -109,4 +109,5 @@ fn importing_fifty_thousand_rows_stays_under_sixty_megabytes() {
     sb.stop();
 }
 
-const CEILING_MB: f64 = 60.0;
+/// Measured in the debug build at 50,000 rows: 52 MB now, 133 MB with the plan held in memory.
+const CEILING_MB: f64 = 80.0;
