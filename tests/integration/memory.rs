@@ -48,19 +48,24 @@ pub fn run_with_peak_rss(c: &mut Command) -> (i32, f64, String) {
         .spawn()
         .unwrap();
     let mut stderr = String::new();
-    let pid = child.id() as libc::pid_t;
     let mut err = child.stderr.take().unwrap();
     std::io::Read::read_to_string(&mut err, &mut stderr).unwrap();
+    let (code, peak) = wait_with_rss(child);
+    (code, peak, stderr)
+}
+
+/// Wait for a child; (exit code, its own peak RSS in MB): wait4 reports the one child's rusage.
+fn wait_with_rss(child: std::process::Child) -> (i32, f64) {
     let mut status = 0;
-    // SAFETY: plain syscall on a pid we spawned and have not waited for; out-params are ours.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    // SAFETY: plain syscall on a pid we spawned and have not waited for; out-params are ours.
+    unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
     let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else {
         -1
     };
-    (code, usage.ru_maxrss as f64 / 1024.0, stderr)
+    (code, usage.ru_maxrss as f64 / 1024.0)
 }
 
 fn smbatch(sb: &Sandbox, args: &[&str]) -> Command {
