@@ -1,8 +1,10 @@
-//! Import throughput: 100,000 persons into the in-process sandbox with default settings, the
+//! Import throughput and memory: persons into the in-process sandbox with default settings, the
 //! import running as a child `smbatch` process so its own CPU time and peak RSS can be measured
-//! apart from the server's (getrusage of the children).
+//! apart from the server's (wait4 of that one child).
 //!
-//! `cargo bench --bench import_throughput` (ROWS=… to change the size).
+//! `cargo bench --bench import_throughput`: 200,000 and 1,000,000 rows, each size in a bench
+//! process of its own (IMPORT_3M=1 adds 3,000,000). ROWS=… runs one size in this process;
+//! SMBATCH_BIN=… measures another build of smbatch.
 
 use smbatch::crm::Entity;
 use smbatch::sandbox::{Sandbox, SandboxConfig};
@@ -24,20 +26,54 @@ tel    = { column = "tel" }
 mail   = { column = "mail" }
 "#;
 
+/// Wait for a child and return (exit code, its own rusage): wait4 reports the one child's.
+fn wait_with_usage(child: std::process::Child) -> (i32, libc::rusage) {
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: plain syscall on a pid we spawned and have not waited for; both out-params are ours.
+    unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (code, usage)
+}
+
 fn main() {
-    let rows: usize = std::env::var("ROWS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100_000);
+    let Some(rows) = std::env::var("ROWS").ok().and_then(|s| s.parse().ok()) else {
+        // Each size in a process of its own, so no size's allocations shape another's figures.
+        let mut sizes = vec![200_000usize, 1_000_000];
+        if std::env::var_os("IMPORT_3M").is_some() {
+            sizes.push(3_000_000);
+        }
+        for n in sizes {
+            let status = Command::new(std::env::current_exe().unwrap())
+                .env("ROWS", n.to_string())
+                .status()
+                .unwrap();
+            assert!(status.success(), "{n} rows: {status}");
+        }
+        return;
+    };
+    bench(rows);
+}
+
+fn bench(rows: usize) {
+    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("persons.csv");
-    let mut csv = String::from("name;title;tel;mail\n");
+    let mut csv = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+    csv.write_all("name;title;tel;mail\n".as_bytes()).unwrap();
     for i in 0..rows {
-        csv.push_str(&format!(
-            "Сотрудник {i:06} Петрович;Менеджер по закупкам;+7 (342) 2{i:06};p{i}@example.com\n"
-        ));
+        writeln!(
+            csv,
+            "Сотрудник {i:06} Петрович;Менеджер по закупкам;+7 (342) 2{i:06};p{i}@example.com"
+        )
+        .unwrap();
     }
-    std::fs::write(&input, csv).unwrap();
+    csv.flush().unwrap();
+    drop(csv);
     let template = dir.path().join("persons.toml");
     std::fs::write(&template, TEMPLATE).unwrap();
     let db = dir.path().join("sandbox.sqlite");
@@ -48,7 +84,9 @@ fn main() {
     .unwrap();
     let conn = sb.connection();
     let started = Instant::now();
-    let status = Command::new(env!("CARGO_BIN_EXE_smbatch"))
+    // SMBATCH_BIN: another build to compare with (e.g. the one before a change).
+    let bin = std::env::var_os("SMBATCH_BIN").unwrap_or(env!("CARGO_BIN_EXE_smbatch").into());
+    let child = Command::new(bin)
         .arg("import")
         .arg(&input)
         .arg("--template")
@@ -62,20 +100,15 @@ fn main() {
         .arg("--quiet")
         .env("SMBATCH_APIKEY", conn.apikey.expose())
         .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
-        .status()
+        .spawn()
         .unwrap();
+    let (status, usage) = wait_with_usage(child);
     let wall = started.elapsed().as_secs_f64();
-    // SAFETY: getrusage only writes into the struct we pass.
-    let usage = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
-        u
-    };
     let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     let user = cpu(usage.ru_utime);
     let sys = cpu(usage.ru_stime);
     let stored = sb.count(Entity::Person);
-    assert!(status.success(), "import failed: {status}");
+    assert_eq!(status, 0, "import failed: exit {status}");
     assert_eq!(stored, rows as u64, "every row stored exactly once");
     println!("import_throughput: {rows} persons into the in-process sandbox, default settings");
     println!("  wall            {wall:.2} s");
@@ -90,5 +123,12 @@ fn main() {
         "  client peak RSS {:.1} MB",
         usage.ru_maxrss as f64 / 1024.0
     );
+    let journal = dir.path().join("report.journal.sqlite");
+    if let Ok(m) = std::fs::metadata(&journal) {
+        println!(
+            "  journal         {:.1} MB",
+            m.len() as f64 / 1024.0 / 1024.0
+        );
+    }
     sb.stop();
 }

@@ -81,9 +81,17 @@ pub struct RowLine {
     pub error: Option<String>,
 }
 
+/// Data rows of one XLSX sheet: Excel's 1,048,576 rows less the header. A larger file's rows go
+/// on in "Rows 2", "Rows 3"…
+const ROWS_PER_SHEET: u64 = 1_048_575;
+
 pub struct ImportReport {
     xlsx: Option<(XlsxBook, SheetId)>,
     csv: Option<CsvTable>,
+    /// Rows on the current XLSX sheet, and how many sheets of rows there are.
+    on_sheet: u64,
+    sheets: u32,
+    rows_per_sheet: u64,
 }
 
 impl ImportReport {
@@ -115,7 +123,13 @@ impl ImportReport {
             }
             None => None,
         };
-        Ok(ImportReport { xlsx, csv })
+        Ok(ImportReport {
+            xlsx,
+            csv,
+            on_sheet: 0,
+            sheets: 1,
+            rows_per_sheet: ROWS_PER_SHEET,
+        })
     }
 
     pub fn write(&mut self, line: &RowLine) -> Result<(), ReportError> {
@@ -137,7 +151,14 @@ impl ImportReport {
             opt(&line.error),
         ]);
         if let Some((book, sheet)) = &mut self.xlsx {
+            if self.on_sheet == self.rows_per_sheet {
+                self.sheets += 1;
+                *sheet =
+                    book.add_sheet(&format!("Rows {}", self.sheets), &HEADERS.map(String::from))?;
+                self.on_sheet = 0;
+            }
             book.write_row(*sheet, &cells)?;
+            self.on_sheet += 1;
         }
         if let Some(csv) = &mut self.csv {
             csv.write_row(&cells)?;
@@ -174,10 +195,22 @@ pub fn rows_to_retry(path: &Path) -> Result<HashSet<u64>, ReportError> {
             let range = wb
                 .worksheet_range("Rows")
                 .map_err(|e| bad(format!("no sheet 'Rows': {e}")))?;
-            range
+            let mut table: Vec<Vec<String>> = range
                 .rows()
                 .map(|r| r.iter().map(|c| c.to_string()).collect())
-                .collect()
+                .collect();
+            // A report of more rows than a sheet holds goes on in "Rows 2", "Rows 3"…
+            for n in 2.. {
+                let Ok(more) = wb.worksheet_range(&format!("Rows {n}")) else {
+                    break;
+                };
+                table.extend(
+                    more.rows()
+                        .skip(1)
+                        .map(|r| r.iter().map(|c| c.to_string()).collect()),
+                );
+            }
+            table
         }
         _ => {
             let text = std::fs::read_to_string(path).map_err(|e| ReportError::io(path, e))?;
@@ -256,5 +289,46 @@ mod tests {
         let want: HashSet<u64> = [3, 4].into_iter().collect();
         assert_eq!(rows_to_retry(&x).unwrap(), want);
         assert_eq!(rows_to_retry(&c).unwrap(), want);
+    }
+
+    #[test]
+    fn rows_beyond_a_sheet_go_on_in_the_next_sheet() {
+        let dir = tempfile::tempdir().unwrap();
+        let x = dir.path().join("r.xlsx");
+        let mut rep = ImportReport::create(Some(&x), None, &SummaryTable::default()).unwrap();
+        rep.rows_per_sheet = 3;
+        for row in 2..9 {
+            rep.write(&RowLine {
+                file: "in.csv".into(),
+                sheet: None,
+                row,
+                outcome: if row % 2 == 0 {
+                    Outcome::Failed
+                } else {
+                    Outcome::Created
+                },
+                ids: [None; 5],
+                entity: None,
+                field: None,
+                value: None,
+                error: None,
+            })
+            .unwrap();
+        }
+        rep.finish().unwrap();
+        use calamine::{open_workbook, Reader, Xlsx};
+        let mut wb: Xlsx<_> = open_workbook(&x).unwrap();
+        let rows = |wb: &mut Xlsx<_>, name: &str| wb.worksheet_range(name).unwrap().height() - 1;
+        assert_eq!(
+            (
+                rows(&mut wb, "Rows"),
+                rows(&mut wb, "Rows 2"),
+                rows(&mut wb, "Rows 3")
+            ),
+            (3, 3, 1)
+        );
+        // Every failed row is found again, whichever sheet it is on.
+        let want: HashSet<u64> = [2, 4, 6, 8].into_iter().collect();
+        assert_eq!(rows_to_retry(&x).unwrap(), want);
     }
 }

@@ -33,7 +33,7 @@ impl State {
         }
     }
 
-    fn parse(s: &str) -> State {
+    pub(super) fn parse(s: &str) -> State {
         match s {
             "sent" => State::Sent,
             "created" => State::Created,
@@ -86,7 +86,7 @@ pub struct RunIdentity {
 }
 
 pub struct Journal {
-    conn: Connection,
+    pub(super) conn: Connection,
     path: PathBuf,
 }
 
@@ -104,14 +104,22 @@ impl Journal {
                 source: e,
             })?;
         }
+        Journal::open_with(Connection::open(path), path)
+    }
+
+    pub(super) fn open_with(
+        conn: rusqlite::Result<Connection>,
+        path: &Path,
+    ) -> Result<Journal, UploadError> {
         let err = |e| UploadError::journal(path, e);
-        let conn = Connection::open(path).map_err(err)?;
+        let conn = conn.map_err(err)?;
         // WAL + synchronous=NORMAL: a committed transaction survives the process being killed
         // (only an OS crash could lose the last commits), and commits stay cheap.
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=NORMAL;
              PRAGMA busy_timeout=5000;
+             PRAGMA cache_size=-16000;
              CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS records (
                  entity   TEXT NOT NULL,
@@ -130,6 +138,7 @@ impl Journal {
              );",
         )
         .map_err(err)?;
+        conn.execute_batch(super::planstore::SCHEMA).map_err(err)?;
         Ok(Journal {
             conn,
             path: path.to_path_buf(),
@@ -140,7 +149,7 @@ impl Journal {
         &self.path
     }
 
-    fn err(&self, e: rusqlite::Error) -> UploadError {
+    pub(super) fn err(&self, e: rusqlite::Error) -> UploadError {
         UploadError::journal(&self.path, e)
     }
 

@@ -10,6 +10,7 @@ pub mod journal;
 pub mod limit;
 pub mod lookup;
 pub mod plan;
+pub mod planstore;
 
 pub use journal::{Entry, Journal, RunIdentity, State, Update};
 pub use limit::Limiter;
@@ -17,11 +18,12 @@ pub use plan::{
     chunk_by_size, describe_problem, Plan, PlanRecord, PlannedRow, RowCounts, RowProblem, RowSkip,
     SourcePlan,
 };
+pub use planstore::{PlanTotals, RecordOutcome, StoredRecord};
 
 use crate::crm::{CrmClient, CrmError, Entity, ItemOutcome, RetryClass, RetryPolicy};
 use crate::report::Progress;
 use serde_json::{Map, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -135,9 +137,12 @@ impl EntityCounts {
     }
 }
 
-/// One record in flight: its plan index and the payload with references resolved.
+/// Planned records read from the journal at a time: what bounds the uploader's memory.
+const PAGE: usize = 2_000;
+
+/// One record in flight: its key and the payload with references resolved.
 struct Item {
-    idx: usize,
+    key: String,
     payload: Map<String, Value>,
 }
 
@@ -147,17 +152,15 @@ struct Ctx {
     limiter: Arc<Limiter>,
     opts: UploadOptions,
     stop: Arc<AtomicBool>,
-    plan: Arc<Plan>,
 }
 
 /// Result of one chunk: updates already journaled, to mirror in memory.
 type ChunkResult = Result<Vec<Update>, UploadError>;
 
+/// Sends the plan the journal holds ([`Journal::plan_rows`]), entity by entity in pages, so
+/// nothing holds every record: states live in the journal only.
 pub struct Uploader {
     ctx: Arc<Ctx>,
-    states: HashMap<(Entity, String), Entry>,
-    /// Records already stored when this run started (an earlier run of the same journal).
-    done_before: HashSet<(Entity, String)>,
 }
 
 impl Uploader {
@@ -165,21 +168,10 @@ impl Uploader {
     pub fn new(
         client: CrmClient,
         mut journal: Journal,
-        plan: Arc<Plan>,
         opts: UploadOptions,
         stop: Arc<AtomicBool>,
     ) -> Result<Uploader, UploadError> {
-        journal.register(
-            plan.records()
-                .iter()
-                .map(|r| (r.entity, r.key.as_str(), r.rows_text())),
-        )?;
-        let states = journal.load()?;
-        let done_before = states
-            .iter()
-            .filter(|(_, e)| e.state.is_done())
-            .map(|(k, _)| k.clone())
-            .collect();
+        journal.register_plan()?;
         let limiter = match opts.concurrency {
             Concurrency::Fixed(n) => Limiter::fixed(n),
             Concurrency::Auto => Limiter::adaptive(limit::AUTO_START, 1, limit::AUTO_MAX),
@@ -191,40 +183,26 @@ impl Uploader {
                 limiter,
                 opts,
                 stop,
-                plan,
             }),
-            states,
-            done_before,
         })
     }
 
-    pub fn state(&self, entity: Entity, key: &str) -> Option<&Entry> {
-        self.states.get(&(entity, key.to_string()))
+    /// The journal, e.g. to write the report from after the run.
+    pub fn journal(&self) -> std::sync::MutexGuard<'_, Journal> {
+        self.ctx.journal.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Upload everything not yet stored. Returns early (Ok) when stopped by Ctrl-C; `Err` only
     /// for fatal trouble (401, journal failure), after chunks in flight have been recorded.
     pub async fn run(&mut self) -> Result<(), UploadError> {
-        let plan = self.ctx.plan.clone();
         for entity in Entity::ALL {
-            let all = plan.of(entity);
-            if all.is_empty() {
+            let (all, done) = self.journal().plan_progress(entity)?;
+            if all == 0 {
                 continue;
             }
-            let todo: Vec<usize> = all
-                .iter()
-                .copied()
-                .filter(|&i| {
-                    !self
-                        .states
-                        .get(&(entity, plan.get(i).key.clone()))
-                        .is_some_and(|e| e.state.is_done())
-                })
-                .collect();
-            let progress =
-                Progress::new(entity.as_str(), Some(all.len() as u64), self.ctx.opts.quiet);
-            progress.inc((all.len() - todo.len()) as u64);
-            let result = self.run_entity(entity, todo, &progress).await;
+            let progress = Progress::new(entity.as_str(), Some(all), self.ctx.opts.quiet);
+            progress.inc(done);
+            let result = self.run_entity(entity, &progress).await;
             progress.finish();
             result?;
             if self.ctx.stop.load(Ordering::SeqCst) {
@@ -234,61 +212,17 @@ impl Uploader {
         Ok(())
     }
 
-    async fn run_entity(
-        &mut self,
-        entity: Entity,
-        todo: Vec<usize>,
-        progress: &Progress,
-    ) -> Result<(), UploadError> {
-        let plan = self.ctx.plan.clone();
-        let mut ref_failures = Vec::new();
-        let mut fresh = Vec::new();
-        let mut maybe = Vec::new();
-        for idx in todo {
-            let rec = plan.get(idx);
-            match self.payload(rec) {
-                Ok(payload) => {
-                    let item = Item { idx, payload };
-                    let known = self.states.get(&(entity, rec.key.clone()));
-                    if known.is_some_and(|e| e.state.maybe_stored()) {
-                        maybe.push(item);
-                    } else {
-                        fresh.push(item);
-                    }
-                }
-                Err(why) => ref_failures.push(Update {
-                    entity,
-                    key: rec.key.clone(),
-                    state: State::Failed,
-                    crm_id: None,
-                    error: Some(why),
-                    resolved: false,
-                }),
-            }
-        }
-        if !ref_failures.is_empty() {
-            self.ctx.journal_record(&ref_failures)?;
-            progress.inc(ref_failures.len() as u64);
-            self.apply(ref_failures);
-        }
+    async fn run_entity(&mut self, entity: Entity, progress: &Progress) -> Result<(), UploadError> {
         let (max_rows, max_bytes) = if entity.batch_key().is_some() {
             (self.ctx.opts.chunk, self.ctx.opts.max_chunk_bytes)
         } else {
             (1, usize::MAX)
         };
         let size = |i: &Item| serde_json::to_vec(&i.payload).map_or(0, |v| v.len() + 1);
-        let mut chunks: Vec<(Vec<Item>, bool)> = Vec::new();
-        // Records a previous run may have stored go first, each chunk starting with a lookup.
-        for c in chunk_by_size(maybe, size, max_rows.max(50), max_bytes) {
-            chunks.push((c, true));
-        }
-        for c in chunk_by_size(fresh, size, max_rows, max_bytes) {
-            chunks.push((c, false));
-        }
+        let stop = self.ctx.stop.clone();
         let mut tasks = tokio::task::JoinSet::new();
         let mut fatal: Option<UploadError> = None;
         let handle = |res: Result<ChunkResult, tokio::task::JoinError>,
-                      this: &mut Self,
                       fatal: &mut Option<UploadError>| {
             match res {
                 Ok(Ok(updates)) => {
@@ -297,14 +231,13 @@ impl Uploader {
                         .filter(|u| !matches!(u.state, State::Pending | State::Sent))
                         .count();
                     progress.inc(finished as u64);
-                    this.apply(updates);
                 }
                 Ok(Err(e)) => {
-                    this.ctx.stop.store(true, Ordering::SeqCst);
+                    stop.store(true, Ordering::SeqCst);
                     fatal.get_or_insert(e);
                 }
                 Err(join) => {
-                    this.ctx.stop.store(true, Ordering::SeqCst);
+                    stop.store(true, Ordering::SeqCst);
                     let message = match join.try_into_panic() {
                         Ok(p) => p
                             .downcast_ref::<&str>()
@@ -317,39 +250,95 @@ impl Uploader {
                 }
             }
         };
-        for (items, lookup_first) in chunks {
+        // The plan is read a page at a time: a page's chunks are under way before the next
+        // page is read, so memory holds a page and the chunks in flight, whatever the plan's size.
+        let mut after = 0i64;
+        'pages: loop {
             if self.ctx.stop.load(Ordering::SeqCst) {
                 break;
             }
-            // Adds that number records from a racy server counter go one at a time.
-            if entity.serial_adds() {
-                while let Some(res) = tasks.join_next().await {
-                    handle(res, self, &mut fatal);
+            let mut ref_failures = Vec::new();
+            let mut fresh = Vec::new();
+            let mut maybe = Vec::new();
+            {
+                let journal = self.journal();
+                let page = journal.plan_page(entity, after, PAGE)?;
+                let Some(last) = page.last() else { break };
+                after = last.id;
+                for rec in page {
+                    if rec.state.is_some_and(State::is_done) {
+                        continue;
+                    }
+                    match payload(&journal, entity, &rec)? {
+                        Ok(payload) => {
+                            let is_maybe = rec.state.is_some_and(State::maybe_stored);
+                            let item = Item {
+                                key: rec.key,
+                                payload,
+                            };
+                            if is_maybe {
+                                maybe.push(item);
+                            } else {
+                                fresh.push(item);
+                            }
+                        }
+                        Err(why) => ref_failures.push(Update {
+                            entity,
+                            key: rec.key,
+                            state: State::Failed,
+                            crm_id: None,
+                            error: Some(why),
+                            resolved: false,
+                        }),
+                    }
                 }
+            }
+            if !ref_failures.is_empty() {
+                self.ctx.journal_record(&ref_failures)?;
+                progress.inc(ref_failures.len() as u64);
+            }
+            let mut chunks: Vec<(Vec<Item>, bool)> = Vec::new();
+            // Records a previous run may have stored go first, each chunk starting with a lookup.
+            for c in chunk_by_size(maybe, size, max_rows.max(50), max_bytes) {
+                chunks.push((c, true));
+            }
+            for c in chunk_by_size(fresh, size, max_rows, max_bytes) {
+                chunks.push((c, false));
+            }
+            for (items, lookup_first) in chunks {
                 if self.ctx.stop.load(Ordering::SeqCst) {
-                    break;
+                    break 'pages;
                 }
-            }
-            // Take the permit here, so chunks are started (and journaled as sent) only as fast
-            // as the limit allows; finished chunks are collected meanwhile.
-            let permit = loop {
-                tokio::select! {
-                    p = self.ctx.limiter.acquire() => break p,
-                    Some(res) = tasks.join_next(), if !tasks.is_empty() => handle(res, self, &mut fatal),
+                // Adds that number records from a racy server counter go one at a time.
+                if entity.serial_adds() {
+                    while let Some(res) = tasks.join_next().await {
+                        handle(res, &mut fatal);
+                    }
+                    if self.ctx.stop.load(Ordering::SeqCst) {
+                        break 'pages;
+                    }
                 }
-            };
-            if self.ctx.stop.load(Ordering::SeqCst) {
-                break;
+                // Take the permit here, so chunks are started (and journaled as sent) only as
+                // fast as the limit allows; finished chunks are collected meanwhile.
+                let permit = loop {
+                    tokio::select! {
+                        p = self.ctx.limiter.acquire() => break p,
+                        Some(res) = tasks.join_next(), if !tasks.is_empty() => handle(res, &mut fatal),
+                    }
+                };
+                if self.ctx.stop.load(Ordering::SeqCst) {
+                    break 'pages;
+                }
+                let ctx = self.ctx.clone();
+                tasks.spawn(async move {
+                    let r = send_chunk(&ctx, entity, items, lookup_first).await;
+                    drop(permit);
+                    r
+                });
             }
-            let ctx = self.ctx.clone();
-            tasks.spawn(async move {
-                let r = send_chunk(&ctx, entity, items, lookup_first).await;
-                drop(permit);
-                r
-            });
         }
         while let Some(res) = tasks.join_next().await {
-            handle(res, self, &mut fatal);
+            handle(res, &mut fatal);
         }
         match fatal {
             Some(e) => Err(e),
@@ -357,75 +346,39 @@ impl Uploader {
         }
     }
 
-    fn apply(&mut self, updates: Vec<Update>) {
-        for u in updates {
-            let e = self.states.entry((u.entity, u.key)).or_insert(Entry {
-                state: State::Pending,
-                crm_id: None,
-                error: None,
-                resolved: false,
-            });
-            e.state = u.state;
-            e.crm_id = u.crm_id;
-            e.error = u.error;
-            e.resolved |= u.resolved;
-        }
-    }
-
-    /// The record's fields with references replaced by CRM ids; `Err` says which referenced
-    /// record is missing (that record is then failed, never sent without its link).
-    fn payload(&self, rec: &PlanRecord) -> Result<Map<String, Value>, String> {
-        let mut p = rec.fields();
-        for r in &rec.refs {
-            match self.states.get(&(r.entity, r.key.clone())) {
-                Some(Entry {
-                    state: State::Created | State::Existing,
-                    crm_id: Some(id),
-                    ..
-                }) => {
-                    p.insert(r.field.clone(), Value::from(*id));
-                }
-                _ => return Err(format!("{} '{}' was not created", r.entity, r.key)),
-            }
-        }
-        // Clients and deals carry an external id: our key, so a lost answer can be looked up.
-        if matches!(rec.entity, Entity::Client | Entity::Deal)
-            && p.get("uid").is_none_or(|v| v.is_null() || v == "")
-        {
-            p.insert("uid".into(), Value::from(rec.key.clone()));
-        }
-        Ok(p)
-    }
-
     /// Counts per entity, from the journal's view after the run.
-    pub fn counts(&self) -> HashMap<Entity, EntityCounts> {
-        let mut out: HashMap<Entity, EntityCounts> = HashMap::new();
-        for r in self.ctx.plan.records() {
-            let c = out.entry(r.entity).or_default();
-            c.records += 1;
-            let key = (r.entity, r.key.clone());
-            if self.done_before.contains(&key) {
-                c.earlier += 1;
-                continue;
-            }
-            match self.states.get(&key) {
-                Some(e) => {
-                    match e.state {
-                        State::Created => c.created += 1,
-                        State::Existing => c.existing += 1,
-                        State::Failed => c.failed += 1,
-                        State::Sent | State::Ambiguous => c.unresolved += 1,
-                        State::Pending => c.not_sent += 1,
-                    }
-                    if e.resolved && e.state.is_done() {
-                        c.ambiguous_resolved += 1;
-                    }
-                }
-                None => c.not_sent += 1,
-            }
-        }
-        out
+    pub fn counts(&self) -> Result<HashMap<Entity, EntityCounts>, UploadError> {
+        self.journal().plan_counts(false)
     }
+}
+
+/// The record's fields with references replaced by the CRM ids the journal holds; `Err` says
+/// which referenced record is missing (that record is then failed, never sent without its link).
+fn payload(
+    journal: &Journal,
+    entity: Entity,
+    rec: &StoredRecord,
+) -> Result<Result<Map<String, Value>, String>, UploadError> {
+    let mut p = rec.fields.clone();
+    for r in &rec.refs {
+        match journal.entry(r.entity, &r.key)? {
+            Some(Entry {
+                state: State::Created | State::Existing,
+                crm_id: Some(id),
+                ..
+            }) => {
+                p.insert(r.field.clone(), Value::from(id));
+            }
+            _ => return Ok(Err(format!("{} '{}' was not created", r.entity, r.key))),
+        }
+    }
+    // Clients and deals carry an external id: our key, so a lost answer can be looked up.
+    if matches!(entity, Entity::Client | Entity::Deal)
+        && p.get("uid").is_none_or(|v| v.is_null() || v == "")
+    {
+        p.insert("uid".into(), Value::from(rec.key.clone()));
+    }
+    Ok(Ok(p))
 }
 
 impl Ctx {
@@ -439,7 +392,7 @@ impl Ctx {
     fn update(&self, entity: Entity, item: &Item, state: State) -> Update {
         Update {
             entity,
-            key: self.plan.get(item.idx).key.clone(),
+            key: item.key.clone(),
             state,
             crm_id: None,
             error: None,
@@ -522,26 +475,23 @@ async fn send_part(
             let wanted: Vec<lookup::Wanted> = remaining
                 .iter()
                 .map(|i| lookup::Wanted {
-                    key: &ctx.plan.get(i.idx).key,
+                    key: &i.key,
                     payload: &i.payload,
                 })
                 .collect();
             match lookup::find(&ctx.client, entity, &wanted, &ctx.opts.lookup_retry).await {
                 Ok(found) => {
                     let mut ups = Vec::new();
-                    remaining.retain(|i| {
-                        let key = &ctx.plan.get(i.idx).key;
-                        match found.get(key) {
-                            Some(id) => {
-                                ups.push(Update {
-                                    crm_id: Some(*id),
-                                    resolved: true,
-                                    ..ctx.update(entity, i, State::Created)
-                                });
-                                false
-                            }
-                            None => true,
+                    remaining.retain(|i| match found.get(&i.key) {
+                        Some(id) => {
+                            ups.push(Update {
+                                crm_id: Some(*id),
+                                resolved: true,
+                                ..ctx.update(entity, i, State::Created)
+                            });
+                            false
                         }
+                        None => true,
                     });
                     ctx.journal_record(&ups)?;
                     done.extend(ups);

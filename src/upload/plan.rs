@@ -144,6 +144,66 @@ pub struct PlannedRow {
     pub skip: Option<RowSkip>,
 }
 
+impl PlannedRow {
+    /// One mapped row as a run plans it: blank, left out by `only`, or its problems stated once
+    /// each; answers the row (without record indices) and its valid records, to be added to a
+    /// plan in order. `counts` gains the row's valid and invalid records per entity.
+    pub fn of(
+        m: MappedRow,
+        only: Option<&HashSet<u64>>,
+        counts: &mut BTreeMap<Entity, RowCounts>,
+    ) -> (PlannedRow, Vec<crate::template::Record>) {
+        let mut row = PlannedRow {
+            pos: m.pos.clone(),
+            invalid: None,
+            rejected: Vec::new(),
+            records: Vec::new(),
+            skip: None,
+        };
+        if m.blank {
+            row.skip = Some(RowSkip::Blank);
+            return (row, Vec::new());
+        }
+        if only.is_some_and(|o| !o.contains(&m.pos.row)) {
+            row.skip = Some(RowSkip::NotSelected);
+            return (row, Vec::new());
+        }
+        if !m.is_valid() {
+            for e in &m.rejected {
+                counts.entry(*e).or_default().invalid += 1;
+            }
+            let errors: Vec<&crate::template::Problem> = m
+                .problems
+                .iter()
+                .filter(|p| p.severity == Severity::Error)
+                .collect();
+            let first = errors.first().copied().or(m.problems.first());
+            let mut said: Vec<String> = Vec::new();
+            for p in &errors {
+                let d = describe_problem(p);
+                if !said.contains(&d) {
+                    said.push(d);
+                }
+            }
+            row.rejected = m.rejected.clone();
+            row.invalid = Some(RowProblem {
+                entity: first.and_then(|p| p.entity),
+                field: first.and_then(|p| p.field.clone().or(p.column.clone())),
+                value: first.map(|p| p.value.clone()).unwrap_or_default(),
+                message: if said.is_empty() {
+                    "invalid row".into()
+                } else {
+                    said.join("; ")
+                },
+            });
+        }
+        for rec in &m.records {
+            counts.entry(rec.entity).or_default().valid += 1;
+        }
+        (row, m.records)
+    }
+}
+
 /// Per entity, how many rows hold a valid or an invalid record of it — the figures `validate`
 /// prints for the same file and template.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -194,58 +254,11 @@ impl SourcePlan {
     ) -> Result<SourcePlan, SourceError> {
         let mut out = SourcePlan::default();
         for m in rows {
-            let m = m?;
-            let mut row = PlannedRow {
-                pos: m.pos.clone(),
-                invalid: None,
-                rejected: Vec::new(),
-                records: Vec::new(),
-                skip: None,
-            };
-            if m.blank {
-                row.skip = Some(RowSkip::Blank);
-                out.rows.push(row);
-                continue;
-            }
-            if only.is_some_and(|o| !o.contains(&m.pos.row)) {
-                row.skip = Some(RowSkip::NotSelected);
-                out.rows.push(row);
-                continue;
-            }
-            if !m.is_valid() {
-                for e in &m.rejected {
-                    out.by_entity.entry(*e).or_default().invalid += 1;
-                }
-                let errors: Vec<&crate::template::Problem> = m
-                    .problems
-                    .iter()
-                    .filter(|p| p.severity == Severity::Error)
-                    .collect();
-                let first = errors.first().copied().or(m.problems.first());
-                let mut said: Vec<String> = Vec::new();
-                for p in &errors {
-                    let d = describe_problem(p);
-                    if !said.contains(&d) {
-                        said.push(d);
-                    }
-                }
-                row.rejected = m.rejected.clone();
-                row.invalid = Some(RowProblem {
-                    entity: first.and_then(|p| p.entity),
-                    field: first.and_then(|p| p.field.clone().or(p.column.clone())),
-                    value: first.map(|p| p.value.clone()).unwrap_or_default(),
-                    message: if said.is_empty() {
-                        "invalid row".into()
-                    } else {
-                        said.join("; ")
-                    },
-                });
-            }
-            for rec in m.records {
-                out.by_entity.entry(rec.entity).or_default().valid += 1;
+            let (mut row, records) = PlannedRow::of(m?, only, &mut out.by_entity);
+            for rec in records {
                 let i = out
                     .plan
-                    .add(m.pos.row, rec.entity, rec.key, rec.fields, rec.refs);
+                    .add(row.pos.row, rec.entity, rec.key, rec.fields, rec.refs);
                 row.records.push(i);
             }
             out.rows.push(row);

@@ -10,6 +10,7 @@ mod fieldcheck;
 mod fixtures;
 mod hostile;
 mod import;
+mod memory;
 mod owners;
 mod props;
 mod reconcile;

@@ -17,7 +17,7 @@ use crate::template::dictionaries::{Dictionaries, UnknownValues};
 use crate::template::server::require_known_fields;
 use crate::template::{map_file, MapOptions, Template};
 use crate::upload::journal::fingerprint_file;
-use crate::upload::{Concurrency, Journal, RunIdentity, SourcePlan, UploadOptions, Uploader};
+use crate::upload::{Concurrency, Journal, PlanTotals, RunIdentity, UploadOptions, Uploader};
 use crate::{Error, Exit, Result};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -140,9 +140,11 @@ impl ImportJob {
         let file_name = self.file.display().to_string();
         let mapper = Arc::new(template.bind(src.headers(), &file_name)?);
         if self.dry_run {
-            // No CRM: the offline checks only, as `validate` without --url makes them.
-            let planned = plan_rows(src, mapper, only.as_ref(), None, &template)?;
-            return self.dry_run(planned, started, on);
+            // No CRM: the offline checks only, as `validate` without --url makes them. The plan
+            // goes into a scratch journal, deleted when the run ends.
+            let mut journal = crate::upload::planstore::scratch()?;
+            let planned = plan_rows(&mut journal, src, mapper, only.as_ref(), None, &template)?;
+            return self.dry_run(&journal, planned, started, on);
         }
 
         // Where to send: the embedded sandbox, or the configured CRM.
@@ -192,10 +194,17 @@ impl ImportJob {
             Err(e) => Err(e),
         };
 
-        // Read, map and validate every row; valid records go into the plan (each key once).
-        // Every row is read even when the preflight refused the run, so the report still lists
-        // them all.
-        let planned = plan_rows(src, mapper, only.as_ref(), dicts.as_ref().ok(), &template)?;
+        // Read, map and validate every row; valid records go into the plan (each key once), in
+        // the journal. Every row is read even when the preflight refused the run, so the report
+        // still lists them all.
+        let planned = plan_rows(
+            &mut journal,
+            src,
+            mapper,
+            only.as_ref(),
+            dicts.as_ref().ok(),
+            &template,
+        )?;
 
         let mut upload_opts = UploadOptions {
             chunk: self.chunk,
@@ -205,19 +214,14 @@ impl ImportJob {
         };
         upload_opts.retry.max_elapsed = self.retry_for;
         upload_opts.lookup_retry.max_elapsed = self.retry_for;
-        let mut uploader = Uploader::new(
-            client.clone(),
-            journal,
-            planned.plan.clone(),
-            upload_opts,
-            stop.clone(),
-        )?;
+        let mut uploader = Uploader::new(client.clone(), journal, upload_opts, stop.clone())?;
 
         let result: Result<(), Error> = match dicts {
             Err(e) => Err(e),
             Ok(_) => {
                 on(ImportEvent::InvalidRows(&invalid_row_lines(
-                    &planned.rows,
+                    &planned.totals.first_invalid,
+                    planned.totals.invalid_rows,
                     self.show_invalid,
                 )));
                 runtime
@@ -242,10 +246,11 @@ impl ImportJob {
             on(ImportEvent::Stopped(e));
         }
 
+        let counts = uploader.counts()?;
         let summary = self.finish(
+            &uploader.journal(),
             &planned,
-            &uploader.counts(),
-            &|e, k| uploader.state(e, k).cloned(),
+            &counts,
             RunInfo {
                 target: conn.url.clone(),
                 journal: Some(&journal_path),
@@ -294,15 +299,20 @@ impl ImportJob {
     /// journal, and check that it all adds up.
     fn finish(
         &self,
+        journal: &Journal,
         planned: &Planned,
         counts: &std::collections::HashMap<Entity, crate::upload::EntityCounts>,
-        state: &dyn Fn(Entity, &str) -> Option<crate::upload::Entry>,
         run: RunInfo,
     ) -> Result<Summary> {
         let mut entities = BTreeMap::new();
         for e in Entity::ALL {
             let c = counts.get(&e).cloned().unwrap_or_default();
-            let rc = planned.by_entity.get(&e).copied().unwrap_or_default();
+            let rc = planned
+                .totals
+                .by_entity
+                .get(&e)
+                .copied()
+                .unwrap_or_default();
             if c.records == 0 && rc.invalid == 0 && rc.valid == 0 {
                 continue;
             }
@@ -317,29 +327,63 @@ impl ImportJob {
             );
         }
         let report_path = self.report_path();
-        // Per-row outcomes into the report, after its summary sheet.
+        // Per-row outcomes into the report, after its summary sheet, streamed out of the
+        // journal a page at a time (and into the journal's row outcomes, in one transaction).
         let mut report = ImportReport::create(
             Some(&report_path),
             self.csv_report.as_deref(),
             &summary_table(&entities),
         )?;
+        let keep_outcomes = run.journal.is_some();
+        if keep_outcomes {
+            journal.begin_row_outcomes()?;
+        }
+        let file: Arc<str> = Arc::from(planned.file_name.as_str());
         let mut by_outcome: BTreeMap<&'static str, u64> = BTreeMap::new();
-        let mut outcomes = Vec::with_capacity(planned.rows.len());
-        for r in &planned.rows {
-            let line = row_line(r, &planned.plan, state);
-            *by_outcome.entry(line.outcome.as_str()).or_default() += 1;
-            outcomes.push((line.row, line.outcome.as_str()));
-            report.write(&line)?;
+        let mut outcomes = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = journal.planned_rows(&file, after, 2_000)?;
+            if page.is_empty() {
+                break;
+            }
+            for (seq, r) in page {
+                after = seq;
+                let mut records = Vec::with_capacity(r.records.len());
+                for &i in &r.records {
+                    let Some(mut rec) = journal.record_outcome(i)? else {
+                        continue;
+                    };
+                    if run.dry_run {
+                        // Nothing sent: every valid record is one the run would create.
+                        rec.entry = Some(crate::upload::Entry {
+                            state: crate::upload::State::Created,
+                            crm_id: None,
+                            error: None,
+                            resolved: false,
+                        });
+                    }
+                    records.push(rec);
+                }
+                let line = row_line(&r, &records);
+                *by_outcome.entry(line.outcome.as_str()).or_default() += 1;
+                outcomes.push((line.row, line.outcome.as_str()));
+                report.write(&line)?;
+            }
+            if keep_outcomes {
+                journal.add_row_outcomes(&outcomes)?;
+            }
+            outcomes.clear();
         }
         report.finish()?;
-        if let Some(j) = run.journal {
-            Journal::open(j)?.record_row_outcomes(&outcomes)?;
+        if keep_outcomes {
+            journal.end_row_outcomes()?;
         }
         let summary = Summary {
             file: planned.file_name.clone(),
             target: run.target,
             dry_run: run.dry_run,
-            rows: planned.rows.len() as u64,
+            rows: planned.totals.rows,
             rows_by_outcome: by_outcome,
             entities,
             report: Some(report_path.display().to_string()),
@@ -357,33 +401,21 @@ impl ImportJob {
     /// every valid record counts as what the run would create.
     fn dry_run(
         &self,
+        journal: &Journal,
         planned: Planned,
         started: std::time::Instant,
         on: &mut dyn FnMut(ImportEvent),
     ) -> Result<ImportOutcome> {
-        let mut counts: std::collections::HashMap<Entity, crate::upload::EntityCounts> =
-            std::collections::HashMap::new();
-        for r in planned.plan.records() {
-            let c = counts.entry(r.entity).or_default();
-            c.records += 1;
-            c.created += 1;
-        }
-        let would_create = |_: Entity, _: &str| {
-            Some(crate::upload::Entry {
-                state: crate::upload::State::Created,
-                crm_id: None,
-                error: None,
-                resolved: false,
-            })
-        };
+        let counts = journal.plan_counts(true)?;
         on(ImportEvent::InvalidRows(&invalid_row_lines(
-            &planned.rows,
+            &planned.totals.first_invalid,
+            planned.totals.invalid_rows,
             self.show_invalid,
         )));
         let summary = self.finish(
+            journal,
             &planned,
             &counts,
-            &would_create,
             RunInfo {
                 target: "dry run: nothing sent".into(),
                 journal: None,
@@ -400,6 +432,7 @@ impl ImportJob {
 /// Read, map and validate every row (the CRM's dictionaries, when known, check owners and deal
 /// values per row); valid records go into the plan, each key once.
 fn plan_rows(
+    journal: &mut Journal,
     src: Box<dyn source::RowSource>,
     mapper: Arc<crate::template::Mapper>,
     only: Option<&HashSet<u64>>,
@@ -407,11 +440,7 @@ fn plan_rows(
     template: &Template,
 ) -> Result<Planned> {
     let file_name = src.file().to_string();
-    let SourcePlan {
-        plan,
-        rows,
-        by_entity,
-    } = SourcePlan::from_rows(
+    let totals = journal.plan_rows(
         map_file(src, mapper, MapOptions::default()).map(|item| {
             item.map(|(_, mut m)| {
                 if let Some(d) = dicts {
@@ -421,21 +450,15 @@ fn plan_rows(
             })
         }),
         only,
+        INVALID_ROWS_SHOWN,
     )?;
-    Ok(Planned {
-        file_name,
-        rows,
-        by_entity,
-        plan: Arc::new(plan),
-    })
+    Ok(Planned { file_name, totals })
 }
 
-/// The source read, mapped and planned: what a run (or a dry run) starts from.
+/// The source read, mapped and planned into the journal: what a run (or a dry run) starts from.
 struct Planned {
     file_name: String,
-    rows: Vec<crate::upload::PlannedRow>,
-    by_entity: BTreeMap<Entity, crate::upload::RowCounts>,
-    plan: Arc<crate::upload::Plan>,
+    totals: PlanTotals,
 }
 
 /// How a run went, besides the records' states.

@@ -4,15 +4,16 @@
 use crate::crm::Entity;
 use crate::report::import::{Outcome, RowLine};
 use crate::source::escape;
-use crate::upload::{Entry, Plan, PlannedRow, RowSkip, State};
+use crate::upload::{PlannedRow, RecordOutcome, RowSkip, State};
 
 /// Invalid rows printed before the upload starts; the report lists every one.
 pub const INVALID_ROWS_SHOWN: usize = 10;
 
-/// The invalid rows, one line each (at most `at_most`, then how many more).
-pub fn invalid_row_lines(rows: &[PlannedRow], at_most: usize) -> Vec<String> {
+/// The invalid rows, one line each (at most `at_most` of `first`, the first invalid rows, then
+/// how many more of `total`).
+pub fn invalid_row_lines(first: &[PlannedRow], total: u64, at_most: usize) -> Vec<String> {
     let mut out = Vec::new();
-    let invalid: Vec<_> = rows
+    let invalid: Vec<_> = first
         .iter()
         .filter_map(|r| r.invalid.as_ref().map(|p| (r, p)))
         .collect();
@@ -25,21 +26,19 @@ pub fn invalid_row_lines(rows: &[PlannedRow], at_most: usize) -> Vec<String> {
         };
         out.push(format!("{}: {} ({sent})", r.pos, escape(&p.message)));
     }
-    if invalid.len() > at_most {
+    let shown = invalid.len().min(at_most) as u64;
+    if total > shown {
         out.push(format!(
             "… and {} more invalid rows (see the report)",
-            invalid.len() - at_most
+            total - shown
         ));
     }
     out
 }
 
-/// One source row's outcome after a run, from the journal's states of its records.
-pub fn row_line(
-    r: &PlannedRow,
-    plan: &Plan,
-    state_of: &dyn Fn(Entity, &str) -> Option<Entry>,
-) -> RowLine {
+/// One source row's outcome after a run, from the journal's states of its records (`records`:
+/// those of `r.records`, in order).
+pub fn row_line(r: &PlannedRow, records: &[RecordOutcome]) -> RowLine {
     let mut line = RowLine {
         file: r.pos.file.to_string(),
         sheet: r.pos.sheet.as_ref().map(|s| s.to_string()),
@@ -71,14 +70,12 @@ pub fn row_line(
     let (mut created, mut existing, mut failed, mut unresolved, mut not_sent) = (0, 0, 0, 0, 0);
     // A record's trouble replaces the invalid-part message: it is what needs acting on first.
     let mut trouble: Option<(Entity, String, String)> = None;
-    for &i in &r.records {
-        let rec = plan.get(i);
+    for rec in records {
         let slot = Entity::ALL
             .iter()
             .position(|e| *e == rec.entity)
             .unwrap_or(0);
-        let entry = state_of(rec.entity, &rec.key);
-        let entry = entry.as_ref();
+        let entry = rec.entry.as_ref();
         let state = entry.map(|e| e.state);
         let why = |default: &str| {
             entry
