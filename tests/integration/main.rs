@@ -3,6 +3,7 @@
 
 mod accounted;
 mod cli;
+mod emulate;
 mod export;
 mod faithful;
 mod fieldcheck;
