@@ -56,6 +56,8 @@ fn run(dir: &Path, preset: &str, concurrency: Option<usize>, rows: usize) -> f64
         .arg(&input)
         .arg("--template")
         .arg(dir.join("persons.toml"))
+        .arg("--report")
+        .arg(dir.join(format!("{preset}-{concurrency:?}.xlsx")))
         .arg("--journal")
         .arg(dir.join(format!("{preset}-{concurrency:?}.journal")))
         .arg("--url")

@@ -37,6 +37,7 @@ fn import_seconds(dir: &std::path::Path, rows: usize, concurrency: &str) -> f64 
         ..SandboxConfig::default()
     })
     .unwrap();
+    let report = dir.join(format!("report-{concurrency}.xlsx"));
     let started = Instant::now();
     let out = import(
         &sb,
@@ -44,6 +45,8 @@ fn import_seconds(dir: &std::path::Path, rows: usize, concurrency: &str) -> f64 
             p(&input),
             "--template",
             p(&template),
+            "--report",
+            p(&report),
             "--concurrency",
             concurrency,
             "--quiet",
