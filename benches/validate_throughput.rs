@@ -156,7 +156,11 @@ fn validate(path: &Path, template: &Template) -> (u64, u64, f64, f64) {
     let rows = map_file_with(src, MapOptions::default(), move |row| {
         check_row(&mapper, row, false, &[])
     });
-    for item in rows {
+    let mut rows = rows.peekable();
+    while let Some(item) = rows.next() {
+        if let Some(Ok(next)) = rows.peek() {
+            tally.prefetch(&next.prints);
+        }
         let mut c = item.unwrap();
         tally.add_fingerprinted(&mut c.mapped, &c.prints);
     }
@@ -183,6 +187,18 @@ fn plain_csv_read(path: &Path) -> (u64, f64) {
     (n, t0.elapsed().as_secs_f64())
 }
 
+/// Seconds `xsv select -d ';' 1-10 FILE > /dev/null` takes (`cargo install xsv`), if xsv is on PATH.
+fn xsv_select(path: &Path) -> Option<f64> {
+    let t0 = Instant::now();
+    let st = std::process::Command::new("xsv")
+        .args(["select", "-d", ";", "1-10"])
+        .arg(path)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .ok()?;
+    st.success().then(|| t0.elapsed().as_secs_f64())
+}
+
 fn child(kind: &str, path: &Path) {
     let template = Template::parse(Path::new("bench.toml"), TEMPLATE).unwrap();
     let load0 = load();
@@ -199,6 +215,13 @@ fn child(kind: &str, path: &Path) {
             n2 as f64 / secs2,
             secs / secs2,
         );
+        match xsv_select(path) {
+            Some(x) => println!(
+                "     xsv select 1-10: {x:.2} s wall | validate speed / xsv select speed = {:.2} (target >= 0.5)",
+                x / secs
+            ),
+            None => println!("     (xsv not on PATH: `cargo install xsv` to compare with xsv select)"),
+        }
     } else {
         println!(
             "XLSX {n:>9} rows ({mb:.0} MB): validate {:>7.0} rows/s ({secs:.2} s wall, {cpu:.2} s CPU, {bad} invalid) | peak RSS {peak:.1} MB | load {load0}",

@@ -27,7 +27,7 @@ pub struct ImportArgs {
     /// Rows per add.list request (also capped at ~1 MB of JSON)
     #[arg(long, default_value_t = 100)]
     pub chunk: usize,
-    /// Concurrent requests: a number, or `auto` (adapts between 1 and 8 to the server's latency)
+    /// Concurrent requests: a number, or `auto` (finds the server's peak throughput, 1 to 16)
     #[arg(long, default_value = "auto")]
     pub concurrency: String,
     /// Journal file (SQLite); default: next to the report, NAME.journal.sqlite

@@ -1,7 +1,9 @@
 //! `smbatch sandbox`: serve the SalesMan API from SQLite until Ctrl-C.
 
 use crate::crm::{CrmClient, Entity, RetryPolicy};
-use crate::sandbox::{mirror_fields, FaultConfig, FieldSpec, Sandbox, SandboxConfig, UserSpec};
+use crate::sandbox::{
+    mirror_fields, EmulateConfig, FaultConfig, FieldSpec, Sandbox, SandboxConfig, UserSpec,
+};
 use crate::{Exit, Result};
 use clap::Args;
 use std::net::SocketAddr;
@@ -40,6 +42,10 @@ pub struct SandboxArgs {
     /// Fault injection, e.g. "error_rate=0.05,drop_after_commit=0.02,latency_ms=20..400,html_fatal=0.01,seed=7"
     #[arg(long)]
     pub faults: Option<String>,
+    /// Answer as slowly as a real server: a preset (real-2core, big, shared-hosting) and/or
+    /// settings, e.g. "real-2core" or "workers=8,cores=2,request_ms=11,row_ms=1.4,wait_ms=20,seed=1"
+    #[arg(long, value_name = "PRESET|SETTINGS")]
+    pub emulate: Option<String>,
     /// Switch on a field with its title, as a CRM administrator does, e.g.
     /// 'person.input1=Дата рождения' (repeatable; stored in the database)
     #[arg(long = "field", value_name = "ENTITY.NAME=TITLE")]
@@ -99,6 +105,7 @@ pub fn run(args: SandboxArgs) -> Result<Exit> {
         Some(spec) => spec.parse()?,
         None => FaultConfig::default(),
     };
+    let emulate: Option<EmulateConfig> = args.emulate.as_deref().map(str::parse).transpose()?;
     let key_from_env =
         args.apikey.is_none() && std::env::var("SMBATCH_APIKEY").is_ok_and(|k| !k.is_empty());
     let apikey = args
@@ -124,6 +131,7 @@ pub fn run(args: SandboxArgs) -> Result<Exit> {
         login: login.clone(),
         apikey: apikey.clone(),
         faults: faults.clone(),
+        emulate: emulate.clone(),
         fields: fields.clone(),
         users: users.clone(),
     };
@@ -174,6 +182,12 @@ fn print_banner(
     }
     if !faults.is_off() {
         println!("  faults:   {}", args.faults.as_deref().unwrap_or(""));
+    }
+    if let Some(e) = &emulate {
+        println!(
+            "  emulate:  {} workers, {} cores, {} ms + {} ms/row CPU, {} ms wait per request",
+            e.workers, e.cores, e.request_ms, e.row_ms, e.wait_ms
+        );
     }
     println!(
         "Try: SMBATCH_URL={} SMBATCH_LOGIN={} SMBATCH_APIKEY=... smbatch fields person",

@@ -132,7 +132,11 @@ impl ValidateJob {
         let rows = map_file_with(src, MapOptions::default(), move |row| {
             check_row(&worker_mapper, row, keep_rows, &watch_cols)
         });
-        for item in rows {
+        let mut rows = rows.peekable();
+        while let Some(item) = rows.next() {
+            if let Some(Ok(next)) = rows.peek() {
+                tally.prefetch(&next.prints);
+            }
             let CheckedRow {
                 row,
                 mapped: mut m,

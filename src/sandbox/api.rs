@@ -30,6 +30,8 @@ pub struct AppState {
     pub deal_number: std::sync::atomic::AtomicI64,
     /// See [`super::Sandbox::set_fatal_on`].
     pub fatal_on: Mutex<Option<String>>,
+    /// See [`super::emulate`].
+    pub emulator: Option<super::emulate::Emulator>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -162,15 +164,32 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
         None
     };
     let worker = state.clone();
-    let reply = tokio::task::spawn_blocking(move || match decode(&path, &query, &headers, &body) {
-        Ok(Some(mut call)) => {
-            call.deal_number = deal_number;
-            entities::dispatch(&worker, call)
+    let reply = match &state.emulator {
+        None => {
+            tokio::task::spawn_blocking(move || match decode(&path, &query, &headers, &body) {
+                Ok(Some(mut call)) => {
+                    call.deal_number = deal_number;
+                    entities::dispatch(&worker, call)
+                }
+                Ok(None) => Reply::Empty,
+                Err(reply) => reply,
+            })
+            .await
         }
-        Ok(None) => Reply::Empty,
-        Err(reply) => reply,
-    })
-    .await
+        Some(emulator) => {
+            // Decode first to know the rows, take the emulated server's time, then do the
+            // work while still holding the emulated worker.
+            match decode(&path, &query, &headers, &body) {
+                Ok(Some(mut call)) => {
+                    let _php_worker = emulator.serve(call_rows(&call)).await;
+                    call.deal_number = deal_number;
+                    tokio::task::spawn_blocking(move || entities::dispatch(&worker, call)).await
+                }
+                Ok(None) => Ok(Reply::Empty),
+                Err(reply) => Ok(reply),
+            }
+        }
+    }
     .unwrap_or_else(|_| {
         // A handler bug must not take the server down; its transaction was rolled back.
         Reply::Json(error(500, "Внутренняя ошибка sandbox"))
@@ -184,6 +203,21 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
         return Response::new(Body::from_stream(stream));
     }
     reply.into_response()
+}
+
+/// Rows a call carries, for the emulated cost: the longest list among its parameters (the
+/// batch of an add.list), else 1.
+fn call_rows(call: &Call) -> usize {
+    call.params
+        .values()
+        .map(|v| match v {
+            Value::Array(a) => a.len(),
+            Value::Object(o) if o.values().all(Value::is_object) => o.len(),
+            _ => 1,
+        })
+        .max()
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// Decode path, query, headers and body the way the PHP front controller does.

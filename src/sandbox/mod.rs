@@ -6,6 +6,7 @@
 
 mod api;
 mod dicts;
+pub mod emulate;
 mod entities;
 mod faults;
 mod fields;
@@ -13,6 +14,7 @@ mod store;
 mod text;
 mod users;
 
+pub use emulate::EmulateConfig;
 pub use faults::FaultConfig;
 pub use fields::{mirror as mirror_fields, FieldSpec};
 pub use users::UserSpec;
@@ -52,6 +54,8 @@ pub enum SandboxError {
     },
     #[error("bad fault spec '{spec}': {reason}")]
     BadFaultSpec { spec: String, reason: String },
+    #[error("bad --emulate '{spec}': {reason}")]
+    BadEmulateSpec { spec: String, reason: String },
     #[error("cannot start the sandbox runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -64,6 +68,8 @@ pub struct SandboxConfig {
     pub login: String,
     pub apikey: String,
     pub faults: FaultConfig,
+    /// Answer as slowly as a real server would (see [`emulate`]); `None`: as fast as possible.
+    pub emulate: Option<EmulateConfig>,
     /// Field settings stored in the database before serving (on top of what it already holds),
     /// e.g. `person.input1` switched on with its title.
     pub fields: Vec<FieldSpec>,
@@ -79,6 +85,7 @@ impl Default for SandboxConfig {
             login: "admin@example.ru".into(),
             apikey: "sandbox-key".into(),
             faults: FaultConfig::default(),
+            emulate: None,
             fields: Vec::new(),
             users: Vec::new(),
         }
@@ -147,6 +154,7 @@ impl Sandbox {
             login: config.login.clone(),
             apikey: config.apikey.clone(),
             faults: Mutex::new(faults::FaultState::new(config.faults.clone())),
+            emulator: config.emulate.clone().map(emulate::Emulator::new),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

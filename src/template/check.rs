@@ -101,6 +101,28 @@ impl KeyConflicts {
         let key = key.max(1);
         self.shards[(key & 0xff) as usize].get_or_insert(key, value)
     }
+
+    /// Ask the CPU to fetch `key`'s slot into the cache ahead of its `get_or_insert`. With
+    /// millions of keys the table is far bigger than the cache and every lookup is a memory
+    /// read (profiled: ~80 % of this table's time in `validate` was that wait); started one
+    /// row ahead, it overlaps the current row's work. A hint only: nothing changes if it misses.
+    pub fn prefetch(&self, key: u64) {
+        let key = key.max(1);
+        let shard = &self.shards[(key & 0xff) as usize];
+        if shard.slots.is_empty() {
+            return;
+        }
+        let slot = &shard.slots[Shard::slot(key, shard.slots.len())];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch never faults and does not change memory; the pointer is in bounds.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                (slot as *const (u64, u64)).cast::<i8>(),
+            );
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = slot;
+    }
 }
 
 #[cfg(test)]

@@ -89,6 +89,14 @@ impl Tally {
         self.add_fingerprinted(m, &prints);
     }
 
+    /// Start fetching the key slots of a row about to be added (see [`KeyConflicts::prefetch`]):
+    /// call it with the next row's prints before adding the current one.
+    pub fn prefetch(&self, prints: &[Fingerprint]) {
+        for fp in prints {
+            self.keys.prefetch(fp.key);
+        }
+    }
+
     /// [`Tally::add`] with the fingerprints already computed (`prints[i]` is `m.records[i]`'s).
     pub fn add_fingerprinted(&mut self, m: &mut MappedRow, prints: &[Fingerprint]) {
         let s = &mut self.summary;

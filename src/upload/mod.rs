@@ -74,7 +74,7 @@ impl UploadError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Concurrency {
     Fixed(usize),
-    /// AIMD between 1 and 8, starting at 2.
+    /// Climbs from 4 to the throughput peak, between 1 and 16 (see `limit`).
     Auto,
 }
 

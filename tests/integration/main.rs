@@ -4,6 +4,7 @@
 mod accounted;
 mod accounting;
 mod cli;
+mod emulate;
 mod export;
 mod faithful;
 mod fieldcheck;
