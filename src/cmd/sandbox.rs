@@ -142,7 +142,15 @@ pub fn run(args: SandboxArgs) -> Result<Exit> {
         let j = serde_json::json!({"url": sandbox.url(), "database": args.db, "login": login, "apikey": shown_key});
         println!("{j}");
     } else if !args.mode.quiet {
-        print_banner(&args, &sandbox, &login, shown_key, &users, &faults);
+        print_banner(
+            &args,
+            &sandbox,
+            &login,
+            shown_key,
+            &users,
+            &faults,
+            emulate.as_ref(),
+        );
     }
     let rt = crate::job::runtime(None)?;
     rt.block_on(async {
@@ -163,6 +171,7 @@ fn print_banner(
     shown_key: Option<&str>,
     users: &[UserSpec],
     faults: &FaultConfig,
+    emulate: Option<&EmulateConfig>,
 ) {
     // Printing the key is the point here: the user needs it to connect. It is the sandbox's
     // own key, never a real CRM's.
@@ -183,7 +192,7 @@ fn print_banner(
     if !faults.is_off() {
         println!("  faults:   {}", args.faults.as_deref().unwrap_or(""));
     }
-    if let Some(e) = &emulate {
+    if let Some(e) = emulate {
         println!(
             "  emulate:  {} workers, {} cores, {} ms + {} ms/row CPU, {} ms wait per request",
             e.workers, e.cores, e.request_ms, e.row_ms, e.wait_ms
