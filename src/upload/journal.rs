@@ -204,25 +204,34 @@ impl Journal {
             }
             return Ok(true);
         }
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(|e| UploadError::journal(&path, e))?;
-        for (k, v) in [
-            ("input", &id.input),
-            ("input_hash", &id.input_hash),
-            ("template_hash", &id.template_hash),
-            ("target", &id.target),
-        ] {
-            tx.execute(
-                "INSERT OR REPLACE INTO meta (k, v) VALUES (?1, ?2)",
-                params![k, v],
-            )
-            .map_err(|e| UploadError::journal(&path, e))?;
-        }
-        tx.commit().map_err(|e| UploadError::journal(&path, e))?;
+        self.write(|tx| {
+            for (k, v) in [
+                ("input", &id.input),
+                ("input_hash", &id.input_hash),
+                ("template_hash", &id.template_hash),
+                ("target", &id.target),
+            ] {
+                tx.execute(
+                    "INSERT OR REPLACE INTO meta (k, v) VALUES (?1, ?2)",
+                    params![k, v],
+                )?;
+            }
+            Ok(())
+        })?;
         Ok(false)
+    }
+
+    /// Run `f` in one transaction and commit it; any SQLite error names the journal.
+    fn write<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, UploadError> {
+        let path = self.path.clone();
+        let err = |e| UploadError::journal(&path, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        let out = f(&tx).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(out)
     }
 
     /// Has any record of this journal been sent (is it bound to its target for good)?
@@ -241,24 +250,16 @@ impl Journal {
         &mut self,
         records: impl Iterator<Item = (Entity, &'a str, String)>,
     ) -> Result<(), UploadError> {
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(|e| UploadError::journal(&path, e))?;
-        {
-            let mut stmt = tx
-                .prepare(
-                    "INSERT INTO records (entity, key, rows, state) VALUES (?1, ?2, ?3, 'pending')
-                     ON CONFLICT (entity, key) DO UPDATE SET rows = excluded.rows",
-                )
-                .map_err(|e| UploadError::journal(&path, e))?;
+        self.write(|tx| {
+            let mut stmt = tx.prepare(
+                "INSERT INTO records (entity, key, rows, state) VALUES (?1, ?2, ?3, 'pending')
+                 ON CONFLICT (entity, key) DO UPDATE SET rows = excluded.rows",
+            )?;
             for (entity, key, rows) in records {
-                stmt.execute(params![entity.as_str(), key, rows])
-                    .map_err(|e| UploadError::journal(&path, e))?;
+                stmt.execute(params![entity.as_str(), key, rows])?;
             }
-        }
-        tx.commit().map_err(|e| UploadError::journal(&path, e))
+            Ok(())
+        })
     }
 
     /// Everything the journal knows.
@@ -303,19 +304,12 @@ impl Journal {
         if updates.is_empty() {
             return Ok(());
         }
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(|e| UploadError::journal(&path, e))?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "UPDATE records SET state = ?3, crm_id = ?4, error = ?5,
-                            resolved = (resolved OR ?6), updated = datetime('now')
-                     WHERE entity = ?1 AND key = ?2",
-                )
-                .map_err(|e| UploadError::journal(&path, e))?;
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE records SET state = ?3, crm_id = ?4, error = ?5,
+                        resolved = (resolved OR ?6), updated = datetime('now')
+                 WHERE entity = ?1 AND key = ?2",
+            )?;
             for u in updates {
                 stmt.execute(params![
                     u.entity.as_str(),
@@ -324,11 +318,10 @@ impl Journal {
                     u.crm_id,
                     u.error,
                     u.resolved
-                ])
-                .map_err(|e| UploadError::journal(&path, e))?;
+                ])?;
             }
-        }
-        tx.commit().map_err(|e| UploadError::journal(&path, e))
+            Ok(())
+        })
     }
 }
 
@@ -336,21 +329,16 @@ impl Journal {
     /// Every source row's outcome at the end of a run (the import report's `outcome` column),
     /// replacing the previous run's: what `import --only-failed` picks its rows from.
     pub fn record_row_outcomes(&mut self, rows: &[(u64, &str)]) -> Result<(), UploadError> {
-        let path = self.path.clone();
-        let err = |e| UploadError::journal(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute("DELETE FROM row_outcomes", []).map_err(err)?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO row_outcomes (row, outcome) VALUES (?1, ?2)",
-                )
-                .map_err(err)?;
+        self.write(|tx| {
+            tx.execute("DELETE FROM row_outcomes", [])?;
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO row_outcomes (row, outcome) VALUES (?1, ?2)",
+            )?;
             for (row, outcome) in rows {
-                stmt.execute(params![*row as i64, outcome]).map_err(err)?;
+                stmt.execute(params![*row as i64, outcome])?;
             }
-        }
-        tx.commit().map_err(err)
+            Ok(())
+        })
     }
 
     /// The rows the last run left to do: their outcome is not created, existing, blank or
