@@ -39,13 +39,15 @@ pub fn write_xlsx(r: &Reconciliation, path: &Path) -> Result<(), ReportError> {
         "Missing",
         &["entity", "key", "source rows", "journal id", "values"],
         r.missing.iter().map(|m| {
-            vec![
-                Cell::text(m.entity.as_str()),
-                Cell::text(&m.key),
-                Cell::text(m.rows.join(", ")),
-                m.journal_id.map_or(Cell::Empty, Cell::Int),
-                Cell::text(pairs(&mut m.fields.iter())),
-            ]
+            found(
+                m.entity,
+                &m.key,
+                &m.rows,
+                [
+                    m.journal_id.map_or(Cell::Empty, Cell::Int),
+                    Cell::text(pairs(&mut m.fields.iter())),
+                ],
+            )
         }),
     )?;
     sheet(
@@ -77,13 +79,12 @@ pub fn write_xlsx(r: &Reconciliation, path: &Path) -> Result<(), ReportError> {
         "Duplicates",
         &["entity", "key", "source rows", "CRM records", "CRM ids"],
         r.duplicates.iter().map(|d| {
-            vec![
-                Cell::text(d.entity.as_str()),
-                Cell::text(&d.key),
-                Cell::text(d.rows.join(", ")),
-                Cell::Int(d.ids.len() as i64),
-                Cell::text(ids(&d.ids)),
-            ]
+            found(
+                d.entity,
+                &d.key,
+                &d.rows,
+                [Cell::Int(d.ids.len() as i64), Cell::text(ids(&d.ids))],
+            )
         }),
     )?;
     sheet(
@@ -91,17 +92,17 @@ pub fn write_xlsx(r: &Reconciliation, path: &Path) -> Result<(), ReportError> {
         "Invisible",
         &["entity", "key", "source rows", "CRM id", "owner (info)"],
         r.invisible.iter().map(|v| {
-            vec![
-                Cell::text(v.entity.as_str()),
-                Cell::text(&v.key),
-                Cell::text(v.rows.join(", ")),
-                Cell::Int(v.id),
-                Cell::text(if v.owner.is_empty() {
-                    "none (owner 0)".to_string()
-                } else {
-                    v.owner.clone()
-                }),
-            ]
+            let owner = if v.owner.is_empty() {
+                "none (owner 0)".to_string()
+            } else {
+                v.owner.clone()
+            };
+            found(
+                v.entity,
+                &v.key,
+                &v.rows,
+                [Cell::Int(v.id), Cell::text(owner)],
+            )
         }),
     )?;
     sheet(
@@ -117,6 +118,22 @@ pub fn write_xlsx(r: &Reconciliation, path: &Path) -> Result<(), ReportError> {
         }),
     )?;
     book.close()
+}
+
+/// A finding's row: entity, key and source rows, then what is particular to the sheet.
+fn found<const N: usize>(
+    entity: crate::crm::Entity,
+    key: &str,
+    rows: &[String],
+    rest: [Cell; N],
+) -> Vec<Cell> {
+    let mut row = vec![
+        Cell::text(entity.as_str()),
+        Cell::text(key),
+        Cell::text(rows.join(", ")),
+    ];
+    row.extend(rest);
+    row
 }
 
 /// One finding sheet: its header, then a row per finding.
