@@ -3,11 +3,50 @@
 
 use super::fields::Fields;
 use crate::crm::Entity;
+use crate::source::SourcePos;
 use crate::template::Reference;
 use crate::values::{norm_field, norm_phone, norm_text, norm_title};
 use rayon::prelude::*;
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The source rows a record came from: row numbers in one file (and sheet), turned into labels
+/// ("file row N") only for the records a report shows — a label kept per record cost more than
+/// the record's fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rows {
+    /// Where the rows are (its `row` is not used).
+    at: Arc<SourcePos>,
+    numbers: Vec<u64>,
+}
+
+impl Rows {
+    pub fn new(at: Arc<SourcePos>, numbers: Vec<u64>) -> Rows {
+        Rows { at, numbers }
+    }
+
+    /// Add a row, unless it is the last one already.
+    pub fn push(&mut self, row: u64) {
+        if self.numbers.last() != Some(&row) {
+            self.numbers.push(row);
+        }
+    }
+
+    /// Every row as messages label it: file [sheet] row N.
+    pub fn labels(&self) -> Vec<String> {
+        self.numbers
+            .iter()
+            .map(|&row| {
+                SourcePos {
+                    row,
+                    ..(*self.at).clone()
+                }
+                .to_string()
+            })
+            .collect()
+    }
+}
 
 /// One record the source says should exist (records of one key merged across rows).
 #[derive(Debug, Clone, PartialEq)]
@@ -17,8 +56,8 @@ pub struct SourceRecord {
     pub fields: Fields,
     /// Fields that hold another record's CRM id, e.g. `clid` of client "ООО Ромашка".
     pub refs: Vec<Reference>,
-    /// Where it came from, as "file:row" (or "file/sheet:row") labels.
-    pub rows: Vec<String>,
+    /// Where it came from.
+    pub rows: Rows,
 }
 
 /// One record as the CRM's `list` shows it.
@@ -284,7 +323,7 @@ fn diffs(entity: Entity, rec: &SourceRecord, fields: &Fields, crm: &CrmRecord) -
                 entity,
                 key: rec.key.clone(),
                 id: crm.id,
-                rows: rec.rows.clone(),
+                rows: rec.rows.labels(),
                 field: field.to_string(),
                 // A link says which record it should point at, not only its id.
                 source: match reference {
@@ -360,7 +399,7 @@ fn reconcile_entity(
             out.missing.push(Missing {
                 entity,
                 key: rec.key.clone(),
-                rows: rec.rows.clone(),
+                rows: rec.rows.labels(),
                 fields: prep.fields.clone().into_owned(),
                 journal_id,
             });
@@ -384,7 +423,7 @@ fn reconcile_entity(
             out.duplicates.push(Duplicate {
                 entity,
                 key: rec.key.clone(),
-                rows: rec.rows.clone(),
+                rows: rec.rows.labels(),
                 ids: dup_ids,
             });
         }
@@ -424,12 +463,17 @@ mod tests {
     use serde_json::{json, Value};
 
     fn src(entity: Entity, key: &str, fields: Value) -> SourceRecord {
+        let at = SourcePos {
+            file: "in.csv".into(),
+            sheet: None,
+            row: 0,
+        };
         SourceRecord {
             entity,
             key: key.into(),
             fields: Fields::from_map(fields.as_object().unwrap(), &mut Names::default()),
             refs: vec![],
-            rows: vec![format!("in.csv:{key}")],
+            rows: Rows::new(Arc::new(at), vec![2]),
         }
     }
     fn crm(id: i64, fields: Value) -> CrmRecord {

@@ -8,7 +8,7 @@ pub mod run;
 pub use fields::{Fields, Names};
 pub use matcher::{
     reconcile, CrmRecord, Duplicate, EntityInput, EntitySummary, FieldDiff, Missing,
-    Reconciliation, SourceRecord,
+    Reconciliation, Rows, SourceRecord,
 };
 
 use thiserror::Error;

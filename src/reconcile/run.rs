@@ -2,13 +2,12 @@
 //! entities exported, both matched. Nothing here trusts the import's own log unless a journal is
 //! given, and then only for which CRM id belongs to which key.
 
-use super::{reconcile, CrmRecord, EntityInput, Fields, Names, Reconciliation, SourceRecord};
+use super::{reconcile, CrmRecord, EntityInput, Fields, Names, Reconciliation, Rows, SourceRecord};
 use crate::crm::{CrmClient, Entity, RetryPolicy};
 use crate::export::{self, Filters};
 use crate::report::Progress;
 use crate::source::{self, SourceOptions, SourcePos};
 use crate::template::{map_file, MapOptions, Template};
-use crate::upload::SourcePlan;
 use crate::values::{value_id, CrmDateTime};
 use chrono::NaiveDate;
 use serde_json::Value;
@@ -17,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The source side: the records the import would send (an invalid row sends nothing), records
-/// of one key merged as the import merges them (the upload plan).
+/// of one key merged as the import merges them (the first row's fields win).
 #[derive(Debug, Default)]
 pub struct SourceSide {
     pub records: BTreeMap<Entity, Vec<SourceRecord>>,
@@ -26,6 +25,9 @@ pub struct SourceSide {
     pub invalid_rows: u64,
 }
 
+/// Read the source through its template, one row at a time: each record is made compact as it
+/// is mapped, and nothing per row is kept (no plan, no row list), so the source side costs only
+/// its compact records.
 pub fn read_source(
     file: &Path,
     template: &Template,
@@ -33,34 +35,54 @@ pub fn read_source(
 ) -> crate::Result<SourceSide> {
     let src = source::open(file, opts)?;
     let mapper = Arc::new(template.bind(src.headers(), &file.display().to_string())?);
-    let planned = SourcePlan::from_rows(
-        map_file(src, mapper, MapOptions::default()).map(|item| item.map(|(_, m)| m)),
-        None,
-    )?;
-    let mut side = SourceSide {
-        rows_read: planned.rows.len() as u64,
-        invalid_rows: planned.rows.iter().filter(|r| r.invalid.is_some()).count() as u64,
-        ..SourceSide::default()
-    };
-    // Rows are labelled as every message labels them: file [sheet] row N.
-    let Some(first) = planned.rows.first() else {
-        return Ok(side);
-    };
-    let at = first.pos.clone();
-    let label = |row: u64| SourcePos { row, ..at.clone() }.to_string();
+    let mut side = SourceSide::default();
     let mut names = Names::default();
-    // Each JSON map is dropped as soon as its compact copy exists.
-    for rec in planned.plan.into_records() {
-        side.records
-            .entry(rec.entity)
-            .or_default()
-            .push(SourceRecord {
+    // Where the rows are (file, sheet), shared by every record's rows.
+    let mut at: Option<Arc<SourcePos>> = None;
+    // (entity, key) → the record's index, by a 64-bit hash of the key (no second copy of every
+    // key); keys whose hash another key already has go to `collided`.
+    let mut seen: HashMap<(Entity, u64), usize> = HashMap::new();
+    let mut collided: HashMap<(Entity, String), usize> = HashMap::new();
+    for item in map_file(src, mapper, MapOptions::default()) {
+        let (_, m) = item?;
+        side.rows_read += 1;
+        if m.blank {
+            continue;
+        }
+        if !m.is_valid() {
+            side.invalid_rows += 1;
+        }
+        let row = m.pos.row;
+        let at = at.get_or_insert_with(|| Arc::new(m.pos.clone()));
+        for rec in m.records {
+            let records = side.records.entry(rec.entity).or_default();
+            let h = crate::hash::fast_one(&rec.key);
+            let known = match seen.get(&(rec.entity, h)) {
+                Some(&i) if records[i].key == rec.key => Some(i),
+                Some(_) => collided.get(&(rec.entity, rec.key.clone())).copied(),
+                None => None,
+            };
+            if let Some(i) = known {
+                records[i].rows.push(row);
+                continue;
+            }
+            let i = records.len();
+            match seen.entry((rec.entity, h)) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(i);
+                }
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    collided.insert((rec.entity, rec.key.clone()), i);
+                }
+            }
+            records.push(SourceRecord {
                 entity: rec.entity,
-                fields: Fields::from_map(&rec.fields(), &mut names),
+                fields: Fields::from_map(&rec.fields, &mut names),
                 key: rec.key,
                 refs: rec.refs,
-                rows: rec.rows.iter().map(|&r| label(r)).collect(),
+                rows: Rows::new(at.clone(), vec![row]),
             });
+        }
     }
     Ok(side)
 }
@@ -263,7 +285,7 @@ pub fn prepare_fix(
         side.records
             .values()
             .flatten()
-            .map(|r| (r.entity, r.key.as_str(), r.rows.join(", "))),
+            .map(|r| (r.entity, r.key.as_str(), r.rows.labels().join(", "))),
     )?;
     let mut updates = Vec::new();
     for ((entity, key), id) in &result.matched {
