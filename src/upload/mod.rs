@@ -14,10 +14,7 @@ pub mod planstore;
 
 pub use journal::{Entry, Journal, RunIdentity, State, Update};
 pub use limit::Limiter;
-pub use plan::{
-    chunk_by_size, describe_problem, Plan, PlanRecord, PlannedRow, RowCounts, RowProblem, RowSkip,
-    SourcePlan,
-};
+pub use plan::{chunk_by_size, describe_problem, PlannedRow, RowCounts, RowProblem, RowSkip};
 pub use planstore::{PlanTotals, RecordOutcome, StoredRecord};
 
 use crate::crm::{CrmClient, CrmError, Entity, ItemOutcome, RetryClass, RetryPolicy};

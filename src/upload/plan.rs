@@ -1,115 +1,11 @@
-//! The upload plan: the distinct records of a run, each once however many rows hold it, with the
-//! rows it came from and the references it needs resolved before it can be sent.
+//! How a source row is planned: its outcome-relevant facts (invalid parts, skips, per-entity row
+//! counts) and how payloads are chunked. The records themselves live in the journal
+//! ([`super::planstore`]), so memory does not grow with the file.
 
 use crate::crm::Entity;
-use crate::source::{SourceError, SourcePos};
-use crate::template::{MappedRow, Reference, Severity};
-use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap, HashSet};
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlanRecord {
-    pub entity: Entity,
-    pub key: String,
-    /// The fields as compact JSON text: a run holds every record until the report is written,
-    /// and text takes a fraction of a JSON map's memory. [`PlanRecord::fields`] parses it.
-    pub fields_json: Box<str>,
-    pub refs: Vec<Reference>,
-    /// Source rows (1-based, as the report shows them) holding this record.
-    pub rows: Vec<u64>,
-}
-
-impl PlanRecord {
-    /// The fields to send (references not yet resolved).
-    pub fn fields(&self) -> Map<String, Value> {
-        // Written by `Plan::add` from a map, so it parses back into one.
-        serde_json::from_str(&self.fields_json).unwrap_or_default()
-    }
-
-    /// Rows as the journal stores them ("2,5,9"), shortened for records shared by many rows.
-    pub fn rows_text(&self) -> String {
-        let mut s: Vec<String> = self.rows.iter().take(20).map(u64::to_string).collect();
-        if self.rows.len() > 20 {
-            s.push(format!("… ({} rows)", self.rows.len()));
-        }
-        s.join(",")
-    }
-}
-
-#[derive(Debug, Default)]
-pub struct Plan {
-    records: Vec<PlanRecord>,
-    index: HashMap<(Entity, String), usize>,
-}
-
-impl Plan {
-    pub fn new() -> Plan {
-        Plan::default()
-    }
-
-    /// Add one row's record; a key seen before only gains the row (the first row's fields win,
-    /// as the CRM would keep the first one created).
-    pub fn add(
-        &mut self,
-        row: u64,
-        entity: Entity,
-        key: String,
-        fields: Map<String, Value>,
-        refs: Vec<Reference>,
-    ) -> usize {
-        if let Some(&i) = self.index.get(&(entity, key.clone())) {
-            let r = &mut self.records[i];
-            if r.rows.last() != Some(&row) {
-                r.rows.push(row);
-            }
-            return i;
-        }
-        let i = self.records.len();
-        self.index.insert((entity, key.clone()), i);
-        self.records.push(PlanRecord {
-            entity,
-            key,
-            fields_json: serde_json::to_string(&fields)
-                .unwrap_or_else(|_| "{}".into())
-                .into_boxed_str(),
-            refs,
-            rows: vec![row],
-        });
-        i
-    }
-
-    /// The records, by value (for a caller that turns them into something else as it goes).
-    pub fn into_records(self) -> Vec<PlanRecord> {
-        self.records
-    }
-
-    pub fn records(&self) -> &[PlanRecord] {
-        &self.records
-    }
-
-    pub fn get(&self, i: usize) -> &PlanRecord {
-        &self.records[i]
-    }
-
-    pub fn find(&self, entity: Entity, key: &str) -> Option<usize> {
-        self.index.get(&(entity, key.to_string())).copied()
-    }
-
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-
-    /// Record indices of one entity, in first-seen order.
-    pub fn of(&self, entity: Entity) -> Vec<usize> {
-        (0..self.records.len())
-            .filter(|&i| self.records[i].entity == entity)
-            .collect()
-    }
-}
+use crate::source::SourcePos;
+use crate::template::{MappedRow, Severity};
+use std::collections::{BTreeMap, HashSet};
 
 /// Why some or all of a source row's records are not sent: its first error, and every error
 /// of the row, each stated once.
@@ -212,15 +108,6 @@ pub struct RowCounts {
     pub invalid: u64,
 }
 
-/// What a source promises the CRM: the plan, every row, and per entity how many rows hold a
-/// valid or an invalid record of it.
-#[derive(Debug, Default)]
-pub struct SourcePlan {
-    pub plan: Plan,
-    pub rows: Vec<PlannedRow>,
-    pub by_entity: BTreeMap<Entity, RowCounts>,
-}
-
 /// "person mail 'x@': is not a valid e-mail address" — a problem said with what it is about.
 pub fn describe_problem(p: &crate::template::Problem) -> String {
     let mut what: Vec<String> = Vec::new();
@@ -239,36 +126,6 @@ pub fn describe_problem(p: &crate::template::Problem) -> String {
         format!("{}{value}", p.message)
     } else {
         format!("{}{value}: {}", what.join(" "), p.message)
-    }
-}
-
-impl SourcePlan {
-    /// Plan mapped rows. Every row is kept (blank ones and those `only` leaves out too, so the
-    /// report accounts for every row of the file); a row's valid records go into the plan even
-    /// when another record of the same row is invalid — a record is held back only when it is
-    /// invalid itself or references an invalid record (the mapper rejects those). `only` keeps
-    /// just those row numbers (`--only-failed`).
-    pub fn from_rows(
-        rows: impl Iterator<Item = Result<MappedRow, SourceError>>,
-        only: Option<&HashSet<u64>>,
-    ) -> Result<SourcePlan, SourceError> {
-        let mut out = SourcePlan::default();
-        for m in rows {
-            let (mut row, records) = PlannedRow::of(m?, only, &mut out.by_entity);
-            for rec in records {
-                let i = out
-                    .plan
-                    .add(row.pos.row, rec.entity, rec.key, rec.fields, rec.refs);
-                row.records.push(i);
-            }
-            out.rows.push(row);
-        }
-        Ok(out)
-    }
-
-    /// Rows with at least one invalid record.
-    pub fn invalid_rows(&self) -> u64 {
-        self.rows.iter().filter(|r| r.invalid.is_some()).count() as u64
     }
 }
 
@@ -303,18 +160,6 @@ pub fn chunk_by_size<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn records_with_the_same_key_are_planned_once() {
-        let mut p = Plan::new();
-        let a = p.add(2, Entity::Client, "Ромашка".into(), Map::new(), vec![]);
-        let b = p.add(3, Entity::Client, "Ромашка".into(), Map::new(), vec![]);
-        p.add(3, Entity::Person, "a@x".into(), Map::new(), vec![]);
-        assert_eq!(a, b);
-        assert_eq!(p.len(), 2);
-        assert_eq!(p.get(a).rows, vec![2, 3]);
-        assert_eq!(p.of(Entity::Person), vec![1]);
-    }
 
     #[test]
     fn chunks_respect_rows_and_bytes() {
