@@ -11,7 +11,7 @@
 //! - [`Dictionaries::apply`] checks each mapped row: a record with an unknown value is invalid
 //!   (the row says file, row, column and value); a step given by its name is sent as its title.
 
-use super::server::{quoted, text_of, ServerFinding, Watch, OWNER_FIELD};
+use super::server::{quoted, render_findings, text_of, ServerFinding, Watch, OWNER_FIELD};
 use super::{FieldRule, Input, MappedRow, Problem, Severity, Template};
 use crate::crm::{CrmClient, CrmError, CrmUser, DictEntry, Entity, RetryPolicy};
 use serde_json::Value;
@@ -37,13 +37,11 @@ pub struct UnknownValues {
 }
 
 fn render_refused(template: &str, target: &str, findings: &[ServerFinding]) -> String {
-    let mut out =
-        format!("the template sends values the CRM ({target}) does not have; nothing was sent:");
-    for f in findings {
-        out.push_str("\n  ");
-        out.push_str(&f.render(template));
-    }
-    out
+    render_findings(
+        &format!("the template sends values the CRM ({target}) does not have; nothing was sent:"),
+        template,
+        findings,
+    )
 }
 
 /// What one value of a checked field becomes.

@@ -59,14 +59,25 @@ pub struct UnknownFields {
 }
 
 fn render_unknown(template: &str, target: &str, findings: &[ServerFinding]) -> String {
-    let mut out = format!(
-        "the template writes fields the CRM ({target}) does not list; it would silently drop their values, so nothing was sent:"
+    let mut out = render_findings(
+        &format!(
+            "the template writes fields the CRM ({target}) does not list; it would silently drop their values, so nothing was sent:"
+        ),
+        template,
+        findings,
     );
+    out.push_str("\n(--allow-unknown-fields sends anyway, without those values)");
+    out
+}
+
+/// A refusal's first line, then each finding on an indented line of its own (the one layout of
+/// [`UnknownFields`] and [`super::dictionaries::UnknownValues`]).
+pub fn render_findings(header: &str, template: &str, findings: &[ServerFinding]) -> String {
+    let mut out = header.to_string();
     for f in findings {
         out.push_str("\n  ");
         out.push_str(&f.render(template));
     }
-    out.push_str("\n(--allow-unknown-fields sends anyway, without those values)");
     out
 }
 
