@@ -311,6 +311,24 @@ impl CrmClient {
             .collect())
     }
 
+    /// One record's `info` answer, by CRM id (the id under [`Entity::info_key`]), with `extra`
+    /// parameters (e.g. client `bankinfo`). A read: retried per `policy`.
+    pub async fn info(
+        &self,
+        entity: Entity,
+        id: i64,
+        extra: &[(&str, Value)],
+        policy: &RetryPolicy,
+    ) -> Result<Value, CrmError> {
+        let mut body = Map::new();
+        body.insert(entity.info_key().into(), Value::from(id));
+        for (k, v) in extra {
+            body.insert((*k).into(), v.clone());
+        }
+        self.call_idempotent(entity, "info", &Value::Object(body), policy)
+            .await
+    }
+
     /// The fields this CRM has enabled for an entity, with their titles.
     pub async fn fields(
         &self,

@@ -78,6 +78,15 @@ impl Entity {
         }
     }
 
+    /// The key `info` takes the record id under: the id field, except task and invoice, whose
+    /// `info` wants `id` (NOTES §6, §12).
+    pub fn info_key(self) -> &'static str {
+        match self {
+            Entity::Task | Entity::Invoice => "id",
+            e => e.id_field(),
+        }
+    }
+
     /// The JSON array key `add.list` reads its rows from; `None` where the server has no batch add.
     /// A wrong key is silently ignored by the server (answer `[]`), so this must be exact.
     pub fn batch_key(self) -> Option<&'static str> {

@@ -119,7 +119,7 @@ impl InvoiceJoin {
             .get_or_try_init(|| async {
                 let v = self
                     .client
-                    .call_idempotent(Entity::Deal, "info", &json!({ "did": did }), &self.policy)
+                    .info(Entity::Deal, did, &[], &self.policy)
                     .await?;
                 // A deal the login cannot see (owner 0, deleted) leaves its columns empty.
                 let Some(d) = v.get("data").filter(|d| d.is_object()) else {
@@ -154,10 +154,10 @@ impl InvoiceJoin {
             .get_or_try_init(|| async {
                 let v = self
                     .client
-                    .call_idempotent(
+                    .info(
                         Entity::Client,
-                        "info",
-                        &json!({"clid": clid, "bankinfo": true}),
+                        clid,
+                        &[("bankinfo", json!(true))],
                         &self.policy,
                     )
                     .await?;

@@ -164,12 +164,7 @@ pub async fn find_invisible(
     for m in &result.missing {
         let Some(id) = m.journal_id else { continue };
         let entity = m.entity;
-        let id_field = match entity {
-            Entity::Task => "id",
-            e => e.id_field(),
-        };
-        let body = serde_json::json!({ id_field: id });
-        let answer = match client.call_idempotent(entity, "info", &body, policy).await {
+        let answer = match client.info(entity, id, &[], policy).await {
             Ok(v) => v,
             Err(crate::crm::CrmError::Api { .. }) => continue,
             Err(e) => return Err(e.into()),
