@@ -184,15 +184,9 @@ impl Store {
     }
 }
 
+/// An entity's table: named after the entity, as [`SCHEMA`] creates it.
 pub fn table(entity: Entity) -> &'static str {
-    match entity {
-        Entity::Client => "client",
-        Entity::Person => "person",
-        Entity::Deal => "deal",
-        Entity::Task => "task",
-        Entity::History => "history",
-        Entity::Invoice => "invoice",
-    }
+    entity.as_str()
 }
 
 #[cfg(test)]
@@ -231,5 +225,19 @@ mod tests {
             cache.get("q", v2).is_none(),
             "entries of other versions are dropped on lookup"
         );
+    }
+
+    #[test]
+    fn every_entity_has_its_table() {
+        let store = Store::open(":memory:").unwrap();
+        for e in Entity::EVERY {
+            let n: i64 = store
+                .lock()
+                .query_row(&format!("SELECT COUNT(*) FROM {}", table(e)), [], |r| {
+                    r.get(0)
+                })
+                .unwrap_or_else(|err| panic!("{e}: {err}"));
+            assert_eq!(n, 0);
+        }
     }
 }
