@@ -107,10 +107,10 @@ pub fn mirror(entity: Entity, fetched: &[FieldInfo]) -> Vec<FieldSpec> {
         (Entity::History, "content") => "des".to_string(),
         _ => name.to_string(),
     };
-    let nested: Vec<String> = social_names();
+    let nested = social();
     let mut out: Vec<FieldSpec> = fetched
         .iter()
-        .filter(|f| entity != Entity::Person || !nested.contains(&f.name))
+        .filter(|f| entity != Entity::Person || nested.get(&f.name).is_none())
         .map(|f| FieldSpec::enabled(entity, &column(&f.name), &f.title))
         .collect();
     for (name, title) in defaults(entity) {
@@ -126,12 +126,10 @@ pub fn mirror(entity: Entity, fetched: &[FieldInfo]) -> Vec<FieldSpec> {
     out
 }
 
-fn social_names() -> Vec<String> {
-    let v: Value = serde_json::from_str(dicts::PERSON_FIELDS).unwrap_or(Value::Null);
-    v["data"]["social"]
-        .as_object()
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default()
+/// Person's `social` group of a fresh install's `fields` answer (its names are not fields).
+fn social() -> Value {
+    let mut v: Value = serde_json::from_str(dicts::PERSON_FIELDS).unwrap_or(Value::Null);
+    v["data"]["social"].take()
 }
 
 /// Store field settings (a later setting of the same field replaces the earlier one).
@@ -218,8 +216,7 @@ impl FieldSet {
             }
         }
         if entity == Entity::Person {
-            let v: Value = serde_json::from_str(dicts::PERSON_FIELDS).unwrap_or(Value::Null);
-            data.insert("social".into(), v["data"]["social"].clone());
+            data.insert("social".into(), social());
         }
         let mut out = Map::new();
         out.insert("data".into(), Value::Object(data));
@@ -403,5 +400,24 @@ mod tests {
         let specs = mirror(Entity::History, &fetched);
         assert!(specs.iter().any(|f| f.name == "des" && f.enabled));
         assert!(!specs.iter().any(|f| f.name == "content"));
+    }
+
+    #[test]
+    fn persons_social_names_are_not_mirrored_and_stay_grouped_in_the_answer() {
+        let fetched = vec![
+            FieldInfo {
+                name: "person".into(),
+                title: "Ф.И.О.".into(),
+            },
+            FieldInfo {
+                name: "skype".into(),
+                title: "Skype".into(),
+            },
+        ];
+        let specs = mirror(Entity::Person, &fetched);
+        assert!(specs.iter().any(|f| f.name == "person" && f.enabled));
+        assert!(!specs.iter().any(|f| f.name == "skype"));
+        let answer = FieldSet::default().answer(Entity::Person);
+        assert_eq!(answer["data"]["social"]["skype"], "Skype");
     }
 }

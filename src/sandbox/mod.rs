@@ -118,7 +118,7 @@ impl Sandbox {
     }
 
     pub fn start_on(config: SandboxConfig, listen: SocketAddr) -> Result<Sandbox, SandboxError> {
-        let store = store::Store::open(&config.db, &config.login)?;
+        let store = store::Store::open(&config.db)?;
         store
             .save_fields(&config.fields)
             .map_err(|source| SandboxError::FieldConfig {

@@ -120,7 +120,7 @@ pub fn data_version(conn: &Connection) -> rusqlite::Result<(u64, i64)> {
 }
 
 impl Store {
-    pub fn open(path: &str, _login: &str) -> Result<Store, SandboxError> {
+    pub fn open(path: &str) -> Result<Store, SandboxError> {
         let err = |source| SandboxError::Db {
             path: path.to_string(),
             source,
@@ -142,8 +142,6 @@ impl Store {
         })
     }
 
-    /// The one connection. A poisoned lock only means a handler panicked mid-request; SQLite's
-    /// transaction was rolled back by then, so the connection is still consistent.
     /// The deal counter of a store opened again: one past the highest deal id.
     pub fn next_deal_number(&self) -> i64 {
         self.lock()
@@ -153,6 +151,8 @@ impl Store {
             .unwrap_or(1)
     }
 
+    /// The one connection. A poisoned lock only means a handler panicked mid-request; SQLite's
+    /// transaction was rolled back by then, so the connection is still consistent.
     pub fn lock(&self) -> MutexGuard<'_, Connection> {
         self.conn
             .lock()
@@ -184,15 +184,9 @@ impl Store {
     }
 }
 
+/// An entity's table: named after the entity, as [`SCHEMA`] creates it.
 pub fn table(entity: Entity) -> &'static str {
-    match entity {
-        Entity::Client => "client",
-        Entity::Person => "person",
-        Entity::Deal => "deal",
-        Entity::Task => "task",
-        Entity::History => "history",
-        Entity::Invoice => "invoice",
-    }
+    entity.as_str()
 }
 
 #[cfg(test)]
@@ -203,7 +197,7 @@ mod tests {
     fn data_version_moves_with_our_writes_and_other_connections_commits() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v.sqlite").to_string_lossy().into_owned();
-        let store = Store::open(&path, "admin").unwrap();
+        let store = Store::open(&path).unwrap();
         let v0 = data_version(&store.lock()).unwrap();
         assert_eq!(
             data_version(&store.lock()).unwrap(),
@@ -231,5 +225,19 @@ mod tests {
             cache.get("q", v2).is_none(),
             "entries of other versions are dropped on lookup"
         );
+    }
+
+    #[test]
+    fn every_entity_has_its_table() {
+        let store = Store::open(":memory:").unwrap();
+        for e in Entity::EVERY {
+            let n: i64 = store
+                .lock()
+                .query_row(&format!("SELECT COUNT(*) FROM {}", table(e)), [], |r| {
+                    r.get(0)
+                })
+                .unwrap_or_else(|err| panic!("{e}: {err}"));
+            assert_eq!(n, 0);
+        }
     }
 }

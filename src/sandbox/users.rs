@@ -7,7 +7,7 @@
 
 use super::SandboxError;
 use rusqlite::Connection;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::str::FromStr;
 
 pub const SCHEMA: &str = "
@@ -99,6 +99,8 @@ pub struct User {
     pub iduser: i64,
     pub login: String,
     pub title: String,
+    /// "U-n" for users after the admin (see [`save`]); none for the admin.
+    pub uid: Option<String>,
 }
 
 /// The users as one request sees them.
@@ -110,13 +112,14 @@ pub struct Users {
 impl Users {
     pub fn load(conn: &Connection) -> rusqlite::Result<Users> {
         let mut st =
-            conn.prepare_cached("SELECT iduser, login, title FROM app_user ORDER BY iduser")?;
+            conn.prepare_cached("SELECT iduser, login, title, uid FROM app_user ORDER BY iduser")?;
         let all = st
             .query_map([], |r| {
                 Ok(User {
                     iduser: r.get(0)?,
                     login: r.get(1)?,
                     title: r.get(2)?,
+                    uid: r.get(3)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -179,25 +182,19 @@ impl Users {
     }
 
     /// An owner's uid as deal/info shows it under `userUID` ("" for none).
-    pub fn uid_of(&self, conn: &Connection, iduser: &Value) -> Value {
-        let Some(u) = self.get(iduser) else {
-            return json!("");
-        };
-        conn.query_row(
-            "SELECT uid FROM app_user WHERE iduser = ?1",
-            [u.iduser],
-            |r| r.get::<_, Option<String>>(0),
+    pub fn uid_of(&self, iduser: &Value) -> Value {
+        Value::String(
+            self.get(iduser)
+                .and_then(|u| u.uid.clone())
+                .unwrap_or_default(),
         )
-        .ok()
-        .flatten()
-        .map(Value::String)
-        .unwrap_or(json!(""))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn user_specs_and_owners() {
@@ -224,5 +221,8 @@ mod tests {
         assert_eq!(users.owner(&Map::new()), 1);
         assert_eq!(users.title_of(&json!(2)), json!("Менеджер Второй"));
         assert_eq!(users.title_of(&json!(0)), json!("Не определен"));
+        assert_eq!(users.uid_of(&json!(2)), json!("U-2"));
+        assert_eq!(users.uid_of(&json!(1)), json!(""), "the admin has no uid");
+        assert_eq!(users.uid_of(&json!(9)), json!(""));
     }
 }

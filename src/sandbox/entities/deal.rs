@@ -172,7 +172,7 @@ fn deal_info(ctx: &mut Ctx) -> R {
         ("mcid", json!(0)),
         ("iduser", r["iduser"].clone()),
         ("user", ctx.user_name(&r["iduser"])),
-        ("userUID", ctx.users.uid_of(ctx.conn, &r["iduser"])),
+        ("userUID", ctx.users.uid_of(&r["iduser"])),
         ("datum_plan", r["datum_plan"].clone()),
         ("step", json!(sid)),
         ("stepID", json!(sid)),

@@ -20,7 +20,7 @@ pub struct Crm {
 impl Crm {
     /// A fresh store whose users are the API user (1) and manager2@test.ru (2).
     pub fn new() -> Crm {
-        let store = Store::open(":memory:", LOGIN).expect("in-memory store");
+        let store = Store::open(":memory:").expect("in-memory store");
         store
             .save_users(
                 LOGIN,
