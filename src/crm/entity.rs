@@ -115,6 +115,15 @@ impl Entity {
             _ => name,
         }
     }
+
+    /// The reverse of [`Entity::api_field`]: the name `fields` lists (and the DB stores) for a
+    /// field the API calls `name`.
+    pub fn listed_field(self, name: &str) -> &str {
+        match (self, name) {
+            (Entity::History, "content") => "des",
+            _ => name,
+        }
+    }
 }
 
 impl fmt::Display for Entity {

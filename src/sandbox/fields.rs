@@ -102,16 +102,12 @@ pub fn defaults(entity: Entity) -> Vec<(String, String)> {
 /// answered, names as [`crate::crm::CrmClient::fields`] gives them): every field it lists is
 /// enabled with its title, every default field it does not list is disabled.
 pub fn mirror(entity: Entity, fetched: &[FieldInfo]) -> Vec<FieldSpec> {
-    // `fields` lists history's text as `des`; the client renames it `content` (Entity::api_field).
-    let column = |name: &str| match (entity, name) {
-        (Entity::History, "content") => "des".to_string(),
-        _ => name.to_string(),
-    };
     let nested = social();
     let mut out: Vec<FieldSpec> = fetched
         .iter()
         .filter(|f| entity != Entity::Person || nested.get(&f.name).is_none())
-        .map(|f| FieldSpec::enabled(entity, &column(&f.name), &f.title))
+        // `fields` lists history's text as `des`; the client renames it `content`.
+        .map(|f| FieldSpec::enabled(entity, entity.listed_field(&f.name), &f.title))
         .collect();
     for (name, title) in defaults(entity) {
         if !out.iter().any(|f| f.name == name) {

@@ -40,18 +40,15 @@ pub enum SandboxError {
     },
     #[error("bad field '{spec}': {reason}")]
     BadFieldSpec { spec: String, reason: String },
-    #[error("cannot store the field settings in '{path}': {source}")]
-    FieldConfig {
+    /// The field or user settings could not be written to the sandbox database.
+    #[error("cannot store the {what} in '{path}': {source}")]
+    Config {
+        what: &'static str,
         path: String,
         source: rusqlite::Error,
     },
     #[error("bad user '{spec}': {reason}")]
     BadUserSpec { spec: String, reason: String },
-    #[error("cannot store the users in '{path}': {source}")]
-    UserConfig {
-        path: String,
-        source: rusqlite::Error,
-    },
     #[error("bad fault spec '{spec}': {reason}")]
     BadFaultSpec { spec: String, reason: String },
     #[error("bad --emulate '{spec}': {reason}")]
@@ -119,18 +116,16 @@ impl Sandbox {
 
     pub fn start_on(config: SandboxConfig, listen: SocketAddr) -> Result<Sandbox, SandboxError> {
         let store = store::Store::open(&config.db)?;
+        let stored = |what: &'static str| {
+            let path = config.db.clone();
+            move |source| SandboxError::Config { what, path, source }
+        };
         store
             .save_fields(&config.fields)
-            .map_err(|source| SandboxError::FieldConfig {
-                path: config.db.clone(),
-                source,
-            })?;
+            .map_err(stored("field settings"))?;
         store
             .save_users(&config.login, &config.users)
-            .map_err(|source| SandboxError::UserConfig {
-                path: config.db.clone(),
-                source,
-            })?;
+            .map_err(stored("users"))?;
         // Bind synchronously so the caller gets bind errors and the real port right away.
         let listener = TcpListener::bind(listen).map_err(|source| SandboxError::Bind {
             addr: listen,
