@@ -130,6 +130,9 @@ pub(crate) fn print_event(event: ImportEvent, show_rows: bool) {
             }
         }
         ImportEvent::InvalidRows(_) => {}
+        ImportEvent::Interrupted => eprintln!(
+            "smbatch: interrupted: finishing requests in flight, then stopping (run again to resume)"
+        ),
         ImportEvent::Stopped(e) => eprintln!("smbatch: error: {e}"),
     }
 }
