@@ -157,7 +157,7 @@ fn print_summary(s: &Summary) {
         println!(
             "{:<9} {:>7} {:>8} {:>8} {:>8} {:>9} {:>8} {:>7} {:>10} {:>9}",
             e.as_str(),
-            c.read,
+            c.read(),
             c.invalid,
             n.records,
             n.created,

@@ -323,7 +323,6 @@ impl ImportJob {
             entities.insert(
                 e,
                 EntitySummary {
-                    read: rc.valid + rc.invalid,
                     valid: rc.valid,
                     invalid: rc.invalid,
                     counts: c,
