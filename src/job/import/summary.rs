@@ -1,6 +1,7 @@
 //! What an import run did, as the terminal summary, `--json` and `reconcile --fix` see it.
 
 use crate::crm::Entity;
+use crate::report::import::Outcome;
 use crate::report::summary::SummaryTable;
 use crate::upload::EntityCounts;
 use serde::Serialize;
@@ -67,9 +68,7 @@ pub struct Summary {
 impl Summary {
     /// Every row is all there (or, in a dry run, would be sent whole).
     pub fn is_clean(&self) -> bool {
-        self.rows_by_outcome
-            .keys()
-            .all(|o| matches!(*o, "created" | "existing" | "blank" | "skipped"))
+        self.rows_by_outcome.keys().all(|o| Outcome::is_success(o))
     }
 
     /// Every row has exactly one outcome and every entity's figures add up; otherwise the run
