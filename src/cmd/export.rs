@@ -127,31 +127,21 @@ impl ExportArgs {
             Some(e) => vec![e],
             None => Entity::ALL.to_vec(),
         };
-        let from = self
-            .from
-            .as_deref()
-            .map(|s| query::parse_date("--from", s))
-            .transpose()?;
-        let to = self
-            .to
-            .as_deref()
-            .map(|s| query::parse_date("--to", s))
-            .transpose()?;
+        let date = |flag, value: &Option<String>| {
+            value
+                .as_deref()
+                .map(|s| query::parse_date(flag, s))
+                .transpose()
+        };
+        let from = date("--from", &self.from)?;
+        let to = date("--to", &self.to)?;
         if let (Some(f), Some(t)) = (from, to) {
             if f > t {
                 return Err(ExportError::Usage(format!("--from {f} is after --to {t}")));
             }
         }
-        let paid_from = self
-            .paid_from
-            .as_deref()
-            .map(|s| query::parse_date("--paid-from", s))
-            .transpose()?;
-        let paid_to = self
-            .paid_to
-            .as_deref()
-            .map(|s| query::parse_date("--paid-to", s))
-            .transpose()?;
+        let paid_from = date("--paid-from", &self.paid_from)?;
+        let paid_to = date("--paid-to", &self.paid_to)?;
         let invoice_only = [
             ("--paid-from", paid_from.is_some()),
             ("--paid-to", paid_to.is_some()),

@@ -130,6 +130,9 @@ pub(crate) fn print_event(event: ImportEvent, show_rows: bool) {
             }
         }
         ImportEvent::InvalidRows(_) => {}
+        ImportEvent::Interrupted => eprintln!(
+            "smbatch: interrupted: finishing requests in flight, then stopping (run again to resume)"
+        ),
         ImportEvent::Stopped(e) => eprintln!("smbatch: error: {e}"),
     }
 }
@@ -154,7 +157,7 @@ fn print_summary(s: &Summary) {
         println!(
             "{:<9} {:>7} {:>8} {:>8} {:>8} {:>9} {:>8} {:>7} {:>10} {:>9}",
             e.as_str(),
-            c.read,
+            c.read(),
             c.invalid,
             n.records,
             n.created,

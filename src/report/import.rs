@@ -52,17 +52,10 @@ impl Outcome {
         }
     }
 
-    /// Nothing more to do for this row: `--only-failed` leaves these rows out.
+    /// Nothing more to do for this row: `--only-failed` leaves these rows out, and a run whose
+    /// rows all have one of these outcomes exits 0.
     pub fn is_success(s: &str) -> bool {
         matches!(s, "created" | "existing" | "blank" | "skipped")
-    }
-
-    /// The row is all there: the run's exit code stays 0 for these.
-    pub fn is_clean(self) -> bool {
-        matches!(
-            self,
-            Outcome::Created | Outcome::Existing | Outcome::Blank | Outcome::Skipped
-        )
     }
 }
 

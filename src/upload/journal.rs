@@ -326,21 +326,6 @@ impl Journal {
 }
 
 impl Journal {
-    /// Every source row's outcome at the end of a run (the import report's `outcome` column),
-    /// replacing the previous run's: what `import --only-failed` picks its rows from.
-    pub fn record_row_outcomes(&mut self, rows: &[(u64, &str)]) -> Result<(), UploadError> {
-        self.write(|tx| {
-            tx.execute("DELETE FROM row_outcomes", [])?;
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR REPLACE INTO row_outcomes (row, outcome) VALUES (?1, ?2)",
-            )?;
-            for (row, outcome) in rows {
-                stmt.execute(params![*row as i64, outcome])?;
-            }
-            Ok(())
-        })
-    }
-
     /// The rows the last run left to do: their outcome is not created, existing, blank or
     /// skipped. `None` when no run recorded its row outcomes here.
     pub fn rows_to_retry(&self) -> Result<Option<HashSet<u64>>, UploadError> {
@@ -387,30 +372,41 @@ mod tests {
         }
     }
 
+    /// A run's row outcomes, written as the import job writes them: page by page in one
+    /// transaction.
+    fn record_row_outcomes(j: &Journal, rows: &[(u64, &str)]) {
+        j.begin_row_outcomes().unwrap();
+        for page in rows.chunks(2) {
+            j.add_row_outcomes(page).unwrap();
+        }
+        j.end_row_outcomes().unwrap();
+    }
+
     #[test]
     fn rows_to_retry_are_the_last_runs_rows_not_done() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.sqlite");
-        let mut j = Journal::open(&path).unwrap();
+        let j = Journal::open(&path).unwrap();
         // No run finished here yet: nothing to pick from (not "no rows failed").
         assert_eq!(j.rows_to_retry().unwrap(), None);
-        j.record_row_outcomes(&[
-            (2, "created"),
-            (3, "failed"),
-            (4, "invalid"),
-            (5, "existing"),
-            (6, "blank"),
-            (7, "not_sent"),
-        ])
-        .unwrap();
+        record_row_outcomes(
+            &j,
+            &[
+                (2, "created"),
+                (3, "failed"),
+                (4, "invalid"),
+                (5, "existing"),
+                (6, "blank"),
+                (7, "not_sent"),
+            ],
+        );
         let want: HashSet<u64> = [3, 4, 7].into_iter().collect();
         assert_eq!(
             Journal::open(&path).unwrap().rows_to_retry().unwrap(),
             Some(want)
         );
         // The next run's outcomes replace these: rows it skipped count as done.
-        j.record_row_outcomes(&[(2, "skipped"), (3, "created"), (4, "partial")])
-            .unwrap();
+        record_row_outcomes(&j, &[(2, "skipped"), (3, "created"), (4, "partial")]);
         let want: HashSet<u64> = [4].into_iter().collect();
         assert_eq!(j.rows_to_retry().unwrap(), Some(want));
     }

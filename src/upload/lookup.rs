@@ -7,7 +7,7 @@ use crate::values::{norm_text, value_id, value_text, CrmDateTime};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
 
-/// How many list pages one lookup group may read before giving up (200 rows a page).
+/// How many list pages one lookup group may read before giving up (a page: [`Entity::list_page_size`]).
 const MAX_PAGES: u64 = 100;
 
 /// One record to find: its payload as it was sent (references already resolved).
@@ -156,7 +156,7 @@ async fn find_persons(
                     break 'pages;
                 }
             }
-            if p.rows.len() < 200 {
+            if p.rows.len() < Entity::Person.list_page_size() {
                 break;
             }
         }
@@ -213,7 +213,7 @@ async fn find_history(
                 .await?;
             let n = p.rows.len();
             rows.extend(p.rows);
-            if n < 200 {
+            if n < Entity::History.list_page_size() {
                 break;
             }
         }

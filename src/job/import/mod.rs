@@ -79,6 +79,8 @@ pub enum ImportEvent<'a> {
     /// The invalid rows, before the upload starts (at most `show_invalid` and a line
     /// saying how many more).
     InvalidRows(&'a [String]),
+    /// Ctrl-C: no new chunks are sent; the requests in flight finish and are journaled.
+    Interrupted,
     /// The run stopped early for this reason; the report and summary still follow.
     Stopped(&'a Error),
 }
@@ -168,7 +170,7 @@ impl ImportJob {
         })?;
 
         let stop = Arc::new(AtomicBool::new(false));
-        let interrupted = Arc::new(AtomicBool::new(false));
+        let mut interrupted = false;
         let runtime = super::runtime(Some(2))?;
 
         // Before the first write: is the CRM there, does it take our key, does it know every
@@ -226,16 +228,18 @@ impl ImportJob {
                 )));
                 runtime
                     .block_on(async {
-                        let (stop2, int2) = (stop.clone(), interrupted.clone());
+                        let upload = uploader.run();
+                        tokio::pin!(upload);
                         // Ctrl-C: no new chunks; requests in flight finish and are journaled.
-                        tokio::spawn(async move {
-                            if tokio::signal::ctrl_c().await.is_ok() {
-                                int2.store(true, Ordering::SeqCst);
-                                stop2.store(true, Ordering::SeqCst);
-                                eprintln!("smbatch: interrupted: finishing requests in flight, then stopping (run again to resume)");
+                        tokio::select! {
+                            r = &mut upload => r,
+                            Ok(()) = tokio::signal::ctrl_c() => {
+                                interrupted = true;
+                                stop.store(true, Ordering::SeqCst);
+                                on(ImportEvent::Interrupted);
+                                upload.await
                             }
-                        });
-                        uploader.run().await
+                        }
                     })
                     .map_err(Error::from)
             }
@@ -254,7 +258,7 @@ impl ImportJob {
             RunInfo {
                 target: conn.url.clone(),
                 journal: Some(&journal_path),
-                interrupted: interrupted.load(Ordering::SeqCst),
+                interrupted,
                 stopped: result.as_ref().err().map(|e| e.to_string()),
                 dry_run: false,
                 started,
@@ -319,7 +323,6 @@ impl ImportJob {
             entities.insert(
                 e,
                 EntitySummary {
-                    read: rc.valid + rc.invalid,
                     valid: rc.valid,
                     invalid: rc.invalid,
                     counts: c,

@@ -1,6 +1,7 @@
 //! What an import run did, as the terminal summary, `--json` and `reconcile --fix` see it.
 
 use crate::crm::Entity;
+use crate::report::import::Outcome;
 use crate::report::summary::SummaryTable;
 use crate::upload::EntityCounts;
 use serde::Serialize;
@@ -10,13 +11,39 @@ use std::collections::BTreeMap;
 /// `invalid` (rows holding a record of this entity — the figures `validate` prints). Records
 /// (distinct keys of the valid rows): `records` = created + existing + earlier + failed +
 /// unresolved + not_sent.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default)]
 pub struct EntitySummary {
-    pub read: u64,
     pub valid: u64,
     pub invalid: u64,
-    #[serde(flatten)]
     pub counts: EntityCounts,
+}
+
+impl EntitySummary {
+    /// Rows holding a record of this entity: valid and invalid ones.
+    pub fn read(&self) -> u64 {
+        self.valid + self.invalid
+    }
+}
+
+/// `--json` shows `read` too, though it is derived.
+impl Serialize for EntitySummary {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Shown<'a> {
+            read: u64,
+            valid: u64,
+            invalid: u64,
+            #[serde(flatten)]
+            counts: &'a EntityCounts,
+        }
+        Shown {
+            read: self.read(),
+            valid: self.valid,
+            invalid: self.invalid,
+            counts: &self.counts,
+        }
+        .serialize(s)
+    }
 }
 
 /// A whole run, as the terminal summary and `--json` show it.
@@ -41,9 +68,7 @@ pub struct Summary {
 impl Summary {
     /// Every row is all there (or, in a dry run, would be sent whole).
     pub fn is_clean(&self) -> bool {
-        self.rows_by_outcome
-            .keys()
-            .all(|o| matches!(*o, "created" | "existing" | "blank" | "skipped"))
+        self.rows_by_outcome.keys().all(|o| Outcome::is_success(o))
     }
 
     /// Every row has exactly one outcome and every entity's figures add up; otherwise the run
@@ -57,7 +82,7 @@ impl Summary {
             )));
         }
         for (e, c) in &self.entities {
-            if c.read != c.valid + c.invalid || !c.counts.adds_up() {
+            if !c.counts.adds_up() {
                 return Err(crate::Error::Internal(format!(
                     "the {e} figures do not add up: {c:?}"
                 )));
@@ -92,7 +117,7 @@ pub fn summary_table(entities: &BTreeMap<Entity, EntitySummary>) -> SummaryTable
                 (
                     e.to_string(),
                     vec![
-                        s.read,
+                        s.read(),
                         s.invalid,
                         c.records,
                         c.created,
