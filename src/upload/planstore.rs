@@ -482,15 +482,20 @@ impl Journal {
     }
 
     pub fn add_row_outcomes(&self, rows: &[(u64, &str)]) -> Result<(), UploadError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("INSERT OR REPLACE INTO row_outcomes (row, outcome) VALUES (?1, ?2)")
-            .map_err(|e| self.err(e))?;
-        for (row, outcome) in rows {
-            stmt.execute(params![*row as i64, outcome])
-                .map_err(|e| self.err(e))?;
-        }
-        Ok(())
+        let write = || -> rusqlite::Result<()> {
+            let mut stmt = self.conn.prepare_cached(
+                "INSERT OR REPLACE INTO row_outcomes (row, outcome) VALUES (?1, ?2)",
+            )?;
+            for (row, outcome) in rows {
+                stmt.execute(params![*row as i64, outcome])?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| {
+            // Leave no transaction open behind a failure: the previous outcomes stay as they were.
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.err(e)
+        })
     }
 
     pub fn end_row_outcomes(&self) -> Result<(), UploadError> {
