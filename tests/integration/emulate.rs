@@ -1,7 +1,8 @@
 //! `sandbox --emulate`: the sandbox answering as slowly as a real server, in the shape of the
 //! recorded curve (more requests in flight help up to the server's peak).
 
-use crate::import::{import, p, text};
+use crate::common::say;
+use crate::import::{import, p};
 use assert_cmd::cargo::CommandCargoExt;
 use smbatch::crm::Entity;
 use smbatch::sandbox::{EmulateConfig, Sandbox, SandboxConfig};
@@ -53,7 +54,7 @@ fn import_seconds(dir: &std::path::Path, rows: usize, concurrency: &str) -> f64 
         ],
     );
     let secs = started.elapsed().as_secs_f64();
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", say(&out));
     assert_eq!(sb.count(Entity::Person), rows as u64);
     secs
 }
