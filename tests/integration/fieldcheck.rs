@@ -35,7 +35,14 @@ fn input(dir: &Path) -> PathBuf {
 
 fn import(sb: &Sandbox, dir: &Path, tpl: &Path, more: &[&str]) -> Output {
     let (input, report) = (input(dir), dir.join("report.xlsx"));
-    let args = ["import", p(&input), "--template", p(tpl), "--report", p(&report)];
+    let args = [
+        "import",
+        p(&input),
+        "--template",
+        p(tpl),
+        "--report",
+        p(&report),
+    ];
     against(sb, &[&args[..], more].concat()).output().unwrap()
 }
 
