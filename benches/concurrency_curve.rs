@@ -16,33 +16,15 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-const TEMPLATE: &str = r#"
-[source]
-encoding = "utf-8"
-delimiter = ";"
-
-[[entity]]
-type = "person"
-key = "{mail}"
-[entity.fields]
-person = { column = "name", required = true }
-ptitle = { column = "title" }
-tel    = { column = "tel" }
-mail   = { column = "mail" }
-"#;
+mod common;
+use common::{write_persons, PERSONS_TEMPLATE};
 
 /// Rows/s of one import into a fresh emulated server.
 fn run(dir: &Path, preset: &str, concurrency: Option<usize>, rows: usize) -> f64 {
     let db = dir.join(format!("{preset}-{concurrency:?}.sqlite"));
     let input = dir.join(format!("persons-{rows}.csv"));
     if !input.exists() {
-        let mut csv = String::from("name;title;tel;mail\n");
-        for i in 0..rows {
-            csv.push_str(&format!(
-                "Сотрудник {i:06} Петрович;Менеджер по закупкам;+7 (342) 2{i:06};p{i}@example.com\n"
-            ));
-        }
-        std::fs::write(&input, csv).unwrap();
+        write_persons(&input, rows);
     }
     let sb = Sandbox::start(SandboxConfig {
         db: db.display().to_string(),
@@ -88,7 +70,7 @@ fn main() {
     let presets =
         std::env::var("PRESETS").unwrap_or_else(|_| smbatch::sandbox::emulate::PRESETS.join(","));
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("persons.toml"), TEMPLATE).unwrap();
+    std::fs::write(dir.path().join("persons.toml"), PERSONS_TEMPLATE).unwrap();
     println!("concurrency_curve: persons in chunks of 100, a fresh emulated server per run");
     for preset in presets.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let rows = rows.unwrap_or(match preset {

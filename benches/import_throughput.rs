@@ -11,34 +11,8 @@ use smbatch::sandbox::{Sandbox, SandboxConfig};
 use std::process::Command;
 use std::time::Instant;
 
-const TEMPLATE: &str = r#"
-[source]
-encoding = "utf-8"
-delimiter = ";"
-
-[[entity]]
-type = "person"
-key = "{mail}"
-[entity.fields]
-person = { column = "name", required = true }
-ptitle = { column = "title" }
-tel    = { column = "tel" }
-mail   = { column = "mail" }
-"#;
-
-/// Wait for a child and return (exit code, its own rusage): wait4 reports the one child's.
-fn wait_with_usage(child: std::process::Child) -> (i32, libc::rusage) {
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: plain syscall on a pid we spawned and have not waited for; both out-params are ours.
-    unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    (code, usage)
-}
+mod common;
+use common::{peak_mb, wait_with_usage, write_persons, PERSONS_TEMPLATE};
 
 fn main() {
     let Some(rows) = std::env::var("ROWS").ok().and_then(|s| s.parse().ok()) else {
@@ -60,22 +34,11 @@ fn main() {
 }
 
 fn bench(rows: usize) {
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("persons.csv");
-    let mut csv = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
-    csv.write_all("name;title;tel;mail\n".as_bytes()).unwrap();
-    for i in 0..rows {
-        writeln!(
-            csv,
-            "Сотрудник {i:06} Петрович;Менеджер по закупкам;+7 (342) 2{i:06};p{i}@example.com"
-        )
-        .unwrap();
-    }
-    csv.flush().unwrap();
-    drop(csv);
+    write_persons(&input, rows);
     let template = dir.path().join("persons.toml");
-    std::fs::write(&template, TEMPLATE).unwrap();
+    std::fs::write(&template, PERSONS_TEMPLATE).unwrap();
     let db = dir.path().join("sandbox.sqlite");
     let sb = Sandbox::start(SandboxConfig {
         db: db.display().to_string(),
@@ -119,10 +82,7 @@ fn bench(rows: usize) {
         sys,
         (user + sys) / rows as f64 * 10_000.0
     );
-    println!(
-        "  client peak RSS {:.1} MB",
-        usage.ru_maxrss as f64 / 1024.0
-    );
+    println!("  client peak RSS {:.1} MB", peak_mb(&usage));
     let journal = dir.path().join("report.journal.sqlite");
     if let Ok(m) = std::fs::metadata(&journal) {
         println!(

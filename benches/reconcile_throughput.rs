@@ -16,6 +16,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
+mod common;
+use common::{peak_mb, wait_with_usage, write_persons, PERSONS_TEMPLATE};
+
 fn vm_hwm_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -24,21 +27,6 @@ fn vm_hwm_mb() -> f64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// Wait for a child and return (exit code, its own peak RSS in MB): wait4 reports the one
-/// child's rusage, where RUSAGE_CHILDREN would mix the import's peak into the reconcile's.
-fn wait_with_rss(child: std::process::Child) -> (i32, f64) {
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: plain syscall on a pid we spawned and have not waited for; both out-params are ours.
-    unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    (code, usage.ru_maxrss as f64 / 1024.0)
 }
 
 fn person(i: usize) -> Map<String, Value> {
@@ -122,24 +110,10 @@ fn matching(rows: usize) {
 fn end_to_end(rows: usize) {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("persons.csv");
-    let mut csv = String::from("name;title;tel;mail\n");
-    for i in 0..rows {
-        let p = person(i);
-        csv.push_str(&format!(
-            "{};{};{};{}\n",
-            p["person"].as_str().unwrap_or_default(),
-            p["ptitle"].as_str().unwrap_or_default(),
-            p["tel"].as_str().unwrap_or_default(),
-            p["mail"].as_str().unwrap_or_default()
-        ));
-    }
-    std::fs::write(&input, csv).unwrap();
+    // person(i) as CSV rows.
+    write_persons(&input, rows);
     let template = dir.path().join("persons.toml");
-    std::fs::write(
-        &template,
-        "[source]\nencoding = \"utf-8\"\ndelimiter = \";\"\n\n[[entity]]\ntype = \"person\"\nkey = \"{mail}\"\n[entity.fields]\nperson = { column = \"name\", required = true }\nptitle = { column = \"title\" }\ntel = { column = \"tel\" }\nmail = { column = \"mail\" }\n",
-    )
-    .unwrap();
+    std::fs::write(&template, PERSONS_TEMPLATE).unwrap();
     let sb = Sandbox::start(SandboxConfig {
         db: dir.path().join("sandbox.sqlite").display().to_string(),
         ..SandboxConfig::default()
@@ -163,7 +137,8 @@ fn end_to_end(rows: usize) {
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let (code, rss) = wait_with_rss(child);
+        let (code, usage) = wait_with_usage(child);
+        let rss = peak_mb(&usage);
         assert!((0..2).contains(&code), "exit code {code}");
         (started.elapsed().as_secs_f64(), rss)
     };

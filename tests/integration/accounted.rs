@@ -2,16 +2,13 @@
 //! the same per-entity figures for the same file and template; every row has exactly one outcome
 //! and every summary adds up.
 
+use crate::common::root;
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 use smbatch::crm::Entity;
 use smbatch::sandbox::{Sandbox, SandboxConfig};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn run(sub: &str, file: &Path, args: &[&str], sb: Option<&Sandbox>) -> Output {
     let mut c = Command::cargo_bin("smbatch").unwrap();

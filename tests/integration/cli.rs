@@ -2,13 +2,10 @@
 //! `-q`, `--json`), output extensions refused up front, completions, man pages and the examples
 //! at the end of each `--help`.
 
+use crate::common::root;
 use assert_cmd::Command;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn sample() -> String {
     root()

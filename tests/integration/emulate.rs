@@ -1,37 +1,21 @@
 //! `sandbox --emulate`: the sandbox answering as slowly as a real server, in the shape of the
 //! recorded curve (more requests in flight help up to the server's peak).
 
-use crate::import::{import, p, text};
+use crate::common::{say, write_persons, PERSONS_TEMPLATE};
+use crate::import::{import, p};
 use assert_cmd::cargo::CommandCargoExt;
 use smbatch::crm::Entity;
 use smbatch::sandbox::{EmulateConfig, Sandbox, SandboxConfig};
 use std::process::Command;
 use std::time::Instant;
 
-const TEMPLATE: &str = r#"
-[source]
-encoding = "utf-8"
-delimiter = ";"
-
-[[entity]]
-type = "person"
-key = "{mail}"
-[entity.fields]
-person = { column = "name", required = true }
-mail   = { column = "mail" }
-"#;
-
 /// Seconds an import of `rows` persons at `concurrency` takes against a fresh emulated
 /// real-2core server; checks that every row arrived.
 fn import_seconds(dir: &std::path::Path, rows: usize, concurrency: &str) -> f64 {
-    let mut csv = String::from("name;mail\n");
-    for i in 0..rows {
-        csv.push_str(&format!("Сотрудник {i:04} Петрович;p{i}@example.com\n"));
-    }
     let input = dir.join(format!("persons-{concurrency}.csv"));
-    std::fs::write(&input, csv).unwrap();
+    write_persons(&input, rows);
     let template = dir.join("persons.toml");
-    std::fs::write(&template, TEMPLATE).unwrap();
+    std::fs::write(&template, PERSONS_TEMPLATE).unwrap();
     let sb = Sandbox::start(SandboxConfig {
         emulate: Some("real-2core".parse::<EmulateConfig>().unwrap()),
         ..SandboxConfig::default()
@@ -53,7 +37,7 @@ fn import_seconds(dir: &std::path::Path, rows: usize, concurrency: &str) -> f64 
         ],
     );
     let secs = started.elapsed().as_secs_f64();
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", say(&out));
     assert_eq!(sb.count(Entity::Person), rows as u64);
     secs
 }

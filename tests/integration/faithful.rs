@@ -2,8 +2,9 @@
 //! an object, a record the server always dies on is found and failed (not retried forever and
 //! not called a lost answer), and deal numbers stay unique whatever the concurrency.
 
+use crate::common::{root, say};
 use crate::fixtures::{call, start};
-use crate::import::{import, p, root, text};
+use crate::import::{import, p};
 use serde_json::json;
 use smbatch::crm::Entity;
 use std::collections::HashSet;
@@ -34,7 +35,7 @@ async fn the_shipped_migration_creates_clients_with_requisites_as_objects() {
         ],
     );
     // Exit 1: the sample has invalid rows on purpose; every valid record arrives.
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", say(&out));
     assert_eq!(
         (
             sb.count(Entity::Client),
@@ -43,7 +44,7 @@ async fn the_shipped_migration_creates_clients_with_requisites_as_objects() {
         ),
         (6, 27, 18),
         "{}",
-        text(&out)
+        say(&out)
     );
     let c = reqwest::Client::new();
     let base = sb.url();
@@ -117,7 +118,7 @@ fn a_template_with_a_plain_recv_is_refused_before_anything_is_sent() {
             "--quiet",
         ],
     );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", say(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("flat.toml:7: client field 'recv' is an object on the server (requisites); write recv.castInn = ..., recv.castKpp = ..."),
@@ -129,11 +130,11 @@ fn a_template_with_a_plain_recv_is_refused_before_anything_is_sent() {
         .args(["validate", p(&input), "--template", p(&template)])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", say(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("flat.toml:7: client field 'recv'"),
         "{}",
-        text(&out)
+        say(&out)
     );
 }
 
@@ -176,15 +177,15 @@ fn a_record_the_server_always_dies_on_fails_alone_and_the_rest_arrive_once() {
             "1",
         ],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", say(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         !stdout.contains("run the same command again"),
         "a re-run cannot help a record the server dies on: {}",
-        text(&out)
+        say(&out)
     );
     // 29 created exactly once, the poisonous one not at all.
-    assert_eq!(sb.count(Entity::Client), 29, "{}", text(&out));
+    assert_eq!(sb.count(Entity::Client), 29, "{}", say(&out));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let list = rt.block_on(call(
         &reqwest::Client::new(),
@@ -240,7 +241,7 @@ fn deals_imported_concurrently_keep_distinct_numbers() {
             "--quiet",
         ],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let numbers = rt.block_on(crate::sandbox::deal_numbers(
         &reqwest::Client::new(),

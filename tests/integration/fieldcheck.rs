@@ -1,6 +1,8 @@
 //! The template is checked against the CRM's field list before the first write, and the
 //! sandbox's field set is configurable (`--field`, stored in its database).
 
+use crate::common::{against, root, say};
+use crate::import::p;
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::{json, Map, Value};
 use smbatch::crm::{CrmClient, Entity, RetryPolicy};
@@ -10,18 +12,6 @@ use smbatch::template::Template;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn say(o: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// A person template whose 5th line sends the e-mail column to `mail_field`, plus `extra`.
 fn template(dir: &Path, mail_field: &str, extra: &str) -> PathBuf {
@@ -44,25 +34,16 @@ fn input(dir: &Path) -> PathBuf {
 }
 
 fn import(sb: &Sandbox, dir: &Path, tpl: &Path, more: &[&str]) -> Output {
-    Command::cargo_bin("smbatch")
-        .unwrap()
-        .arg("import")
-        .arg(input(dir))
-        .arg("--template")
-        .arg(tpl)
-        .arg("--report")
-        .arg(dir.join("report.xlsx"))
-        .args(more)
-        .arg("--url")
-        .arg(sb.url())
-        .arg("--login")
-        .arg(sb.connection().login)
-        .env("SMBATCH_APIKEY", sb.connection().apikey.expose())
-        .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
-        .env_remove("SMBATCH_PROFILE")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    let (input, report) = (input(dir), dir.join("report.xlsx"));
+    let args = [
+        "import",
+        p(&input),
+        "--template",
+        p(tpl),
+        "--report",
+        p(&report),
+    ];
+    against(sb, &[&args[..], more].concat()).output().unwrap()
 }
 
 /// Every person as `person/list` answers it (all fields it lists by default).

@@ -1,6 +1,7 @@
 //! `smbatch import` against the in-process sandbox: the sample, exactly-once under faults,
 //! SIGKILL and resume, 401, re-runs and --only-failed. The CLI runs as a child process.
 
+use crate::common::{against, root, say};
 use assert_cmd::cargo::CommandCargoExt;
 use smbatch::config::Connection;
 use smbatch::crm::{CrmClient, Entity, RetryPolicy};
@@ -10,26 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn sandbox() -> Sandbox {
     Sandbox::start(SandboxConfig::default()).expect("sandbox starts")
 }
 
 fn cmd(sb: &Sandbox, key: &str, args: &[&str]) -> Command {
-    let mut c = Command::cargo_bin("smbatch").unwrap();
-    c.arg("import")
-        .args(args)
-        .arg("--url")
-        .arg(sb.url())
-        .arg("--login")
-        .arg(sb.connection().login)
-        .env("SMBATCH_APIKEY", key)
-        .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
-        .env_remove("SMBATCH_PROFILE")
-        .stdin(Stdio::null());
+    let mut c = against(sb, &[&["import"], args].concat());
+    c.env("SMBATCH_APIKEY", key);
     c
 }
 
@@ -37,14 +25,6 @@ pub fn import(sb: &Sandbox, args: &[&str]) -> Output {
     cmd(sb, sb.connection().apikey.expose(), args)
         .output()
         .unwrap()
-}
-
-pub fn text(o: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 pub fn p(path: &Path) -> &str {
@@ -165,8 +145,8 @@ fn sample_imports_valid_rows_reports_invalid_ones_and_reruns_create_nothing() {
         "--quiet",
     ];
     let out = import(&sb, &args);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("invalid"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", say(&out));
+    assert!(say(&out).contains("invalid"), "{}", say(&out));
     let counts = |sb: &Sandbox| {
         (
             sb.count(Entity::Client),
@@ -177,7 +157,7 @@ fn sample_imports_valid_rows_reports_invalid_ones_and_reruns_create_nothing() {
     let first = counts(&sb);
     // A record is held back only for its own reasons: the contacts of rows 15 and 23 are sent
     // although their activity's date is bad (27 valid persons, as `validate` says).
-    assert_eq!(first, (6, 27, 18), "{}", text(&out));
+    assert_eq!(first, (6, 27, 18), "{}", say(&out));
     assert!(dir.path().join("out/report.journal.sqlite").exists());
     let lines = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = lines.lines().collect();
@@ -233,7 +213,7 @@ fn sample_imports_valid_rows_reports_invalid_ones_and_reruns_create_nothing() {
     let mut again: Vec<&str> = args.to_vec();
     again.push("--json");
     let out = import(&sb, &again);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", say(&out));
     assert_eq!(counts(&sb), first);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["entities"]["person"]["created"], 0, "{summary}");
@@ -258,7 +238,7 @@ fn sample_imports_valid_rows_reports_invalid_ones_and_reruns_create_nothing() {
             "--json",
         ],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", say(&out));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["rows"], 30, "{summary}");
     assert_eq!(summary["rows_by_outcome"]["skipped"], 25, "{summary}");
@@ -280,7 +260,7 @@ fn sample_imports_valid_rows_reports_invalid_ones_and_reruns_create_nothing() {
         ];
         a.extend(only);
         let out = import(&sb, &a);
-        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert_eq!(out.status.code(), Some(1), "{}", say(&out));
         let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(summary["rows_by_outcome"]["skipped"], 25, "{summary}");
         assert_eq!(summary["rows_by_outcome"]["partial"], 5, "{summary}");
@@ -299,7 +279,7 @@ fn sample_imports_valid_rows_reports_invalid_ones_and_reruns_create_nothing() {
             p(&missing),
         ],
     );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", say(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("--only-failed: there is no journal at") && err.contains("нет.journal.sqlite"),
@@ -327,7 +307,7 @@ fn wrong_key_stops_at_once_with_exit_2_and_sends_nothing() {
     )
     .output()
     .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", say(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     // The reason comes first, before any row list, summary or report path.
     assert!(err.starts_with("smbatch: error:"), "{err}");
@@ -381,7 +361,7 @@ fn server_down_stops_within_the_retry_budget_and_says_why_first() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", say(&out));
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "bounded by --retry-for"
@@ -432,7 +412,7 @@ fn server_answering_only_5xx_stops_within_the_retry_budget() {
             "2",
         ],
     );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", say(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.starts_with("smbatch: error: the CRM did not answer"),
@@ -472,7 +452,7 @@ fn ten_thousand_persons_and_history_arrive_exactly_once_under_faults() {
     if out.status.code() != Some(0) {
         // Records whose retries ran out stay ambiguous in the journal; the documented remedy is
         // to run again, which must settle them without duplicates.
-        eprintln!("first run did not finish cleanly:\n{}", text(&out));
+        eprintln!("first run did not finish cleanly:\n{}", say(&out));
         let again = import(
             &sb,
             &[
@@ -484,7 +464,7 @@ fn ten_thousand_persons_and_history_arrive_exactly_once_under_faults() {
                 "--json",
             ],
         );
-        assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+        assert_eq!(again.status.code(), Some(0), "{}", say(&again));
         summary = serde_json::from_slice(&again.stdout).unwrap();
     }
     assert!(
@@ -546,11 +526,11 @@ fn killed_runs_resume_to_exactly_the_input() {
         "at least one kill should land mid-run: {progress:?}"
     );
     let out = import(&sb, &args);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_exactly_once(&sb, n);
     // And one more run creates nothing.
     let out = import(&sb, &args);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_exactly_once(&sb, n);
 }
 
@@ -577,11 +557,11 @@ fn resume_on_other_input_is_refused() {
     let mut resume = args.to_vec();
     resume.push("--resume");
     let out = import(&sb, &resume);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", say(&out));
     assert!(
-        text(&out).contains("cannot be used for this run"),
+        say(&out).contains("cannot be used for this run"),
         "{}",
-        text(&out)
+        say(&out)
     );
 }
 
@@ -633,7 +613,7 @@ fn csv_and_xlsx_of_the_same_data_give_the_same_activities_and_keys() {
                 "-q",
             ],
         );
-        assert_eq!(out.status.code(), Some(1), "{file}: {}", text(&out));
+        assert_eq!(out.status.code(), Some(1), "{file}: {}", say(&out));
         let mut keys: Vec<(Entity, String)> = smbatch::upload::Journal::open(&journal)
             .unwrap()
             .load()

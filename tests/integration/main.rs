@@ -4,6 +4,7 @@
 mod accounted;
 mod accounting;
 mod cli;
+mod common;
 mod emulate;
 mod export;
 mod faithful;

@@ -4,6 +4,7 @@
 //! title. The sandbox has users like the recorded server. Deal sums are sent the one way the
 //! server reads them right.
 
+use crate::common::{against, root, say};
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::{json, Map, Value};
 use smbatch::crm::{CrmClient, Entity, RetryPolicy};
@@ -14,18 +15,6 @@ use std::process::{Command, Output, Stdio};
 
 const MANAGER: &str = "manager2@firm.ru";
 const FIRED: &str = "fired@firm.ru";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn say(o: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// A sandbox with the API user (id 1), an active manager (id 2) and one who left (id 3).
 fn start() -> Sandbox {
@@ -46,21 +35,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 fn smbatch(sb: &Sandbox, dir: &Path, args: &[&str]) -> Output {
-    let conn = sb.connection();
-    Command::cargo_bin("smbatch")
-        .unwrap()
-        .current_dir(dir)
-        .args(args)
-        .arg("--url")
-        .arg(sb.url())
-        .arg("--login")
-        .arg(&conn.login)
-        .env("SMBATCH_APIKEY", conn.apikey.expose())
-        .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
-        .env_remove("SMBATCH_PROFILE")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    against(sb, args).current_dir(dir).output().unwrap()
 }
 
 /// The report (and so the journal) is named after the template: another template, another run.

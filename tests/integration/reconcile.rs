@@ -2,41 +2,21 @@
 //! through the API (delete, edit, duplicate); reconcile must list exactly that, and `--fix` must
 //! restore the missing records only.
 
-use assert_cmd::cargo::CommandCargoExt;
+use crate::common::{against, root, say};
 use calamine::{open_workbook, Data, Reader, Xlsx};
 use serde_json::{json, Map, Value};
 use smbatch::crm::{CrmClient, Entity, RetryPolicy};
 use smbatch::sandbox::{Sandbox, SandboxConfig};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use std::path::Path;
+use std::process::Output;
 
 fn smbatch(sb: &Sandbox, sub: &str, args: &[&str]) -> Output {
-    let mut c = Command::cargo_bin("smbatch").unwrap();
-    c.arg(sub)
-        .arg(root().join("samples/migration-cp1251.csv"))
-        .arg("--template")
-        .arg(root().join("templates/migration-flat.toml"))
-        .args(args)
-        .arg("--url")
-        .arg(sb.url())
-        .arg("--login")
-        .arg(sb.connection().login)
-        .env("SMBATCH_APIKEY", sb.connection().apikey.expose())
-        .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
-        .stdin(Stdio::null());
-    c.output().unwrap()
-}
-
-fn say(o: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    let sample = root().join("samples/migration-cp1251.csv");
+    let template = root().join("templates/migration-flat.toml");
+    let (sample, template) = (sample.to_str().unwrap(), template.to_str().unwrap());
+    against(sb, &[&[sub, sample, "--template", template], args].concat())
+        .output()
+        .unwrap()
 }
 
 fn summary(o: &Output) -> Value {

@@ -1,12 +1,9 @@
 //! `smbatch validate` and `smbatch template init` through the real CLI.
 
+use crate::common::root;
 use assert_cmd::Command;
 use calamine::{open_workbook, Data, Reader, Xlsx};
-use std::path::{Path, PathBuf};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use std::path::Path;
 
 fn smbatch(args: &[&str]) -> (i32, String, String) {
     let out = Command::cargo_bin("smbatch")
