@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 
 #[path = "../../benches/common/mod.rs"]
 mod bulk;
-pub use bulk::{peak_mb, wait_with_usage, write_persons, PERSONS_TEMPLATE};
+pub use bulk::{write_persons, PERSONS_TEMPLATE};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
