@@ -161,6 +161,22 @@ pub fn recv_type_error(line: u32) -> String {
 /// deal/add with an array `kol`, as recorded [v3-deal-add-kol-array].
 pub const KOL_ARRAY_FATAL: &str = "<br />\n<b>Fatal error</b>:  Uncaught TypeError: pre_format(): Argument #1 ($string) must be of type ?string, array given, called in <crm-root>/inc/class/Deal.php on line 667 and defined in <crm-root>/inc/func.php:1030\nStack trace:\n#0 <crm-root>/inc/class/Deal.php(667): pre_format()\n#1 <crm-root>/developer/v3/methods/deal.php(395): Salesman\\Deal-&gt;add()\n#2 <crm-root>/developer/v3/index.php(171): include_once('...')\n#3 {main}\n  thrown in <b><crm-root>/inc/func.php</b> on line <b>1030</b><br />\n";
 
+/// deal/change.step, change.user and delete without `did`: the id is missing from the SQL
+/// (`near` is the rest of the query, `line` the line of deal.php), as recorded
+/// [v3-deal-change.step-missing-did, v3-deal-change.user-missing-did, v3-deal-delete-missing-did].
+pub fn deal_no_did_fatal(near: &str, line: u32) -> String {
+    format!(
+        "<br />\n<b>Fatal error</b>:  Uncaught mysqli_sql_exception: You have an error in your SQL syntax; check the manual that corresponds to your MariaDB server version for the right syntax to use near '{near}' at line 1 in <crm-root>/vendor/colshrapnel/safemysql/safemysql.class.php:466\nStack trace:\n#0 <crm-root>/vendor/colshrapnel/safemysql/safemysql.class.php(466): mysqli_query()\n#1 <crm-root>/vendor/colshrapnel/safemysql/safemysql.class.php(208): SafeMySQL-&gt;rawQuery()\n#2 <crm-root>/developer/v3/methods/deal.php({line}): SafeMySQL-&gt;getOne()\n#3 <crm-root>/developer/v3/index.php(171): include_once('...')\n#4 {{main}}\n  thrown in <b><crm-root>/vendor/colshrapnel/safemysql/safemysql.class.php</b> on line <b>466</b><br />\n"
+    )
+}
+
+/// deal/change.freeze on a default install, for every did (the freeze date field setting is
+/// empty) [v3-deal-change.freeze-first-call, -second-call, -notfound].
+pub const FREEZE_FATAL: &str = "<br />\n<b>Fatal error</b>:  Uncaught Exception: SafeMySQL: Empty value for identifier (?n) placeholder in <crm-root>/vendor/colshrapnel/safemysql/safemysql.class.php:623\nStack trace:\n#0 <crm-root>/vendor/colshrapnel/safemysql/safemysql.class.php(569): SafeMySQL-&gt;error()\n#1 <crm-root>/vendor/colshrapnel/safemysql/safemysql.class.php(608): SafeMySQL-&gt;escapeIdent()\n#2 <crm-root>/vendor/colshrapnel/safemysql/safemysql.class.php(525): SafeMySQL-&gt;createSET()\n#3 <crm-root>/vendor/colshrapnel/safemysql/safemysql.class.php(140): SafeMySQL-&gt;prepareQuery()\n#4 <crm-root>/inc/class/Deal.php(3351): SafeMySQL-&gt;query()\n#5 <crm-root>/developer/v3/methods/deal.php(538): Salesman\\Deal-&gt;changeFreeze()\n#6 <crm-root>/developer/v3/index.php(171): include_once('...')\n#7 {main}\n  thrown in <b><crm-root>/vendor/colshrapnel/safemysql/safemysql.class.php</b> on line <b>623</b><br />\n";
+
+/// deal/change.freeze without `date` [v3-deal-change.freeze-missing-did].
+pub const FREEZE_NO_DATE_FATAL: &str = "<br />\n<b>Fatal error</b>:  Uncaught TypeError: Salesman\\Deal::changeFreeze(): Argument #2 ($date) must be of type string, null given, called in <crm-root>/developer/v3/methods/deal.php on line 538 and defined in <crm-root>/inc/class/Deal.php:3336\nStack trace:\n#0 <crm-root>/developer/v3/methods/deal.php(538): Salesman\\Deal-&gt;changeFreeze()\n#1 <crm-root>/developer/v3/index.php(171): include_once('...')\n#2 {main}\n  thrown in <b><crm-root>/inc/class/Deal.php</b> on line <b>3336</b><br />\n";
+
 /// The page for a [`super::Sandbox::set_fatal_on`] value: the same TypeError the real server shows for a value it
 /// cannot handle, in the class of the entity written.
 pub fn value_type_error(class: &str) -> String {

@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS deal (
     iduser INTEGER, datum_plan TEXT, step INTEGER NOT NULL DEFAULT 0, payer INTEGER NOT NULL DEFAULT 0,
     kol REAL NOT NULL DEFAULT 0, marga REAL NOT NULL DEFAULT 0, datum_start TEXT, datum_end TEXT,
     close TEXT NOT NULL DEFAULT 'no', datum_close TEXT, status_close TEXT, des_fact TEXT,
-    kol_fact REAL NOT NULL DEFAULT 0, content TEXT
+    kol_fact REAL NOT NULL DEFAULT 0, content TEXT, pid INTEGER NOT NULL DEFAULT 0,
+    direction INTEGER NOT NULL DEFAULT 1, sid INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS speka (
     spid INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -64,6 +65,28 @@ CREATE TABLE IF NOT EXISTS invoice (
 );
 CREATE INDEX IF NOT EXISTS invoice_did ON invoice(did);
 ";
+
+/// Columns added to [`SCHEMA`] after stores were first written: (table, column, declaration).
+/// A store file from an older sandbox gets them on open.
+const ADDED_COLUMNS: [(&str, &str, &str); 3] = [
+    ("deal", "pid", "INTEGER NOT NULL DEFAULT 0"),
+    ("deal", "direction", "INTEGER NOT NULL DEFAULT 1"),
+    ("deal", "sid", "INTEGER NOT NULL DEFAULT 0"),
+];
+
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, column, decl) in ADDED_COLUMNS {
+        let has: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, column],
+            |r| r.get(0),
+        )?;
+        if has == 0 {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+        }
+    }
+    Ok(())
+}
 
 pub struct Store {
     conn: Mutex<Connection>,
@@ -134,6 +157,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "OFF")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        add_missing_columns(&conn).map_err(err)?;
         conn.execute_batch(super::fields::SCHEMA).map_err(err)?;
         conn.execute_batch(super::users::SCHEMA).map_err(err)?;
         Ok(Store {

@@ -126,6 +126,12 @@ impl Users {
         Ok(Users { all })
     }
 
+    /// Every user's id, as the real server lists them in its SQL ("1,2,3").
+    pub fn ids_csv(&self) -> String {
+        let ids: Vec<String> = self.all.iter().map(|u| u.iduser.to_string()).collect();
+        ids.join(",")
+    }
+
     pub fn id_of(&self, login: &str) -> Option<i64> {
         self.all.iter().find(|u| u.login == login).map(|u| u.iduser)
     }

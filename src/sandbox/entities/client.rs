@@ -1,8 +1,8 @@
 //! client/*: companies and people as clients (NOTES §3, §4, §6, §11, §15).
 
 use super::{
-    add_each, add_one, done, info, like, list_envelope, picked_rows, row_where, rows, with_extras,
-    Ctx, Params, Table, R,
+    add_each, add_one, count, done, exists, history, info, like, list_envelope, picked_rows,
+    row_where, rows, with_extras, Ctx, Params, Table, R,
 };
 use crate::crm::Entity;
 use crate::sandbox::api::error;
@@ -50,8 +50,10 @@ const CLIENT_LIST: [&str; 12] = [
     "mail_url",
 ];
 
-/// The text columns client/update sets when given.
-const UPDATE_TEXT: [&str; 11] = [
+/// The columns client/update writes when the key is present.
+const UPDATE_COLUMNS: [&str; 13] = [
+    "title",
+    "iduser",
     "uid",
     "type",
     "phone",
@@ -73,9 +75,7 @@ pub(super) fn handle(ctx: &mut Ctx, a: ClientAction) -> R {
         ClientAction::Add => add_one(ctx, insert),
         ClientAction::AddList => add_each(ctx, "client", insert),
         ClientAction::Update => update(ctx),
-        ClientAction::Delete => {
-            TABLE.delete(ctx, |clid| json!({"result": "Успешно", "data": clid}))
-        }
+        ClientAction::Delete => delete(ctx),
     }
 }
 
@@ -95,6 +95,8 @@ fn client_info(ctx: &mut Ctx) -> R {
     let clid = ctx.int("clid").unwrap_or(0);
     let (contacts, bank, uids) = (ctx.flag("contacts"), ctx.flag("bankinfo"), ctx.flag("uids"));
     match info_obj(ctx.conn, ctx.login, clid, contacts, bank, uids)? {
+        // A client whose name was blanked reads as not found (v3-client-info-after-empty-title).
+        Some(Value::Object(d)) if d["title"] == "" => Ok(info(json!({"person": null}))),
         // Owned by nobody (an unknown `user` login on add): out of the API user's reach.
         Some(Value::Object(d)) if ctx.users.get(&d["iduser"]).is_none() => {
             Ok(error(403, NOT_VISIBLE))
@@ -109,19 +111,86 @@ fn client_info(ctx: &mut Ctx) -> R {
 }
 
 fn update(ctx: &mut Ctx) -> R {
-    let clid = or_answer!(TABLE.existing(ctx)?);
-    for f in UPDATE_TEXT {
-        if let Some(v) = value_str(ctx.p.get(f), ",") {
-            TABLE.set(ctx.conn, clid, f, clean_field(&v))?;
+    // Looked up by clid, else by uid; unknown, missing and non-numeric clids get one answer.
+    let found = match (ctx.id("clid"), ctx.str("uid")) {
+        (Some(clid), _) => row_where(ctx.conn, TABLE.select, "c.clid = ?", Sql::Integer(clid))?,
+        (None, Some(uid)) => row_where(
+            ctx.conn,
+            TABLE.select,
+            "c.uid = ? ORDER BY c.clid",
+            Sql::Text(uid),
+        )?,
+        (None, None) => None,
+    };
+    let Some(old) = found else {
+        return Ok(error(
+            403,
+            "Клиент с указанным clid не найден в пределах аккаунта",
+        ));
+    };
+    let clid = old["clid"].as_i64().unwrap_or(0);
+    // Partial: every key sent is written, an empty or null one too (NOTES §11); `iduser` is
+    // not checked ("x" is stored and hides the client).
+    let mut changes = Vec::new();
+    for f in UPDATE_COLUMNS {
+        let Some(v) = ctx.p.get(f) else { continue };
+        let raw = value_str(Some(v), ",").unwrap_or_default();
+        let new = match f {
+            "title" => normalize_title(&raw),
+            "iduser" => raw,
+            _ => clean_field(&raw),
+        };
+        let was = value_str(old.get(f), ",").unwrap_or_default();
+        if new != was {
+            changes.push((f.to_string(), was, new));
         }
     }
-    if let Some(t) = ctx.str("title") {
-        TABLE.set(ctx.conn, clid, "title", normalize_title(&t))?;
+    if changes.is_empty() {
+        return Ok(json!({"data": clid, "result": "Данные корректны, но идентичны имеющимся."}));
     }
-    TABLE.set(ctx.conn, clid, "date_edit", now())?;
-    ctx.fields
-        .store(ctx.conn, Entity::Client, clid, ctx.p, false)?;
-    Ok(done(clid))
+    let tx = ctx.conn.transaction()?;
+    for (f, _, new) in &changes {
+        TABLE.set(&tx, clid, f, new)?;
+    }
+    TABLE.set(&tx, clid, "date_edit", now())?;
+    ctx.fields.store(&tx, Entity::Client, clid, ctx.p, false)?;
+    let hid = history::log_changes(&tx, &changes, (clid, 0, 0))?;
+    tx.commit()?;
+    Ok(json!({"data": clid, "hid": hid, "result": "Успешно"}))
+}
+
+/// client/delete: refused while the client has a deal; otherwise its history goes (manual rows
+/// too), its tasks without a contact go, those with one and its contacts are unlinked, its
+/// invoices go (NOTES §11, v3-client-delete-ok). Anything but an existing clid: 403.
+fn delete(ctx: &mut Ctx) -> R {
+    let gone = || error(403, "Не найдена запись");
+    let Some(clid) = ctx.id("clid") else {
+        return Ok(gone());
+    };
+    if !exists(ctx.conn, "client", "clid", clid)? {
+        return Ok(gone());
+    }
+    if count(
+        ctx.conn,
+        "SELECT COUNT(*) FROM deal WHERE clid = ?",
+        &[Sql::Integer(clid)],
+    )? > 0
+    {
+        return Ok(error(408, "Клиент не удален. Внимание: К сожалению Удаление записи не возможно. Причина - Имеются связанные записи - Сделки."));
+    }
+    let tx = ctx.conn.transaction()?;
+    let h = tx.execute("DELETE FROM history WHERE clid = ?1", [clid])?;
+    let p = tx.execute("UPDATE person SET clid = 0 WHERE clid = ?1", [clid])?;
+    let t = tx.execute("DELETE FROM task WHERE clid = ?1 AND pid = 0", [clid])?
+        + tx.execute("UPDATE task SET clid = 0 WHERE clid = ?1", [clid])?;
+    tx.execute("DELETE FROM invoice WHERE clid = ?1", [clid])?;
+    tx.execute("DELETE FROM client WHERE clid = ?1", [clid])?;
+    tx.commit()?;
+    Ok(json!({
+        "message": format!("Успешно: Клиент удален.<br>Также удалено {h} записи истории активностей. Снята привязка к Клиенту у {p} Контактов. Удалено {t} записей напоминаний. Удалено 0 файлов."),
+        "result": "Клиент удален",
+        "data": clid
+    }))
 }
 
 fn insert(conn: &Connection, users: &Users, row: &Params, set: &FieldSet) -> R {
@@ -457,33 +526,140 @@ mod tests {
     }
 
     #[test]
-    fn update_sets_only_what_is_given_and_delete_then_answers_403() {
+    fn update_writes_only_the_keys_sent_even_empty_ones_and_logs_the_change() {
         let crm = Crm::new();
         let clid = crm.add(
             "client",
-            json!({"title": "Омега", "phone": "1", "address": "Москва"}),
+            json!({"title": "Омега", "uid": "CL-O", "phone": "1", "address": "Москва"}),
         );
         let r = crm.call("client", "update", json!({"clid": clid, "phone": "2"}));
-        assert_eq!(r, json!({"result": "Успешно", "data": clid}));
+        assert_eq!(r["result"], "Успешно");
+        assert_eq!(r["data"], clid);
+        let hid = r["hid"].as_i64().expect("hid of the ЛогCRM row");
+        let log = crm.sql_value(&format!(
+            "SELECT tip || ':' || clid || ':' || des FROM history WHERE cid = {hid}"
+        ));
+        assert_eq!(
+            log,
+            json!(format!("ЛогCRM:{clid}:Изменены параметры записи:\n============================\n phone - <b>2</b> (было - 1)"))
+        );
         let d = &crm.call("client", "info", json!({ "clid": clid }))["data"];
         assert_eq!(
             (d["phone"].as_str(), d["address"].as_str()),
             (Some("2"), Some("Москва"))
         );
+        // Same data again: no change, no log row.
+        let same = crm.call("client", "update", json!({"clid": clid, "phone": "2"}));
         assert_eq!(
-            crm.call("client", "update", json!({"clid": 999}))["error"]["code"],
-            403
+            same,
+            json!({"data": clid, "result": "Данные корректны, но идентичны имеющимся."})
         );
-        assert_eq!(
-            crm.call("client", "update", json!({}))["error"]["code"],
-            405
+        // By uid; null and an array phone are written ("" and joined with ",").
+        let r = crm.call(
+            "client",
+            "update",
+            json!({"uid": "CL-O", "address": null, "phone": ["+7 111", "+7 222"]}),
         );
-        // The answers' texts differ from the recordings (v3-client-delete-*: "Клиент удален",
-        // "Не найдена запись"); only what a client judges by is pinned here.
-        let r = crm.call("client", "delete", json!({ "clid": clid }));
         assert_eq!(r["data"], clid);
-        assert_eq!(crm.sql_value("SELECT COUNT(*) FROM client"), json!(0));
-        let again = crm.call("client", "delete", json!({ "clid": clid }));
-        assert_eq!(again["error"]["code"], 403);
+        let d = &crm.call("client", "info", json!({ "clid": clid }))["data"];
+        assert_eq!(
+            (d["phone"].as_str(), d["address"].as_str()),
+            (Some("+7 111,+7 222"), Some(""))
+        );
+        // An empty title is written too: the client then reads as not found.
+        crm.call("client", "update", json!({"clid": clid, "title": ""}));
+        assert_eq!(
+            crm.call("client", "info", json!({ "clid": clid })),
+            json!({"data": {"person": null}})
+        );
+        for body in [
+            json!({"clid": 999}),
+            json!({"phone": "1"}),
+            json!({"clid": "abc"}),
+        ] {
+            let r = crm.call("client", "update", body);
+            assert_eq!(
+                r["error"],
+                json!({"code": 403, "text": "Клиент с указанным clid не найден в пределах аккаунта"})
+            );
+        }
+    }
+
+    #[test]
+    fn delete_is_refused_while_the_client_has_a_deal() {
+        let crm = Crm::new();
+        let clid = crm.add("client", json!({"title": "Со сделкой"}));
+        let did = crm.add("deal", json!({"title": "Сделка", "clid": clid}));
+        let r = crm.call("client", "delete", json!({ "clid": clid }));
+        assert_eq!(r["error"]["code"], 408);
+        assert_eq!(crm.sql_value("SELECT COUNT(*) FROM client"), json!(1));
+        crm.call("deal", "delete", json!({ "did": did }));
+        let r = crm.call("client", "delete", json!({ "clid": clid }));
+        assert_eq!(r["result"], "Клиент удален");
+    }
+
+    #[test]
+    fn delete_cascades_to_history_tasks_contacts_and_invoices() {
+        let crm = Crm::new();
+        let clid = crm.add("client", json!({"title": "Удаляемый"}));
+        let other = crm.add("client", json!({"title": "Остающийся"}));
+        let p1 = crm.add("person", json!({"person": "Один", "clid": clid}));
+        crm.add("person", json!({"person": "Два", "clid": clid}));
+        crm.call(
+            "history",
+            "add.list",
+            json!({"list": [
+                {"content": "Звонок", "clid": clid, "pid": p1, "tip": "исх.Звонок"},
+                {"content": "Ручная", "clid": clid},
+                {"content": "Чужая", "clid": other}
+            ]}),
+        );
+        let no_pid = crm.add("task", json!({"title": "Без контакта", "clid": clid}));
+        let with_pid = crm.add(
+            "task",
+            json!({"title": "С контактом", "clid": clid, "pid": p1}),
+        );
+        crm.sql(&format!(
+            "INSERT INTO invoice (did, clid, summa_credit) VALUES (0, {clid}, 100)"
+        ));
+        let r = crm.call("client", "delete", json!({ "clid": clid }));
+        assert_eq!(
+            r,
+            json!({
+                "message": "Успешно: Клиент удален.<br>Также удалено 2 записи истории активностей. Снята привязка к Клиенту у 2 Контактов. Удалено 2 записей напоминаний. Удалено 0 файлов.",
+                "result": "Клиент удален",
+                "data": clid
+            })
+        );
+        assert_eq!(
+            crm.sql_value("SELECT group_concat(des) FROM history"),
+            json!("Чужая")
+        );
+        assert_eq!(
+            crm.sql_value(&format!("SELECT COUNT(*) FROM task WHERE tid = {no_pid}")),
+            json!(0)
+        );
+        assert_eq!(
+            crm.sql_value(&format!(
+                "SELECT clid || ':' || pid FROM task WHERE tid = {with_pid}"
+            )),
+            json!(format!("0:{p1}"))
+        );
+        assert_eq!(
+            crm.sql_value("SELECT group_concat(clid) FROM person"),
+            json!("0,0")
+        );
+        assert_eq!(crm.sql_value("SELECT COUNT(*) FROM invoice"), json!(0));
+        for body in [
+            json!({ "clid": clid }),
+            json!({}),
+            json!({"clid": "abc"}),
+            json!({"clid": 999}),
+        ] {
+            assert_eq!(
+                crm.call("client", "delete", body)["error"],
+                json!({"code": 403, "text": "Не найдена запись"})
+            );
+        }
     }
 }

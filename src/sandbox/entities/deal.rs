@@ -5,7 +5,7 @@ use super::{
     Table, R,
 };
 use crate::crm::Entity;
-use crate::sandbox::api::error;
+use crate::sandbox::api::{error, Reply};
 use crate::sandbox::dicts;
 use crate::sandbox::text::{clean_field, datetime_error, parse_date, today, value_str};
 use rusqlite::types::Value as Sql;
@@ -17,10 +17,11 @@ actions! {
     DealAction, unknown = error(402, "Неизвестный метод");
     Fields = "fields", Steplist = "steplist", Statusclose = "statusclose", Type = "type",
     Direction = "direction", List = "list", Info = "info", Add = "add", Update = "update",
-    Delete = "delete",
+    ChangeStep = "change.step", Close = "close", ChangeUser = "change.user",
+    ChangeFreeze = "change.freeze", Delete = "delete",
 }
 
-const TABLE: Table = Table {
+pub(super) const TABLE: Table = Table {
     name: "deal",
     id: "did",
     alias: "d",
@@ -43,13 +44,13 @@ const STEPS: [(i64, i64, &str); 7] = [
 
 /// A step by its title (the percent): `(idcategory, title, content)`. The stored `step` is the
 /// title, or [`NO_STEP`].
-fn step_of(percent: i64) -> Option<(i64, i64, &'static str)> {
+pub(super) fn step_of(percent: i64) -> Option<(i64, i64, &'static str)> {
     STEPS.iter().copied().find(|s| s.1 == percent)
 }
 
 /// A deal without a step (idcategory 0): none given, or one that is not a step's title —
 /// the step id (11) or an unknown title (NOTES §11, v3-deal-add-step-as-idcategory).
-const NO_STEP: i64 = -1;
+pub(super) const NO_STEP: i64 = -1;
 
 /// The stored step of a `step` parameter: the title as a string or number.
 fn step_param(v: Option<&Value>) -> i64 {
@@ -57,6 +58,16 @@ fn step_param(v: Option<&Value>) -> i64 {
         .and_then(|s| s.trim().parse::<i64>().ok())
         .and_then(step_of)
         .map_or(NO_STEP, |s| s.1)
+}
+
+/// A stored direction id as lists and info name it: the default install has only "Основное"
+/// (1); deal/update can store a nonexistent one (10), shown as null.
+fn direction_name(id: &Value) -> Value {
+    if id.as_i64() == Some(1) {
+        json!("Основное")
+    } else {
+        Value::Null
+    }
 }
 
 const DEAL_SELECT: &str = "SELECT d.*, COALESCE(c.title, '') AS client_title,
@@ -72,7 +83,18 @@ pub(super) fn kol_fatal(rows: &[&Value]) -> Option<String> {
         .then(|| crate::sandbox::faults::KOL_ARRAY_FATAL.to_string())
 }
 
-pub(super) fn handle(ctx: &mut Ctx, a: DealAction) -> R {
+/// A deal action's answer: JSON, or for some changes without a did the PHP fatal page.
+pub(super) fn handle(ctx: &mut Ctx, a: DealAction) -> rusqlite::Result<Reply> {
+    use DealAction::*;
+    match a {
+        Update | ChangeStep | Close | ChangeUser | ChangeFreeze | Delete => {
+            super::deal_change::handle(ctx, a)
+        }
+        _ => answer(ctx, a).map(Reply::Json),
+    }
+}
+
+fn answer(ctx: &mut Ctx, a: DealAction) -> R {
     match a {
         DealAction::Fields => Ok(ctx.fields.answer(Entity::Deal)),
         DealAction::Steplist => Ok(dict(dicts::DEAL_STEPLIST)),
@@ -89,8 +111,7 @@ pub(super) fn handle(ctx: &mut Ctx, a: DealAction) -> R {
         DealAction::List => list(ctx),
         DealAction::Info => deal_info(ctx),
         DealAction::Add => add(ctx),
-        DealAction::Update => update(ctx),
-        DealAction::Delete => TABLE.delete(ctx, done),
+        _ => Ok(json!([])),
     }
 }
 
@@ -132,7 +153,8 @@ fn list(ctx: &mut Ctx) -> R {
                 "userTitle": ctx.users.title_of(&r["iduser"]), "datum_plan": r["datum_plan"],
                 "step": pct, "stepID": sid, "stepTitle": stitle, "contractID": 0,
                 "contractTitle": null, "contractNumber": null, "contractDate": null,
-                "tipID": 6, "tip": "Продажа быстрая", "directionID": 1, "direction": "Основное",
+                "tipID": 6, "tip": "Продажа быстрая", "directionID": r["direction"],
+                "direction": direction_name(&r["direction"]),
                 "payer": r["payer"], "payerTitle": r["payer_title"], "kol": r["kol"],
                 "marga": r["marga"], "datum_start": r["datum_start"], "datum_end": r["datum_end"],
                 "close": r["close"], "datum_close": r["datum_close"],
@@ -179,8 +201,8 @@ fn deal_info(ctx: &mut Ctx) -> R {
         ("stepTitle", json!(pct)),
         ("tipID", json!(6)),
         ("tip", json!("Продажа быстрая")),
-        ("directionID", json!(1)),
-        ("direction", json!("Основное")),
+        ("directionID", r["direction"].clone()),
+        ("direction", direction_name(&r["direction"])),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -333,34 +355,6 @@ fn store_speka(
     Ok(Some(bad))
 }
 
-fn update(ctx: &mut Ctx) -> R {
-    let did = or_answer!(TABLE.existing(ctx)?);
-    for f in [
-        "title",
-        "uid",
-        "content",
-        "close",
-        "des_fact",
-        "status_close",
-    ] {
-        if let Some(v) = ctx.str(f) {
-            TABLE.set(ctx.conn, did, f, clean_field(&v))?;
-        }
-    }
-    for f in ["kol", "marga", "kol_fact"] {
-        if let Some(v) = ctx.str(f).and_then(|s| s.parse::<f64>().ok()) {
-            TABLE.set(ctx.conn, did, f, v)?;
-        }
-    }
-    if ctx.p.contains_key("step") {
-        TABLE.set(ctx.conn, did, "step", step_param(ctx.p.get("step")))?;
-    }
-    TABLE.set(ctx.conn, did, "datum_izm", today())?;
-    ctx.fields
-        .store(ctx.conn, Entity::Deal, did, ctx.p, false)?;
-    Ok(done(did))
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::testkit::Crm;
@@ -395,11 +389,15 @@ mod tests {
             json!({"title": "Открытая", "clid": clid, "step": 40}),
         );
         let closed = crm.add("deal", json!({"title": "Закрытая", "clid": clid}));
-        crm.call("deal", "update", json!({"did": closed, "close": "yes"}));
+        crm.call(
+            "deal",
+            "close",
+            json!({"did": closed, "status_close": "Победа полная"}),
+        );
         let r = crm.call("deal", "list", json!({}));
         assert_eq!(r["count"], 1);
         assert_eq!(r["data"][0]["did"], closed);
-        assert_eq!(r["data"][0]["status_close"], false);
+        assert_eq!(r["data"][0]["status_close"], "Победа полная");
         let r = crm.call("deal", "list", json!({"active": "yes", "first": "old"}));
         assert_eq!(r["data"][0]["did"], open);
         assert_eq!(r["data"][0]["step"], 40);
@@ -453,21 +451,5 @@ mod tests {
         let rows = win["data"].as_array().unwrap();
         assert!(!rows.is_empty() && rows.iter().all(|r| r["result"] == "win"));
         assert!(crm.call("deal", "steplist", json!({}))["data"].is_array());
-    }
-
-    #[test]
-    fn delete_answers_the_did_then_403() {
-        let crm = Crm::new();
-        let clid = client(&crm);
-        let did = crm.add("deal", json!({"title": "Удалить", "clid": clid}));
-        assert_eq!(
-            crm.call("deal", "delete", json!({ "did": did })),
-            json!({"result": "Успешно", "data": did})
-        );
-        let again = crm.call("deal", "delete", json!({ "did": did }));
-        assert_eq!(
-            again["error"],
-            json!({"code": 403, "text": "Сделка не найдена"})
-        );
     }
 }

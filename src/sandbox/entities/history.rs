@@ -9,7 +9,8 @@ use crate::sandbox::api::error;
 use crate::sandbox::dicts;
 use crate::sandbox::fields::FieldSet;
 use crate::sandbox::text::{
-    clean_content, datetime_error, in_timestamp_range, parse_datetime, utf8mb3_error, value_str,
+    clean_content, datetime_error, in_timestamp_range, now, parse_datetime, utf8mb3_error,
+    value_str,
 };
 use crate::sandbox::users::Users;
 use rusqlite::types::Value as Sql;
@@ -183,6 +184,45 @@ fn insert(
     let cid = conn.last_insert_rowid();
     set.store(conn, Entity::History, cid, row, false)?;
     Ok(Ok(cid))
+}
+
+/// A row the CRM writes by itself (NOTES §14): by the API user, now, with these links.
+pub(super) fn write_auto(
+    conn: &Connection,
+    tip: &str,
+    des: &str,
+    (clid, pid, did): (i64, i64, i64),
+) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO history (datum, des, tip, iduser, clid, pid, did) VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6)",
+    )?
+    .execute(rusqlite::params![now(), des, tip, clid, pid, did])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The "ЛогCRM" row an update writes (client, person, deal): each change as
+/// `field - <b>new</b> (было - old)`, an empty old value as "Нет" [v3-history-info-auto-logcrm].
+pub(super) fn log_changes(
+    conn: &Connection,
+    changes: &[(String, String, String)],
+    links: (i64, i64, i64),
+) -> rusqlite::Result<i64> {
+    let lines: Vec<String> = changes
+        .iter()
+        .map(|(field, old, new)| {
+            let old = if old.is_empty() {
+                "Нет"
+            } else {
+                old.as_str()
+            };
+            format!("{field} - <b>{new}</b> (было - {old})")
+        })
+        .collect();
+    let des = format!(
+        "Изменены параметры записи:\n============================\n {}",
+        lines.join("\n")
+    );
+    write_auto(conn, "ЛогCRM", &des, links)
 }
 
 const HISTORY_SELECT: &str = "SELECT h.cid, h.datum, h.des, h.tip, h.iduser, h.clid, h.pid, h.did,

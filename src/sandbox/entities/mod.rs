@@ -49,6 +49,7 @@ macro_rules! or_answer {
 
 mod client;
 mod deal;
+mod deal_change;
 mod history;
 mod invoice;
 mod person;
@@ -270,7 +271,8 @@ pub fn dispatch(state: &AppState, call: Call) -> Reply {
         Action::Client(a) => client::handle(&mut ctx, a),
         Action::History(a) => history::handle(&mut ctx, a),
         Action::Task(a) => task::handle(&mut ctx, a),
-        Action::Deal(a) => deal::handle(&mut ctx, a),
+        // Deal changes without a did can answer a PHP fatal page.
+        Action::Deal(a) => return deal::handle(&mut ctx, a).unwrap_or_else(db_error),
         // Invoices can answer a PHP fatal page that depends on the data (no specification).
         Action::Invoice(a) => return invoice::handle(&mut ctx, a).unwrap_or_else(db_error),
         Action::User(_) => Ok(json!([])),

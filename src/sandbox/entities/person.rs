@@ -234,7 +234,9 @@ fn person_info(ctx: &mut Ctx) -> R {
 }
 
 fn update(ctx: &mut Ctx) -> R {
-    let pid = or_answer!(TABLE.id(ctx));
+    // Without a pid the real server still answers success, with data 0
+    // [v3-person-update-missing-pid]; an unknown pid too.
+    let pid = ctx.id("pid").unwrap_or(0);
     // A FULL replace: omitted fields are blanked and the owner is reset unless `iduser` is
     // numeric (NOTES §5). This is the real server's data-loss hazard, kept on purpose.
     let mut vals = or_answer!(text_values(ctx.p));
@@ -268,20 +270,29 @@ fn update(ctx: &mut Ctx) -> R {
 }
 
 fn delete(ctx: &mut Ctx) -> R {
-    let pid = or_answer!(TABLE.id(ctx));
+    // Without a pid the real server deletes "pid 0" and answers success with data 0
+    // [v3-person-delete-missing-pid]: the history and tasks linked to nothing go.
+    let pid = ctx.id("pid").unwrap_or(0);
     let tx = ctx.conn.transaction()?;
     tx.execute("DELETE FROM person WHERE pid = ?1", [pid])?;
     // As the real Person::delete: history and tasks whose only link was this person go; those
     // also linked to a client or deal stay, with the pid cleared (NOTES §14). The message counts
     // both, as the real one does.
+    let unlink = |sql: &str| {
+        if pid > 0 {
+            tx.execute(sql, [pid])
+        } else {
+            Ok(0)
+        }
+    };
     let h = tx.execute(
         "DELETE FROM history WHERE pid = ?1 AND clid < 1 AND did < 1",
         [pid],
-    )? + tx.execute("UPDATE history SET pid = 0 WHERE pid = ?1", [pid])?;
+    )? + unlink("UPDATE history SET pid = 0 WHERE pid = ?1")?;
     let t = tx.execute(
         "DELETE FROM task WHERE pid = ?1 AND clid < 1 AND did < 1",
         [pid],
-    )? + tx.execute("UPDATE task SET pid = 0 WHERE pid = ?1", [pid])?;
+    )? + unlink("UPDATE task SET pid = 0 WHERE pid = ?1")?;
     tx.commit()?;
     Ok(json!({
         "message": format!("Успешно: Контакт удален. Также удалено {h} записи истории активностей. Удалено {t} записей напоминаний. Удалено 0 файлов.\n\t\t\t"),
@@ -344,8 +355,16 @@ mod tests {
         assert_eq!(d["tel"], "", "omitted phone blanked");
         assert_eq!(d["mail"], "");
         assert_eq!(d["iduser"], "", "owner reset without a numeric iduser");
-        let r = crm.call("person", "update", json!({}));
-        assert_eq!(r["error"]["code"], 405);
+        // Without a pid: success with data 0, nothing changed [v3-person-update-missing-pid].
+        let r = crm.call("person", "update", json!({"person": "Без pid"}));
+        assert_eq!(
+            r,
+            json!({"result": "Данные контакта обновлены", "data": 0, "error": ""})
+        );
+        assert_eq!(
+            crm.sql_value("SELECT COUNT(*) FROM person WHERE person = 'Без pid'"),
+            json!(0)
+        );
     }
 
     #[test]

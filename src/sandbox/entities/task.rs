@@ -1,13 +1,13 @@
 //! task/*: reminders ("Todo" on the real server; NOTES §6, §11, §14).
 
 use super::{
-    data_or_empty, date_window, dict, done, first_int, info, like, link_filters, person_link,
-    row_where, Action, Ctx, Params, Table, R,
+    data_or_empty, date_window, dict, done, first_int, history, info, like, link_filters,
+    person_link, row_where, Action, Ctx, Params, Table, R,
 };
 use crate::crm::Entity;
 use crate::sandbox::api::error;
 use crate::sandbox::dicts;
-use crate::sandbox::text::{clean_field, datetime_error, parse_date, value_str};
+use crate::sandbox::text::{clean_content, clean_field, datetime_error, parse_date, value_str};
 use crate::sandbox::users::Users;
 use rusqlite::types::Value as Sql;
 use serde_json::{json, Value};
@@ -19,15 +19,15 @@ actions! {
     Update = "update", Doit = "doit", Delete = "delete",
 }
 
-/// update, doit and delete take the id as `id` or `tid`; info as `id` only.
+/// update, doit and delete take the id as `id` or `tid`; info as `id` only, with its own texts.
 const TABLE: Table = Table {
     name: "task",
     id: "tid",
     alias: "t",
     select: TASK_SELECT,
     params: &["id", "tid"],
-    missing: "Отсутствуют параметры - id напоминания",
-    not_found: "Напоминание не найдено",
+    missing: "Отсутствуют параметры - tid напоминания",
+    not_found: "Напоминание не найдено.",
 };
 
 /// What task/add answers for an owner login the CRM does not have.
@@ -53,9 +53,12 @@ pub(super) fn handle(ctx: &mut Ctx, a: TaskAction) -> R {
         TaskAction::List => list(ctx),
         TaskAction::Info => task_info(ctx),
         TaskAction::Add => add(ctx),
-        TaskAction::Update => update(ctx, false),
-        TaskAction::Doit => update(ctx, true),
-        TaskAction::Delete => TABLE.delete(ctx, done),
+        TaskAction::Update => update(ctx),
+        TaskAction::Doit => doit(ctx),
+        TaskAction::Delete => TABLE.delete(
+            ctx,
+            |tid| json!({"result": "Успешно", "data": tid, "message": "Запись удалена"}),
+        ),
     }
 }
 
@@ -98,10 +101,13 @@ fn list(ctx: &mut Ctx) -> R {
 
 fn task_info(ctx: &mut Ctx) -> R {
     let Some(id) = ctx.id("id") else {
-        return Ok(error(405, TABLE.missing));
+        return Ok(error(405, "Отсутствуют параметры - id напоминания"));
     };
     let Some(r) = row_where(ctx.conn, TASK_SELECT, "t.tid = ?", Sql::Integer(id))? else {
-        return Ok(TABLE.not_found());
+        return Ok(error(
+            403,
+            "Напоминание с указанным id не найдено в пределах аккаунта указанного пользователя.",
+        ));
     };
     let mut d = row(ctx, &r);
     if let Value::Object(m) = &mut d {
@@ -148,32 +154,71 @@ fn add(ctx: &mut Ctx) -> R {
     Ok(done(tid))
 }
 
-/// update, and doit (which first marks the task done).
-fn update(ctx: &mut Ctx, doit: bool) -> R {
+/// task/update is a full replace (NOTES §11): what is not sent is blanked (des "", tip
+/// "Звонок", priority, speed, pid 0), the task is active again (a done one re-opens) and
+/// belongs to the API user whatever `user` says; title, date, time, client and deal stay
+/// unless sent.
+fn update(ctx: &mut Ctx) -> R {
     let id = or_answer!(TABLE.existing(ctx)?);
-    if doit {
-        ctx.conn.execute(
-            "UPDATE task SET active = 'no', status = 1 WHERE tid = ?1",
-            [id],
-        )?;
-    }
-    for f in ["title", "des", "tip", "totime", "active"] {
-        if let Some(v) = ctx.str(f) {
-            TABLE.set(ctx.conn, id, f, clean_field(&v))?;
-        }
-    }
-    for f in ["priority", "speed", "status", "clid", "pid", "did"] {
-        if let Some(v) = ctx.int(f) {
-            TABLE.set(ctx.conn, id, f, v)?;
-        }
-    }
-    if ctx.p.contains_key("datum") {
-        match parse_date(ctx.p.get("datum")) {
-            Ok(d) => TABLE.set(ctx.conn, id, "datum", d)?,
+    let datum = match ctx.p.get("datum") {
+        None => None,
+        v => match parse_date(v) {
+            Ok(d) => Some(d),
             Err(raw) => return Ok(error(500, &datetime_error(&raw, "app_tasks", "datum"))),
-        }
-    }
+        },
+    };
+    let text = |k: &str| ctx.str(k).map(|v| clean_field(&v));
+    let autor = i64::from(ctx.p.contains_key("user"));
+    ctx.conn.execute(
+        "UPDATE task SET title = COALESCE(?1, title), des = ?2, tip = ?3, priority = ?4,
+         speed = ?5, pid = ?6, clid = COALESCE(?7, clid), did = COALESCE(?8, did),
+         datum = COALESCE(?9, datum), totime = COALESCE(?10, totime), active = 'yes',
+         iduser = 1, autor = ?11, day = '' WHERE tid = ?12",
+        rusqlite::params![
+            text("title"),
+            text("des").unwrap_or_default(),
+            text("tip").unwrap_or_else(|| "Звонок".into()),
+            ctx.int("priority").unwrap_or(0),
+            ctx.int("speed").unwrap_or(0),
+            first_int(ctx.p.get("pid")),
+            ctx.p.get("clid").map(|v| first_int(Some(v))),
+            ctx.p.get("did").map(|v| first_int(Some(v))),
+            datum,
+            ctx.str("totime"),
+            autor,
+            id
+        ],
+    )?;
     Ok(done(id))
+}
+
+/// task/doit marks the task done and writes a history row with the task's links, on every
+/// call: it is not idempotent (v3-task-doit-twice).
+fn doit(ctx: &mut Ctx) -> R {
+    let id = or_answer!(TABLE.existing(ctx)?);
+    let Some(task) = row_where(ctx.conn, TASK_SELECT, "t.tid = ?", Sql::Integer(id))? else {
+        return Ok(TABLE.not_found());
+    };
+    let link = |k: &str| task[k].as_i64().unwrap_or(0);
+    let tip = ctx
+        .str("tip")
+        .or_else(|| task["tip"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let des = ctx
+        .str("description")
+        .map(|d| clean_content(&d))
+        .unwrap_or_else(|| "Выполнено напоминание".into());
+    let status = ctx.int("status").unwrap_or(1);
+    let tx = ctx.conn.transaction()?;
+    let cid = history::write_auto(&tx, &tip, &des, (link("clid"), link("pid"), link("did")))?;
+    tx.execute(
+        "UPDATE task SET active = 'no', status = ?1 WHERE tid = ?2",
+        rusqlite::params![status, id],
+    )?;
+    tx.commit()?;
+    Ok(
+        json!({"result": "Успешно", "data": id, "message": "Добавлена Активность", "historyID": cid}),
+    )
 }
 
 #[cfg(test)]
@@ -232,28 +277,103 @@ mod tests {
         assert_eq!(*keys.last().unwrap(), "status");
         assert_eq!(
             crm.call("task", "info", json!({"id": 999}))["error"]["text"],
-            "Напоминание не найдено"
+            "Напоминание с указанным id не найдено в пределах аккаунта указанного пользователя."
         );
     }
 
     #[test]
-    fn doit_closes_the_task_and_delete_takes_tid_too() {
+    fn doit_is_not_idempotent_each_call_writes_another_history_row() {
         let crm = Crm::new();
-        let tid = crm.add("task", json!({"title": "Сделать"}));
-        let r = crm.call("task", "doit", json!({ "tid": tid }));
-        assert_eq!(r, json!({"result": "Успешно", "data": tid}));
+        let clid = crm.add("client", json!({"title": "Клиент задачи"}));
+        let tid = crm.add(
+            "task",
+            json!({"title": "Сделать", "clid": clid, "tip": "исх.Звонок"}),
+        );
+        let before = crm.sql_value("SELECT COUNT(*) FROM history");
+        let first = crm.call("task", "doit", json!({ "tid": tid }));
+        assert_eq!(first["message"], "Добавлена Активность");
+        let second = crm.call(
+            "task",
+            "doit",
+            json!({"id": tid, "description": "Второй раз", "status": 2}),
+        );
+        assert_eq!(second["result"], "Успешно");
+        assert_ne!(first["historyID"], second["historyID"]);
+        let added = crm
+            .sql_value("SELECT COUNT(*) FROM history")
+            .as_i64()
+            .unwrap()
+            - before.as_i64().unwrap();
+        assert_eq!(added, 2, "two calls, two history rows");
+        let rows = crm.sql_value(&format!(
+            "SELECT group_concat(des || '|' || tip || '|' || clid, ';') FROM history WHERE clid = {clid}"
+        ));
+        assert_eq!(
+            rows,
+            json!("Выполнено напоминание|исх.Звонок|1;Второй раз|исх.Звонок|1")
+        );
         let d = &crm.call("task", "info", json!({ "id": tid }))["data"];
         assert_eq!(
             (d["active"].as_str(), d["status"].as_str()),
-            (Some("no"), Some("1"))
+            (Some("no"), Some("2"))
+        );
+    }
+
+    #[test]
+    fn update_is_a_full_replace_that_reopens_a_done_task_and_takes_it_from_its_owner() {
+        let crm = Crm::new();
+        let clid = crm.add("client", json!({"title": "Клиент задачи"}));
+        let pid = crm.add("person", json!({"person": "Контакт"}));
+        let tid = crm.add(
+            "task",
+            json!({"title": "Позвонить", "des": "Агенда", "priority": 2, "speed": 1,
+                   "clid": clid, "pid": pid, "user": "manager2@test.ru", "datum": "2026-12-01"}),
+        );
+        crm.call("task", "doit", json!({ "id": tid }));
+        let r = crm.call(
+            "task",
+            "update",
+            json!({"id": tid, "title": "Позвонить (изм)", "user": "manager2@test.ru"}),
+        );
+        assert_eq!(r, json!({"result": "Успешно", "data": tid}));
+        let d = &crm.call("task", "info", json!({ "id": tid }))["data"];
+        assert_eq!(d["title"], "Позвонить (изм)");
+        assert_eq!(d["active"], "yes", "a done task is open again");
+        assert_eq!(d["des"], "", "omitted agenda blanked");
+        assert_eq!(
+            (d["priority"].as_str(), d["speed"].as_str()),
+            (Some("0"), Some("0"))
+        );
+        assert_eq!(d["person"][0]["pid"], 0, "omitted contact unlinked");
+        assert_eq!(
+            d["iduser"], 1,
+            "owner is the API user even with `user` sent"
         );
         assert_eq!(
-            crm.call("task", "update", json!({"id": 999}))["error"]["code"],
-            403
+            (d["clid"].as_i64(), d["datum"].as_str()),
+            (Some(clid), Some("2026-12-01"))
         );
+    }
+
+    #[test]
+    fn update_doit_and_delete_answer_as_recorded_for_missing_and_unknown_ids() {
+        let crm = Crm::new();
+        let tid = crm.add("task", json!({"title": "Сделать"}));
+        for action in ["update", "doit", "delete"] {
+            let r = crm.call("task", action, json!({"id": 999, "title": "x"}));
+            assert_eq!(
+                r["error"],
+                json!({"code": 403, "text": "Напоминание не найдено."})
+            );
+            let r = crm.call("task", action, json!({"id": "abc"}));
+            assert_eq!(
+                r["error"],
+                json!({"code": 405, "text": "Отсутствуют параметры - tid напоминания"})
+            );
+        }
         assert_eq!(
             crm.call("task", "delete", json!({ "tid": tid })),
-            json!({"result": "Успешно", "data": tid})
+            json!({"result": "Успешно", "data": tid, "message": "Запись удалена"})
         );
         assert_eq!(
             crm.call("task", "delete", json!({ "tid": tid }))["error"]["code"],
