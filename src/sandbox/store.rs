@@ -252,6 +252,27 @@ mod tests {
     }
 
     #[test]
+    fn a_store_written_before_the_deal_change_columns_gets_them_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite").to_string_lossy().into_owned();
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE deal (did INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT);
+                 INSERT INTO deal (title) VALUES ('старая');",
+            )
+            .unwrap();
+        let store = Store::open(&path).unwrap();
+        let row: (String, i64, i64, i64) = store
+            .lock()
+            .query_row("SELECT title, pid, direction, sid FROM deal", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .unwrap();
+        assert_eq!(row, ("старая".to_string(), 0, 1, 0));
+    }
+
+    #[test]
     fn every_entity_has_its_table() {
         let store = Store::open(":memory:").unwrap();
         for e in Entity::EVERY {

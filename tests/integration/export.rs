@@ -520,7 +520,7 @@ fn deal_state_catches_a_same_day_update_and_changed_since_compares_whole_days() 
 
     // A deleted deal is counted as gone, not exported.
     let r = api(&sb, "/developer/v3/deal/delete", json!({"did": dids[0]}));
-    assert_eq!(r["result"], "Успешно", "{r}");
+    assert_eq!(r["result"], "Сделка удалена", "{r}");
     let third = dir.path().join("3.csv");
     let (s, err) = export_json(&sb, "deal", &third, &st);
     assert_eq!((s["rows"].as_u64(), s["gone"].as_u64()), (Some(0), Some(1)));
