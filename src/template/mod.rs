@@ -518,8 +518,8 @@ impl Template {
                 firsts.iter().position(|x| *x == p).unwrap_or(0)
             });
             let mapped: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
-            let probes = matching::probes_for(entity, re.probes.as_deref(), &mapped)
-                .map_err(ent_err)?;
+            let probes =
+                matching::probes_for(entity, re.probes.as_deref(), &mapped).map_err(ent_err)?;
             entities.push(EntityTemplate {
                 entity,
                 key,

@@ -119,6 +119,14 @@ impl DateRange {
 pub(super) async fn match_entity(ctx: &Ctx, entity: Entity) -> Result<(), UploadError> {
     let mode = ctx.opts.mode;
     let probes: Vec<Probe> = ctx.opts.probes.get(&entity).cloned().unwrap_or_default();
+    // An empty CRM (a first migration) holds nothing to match: one read says so, and the
+    // planned records are not even looked at.
+    if crm_is_empty(ctx, entity).await? {
+        if mode == Mode::Insert {
+            return Ok(());
+        }
+        return settle(ctx, entity, &HashMap::new()).await;
+    }
     // 1. The planned side: probe hashes → plan ids, sorted for binary search.
     let mut index: Vec<(u64, i64)> = Vec::new();
     let mut dates = DateRange::default();
@@ -234,6 +242,35 @@ pub(super) async fn match_entity(ctx: &Ctx, entity: Entity) -> Result<(), Upload
         store_current(ctx, entity, &found, &kept)?;
     }
     settle(ctx, entity, &found).await
+}
+
+/// Does the CRM hold no record of `entity` at all (the first page of every pass is empty)?
+async fn crm_is_empty(ctx: &Ctx, entity: Entity) -> Result<bool, UploadError> {
+    let filters = Filters::default();
+    let id = entity.id_field();
+    for pass in export::query::passes(entity, &filters, Some(id)) {
+        let page = ctx
+            .client
+            .list_page(
+                entity,
+                &pass.params,
+                entity.first_offset(),
+                &ctx.opts.lookup_retry,
+            )
+            .await
+            .map_err(|e| UploadError::MatchRead {
+                entity,
+                source: export::ExportError::PageFailed {
+                    entity,
+                    page: 0,
+                    source: e,
+                },
+            })?;
+        if !page.rows.is_empty() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Does this record take part in matching? In `insert` mode records already done (an earlier
