@@ -52,8 +52,14 @@ pub struct ImportArgs {
     /// 5xx) before stopping the run with exit 2, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = crate::crm::DEFAULT_RETRY_FOR.as_secs())]
     pub retry_for: u64,
-    /// Read, validate and plan only: contact no CRM, send nothing, write the report of what
-    /// would be sent (exit 0)
+    /// What to do with records the CRM already holds (every mode matches first, by the
+    /// template's `match` probes): insert = create the rest, report matches as existing;
+    /// upsert = create or update; update = update matches, report the rest as not_found
+    #[arg(long = "mode", value_enum, default_value_t = WriteMode::Insert)]
+    pub write_mode: WriteMode,
+    /// Read, validate, plan and match against the CRM (reads only), send nothing; the report
+    /// says what would be created, updated (each field: CRM value → new value), left unchanged,
+    /// or found ambiguous (exit 0)
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]
@@ -64,6 +70,24 @@ pub struct ImportArgs {
     /// Send even if the template writes fields the CRM does not list (their values are lost)
     #[arg(long)]
     pub allow_unknown_fields: bool,
+}
+
+/// `--mode`: the import's operation (Data Loader's insert / upsert / update).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WriteMode {
+    Insert,
+    Upsert,
+    Update,
+}
+
+impl From<WriteMode> for crate::upload::Mode {
+    fn from(m: WriteMode) -> Self {
+        match m {
+            WriteMode::Insert => crate::upload::Mode::Insert,
+            WriteMode::Upsert => crate::upload::Mode::Upsert,
+            WriteMode::Update => crate::upload::Mode::Update,
+        }
+    }
 }
 
 fn parse_concurrency(s: &str) -> Result<Concurrency> {
@@ -94,6 +118,7 @@ impl ImportArgs {
             chunk: self.chunk,
             concurrency: parse_concurrency(&self.concurrency)?,
             retry_for: std::time::Duration::from_secs(self.retry_for.max(1)),
+            mode: self.write_mode.into(),
             dry_run: self.dry_run,
             allow_unknown_fields: self.allow_unknown_fields,
             only_failed: self.only_failed.as_ref().map(|p| match p {
@@ -168,6 +193,27 @@ fn print_summary(s: &Summary) {
             n.not_sent
         );
     }
+    // What matching found, where it found anything (an insert into an empty CRM has none).
+    for (e, c) in &s.entities {
+        let n = &c.counts;
+        let parts: Vec<String> = [
+            (n.updated, "updated"),
+            (n.unchanged, "unchanged"),
+            (n.not_found, "not found"),
+            (
+                n.ambiguous,
+                "ambiguous (matches several CRM records: not written)",
+            ),
+            (n.deleted, "deleted"),
+        ]
+        .iter()
+        .filter(|(v, _)| *v > 0)
+        .map(|(v, what)| format!("{v} {what}"))
+        .collect();
+        if !parts.is_empty() {
+            println!("{:<9} {}", e.as_str(), parts.join(", "));
+        }
+    }
     let outcomes: Vec<String> = s
         .rows_by_outcome
         .iter()
@@ -200,7 +246,7 @@ fn print_summary(s: &Summary) {
         println!("journal: {j}");
     }
     if s.dry_run {
-        println!("dry run: nothing was sent; 'created' counts what a run would create");
+        println!("dry run: nothing was sent; 'created' and 'updated' count what a run would do (the report's Changes sheet lists each field it would change)");
     }
     if s.stopped.is_some() {
         println!("stopped early (the reason is above): the report lists what was not sent; run the same command again to continue");

@@ -180,6 +180,7 @@ impl ReconcileJob {
             chunk: 100,
             concurrency: Concurrency::Auto,
             retry_for: crate::crm::DEFAULT_RETRY_FOR,
+            mode: crate::upload::Mode::Insert,
             dry_run: false,
             allow_unknown_fields: self.allow_unknown_fields,
             only_failed: None,

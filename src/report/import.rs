@@ -35,6 +35,16 @@ pub enum Outcome {
     Blank,
     /// Not selected by `--only-failed`.
     Skipped,
+    /// A record of the row matched a CRM record and was changed (none created).
+    Updated,
+    /// Every record of the row matched a CRM record that already held its values.
+    Unchanged,
+    /// `update`: a record of the row matches nothing in the CRM.
+    NotFound,
+    /// A record of the row matches two or more CRM records: not written.
+    Ambiguous,
+    /// The row's records were deleted.
+    Deleted,
 }
 
 impl Outcome {
@@ -49,13 +59,21 @@ impl Outcome {
             Outcome::NotSent => "not_sent",
             Outcome::Blank => "blank",
             Outcome::Skipped => "skipped",
+            Outcome::Updated => "updated",
+            Outcome::Unchanged => "unchanged",
+            Outcome::NotFound => "not_found",
+            Outcome::Ambiguous => "ambiguous",
+            Outcome::Deleted => "deleted",
         }
     }
 
     /// Nothing more to do for this row: `--only-failed` leaves these rows out, and a run whose
     /// rows all have one of these outcomes exits 0.
     pub fn is_success(s: &str) -> bool {
-        matches!(s, "created" | "existing" | "blank" | "skipped")
+        matches!(
+            s,
+            "created" | "existing" | "blank" | "skipped" | "updated" | "unchanged" | "deleted"
+        )
     }
 }
 
@@ -85,6 +103,19 @@ pub struct ImportReport {
     on_sheet: u64,
     sheets: u32,
     rows_per_sheet: u64,
+    /// The "Changes" sheet, once a change is written.
+    changes: Option<SheetId>,
+}
+
+/// One field an update changed, for the "Changes" sheet.
+#[derive(Debug, Clone)]
+pub struct ChangeLine {
+    pub entity: String,
+    pub key: String,
+    pub crm_id: i64,
+    pub field: String,
+    pub before: String,
+    pub after: String,
 }
 
 impl ImportReport {
@@ -122,6 +153,7 @@ impl ImportReport {
             on_sheet: 0,
             sheets: 1,
             rows_per_sheet: ROWS_PER_SHEET,
+            changes: None,
         })
     }
 
@@ -155,6 +187,41 @@ impl ImportReport {
         }
         if let Some(csv) = &mut self.csv {
             csv.write_row(&cells)?;
+        }
+        Ok(())
+    }
+
+    /// The "Changes" sheet: one line per field an update changed (or, in a dry run, would
+    /// change): record, field, CRM value before, value after. Added only when there are any.
+    pub fn changes(&mut self, lines: &[ChangeLine]) -> Result<(), ReportError> {
+        let Some((book, _)) = &mut self.xlsx else {
+            return Ok(());
+        };
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let sheet = match self.changes {
+            Some(s) => s,
+            None => {
+                let headers =
+                    ["entity", "key", "crm id", "field", "before", "after"].map(String::from);
+                let s = book.add_sheet("Changes", &headers)?;
+                self.changes = Some(s);
+                s
+            }
+        };
+        for l in lines {
+            book.write_row(
+                sheet,
+                &[
+                    Cell::text(l.entity.clone()),
+                    Cell::text(l.key.clone()),
+                    Cell::Int(l.crm_id),
+                    Cell::text(l.field.clone()),
+                    Cell::text(l.before.clone()),
+                    Cell::text(l.after.clone()),
+                ],
+            )?;
         }
         Ok(())
     }

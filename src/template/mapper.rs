@@ -491,6 +491,8 @@ fn map_field(
         match &rule.default {
             Some(d) => sink.value(&rule.name, d),
             None if rule.required => err("is required but empty".into()),
+            // Sent as "": an update then clears the CRM's value (NOTES §11: "" is written).
+            None if rule.clear_when_empty => sink.value(&rule.name, &Value::String(String::new())),
             None => {}
         }
         return;

@@ -10,6 +10,7 @@ pub mod fields;
 mod fingerprint;
 pub mod init;
 mod mapper;
+pub mod matching;
 pub mod rules;
 pub mod server;
 mod stream;
@@ -215,6 +216,9 @@ pub struct FieldRule {
     pub kind: FieldKind,
     /// 1-based line of the field in the template file, for messages.
     pub line: Option<usize>,
+    /// `empty = "clear"`: an empty cell clears the CRM's value on update (otherwise an empty
+    /// cell leaves it alone).
+    pub clear_when_empty: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -222,6 +226,8 @@ pub struct EntityTemplate {
     pub entity: Entity,
     pub key: Expr,
     pub fields: Vec<FieldRule>,
+    /// How a record is recognised in the CRM (`match = [...]`, or the defaults).
+    pub probes: Vec<matching::Probe>,
 }
 
 #[derive(Debug, Clone)]
@@ -260,6 +266,8 @@ struct RawEntity {
     #[serde(rename = "type")]
     kind: String,
     key: Option<String>,
+    #[serde(rename = "match")]
+    probes: Option<Vec<String>>,
     #[serde(default)]
     fields: toml::Table,
 }
@@ -302,6 +310,7 @@ struct RawField {
     max_length: Option<usize>,
     one_of: Option<Vec<String>>,
     regex: Option<String>,
+    empty: Option<String>,
 }
 
 /// The keys of a field's `{ column = ..., ... }` table: a table with any of them is one field's
@@ -319,6 +328,7 @@ const FIELD_KEYS: &[&str] = &[
     "max_length",
     "one_of",
     "regex",
+    "empty",
 ];
 
 fn toml_to_json(v: &toml::Value) -> serde_json::Value {
@@ -484,6 +494,7 @@ impl Template {
                         max_length: None,
                         one_of: None,
                         regex: None,
+                        empty: None,
                     },
                     v @ toml::Value::Table(_) => v.try_into().map_err(|e: toml::de::Error| {
                         field_err(e.to_string().trim().to_string())
@@ -506,10 +517,14 @@ impl Template {
                 let p = parent(f);
                 firsts.iter().position(|x| *x == p).unwrap_or(0)
             });
+            let mapped: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+            let probes =
+                matching::probes_for(entity, re.probes.as_deref(), &mapped).map_err(ent_err)?;
             entities.push(EntityTemplate {
                 entity,
                 key,
                 fields,
+                probes,
             });
         }
         entities.sort_by_key(|e| Entity::ALL.iter().position(|x| *x == e.entity));
@@ -649,6 +664,15 @@ fn build_field(
         FieldKind::Number => checks.push(Check::Number),
         _ => {}
     }
+    let clear_when_empty = match rf.empty.as_deref() {
+        None | Some("keep") => false,
+        Some("clear") => true,
+        Some(other) => {
+            return Err(format!(
+                "empty = \"{other}\": say \"clear\" (an empty cell clears the CRM's value) or \"keep\" (the default: an empty cell changes nothing)"
+            ))
+        }
+    };
     let map = rf.map.map(|t| {
         t.iter()
             .map(|(k, v)| (k.clone(), toml_to_json(v)))
@@ -665,6 +689,7 @@ fn build_field(
         default: rf.default.as_ref().map(toml_to_json),
         kind,
         line: None,
+        clear_when_empty,
     })
 }
 

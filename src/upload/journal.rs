@@ -19,6 +19,16 @@ pub enum State {
     Existing,
     Failed,
     Ambiguous,
+    /// Matched a CRM record and changed it (upsert/update).
+    Updated,
+    /// Matched a CRM record that already holds the mapped values: nothing sent.
+    Unchanged,
+    /// `update`/`delete`: no CRM record matches.
+    NotFound,
+    /// Matched two or more CRM records: never guessed, never written.
+    AmbiguousMatch,
+    /// Deleted from the CRM.
+    Deleted,
 }
 
 impl State {
@@ -30,6 +40,11 @@ impl State {
             State::Existing => "existing",
             State::Failed => "failed",
             State::Ambiguous => "ambiguous",
+            State::Updated => "updated",
+            State::Unchanged => "unchanged",
+            State::NotFound => "not_found",
+            State::AmbiguousMatch => "ambiguous_match",
+            State::Deleted => "deleted",
         }
     }
 
@@ -40,13 +55,30 @@ impl State {
             "existing" => State::Existing,
             "failed" => State::Failed,
             "ambiguous" => State::Ambiguous,
+            "updated" => State::Updated,
+            "unchanged" => State::Unchanged,
+            "not_found" => State::NotFound,
+            "ambiguous_match" => State::AmbiguousMatch,
+            "deleted" => State::Deleted,
             _ => State::Pending,
         }
     }
 
     /// Stored in the CRM with a known id: nothing more to do for this record.
     pub fn is_done(self) -> bool {
-        matches!(self, State::Created | State::Existing)
+        matches!(
+            self,
+            State::Created | State::Existing | State::Updated | State::Unchanged
+        )
+    }
+
+    /// Settled for this run without a write: nothing to send.
+    pub fn is_settled(self) -> bool {
+        self.is_done()
+            || matches!(
+                self,
+                State::NotFound | State::AmbiguousMatch | State::Deleted
+            )
     }
 
     /// A request carrying this record may have been applied without us seeing the answer.
@@ -139,6 +171,7 @@ impl Journal {
         )
         .map_err(err)?;
         conn.execute_batch(super::planstore::SCHEMA).map_err(err)?;
+        conn.execute_batch(super::matching::SCHEMA).map_err(err)?;
         Ok(Journal {
             conn,
             path: path.to_path_buf(),
@@ -219,6 +252,14 @@ impl Journal {
             Ok(())
         })?;
         Ok(false)
+    }
+
+    /// Run `f` in one transaction and commit it (for the upload's own tables).
+    pub(super) fn write_with<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, UploadError> {
+        self.write(f)
     }
 
     /// Run `f` in one transaction and commit it; any SQLite error names the journal.
@@ -326,6 +367,96 @@ impl Journal {
 }
 
 impl Journal {
+    /// The CRM row a record matched, as the match pass read it.
+    pub fn match_current(
+        &self,
+        entity: Entity,
+        key: &str,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, UploadError> {
+        let text: Option<Option<String>> = self
+            .conn
+            .query_row(
+                "SELECT current FROM matches WHERE entity = ?1 AND key = ?2",
+                params![entity.as_str(), key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(text.flatten().and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// The field changes the match found for `entity`'s records (this run's, replacing any
+    /// earlier ones of the same records).
+    pub fn put_changes(
+        &mut self,
+        entity: Entity,
+        changes: &[super::change::FieldChange],
+    ) -> Result<(), UploadError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            let mut clear =
+                tx.prepare_cached("DELETE FROM changes WHERE entity = ?1 AND key = ?2")?;
+            let mut put = tx.prepare_cached(
+                "INSERT INTO changes (entity, key, crm_id, field, before, after)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            let mut last: Option<&str> = None;
+            for c in changes {
+                if last != Some(c.key.as_str()) {
+                    clear.execute(params![entity.as_str(), c.key])?;
+                    last = Some(c.key.as_str());
+                }
+                put.execute(params![
+                    entity.as_str(),
+                    c.key,
+                    c.crm_id,
+                    c.field,
+                    c.before,
+                    c.after
+                ])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The next `limit` field changes after `after` (its sequence number) of records this run
+    /// updated (or, `dry_run`, would update): (seq, entity, key, crm id, field, before, after).
+    #[allow(clippy::type_complexity)]
+    pub fn changes_page(
+        &self,
+        after: i64,
+        limit: usize,
+        dry_run: bool,
+    ) -> Result<Vec<(i64, String, String, i64, String, String, String)>, UploadError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT c.seq, c.entity, c.key, c.crm_id, c.field, c.before, c.after
+                 FROM changes c JOIN records r ON r.entity = c.entity AND r.key = c.key
+                 JOIN plan p ON p.entity = c.entity AND p.key = c.key
+                 WHERE c.seq > ?1 AND (r.state = 'updated' OR (?3 <> 0 AND r.state = 'pending'))
+                 ORDER BY c.seq LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![after, limit as i64, dry_run], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
     /// The rows the last run left to do: their outcome is not created, existing, blank or
     /// skipped. `None` when no run recorded its row outcomes here.
     pub fn rows_to_retry(&self) -> Result<Option<HashSet<u64>>, UploadError> {

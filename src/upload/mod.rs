@@ -6,9 +6,11 @@
 //! (pending → sent → created | existing | failed | ambiguous); a chunk whose answer was lost is
 //! looked up in the CRM before anything of it is resent.
 
+pub mod change;
 pub mod journal;
 pub mod limit;
 pub mod lookup;
+pub mod matching;
 pub mod plan;
 pub mod planstore;
 
@@ -56,6 +58,13 @@ pub enum UploadError {
     Internal { entity: Entity, message: String },
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// Matching needs the CRM's records; without them nothing can be sent safely.
+    #[error("reading the CRM's {entity} records to match against failed, so nothing of them was sent (a new record could duplicate one the CRM already has): {source}")]
+    MatchRead {
+        entity: Entity,
+        #[source]
+        source: crate::export::ExportError,
+    },
 }
 
 impl UploadError {
@@ -87,6 +96,13 @@ pub struct UploadOptions {
     /// Retries of the lookups (reads) after a lost answer.
     pub lookup_retry: RetryPolicy,
     pub quiet: bool,
+    pub mode: Mode,
+    /// How each entity's records are recognised in the CRM (from the template).
+    pub probes: HashMap<Entity, Vec<crate::template::matching::Probe>>,
+    /// Match and decide, send nothing: what a run would do.
+    pub dry_run: bool,
+    /// The fields the template maps, per entity (what a client list is asked for).
+    pub mapped: HashMap<Entity, Vec<String>>,
 }
 
 impl Default for UploadOptions {
@@ -101,6 +117,10 @@ impl Default for UploadOptions {
             },
             lookup_retry: RetryPolicy::default(),
             quiet: false,
+            mode: Mode::Insert,
+            probes: HashMap::new(),
+            dry_run: false,
+            mapped: HashMap::new(),
         }
     }
 }
@@ -123,14 +143,55 @@ pub struct EntityCounts {
     pub unresolved: u64,
     /// Never sent: the run stopped first.
     pub not_sent: u64,
+    /// Matched a CRM record and changed it (upsert/update).
+    pub updated: u64,
+    /// Matched a CRM record already holding the mapped values: nothing sent.
+    pub unchanged: u64,
+    /// `update`: no CRM record matches.
+    pub not_found: u64,
+    /// Matched two or more CRM records: not written (the report lists the candidates).
+    pub ambiguous: u64,
+    /// Deleted from the CRM.
+    pub deleted: u64,
     /// Of the above, answers lost and then found by lookup (a note, not an outcome).
     pub ambiguous_resolved: u64,
 }
 
 impl EntityCounts {
     pub fn adds_up(&self) -> bool {
-        self.created + self.existing + self.earlier + self.failed + self.unresolved + self.not_sent
+        self.created
+            + self.existing
+            + self.earlier
+            + self.failed
+            + self.unresolved
+            + self.not_sent
+            + self.updated
+            + self.unchanged
+            + self.not_found
+            + self.ambiguous
+            + self.deleted
             == self.records
+    }
+}
+
+/// What an import does with records the CRM already holds (Data Loader's operations, as modes
+/// of one engine). Every mode matches first (`template::matching`), so losing the journal never
+/// creates a duplicate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Create what does not exist; a match is reported `existing` and left untouched.
+    #[default]
+    Insert,
+    /// Create what does not exist, update what does (only records whose mapped fields differ).
+    Upsert,
+    /// Update what exists; the rest is `not_found`.
+    Update,
+}
+
+impl Mode {
+    /// Matched records are compared and changed, not just reported.
+    pub fn updates(self) -> bool {
+        matches!(self, Mode::Upsert | Mode::Update)
     }
 }
 
@@ -168,7 +229,7 @@ impl Uploader {
         opts: UploadOptions,
         stop: Arc<AtomicBool>,
     ) -> Result<Uploader, UploadError> {
-        journal.register_plan()?;
+        journal.register_plan(opts.mode.updates())?;
         let limiter = match opts.concurrency {
             Concurrency::Fixed(n) => Limiter::fixed(n),
             Concurrency::Auto => Limiter::adaptive(limit::AUTO_START, 1, limit::AUTO_MAX),
@@ -193,10 +254,16 @@ impl Uploader {
     /// for fatal trouble (401, journal failure), after chunks in flight have been recorded.
     pub async fn run(&mut self) -> Result<(), UploadError> {
         for entity in Entity::ALL {
-            let (all, done) = self.journal().plan_progress(entity)?;
+            let (all, _) = self.journal().plan_progress(entity)?;
             if all == 0 {
                 continue;
             }
+            // Match before create: what the CRM already holds decides what is sent.
+            matching::match_entity(&self.ctx, entity).await?;
+            if self.ctx.opts.dry_run {
+                continue;
+            }
+            let (all, done) = self.journal().plan_progress(entity)?;
             let progress = Progress::new(entity.as_str(), Some(all), self.ctx.opts.quiet);
             progress.inc(done);
             let result = self.run_entity(entity, &progress).await;
@@ -257,16 +324,41 @@ impl Uploader {
             let mut ref_failures = Vec::new();
             let mut fresh = Vec::new();
             let mut maybe = Vec::new();
+            let mut updates = Vec::new();
             {
                 let journal = self.journal();
                 let page = journal.plan_page(entity, after, PAGE)?;
                 let Some(last) = page.last() else { break };
                 after = last.id;
                 for rec in page {
-                    if rec.state.is_some_and(State::is_done) {
+                    if rec.state.is_some_and(State::is_settled) {
                         continue;
                     }
+                    let update_of = rec.crm_id.filter(|_| {
+                        self.ctx.opts.mode.updates() && rec.state == Some(State::Pending)
+                    });
                     match payload(&journal, entity, &rec)? {
+                        Ok(mut payload) if update_of.is_some() => {
+                            let id = update_of.unwrap_or_default();
+                            if matches!(entity, Entity::Client | Entity::Deal)
+                                && !rec.fields.contains_key("uid")
+                            {
+                                // Our key goes into uid on create only; an update keeps theirs.
+                                payload.remove("uid");
+                            }
+                            match change::update_payload(entity, id, &payload, rec.current.as_ref())
+                            {
+                                Ok(body) => updates.push((rec.key, id, body)),
+                                Err(change::Unsafe(why)) => ref_failures.push(Update {
+                                    entity,
+                                    key: rec.key,
+                                    state: State::Failed,
+                                    crm_id: Some(id),
+                                    error: Some(why),
+                                    resolved: false,
+                                }),
+                            }
+                        }
                         Ok(payload) => {
                             let is_maybe = rec.state.is_some_and(State::maybe_stored);
                             let item = Item {
@@ -293,6 +385,26 @@ impl Uploader {
             if !ref_failures.is_empty() {
                 self.ctx.journal_record(&ref_failures)?;
                 progress.inc(ref_failures.len() as u64);
+            }
+            // Updates: one request each (the API has no bulk update), under the same limit.
+            for (key, id, body) in updates {
+                if self.ctx.stop.load(Ordering::SeqCst) {
+                    break 'pages;
+                }
+                let permit = loop {
+                    tokio::select! {
+                        p = self.ctx.limiter.acquire() => break p,
+                        Some(res) = tasks.join_next(), if !tasks.is_empty() => handle(res, &mut fatal),
+                    }
+                };
+                let ctx = self.ctx.clone();
+                tasks.spawn(async move {
+                    let r = change::send_update(&ctx, entity, &key, id, body).await;
+                    drop(permit);
+                    let up = r?;
+                    ctx.journal_record(std::slice::from_ref(&up))?;
+                    Ok(vec![up])
+                });
             }
             let mut chunks: Vec<(Vec<Item>, bool)> = Vec::new();
             // Records a previous run may have stored go first, each chunk starting with a lookup.
@@ -360,10 +472,10 @@ fn payload(
     for r in &rec.refs {
         match journal.entry(r.entity, &r.key)? {
             Some(Entry {
-                state: State::Created | State::Existing,
+                state,
                 crm_id: Some(id),
                 ..
-            }) => {
+            }) if state.is_done() => {
                 p.insert(r.field.clone(), Value::from(id));
             }
             _ => return Ok(Err(format!("{} '{}' was not created", r.entity, r.key))),
@@ -379,6 +491,10 @@ fn payload(
 }
 
 impl Ctx {
+    fn journal_lock(&self) -> std::sync::MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn journal_record(&self, updates: &[Update]) -> Result<(), UploadError> {
         self.journal
             .lock()

@@ -16,6 +16,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 
+/// The states of a record that needs nothing more (SQL list).
+const DONE: &str = "'created', 'existing', 'updated', 'unchanged'";
+
 /// Rows per write transaction while planning: large enough that commits cost nothing, small
 /// enough that the WAL stays small.
 const ROWS_PER_COMMIT: u64 = 5_000;
@@ -65,6 +68,10 @@ pub struct StoredRecord {
     pub refs: Vec<Reference>,
     /// Its state when the page was read (None: never registered).
     pub state: Option<State>,
+    /// The CRM id the journal holds for it (created earlier, or the CRM record it matched).
+    pub crm_id: Option<i64>,
+    /// The matched CRM record's fields as the match pass read them (upsert/update), to change.
+    pub current: Option<Map<String, Value>>,
 }
 
 /// One record of a row, as the report sees it after a run.
@@ -243,16 +250,25 @@ impl Journal {
 
     /// Register the plan's records as pending (records known from an earlier run keep their
     /// state, and those already stored are marked as done before this run).
-    pub fn register_plan(&mut self) -> Result<(), UploadError> {
+    /// `rematch` (upsert/update): records done earlier are matched and compared again (the
+    /// CRM may have changed since), keeping their CRM id as the first probe.
+    pub fn register_plan(&mut self, rematch: bool) -> Result<(), UploadError> {
         let path = self.path().to_path_buf();
         let tx = self
             .conn
             .transaction()
             .map_err(|e| UploadError::journal(&path, e))?;
+        if rematch {
+            tx.execute_batch(&format!(
+                "UPDATE records SET state = 'pending', error = NULL
+                 WHERE state IN ({DONE}, 'not_found', 'ambiguous_match', 'failed')"
+            ))
+            .map_err(|e| UploadError::journal(&path, e))?;
+        }
         tx.execute_batch(&format!(
             "UPDATE plan SET earlier = 1 WHERE EXISTS (
                  SELECT 1 FROM records r WHERE r.entity = plan.entity AND r.key = plan.key
-                 AND r.state IN ('created', 'existing'));
+                 AND r.state IN ({DONE}));
              INSERT INTO records (entity, key, rows, state)
                  SELECT entity, key,
                         rows || CASE WHEN nrows > {ROWS_LISTED}
@@ -269,7 +285,8 @@ impl Journal {
     pub fn plan_progress(&self, entity: Entity) -> Result<(u64, u64), UploadError> {
         self.conn
             .query_row(
-                "SELECT COUNT(*), COALESCE(SUM(r.state IN ('created', 'existing')), 0)
+                "SELECT COUNT(*), COALESCE(SUM(r.state IN ('created', 'existing', 'updated',
+                        'unchanged', 'not_found', 'ambiguous_match', 'deleted')), 0)
                  FROM plan p LEFT JOIN records r ON r.entity = p.entity AND r.key = p.key
                  WHERE p.entity = ?1",
                 [entity.as_str()],
@@ -288,8 +305,9 @@ impl Journal {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT p.id, p.key, p.fields, p.refs, r.state
+                "SELECT p.id, p.key, p.fields, p.refs, r.state, r.crm_id, m.current
                  FROM plan p LEFT JOIN records r ON r.entity = p.entity AND r.key = p.key
+                 LEFT JOIN matches m ON m.entity = p.entity AND m.key = p.key
                  WHERE p.entity = ?1 AND p.id > ?2 ORDER BY p.id LIMIT ?3",
             )
             .map_err(|e| self.err(e))?;
@@ -301,12 +319,14 @@ impl Journal {
                     r.get::<_, String>(2)?,
                     r.get::<_, String>(3)?,
                     r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                    r.get::<_, Option<String>>(6)?,
                 ))
             })
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, key, fields, refs, state) = row.map_err(|e| self.err(e))?;
+            let (id, key, fields, refs, state, crm_id, current) = row.map_err(|e| self.err(e))?;
             out.push(StoredRecord {
                 id,
                 key,
@@ -314,6 +334,8 @@ impl Journal {
                 fields: serde_json::from_str(&fields).unwrap_or_default(),
                 refs: refs_parse(&refs),
                 state: state_parse(state),
+                crm_id,
+                current: current.and_then(|c| serde_json::from_str(&c).ok()),
             });
         }
         Ok(out)
@@ -333,7 +355,8 @@ impl Journal {
     }
 
     /// Per entity, what happened to the planned records (after a run). `dry_run`: nothing was
-    /// sent, every record counts as one the run would create.
+    /// sent; a pending record counts as what the run would do with it (create, or update the
+    /// CRM record it matched).
     pub fn plan_counts(&self, dry_run: bool) -> Result<HashMap<Entity, EntityCounts>, UploadError> {
         let mut stmt = self
             .conn
@@ -343,14 +366,21 @@ impl Journal {
                     SUM(p.earlier = 0 AND r.state = 'existing'),
                     SUM(p.earlier = 0 AND r.state = 'failed'),
                     SUM(p.earlier = 0 AND r.state IN ('sent', 'ambiguous')),
-                    SUM(p.earlier = 0 AND (r.state IS NULL OR r.state = 'pending')),
-                    SUM(p.earlier = 0 AND r.resolved <> 0 AND r.state IN ('created', 'existing'))
+                    SUM(p.earlier = 0 AND (r.state IS NULL OR r.state = 'pending')
+                        AND (?1 = 0 OR r.crm_id IS NULL)),
+                    SUM(p.earlier = 0 AND r.resolved <> 0 AND r.state IN ('created', 'existing')),
+                    SUM(p.earlier = 0 AND (r.state = 'updated'
+                        OR (?1 <> 0 AND r.state = 'pending' AND r.crm_id IS NOT NULL))),
+                    SUM(p.earlier = 0 AND r.state = 'unchanged'),
+                    SUM(p.earlier = 0 AND r.state = 'not_found'),
+                    SUM(p.earlier = 0 AND r.state = 'ambiguous_match'),
+                    SUM(p.earlier = 0 AND r.state = 'deleted')
                  FROM plan p LEFT JOIN records r ON r.entity = p.entity AND r.key = p.key
                  GROUP BY p.entity",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map([dry_run], |r| {
                 let n = |i: usize| -> rusqlite::Result<u64> {
                     Ok(r.get::<_, Option<i64>>(i)?.unwrap_or(0) as u64)
                 };
@@ -365,6 +395,11 @@ impl Journal {
                         unresolved: n(6)?,
                         not_sent: n(7)?,
                         ambiguous_resolved: n(8)?,
+                        updated: n(9)?,
+                        unchanged: n(10)?,
+                        not_found: n(11)?,
+                        ambiguous: n(12)?,
+                        deleted: n(13)?,
                     },
                 ))
             })
@@ -376,11 +411,9 @@ impl Journal {
                 continue;
             };
             if dry_run {
-                c = EntityCounts {
-                    records: c.records,
-                    created: c.records,
-                    ..EntityCounts::default()
-                };
+                // Nothing was sent: what is still to do is what the run would create.
+                c.created += c.not_sent;
+                c.not_sent = 0;
             }
             out.insert(entity, c);
         }

@@ -12,6 +12,7 @@ mod fieldcheck;
 mod fixtures;
 mod hostile;
 mod import;
+mod matching;
 mod memory;
 mod owners;
 mod props;

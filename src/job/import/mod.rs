@@ -17,7 +17,7 @@ use crate::template::dictionaries::{Dictionaries, UnknownValues};
 use crate::template::server::require_known_fields;
 use crate::template::{map_file, MapOptions, Template};
 use crate::upload::journal::fingerprint_file;
-use crate::upload::{Concurrency, Journal, PlanTotals, RunIdentity, UploadOptions, Uploader};
+use crate::upload::{Concurrency, Journal, Mode, PlanTotals, RunIdentity, UploadOptions, Uploader};
 use crate::{Error, Exit, Result};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -58,7 +58,10 @@ pub struct ImportJob {
     pub concurrency: Concurrency,
     /// How long to keep retrying a CRM that does not answer before the run stops.
     pub retry_for: Duration,
-    /// Read, validate and plan only: contact no CRM, send nothing.
+    /// Insert, upsert or update (every mode matches against the CRM first).
+    pub mode: Mode,
+    /// Read, validate, plan and match: read the CRM, send nothing (with no CRM configured,
+    /// match nothing).
     pub dry_run: bool,
     /// Send even if the template writes fields the CRM does not list.
     pub allow_unknown_fields: bool,
@@ -141,16 +144,23 @@ impl ImportJob {
         let src = source::open(&self.file, &opts)?;
         let file_name = self.file.display().to_string();
         let mapper = Arc::new(template.bind(src.headers(), &file_name)?);
-        if self.dry_run {
+        // A dry run reads the CRM it would write to (to match), when one is configured.
+        let target = match self.target.resolve() {
+            Err(_) if self.dry_run && matches!(self.target, Target::Configured(_)) => None,
+            other => Some(other?),
+        };
+        let Some(target) = target else {
             // No CRM: the offline checks only, as `validate` without --url makes them. The plan
             // goes into a scratch journal, deleted when the run ends.
+            on(ImportEvent::Warning(
+                "no CRM configured (--url, --sandbox or a profile): the dry run matches nothing, so every valid record counts as one it would create",
+            ));
             let mut journal = crate::upload::planstore::scratch()?;
             let planned = plan_rows(&mut journal, src, mapper, only.as_ref(), None, &template)?;
             return self.dry_run(&journal, planned, started, on);
-        }
+        };
 
         // Where to send: the embedded sandbox, or the configured CRM.
-        let target = self.target.resolve()?;
         let target_name = target.name()?;
         let (sandbox, conn) = target.connect()?;
         let client = CrmClient::new(&conn)?;
@@ -161,13 +171,19 @@ impl ImportJob {
                 journal_path.display()
             )));
         }
-        let mut journal = Journal::open(&journal_path)?;
-        journal.bind(&RunIdentity {
-            input: file_name.clone(),
-            input_hash: fingerprint_file(&self.file)?,
-            template_hash: fingerprint_file(&self.template)?,
-            target: target_name.clone(),
-        })?;
+        let mut journal = if self.dry_run {
+            // A dry run keeps nothing: its plan and matches go into a scratch journal.
+            crate::upload::planstore::scratch()?
+        } else {
+            let mut journal = Journal::open(&journal_path)?;
+            journal.bind(&RunIdentity {
+                input: file_name.clone(),
+                input_hash: fingerprint_file(&self.file)?,
+                template_hash: fingerprint_file(&self.template)?,
+                target: target_name.clone(),
+            })?;
+            journal
+        };
 
         let stop = Arc::new(AtomicBool::new(false));
         let mut interrupted = false;
@@ -212,6 +228,18 @@ impl ImportJob {
             chunk: self.chunk,
             concurrency: self.concurrency,
             quiet: !self.progress,
+            mode: self.mode,
+            dry_run: self.dry_run,
+            probes: template
+                .entities
+                .iter()
+                .map(|e| (e.entity, e.probes.clone()))
+                .collect(),
+            mapped: template
+                .entities
+                .iter()
+                .map(|e| (e.entity, e.fields.iter().map(|f| f.name.clone()).collect()))
+                .collect(),
             ..UploadOptions::default()
         };
         upload_opts.retry.max_elapsed = self.retry_for;
@@ -250,17 +278,17 @@ impl ImportJob {
             on(ImportEvent::Stopped(e));
         }
 
-        let counts = uploader.counts()?;
+        let counts = uploader.journal().plan_counts(self.dry_run)?;
         let summary = self.finish(
             &uploader.journal(),
             &planned,
             &counts,
             RunInfo {
                 target: conn.url.clone(),
-                journal: Some(&journal_path),
+                journal: (!self.dry_run).then_some(journal_path.as_path()),
                 interrupted,
                 stopped: result.as_ref().err().map(|e| e.to_string()),
-                dry_run: false,
+                dry_run: self.dry_run,
                 started,
             },
         )?;
@@ -358,13 +386,25 @@ impl ImportJob {
                         continue;
                     };
                     if run.dry_run {
-                        // Nothing sent: every valid record is one the run would create.
-                        rec.entry = Some(crate::upload::Entry {
-                            state: crate::upload::State::Created,
-                            crm_id: None,
-                            error: None,
-                            resolved: false,
-                        });
+                        // Nothing sent: a record still to do is one the run would create (or
+                        // update, when it matched a CRM record).
+                        let todo = rec
+                            .entry
+                            .as_ref()
+                            .is_none_or(|e| matches!(e.state, crate::upload::State::Pending));
+                        if todo {
+                            let crm_id = rec.entry.as_ref().and_then(|e| e.crm_id);
+                            rec.entry = Some(crate::upload::Entry {
+                                state: if crm_id.is_some() {
+                                    crate::upload::State::Updated
+                                } else {
+                                    crate::upload::State::Created
+                                },
+                                crm_id,
+                                error: None,
+                                resolved: false,
+                            });
+                        }
                     }
                     records.push(rec);
                 }
@@ -377,6 +417,27 @@ impl ImportJob {
                 journal.add_row_outcomes(&outcomes)?;
             }
             outcomes.clear();
+        }
+        // The fields updates changed (or would change), streamed out of the journal.
+        let mut after = 0;
+        loop {
+            let page = journal.changes_page(after, 2_000, run.dry_run)?;
+            let Some(last) = page.last() else { break };
+            after = last.0;
+            let lines: Vec<crate::report::import::ChangeLine> = page
+                .into_iter()
+                .map(|(_, entity, key, crm_id, field, before, after)| {
+                    crate::report::import::ChangeLine {
+                        entity,
+                        key,
+                        crm_id,
+                        field,
+                        before,
+                        after,
+                    }
+                })
+                .collect();
+            report.changes(&lines)?;
         }
         report.finish()?;
         if keep_outcomes {

@@ -68,6 +68,7 @@ pub fn row_line(r: &PlannedRow, records: &[RecordOutcome]) -> RowLine {
         line.error = Some(p.message.clone());
     }
     let (mut created, mut existing, mut failed, mut unresolved, mut not_sent) = (0, 0, 0, 0, 0);
+    let (mut updated, mut unchanged, mut not_found, mut ambiguous, mut deleted) = (0, 0, 0, 0, 0);
     // A record's trouble replaces the invalid-part message: it is what needs acting on first.
     let mut trouble: Option<(Entity, String, String)> = None;
     for rec in records {
@@ -90,6 +91,30 @@ pub fn row_line(r: &PlannedRow, records: &[RecordOutcome]) -> RowLine {
             Some(State::Existing) => {
                 line.ids[slot] = entry.and_then(|e| e.crm_id);
                 existing += 1;
+            }
+            Some(State::Updated) => {
+                line.ids[slot] = entry.and_then(|e| e.crm_id);
+                updated += 1;
+            }
+            Some(State::Unchanged) => {
+                line.ids[slot] = entry.and_then(|e| e.crm_id);
+                unchanged += 1;
+            }
+            Some(State::Deleted) => {
+                line.ids[slot] = entry.and_then(|e| e.crm_id);
+                deleted += 1;
+            }
+            Some(State::NotFound) => {
+                not_found += 1;
+                trouble.get_or_insert((rec.entity, rec.key.clone(), why("not found in the CRM")));
+            }
+            Some(State::AmbiguousMatch) => {
+                ambiguous += 1;
+                trouble.get_or_insert((
+                    rec.entity,
+                    rec.key.clone(),
+                    why("matches several CRM records"),
+                ));
             }
             Some(State::Failed) => {
                 failed += 1;
@@ -125,16 +150,26 @@ pub fn row_line(r: &PlannedRow, records: &[RecordOutcome]) -> RowLine {
         Outcome::Unresolved
     } else if not_sent > 0 {
         Outcome::NotSent
+    } else if ambiguous > 0 {
+        Outcome::Ambiguous
+    } else if not_found > 0 {
+        Outcome::NotFound
     } else if r.invalid.is_some() {
-        if created + existing > 0 {
+        if created + existing + updated + unchanged + deleted > 0 {
             Outcome::Partial
         } else {
             Outcome::Invalid
         }
     } else if created > 0 {
         Outcome::Created
-    } else {
+    } else if updated > 0 {
+        Outcome::Updated
+    } else if deleted > 0 {
+        Outcome::Deleted
+    } else if existing > 0 {
         Outcome::Existing
+    } else {
+        Outcome::Unchanged
     };
     line
 }

@@ -106,6 +106,10 @@ pub fn summary_table(entities: &BTreeMap<Entity, EntitySummary>) -> SummaryTable
             "failed",
             "unresolved",
             "not sent",
+            "updated",
+            "unchanged",
+            "not found",
+            "ambiguous",
             "ambiguous resolved",
         ]
         .map(String::from)
@@ -126,11 +130,15 @@ pub fn summary_table(entities: &BTreeMap<Entity, EntitySummary>) -> SummaryTable
                         c.failed,
                         c.unresolved,
                         c.not_sent,
+                        c.updated,
+                        c.unchanged,
+                        c.not_found,
+                        c.ambiguous,
                         c.ambiguous_resolved,
                     ],
                 )
             })
             .collect(),
-        charted: vec![3, 4, 5, 6, 7],
+        charted: vec![3, 4, 5, 6, 7, 9],
     }
 }

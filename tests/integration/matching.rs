@@ -1,0 +1,268 @@
+//! Match before create: insert, upsert and update against what the CRM already holds, with a
+//! fresh journal each time (the journal is a cache; the CRM decides what exists).
+
+use crate::common::{against, say};
+use serde_json::{json, Value};
+use smbatch::crm::{CrmClient, Entity};
+use smbatch::sandbox::{Sandbox, SandboxConfig};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+const TEMPLATE: &str = r#"
+name = "Contacts"
+[[entity]]
+type = "client"
+key = "{ИНН}"
+[entity.fields]
+title = { column = "Компания", required = true }
+
+[[entity]]
+type = "person"
+key = "{ID}"
+[entity.fields]
+person = { column = "ФИО", required = true }
+ptitle = { column = "Должность" }
+tel    = { column = "Телефон", transform = ["phone"] }
+mail   = { column = "E-mail", transform = ["trim", "lower"] }
+clid   = { ref = "client" }
+"#;
+
+const ROWS: &str = "ИНН;Компания;ID;ФИО;Должность;Телефон;E-mail
+5902123456;ООО «Ромашка»;1;Иванов Иван;Директор;8 (342) 200-00-01;ivanov@example.ru
+5902123456;ООО «Ромашка»;2;Петрова Анна;Бухгалтер;8 (342) 200-00-02;petrova@example.ru
+5904000017;АО Лютик;3;Сидоров Пётр;Менеджер;8 (342) 200-00-03;sidorov@example.ru
+";
+
+struct Case {
+    dir: tempfile::TempDir,
+    sb: Sandbox,
+}
+
+impl Case {
+    fn new() -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t.toml"), TEMPLATE).unwrap();
+        std::fs::write(dir.path().join("rows.csv"), ROWS).unwrap();
+        let sb = Sandbox::start(SandboxConfig::default()).unwrap();
+        Case { dir, sb }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// `import FILE` with a journal and report of its own (`run` names them), `--json`.
+    fn import(&self, file: &Path, run: &str, extra: &[&str]) -> (Output, Value) {
+        let t = self.path("t.toml");
+        let report = self.path(&format!("{run}.xlsx"));
+        let journal = self.path(&format!("{run}.journal.sqlite"));
+        let mut args = vec![
+            "import",
+            file.to_str().unwrap(),
+            "-t",
+            t.to_str().unwrap(),
+            "-o",
+            report.to_str().unwrap(),
+            "--journal",
+            journal.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = against(&self.sb, &args).output().unwrap();
+        let v: Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{}", say(&out)));
+        (out, v)
+    }
+
+    fn call(&self, entity: Entity, action: &str, body: Value) -> Value {
+        let client = CrmClient::new(&self.sb.connection()).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(client.call_raw(entity, action, &body)).unwrap()
+    }
+
+    fn persons(&self) -> Vec<Value> {
+        let v = self.call(
+            Entity::Person,
+            "list",
+            json!({"order": "pid", "first": "old"}),
+        );
+        v["data"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+fn counts(v: &Value, entity: &str) -> Value {
+    v["entities"][entity].clone()
+}
+
+#[test]
+fn a_second_import_with_a_fresh_journal_creates_nothing() {
+    let c = Case::new();
+    let file = c.path("rows.csv");
+    let (out, v) = c.import(&file, "first", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", say(&out));
+    assert_eq!(counts(&v, "person")["created"], 3);
+    // Another report name and a new journal: the CRM, not the journal, says what exists.
+    let (out, v) = c.import(&file, "second", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", say(&out));
+    assert_eq!(counts(&v, "person")["created"], 0, "{v}");
+    assert_eq!(counts(&v, "person")["existing"], 3, "{v}");
+    assert_eq!(counts(&v, "client")["existing"], 2, "{v}");
+    assert_eq!(c.sb.count(Entity::Person), 3);
+    assert_eq!(c.sb.count(Entity::Client), 2);
+}
+
+#[test]
+fn records_typed_into_the_crm_by_people_are_matched_not_duplicated() {
+    let c = Case::new();
+    // Already in the CRM, entered by hand: another spelling of the phone, upper-case e-mail.
+    c.call(
+        Entity::Person,
+        "add",
+        json!({"person": "Иванов И.", "tel": "+7 342 2000001", "mail": "X@EXAMPLE.RU"}),
+    );
+    c.call(
+        Entity::Person,
+        "add",
+        json!({"person": "Петрова", "mail": "PETROVA@example.ru"}),
+    );
+    let (out, v) = c.import(&c.path("rows.csv"), "run", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", say(&out));
+    let p = counts(&v, "person");
+    assert_eq!(
+        (p["created"].clone(), p["existing"].clone()),
+        (json!(1), json!(2)),
+        "{v}"
+    );
+    assert_eq!(c.sb.count(Entity::Person), 3);
+}
+
+#[test]
+fn upsert_changes_only_what_differs_and_blanks_nothing() {
+    let c = Case::new();
+    let (out, _) = c.import(&c.path("rows.csv"), "first", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", say(&out));
+    // The CRM has a field the template does not map, set by a person.
+    let pid = c.persons()[0]["pid"].as_i64().unwrap();
+    let before = c.persons()[0].clone();
+    // Row 1: a new position; row 2: the phone cell left empty (changes nothing).
+    let changed = ROWS
+        .replace("Директор", "Генеральный директор")
+        .replace("8 (342) 200-00-02;", ";");
+    let file = c.write("changed.csv", &changed);
+    let (out, v) = c.import(&file, "dry", &["--mode", "upsert", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", say(&out));
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(counts(&v, "person")["updated"], 1, "{v}");
+    assert_eq!(
+        c.persons()[0]["ptitle"],
+        "Директор",
+        "a dry run writes nothing"
+    );
+
+    let (out, v) = c.import(&file, "upsert", &["--mode", "upsert"]);
+    assert_eq!(out.status.code(), Some(0), "{}", say(&out));
+    let p = counts(&v, "person");
+    assert_eq!(
+        (p["updated"].clone(), p["unchanged"].clone()),
+        (json!(1), json!(2)),
+        "{v}"
+    );
+    assert_eq!(counts(&v, "client")["unchanged"], 2, "{v}");
+    let after = c.persons();
+    let ivanov = after.iter().find(|p| p["pid"] == pid).unwrap();
+    assert_eq!(ivanov["ptitle"], "Генеральный директор");
+    // person/update replaces the whole record: everything else must have been sent back.
+    for f in ["person", "tel", "mail", "clid", "iduser"] {
+        assert_eq!(ivanov[f], before[f], "{f} kept");
+    }
+    let petrova = after
+        .iter()
+        .find(|p| p["mail"] == "petrova@example.ru")
+        .unwrap();
+    assert_eq!(
+        petrova["tel"], "+7 (342) 200-00-02",
+        "an empty cell changes nothing"
+    );
+    // The report says what changed.
+    let book = std::fs::read(c.path("upsert.xlsx")).unwrap();
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(book)).unwrap();
+    let mut wb = String::new();
+    std::io::Read::read_to_string(&mut z.by_name("xl/workbook.xml").unwrap(), &mut wb).unwrap();
+    assert!(wb.contains("name=\"Changes\""), "{wb}");
+    // A second upsert finds nothing to change.
+    let (_, v) = c.import(&file, "again", &["--mode", "upsert"]);
+    assert_eq!(counts(&v, "person")["unchanged"], 3, "{v}");
+}
+
+#[test]
+fn empty_clear_clears_and_update_reports_what_it_cannot_find() {
+    let c = Case::new();
+    c.import(&c.path("rows.csv"), "first", &[]);
+    let t = TEMPLATE.replace(
+        "ptitle = { column = \"Должность\" }",
+        "ptitle = { column = \"Должность\", empty = \"clear\" }",
+    );
+    std::fs::write(c.path("t.toml"), t).unwrap();
+    let changed = ROWS.replace("Директор;", ";")
+        + "5904000017;АО Лютик;4;Новиков Олег;Инженер;8 (342) 200-00-04;novikov@example.ru\n";
+    let file = c.write("changed.csv", &changed);
+    let (out, v) = c.import(&file, "update", &["--mode", "update"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "not found is a row to look at: {}",
+        say(&out)
+    );
+    let p = counts(&v, "person");
+    assert_eq!(
+        (p["updated"].clone(), p["not_found"].clone()),
+        (json!(1), json!(1)),
+        "{v}"
+    );
+    assert_eq!(v["rows_by_outcome"]["not_found"], 1, "{v}");
+    assert_eq!(c.sb.count(Entity::Person), 3, "update creates nothing");
+    let ivanov = c
+        .persons()
+        .into_iter()
+        .find(|p| p["mail"] == "ivanov@example.ru")
+        .unwrap();
+    assert_eq!(ivanov["ptitle"], "", "empty = \"clear\" clears");
+}
+
+#[test]
+fn a_record_matching_two_crm_records_is_ambiguous_and_not_written() {
+    let c = Case::new();
+    for name in ["Иванов И.", "Иванов Иван (дубль)"] {
+        c.call(
+            Entity::Person,
+            "add",
+            json!({"person": name, "mail": "ivanov@example.ru"}),
+        );
+    }
+    let (out, v) = c.import(&c.path("rows.csv"), "run", &["--mode", "upsert"]);
+    assert_eq!(out.status.code(), Some(1), "{}", say(&out));
+    let p = counts(&v, "person");
+    assert_eq!(
+        (p["ambiguous"].clone(), p["created"].clone()),
+        (json!(1), json!(2)),
+        "{v}"
+    );
+    assert_eq!(v["rows_by_outcome"]["ambiguous"], 1, "{v}");
+    assert_eq!(
+        c.sb.count(Entity::Person),
+        4,
+        "nothing written for the ambiguous one"
+    );
+    let names: Vec<String> = c
+        .persons()
+        .iter()
+        .map(|p| p["person"].to_string())
+        .collect();
+    assert!(names.iter().any(|n| n.contains("дубль")), "{names:?}");
+}
