@@ -62,6 +62,20 @@ impl Target {
         }
     }
 
+    /// What identifies the CRM across runs and working directories (a sandbox by its file's
+    /// absolute path): part of a default journal's name.
+    pub fn identity(&self) -> Result<String> {
+        Ok(match self {
+            Target::Sandbox(db) => format!(
+                "sandbox {}",
+                std::path::absolute(db)
+                    .unwrap_or_else(|_| db.clone())
+                    .display()
+            ),
+            other => other.name()?,
+        })
+    }
+
     /// What a journal records as the run's target. The sandbox listens on a new port each run:
     /// its database file is what identifies it.
     pub fn name(&self) -> Result<String> {

@@ -19,9 +19,74 @@ pub fn import_report(input: &Path) -> PathBuf {
     PathBuf::from(format!("{}.import-report.xlsx", stem(input, "import")))
 }
 
-/// A journal next to its report: `out/import-report.xlsx` → `out/import-report.journal.sqlite`.
-pub fn journal_next_to(report: &Path) -> PathBuf {
-    report.with_file_name(format!("{}.journal.sqlite", stem(report, "import")))
+/// Where smbatch keeps what outlives a run (journals): `SMBATCH_DATA_DIR`, else the user's
+/// data directory (`~/.local/share/smbatch` on Linux), else `.smbatch` here.
+pub fn data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("SMBATCH_DATA_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    dirs::data_local_dir()
+        .map(|d| d.join("smbatch"))
+        .unwrap_or_else(|| PathBuf::from(".smbatch"))
+}
+
+/// An import's journal when `--journal` names none: derived from the input file's content, the
+/// template's and the target CRM, under [`data_dir`] — so the same command with another report
+/// name continues the same run, and an edited file or another CRM starts a journal of its own.
+pub fn default_journal(
+    input: &Path,
+    input_hash: &str,
+    template_hash: &str,
+    target: &str,
+) -> PathBuf {
+    let id =
+        crate::hash::fingerprint(format!("{input_hash}\n{template_hash}\n{target}").as_bytes());
+    let id: String = id
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(16)
+        .collect();
+    data_dir()
+        .join("journals")
+        .join(format!("{}-{id}.journal.sqlite", stem(input, "import")))
+}
+
+#[cfg(test)]
+#[test]
+fn default_journals_follow_content_template_and_target_not_the_report() {
+    let a = default_journal(
+        Path::new("data/клиенты.csv"),
+        "h1",
+        "t",
+        "sandbox /x.sqlite",
+    );
+    assert_eq!(
+        a,
+        default_journal(
+            Path::new("other/клиенты.csv"),
+            "h1",
+            "t",
+            "sandbox /x.sqlite"
+        )
+    );
+    assert_ne!(
+        a,
+        default_journal(
+            Path::new("data/клиенты.csv"),
+            "h2",
+            "t",
+            "sandbox /x.sqlite"
+        )
+    );
+    assert_ne!(
+        a,
+        default_journal(Path::new("data/клиенты.csv"), "h1", "t", "https://crm as a")
+    );
+    let name = a.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("клиенты-") && name.ends_with(".journal.sqlite"),
+        "{name}"
+    );
 }
 
 /// The journal `reconcile --fix` keeps next to its report when `--journal` names none.
@@ -57,10 +122,6 @@ mod tests {
         assert_eq!(
             import_report(Path::new("data/клиенты.csv")),
             PathBuf::from("клиенты.import-report.xlsx")
-        );
-        assert_eq!(
-            journal_next_to(Path::new("out/клиенты.import-report.xlsx")),
-            PathBuf::from("out/клиенты.import-report.journal.sqlite")
         );
         assert_eq!(
             fix_journal(Path::new("out/rec.xlsx")),

@@ -367,6 +367,23 @@ impl Journal {
 }
 
 impl Journal {
+    /// The CRM holds no `entity` at all: what the journal says was stored of it is not there,
+    /// so those records are to be sent again (and no longer count as an earlier run's).
+    pub fn forget_stored(&mut self, entity: Entity) -> Result<(), UploadError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE records SET state = 'pending', crm_id = NULL, error = NULL
+                 WHERE entity = ?1 AND state IN ('created', 'existing', 'updated', 'unchanged')",
+                [entity.as_str()],
+            )?;
+            tx.execute(
+                "UPDATE plan SET earlier = 0 WHERE entity = ?1",
+                [entity.as_str()],
+            )?;
+            Ok(())
+        })
+    }
+
     /// The CRM row a record matched, as the match pass read it.
     pub fn match_current(
         &self,

@@ -122,6 +122,9 @@ pub(super) async fn match_entity(ctx: &Ctx, entity: Entity) -> Result<(), Upload
     // An empty CRM (a first migration) holds nothing to match: one read says so, and the
     // planned records are not even looked at.
     if crm_is_empty(ctx, entity).await? {
+        // Records an earlier run stored are not there any more (a new sandbox, a CRM restored
+        // from a backup): the CRM is the truth, the journal only a cache of it.
+        ctx.journal_lock().forget_stored(entity)?;
         if mode == Mode::Insert {
             return Ok(());
         }

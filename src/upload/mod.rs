@@ -41,7 +41,7 @@ pub enum UploadError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("journal {path} cannot be used for this run: {what}. Use another --journal (or delete it to start over)")]
+    #[error("journal {path} cannot be used for this run: {what}. Leave out --journal (each input, template and CRM gets a journal of its own) or give another one: a new journal matches against the CRM first, so nothing already there is created again")]
     JournalMismatch { path: PathBuf, what: String },
     /// The CRM refused the whole run (bad key, unknown method): nothing more can be sent.
     #[error("{0}")]

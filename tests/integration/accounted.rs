@@ -19,6 +19,7 @@ fn run(sub: &str, file: &Path, args: &[&str], sb: Option<&Sandbox>) -> Output {
         .args(args)
         .arg("--json")
         .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
+        .env("SMBATCH_DATA_DIR", crate::common::data_dir())
         .env_remove("SMBATCH_URL")
         .stdin(Stdio::null());
     if let Some(sb) = sb {

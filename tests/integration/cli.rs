@@ -28,6 +28,7 @@ fn smbatch(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .args(args)
         .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
+        .env("SMBATCH_DATA_DIR", crate::common::data_dir())
         .env_remove("SMBATCH_URL")
         .env_remove("SMBATCH_LOGIN")
         .env_remove("SMBATCH_PROFILE")
@@ -348,6 +349,7 @@ fn sandbox_json_says_how_to_connect_and_serves_the_default_file() {
         .arg(j["login"].as_str().unwrap())
         .env("SMBATCH_APIKEY", j["apikey"].as_str().unwrap())
         .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
+        .env("SMBATCH_DATA_DIR", crate::common::data_dir())
         .env_remove("SMBATCH_PROFILE")
         .output()
         .unwrap();

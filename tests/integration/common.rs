@@ -27,9 +27,17 @@ pub fn against(sb: &Sandbox, args: &[&str]) -> Command {
         .arg(&conn.login)
         .env("SMBATCH_APIKEY", conn.apikey.expose())
         .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
+        .env("SMBATCH_DATA_DIR", data_dir())
         .env_remove("SMBATCH_PROFILE")
         .stdin(Stdio::null());
     c
+}
+
+/// Where the CLI keeps its journals in tests (never the user's data directory): one directory
+/// for this test process; journals there are named by input, template and sandbox URL, and
+/// every test's sandbox has a port of its own.
+pub fn data_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("smbatch-tests-{}", std::process::id()))
 }
 
 /// stdout and stderr of a finished command, for an assertion's message.

@@ -59,6 +59,7 @@ fn emulated_real_server_imports_faster_with_four_requests_in_flight_than_one() {
 fn a_bad_emulate_setting_is_refused_naming_the_value() {
     let out = Command::cargo_bin("smbatch")
         .unwrap()
+        .env("SMBATCH_DATA_DIR", crate::common::data_dir())
         .args([
             "sandbox",
             "--db",

@@ -43,6 +43,7 @@ pub(crate) fn smbatch(sb: &Sandbox, args: &[&str]) -> std::process::Output {
         .unwrap()
         .env("SMBATCH_APIKEY", APIKEY)
         .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
+        .env("SMBATCH_DATA_DIR", crate::common::data_dir())
         .arg("export")
         .args(args)
         .args(["--url", &sb.url(), "--login", LOGIN, "--quiet"])

@@ -127,6 +127,7 @@ fn a_template_with_a_plain_recv_is_refused_before_anything_is_sent() {
     assert_eq!(sb.count(Entity::Client), 0);
     // validate says the same without a server.
     let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("smbatch"))
+        .env("SMBATCH_DATA_DIR", crate::common::data_dir())
         .args(["validate", p(&input), "--template", p(&template)])
         .output()
         .unwrap();

@@ -186,6 +186,7 @@ fn sandbox_field_switch_is_kept_in_the_database_for_later_commands() {
         .arg("--sandbox")
         .arg(&db)
         .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
+        .env("SMBATCH_DATA_DIR", crate::common::data_dir())
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -222,6 +223,7 @@ fn reconcile_fix_refuses_a_template_with_unknown_fields_before_writing() {
         .arg(sb.connection().login)
         .env("SMBATCH_APIKEY", sb.connection().apikey.expose())
         .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
+        .env("SMBATCH_DATA_DIR", crate::common::data_dir())
         .env_remove("SMBATCH_PROFILE")
         .stdin(Stdio::null())
         .output()
@@ -271,6 +273,7 @@ fn sandbox_banner(args: &[&str], apikey: Option<&str>) -> String {
     c.args(["sandbox", "--listen", "127.0.0.1:0"])
         .args(args)
         .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
+        .env("SMBATCH_DATA_DIR", crate::common::data_dir())
         .env_remove("SMBATCH_PROFILE")
         .env_remove("SMBATCH_LOGIN")
         .stdin(Stdio::null())

@@ -19,6 +19,7 @@ tel    = { column = "Телефон", transform = ["phone"] }
 fn validate(file: &Path, template: &Path) -> (i32, String, String) {
     let out = Command::cargo_bin("smbatch")
         .unwrap()
+        .env("SMBATCH_DATA_DIR", crate::common::data_dir())
         .args(["validate", "--json", "--template"])
         .arg(template)
         .arg(file)
@@ -190,6 +191,7 @@ fn bom_less_utf16_is_read_as_utf16() {
     assert_rows(d, &t, "u16be.txt", &utf16(text, false), 1, 2);
     let out = Command::cargo_bin("smbatch")
         .unwrap()
+        .env("SMBATCH_DATA_DIR", crate::common::data_dir())
         .args(["validate", "--template"])
         .arg(&t)
         .arg(d.join("u16le.csv"))

@@ -132,6 +132,7 @@ fn sample_imports_valid_rows_reports_invalid_ones_and_reruns_create_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("out/report.xlsx");
     let csv = dir.path().join("out/report.csv");
+    let journal = dir.path().join("out/report.journal.sqlite");
     let sample = root().join("samples/migration-cp1251.csv");
     let template = root().join("templates/migration-flat.toml");
     let args = [
@@ -140,6 +141,8 @@ fn sample_imports_valid_rows_reports_invalid_ones_and_reruns_create_nothing() {
         p(&template),
         "--report",
         p(&report),
+        "--journal",
+        p(&journal),
         "--csv-report",
         p(&csv),
         "--quiet",
@@ -203,9 +206,9 @@ fn sample_imports_valid_rows_reports_invalid_ones_and_reruns_create_nothing() {
         assert_eq!(wb.worksheet_range("Rows").unwrap().height(), 31);
     }
     // The API key never lands in reports or the journal.
-    let journal = std::fs::read(dir.path().join("out/report.journal.sqlite")).unwrap();
+    let journal_bytes = std::fs::read(&journal).unwrap();
     let key = sb.connection().apikey.expose().to_string();
-    assert!(!String::from_utf8_lossy(&journal).contains(&key));
+    assert!(!String::from_utf8_lossy(&journal_bytes).contains(&key));
     assert!(!lines.iter().any(|l| l.contains(&key)));
 
     // Same input, same journal: nothing new is created, and the summary says so (nothing is
@@ -245,9 +248,8 @@ fn sample_imports_valid_rows_reports_invalid_ones_and_reruns_create_nothing() {
     assert_eq!(summary["rows_by_outcome"]["partial"], 5, "{summary}");
     assert_eq!(counts(&sb), first);
 
-    // --only-failed without a value reads this run's journal (next to --report): the same 5
-    // rows are left to do; given the journal by name, the same.
-    let journal = dir.path().join("out/report.journal.sqlite");
+    // --only-failed without a value reads this run's journal (--journal): the same 5 rows are
+    // left to do; given the journal by name, the same.
     for only in [None, Some(p(&journal))] {
         let mut a = vec![
             p(&sample),
@@ -255,6 +257,8 @@ fn sample_imports_valid_rows_reports_invalid_ones_and_reruns_create_nothing() {
             p(&template),
             "--report",
             p(&report),
+            "--journal",
+            p(&journal),
             "--json",
             "--only-failed",
         ];
@@ -358,6 +362,7 @@ fn server_down_stops_within_the_retry_budget_and_says_why_first() {
         ])
         .env("SMBATCH_APIKEY", "k")
         .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
+        .env("SMBATCH_DATA_DIR", crate::common::data_dir())
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -540,12 +545,15 @@ fn resume_on_other_input_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (input, template) = big_input(dir.path(), 50);
     let report = dir.path().join("r.xlsx");
+    let journal = dir.path().join("r.journal.sqlite");
     let args = [
         p(&input),
         "--template",
         p(&template),
         "--report",
         p(&report),
+        "--journal",
+        p(&journal),
         "--quiet",
     ];
     assert_eq!(import(&sb, &args).status.code(), Some(0));
@@ -563,6 +571,22 @@ fn resume_on_other_input_is_refused() {
         "{}",
         say(&out)
     );
+    // Without --journal, the edited file has a default journal of its own: nothing to resume,
+    // and the message says why and that a plain run is safe.
+    let out = import(
+        &sb,
+        &[
+            p(&input),
+            "--template",
+            p(&template),
+            "--report",
+            p(&report),
+            "--resume",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", say(&out));
+    assert!(say(&out).contains("nothing to resume"), "{}", say(&out));
+    assert!(!say(&out).contains("delete it"), "{}", say(&out));
 }
 
 /// Every history row of a sandbox as (datum, tip, content), sorted.

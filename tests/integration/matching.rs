@@ -266,3 +266,71 @@ fn a_record_matching_two_crm_records_is_ambiguous_and_not_written() {
         .collect();
     assert!(names.iter().any(|n| n.contains("дубль")), "{names:?}");
 }
+
+#[test]
+fn the_default_journal_follows_the_input_not_the_report_name() {
+    let c = Case::new();
+    let t = c.path("t.toml");
+    let file = c.path("rows.csv");
+    let run = |report: &str| {
+        let report = c.path(report);
+        let out = against(
+            &c.sb,
+            &[
+                "import",
+                file.to_str().unwrap(),
+                "-t",
+                t.to_str().unwrap(),
+                "-o",
+                report.to_str().unwrap(),
+                "--json",
+            ],
+        )
+        .output()
+        .unwrap();
+        let v: Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{}", say(&out)));
+        v
+    };
+    let first = run("a.xlsx");
+    let second = run("b.xlsx");
+    assert_eq!(first["journal"], second["journal"], "one run, one journal");
+    let journal = first["journal"].as_str().unwrap();
+    assert!(
+        journal.starts_with(crate::common::data_dir().to_str().unwrap()),
+        "{journal}"
+    );
+    assert_eq!(counts(&second, "person")["earlier"], 3, "{second}");
+    assert_eq!(c.sb.count(Entity::Person), 3);
+}
+
+#[test]
+fn a_journal_whose_records_the_crm_no_longer_has_does_not_stop_them_being_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.toml"), TEMPLATE).unwrap();
+    std::fs::write(dir.path().join("rows.csv"), ROWS).unwrap();
+    let db = dir.path().join("rehearsal.sqlite");
+    let run = || {
+        let out = assert_cmd::Command::cargo_bin("smbatch")
+            .unwrap()
+            .current_dir(dir.path())
+            .env("SMBATCH_DATA_DIR", dir.path().join("data"))
+            .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
+            .args([
+                "import", "rows.csv", "-t", "t.toml", "-o", "r.xlsx", "--json",
+            ])
+            .arg("--sandbox")
+            .arg(&db)
+            .output()
+            .unwrap();
+        let v: Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{}", say(&out)));
+        v
+    };
+    assert_eq!(counts(&run(), "person")["created"], 3);
+    // A fresh rehearsal database: the journal remembers three persons the CRM does not have.
+    std::fs::remove_file(&db).unwrap();
+    let again = run();
+    assert_eq!(counts(&again, "person")["created"], 3, "{again}");
+    assert_eq!(counts(&again, "person")["earlier"], 0, "{again}");
+}

@@ -386,6 +386,7 @@ fn users_stored_in_a_sandbox_database_are_seen_by_import_with_sandbox() {
         .arg("--sandbox")
         .arg(&db)
         .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
+        .env("SMBATCH_DATA_DIR", crate::common::data_dir())
         .stdin(Stdio::null())
         .output()
         .unwrap();

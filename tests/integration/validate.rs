@@ -8,6 +8,7 @@ use std::path::Path;
 fn smbatch(args: &[&str]) -> (i32, String, String) {
     let out = Command::cargo_bin("smbatch")
         .unwrap()
+        .env("SMBATCH_DATA_DIR", crate::common::data_dir())
         .current_dir(root())
         .args(args)
         .output()
@@ -332,6 +333,7 @@ fn template_init_matches_titles_and_lists_the_rest() {
 
 fn smbatch_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = Command::cargo_bin("smbatch").unwrap();
+    cmd.env("SMBATCH_DATA_DIR", crate::common::data_dir());
     cmd.current_dir(root()).args(args);
     for (k, v) in env {
         cmd.env(k, v);

@@ -122,11 +122,18 @@ impl ImportJob {
             .unwrap_or_else(|| names::import_report(&self.file))
     }
 
-    /// The journal this job keeps.
-    pub fn journal_path(&self) -> PathBuf {
-        self.journal
-            .clone()
-            .unwrap_or_else(|| names::journal_next_to(&self.report_path()))
+    /// The journal this job keeps for `target` (its [`Target::identity`]): `--journal`, or one
+    /// derived from the input's content, the template and the target ([`names::default_journal`]).
+    pub fn journal_path(&self, target: &str) -> Result<PathBuf> {
+        if let Some(j) = &self.journal {
+            return Ok(j.clone());
+        }
+        Ok(names::default_journal(
+            &self.file,
+            &fingerprint_file(&self.file)?,
+            &fingerprint_file(&self.template)?,
+            target,
+        ))
     }
 
     /// Run it. Errors before the first row is planned (a bad template, an unreadable file, a
@@ -164,10 +171,15 @@ impl ImportJob {
         let target_name = target.name()?;
         let (sandbox, conn) = target.connect()?;
         let client = CrmClient::new(&conn)?;
-        let journal_path = self.journal_path();
+        let journal_path = self.journal_path(&target.identity()?)?;
         if self.resume && !journal_path.exists() {
+            let why = if self.journal.is_none() {
+                " (the default journal belongs to this file's content, template and CRM: if the file or template changed since, there is nothing to resume — run without --resume; records already in the CRM are matched, not created again)"
+            } else {
+                ""
+            };
             return Err(Error::Usage(format!(
-                "--resume: there is no journal at {} to resume from",
+                "--resume: there is no journal at {} to resume from{why}",
                 journal_path.display()
             )));
         }
@@ -302,7 +314,7 @@ impl ImportJob {
     fn rows_to_retry(&self) -> Result<Option<HashSet<u64>>> {
         let path = match &self.only_failed {
             None => return Ok(None),
-            Some(OnlyFailed::Journal) => self.journal_path(),
+            Some(OnlyFailed::Journal) => self.journal_path(&self.target.resolve()?.identity()?)?,
             Some(OnlyFailed::From(p)) => p.clone(),
         };
         let ext = path
