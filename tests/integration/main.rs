@@ -2,6 +2,7 @@
 //! sandbox started in-process on 127.0.0.1. Each area of the tool has its own module.
 
 mod accounted;
+mod actions;
 mod accounting;
 mod cli;
 mod common;
