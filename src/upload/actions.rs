@@ -39,7 +39,13 @@ pub(super) const SCHEMA: &str = "
     );";
 
 /// Deal fields written by `deal/close` only.
-const CLOSE_FIELDS: [&str; 5] = ["close", "status_close", "kol_fact", "des_fact", "datum_close"];
+const CLOSE_FIELDS: [&str; 5] = [
+    "close",
+    "status_close",
+    "kol_fact",
+    "des_fact",
+    "datum_close",
+];
 
 /// One action of the CRM a changed field asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,7 +217,10 @@ pub fn plan(
                             "deal field 'datum_close' is '{d}', not a date: deal/close would store 0000-00-00, so the deal was not closed"
                         )));
                     };
-                    body.insert("datum".into(), Value::from(day.format("%Y-%m-%d").to_string()));
+                    body.insert(
+                        "datum".into(),
+                        Value::from(day.format("%Y-%m-%d").to_string()),
+                    );
                 }
                 actions.push(Action {
                     kind: Kind::Close,
@@ -222,7 +231,12 @@ pub fn plan(
         }
         Entity::Task => {
             if let Some(active) = payload.remove("active").map(|v| value_text(&v)) {
-                let open = flag(entity, "active", active.trim(), "\"no\" marks the task done")?;
+                let open = flag(
+                    entity,
+                    "active",
+                    active.trim(),
+                    "\"no\" marks the task done",
+                )?;
                 let crm_open = cur.get("active").map(value_text).as_deref() != Some("no");
                 if is("active") && open && !crm_open {
                     return Err(change::Unsafe(
@@ -329,7 +343,9 @@ pub(super) async fn send(
 /// How one action ended.
 enum Done {
     /// Took effect (`resolved`: its answer was lost and the read-back found it done).
-    Applied { resolved: bool },
+    Applied {
+        resolved: bool,
+    },
     /// The CRM already held it (the same step again: 302).
     Already,
     Failed(String),
@@ -351,7 +367,15 @@ fn put_state(
         tx.execute(
             "INSERT OR REPLACE INTO actions (entity, key, action, crm_id, state, body, error)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![entity.as_str(), key, a.kind.action(), crm_id, state, body, error],
+            params![
+                entity.as_str(),
+                key,
+                a.kind.action(),
+                crm_id,
+                state,
+                body,
+                error
+            ],
         )
         .map(|_| ())
     })
@@ -378,12 +402,7 @@ fn journaled(
 }
 
 /// Read the record back: has the action taken effect? `Err` when it cannot be read.
-async fn took_effect(
-    ctx: &Ctx,
-    entity: Entity,
-    crm_id: i64,
-    a: &Action,
-) -> Result<bool, CrmError> {
+async fn took_effect(ctx: &Ctx, entity: Entity, crm_id: i64, a: &Action) -> Result<bool, CrmError> {
     let info = ctx
         .client
         .info(entity, crm_id, &[], &ctx.opts.lookup_retry)
@@ -493,8 +512,10 @@ mod tests {
     }
 
     fn open_deal() -> Map<String, Value> {
-        map(json!({"did": 7, "title": "СД7: Поставка", "step": 20, "close": "no",
-                   "status_close": false, "user": "admin@x", "kol": "100.00", "pid": 3}))
+        map(
+            json!({"did": 7, "title": "СД7: Поставка", "step": 20, "close": "no",
+                   "status_close": false, "user": "admin@x", "kol": "100.00", "pid": 3}),
+        )
     }
 
     #[test]
@@ -567,20 +588,55 @@ mod tests {
     #[test]
     fn task_done_is_doit_once_and_owners_go_where_the_api_takes_them() {
         let owners = HashMap::from([("m2@x".to_string(), 2)]);
-        let open = map(json!({"tid": "5", "title": "Позвонить", "active": "yes", "user": "admin@x"}));
-        let p = plan(Entity::Task, 5, map(json!({"active": "no"})), Some(&open), &owners).unwrap();
+        let open =
+            map(json!({"tid": "5", "title": "Позвонить", "active": "yes", "user": "admin@x"}));
+        let p = plan(
+            Entity::Task,
+            5,
+            map(json!({"active": "no"})),
+            Some(&open),
+            &owners,
+        )
+        .unwrap();
         assert_eq!((p.update, p.actions[0].kind), (None, Kind::Doit));
         let mut done = open.clone();
         done.insert("active".into(), json!("no"));
-        let again = plan(Entity::Task, 5, map(json!({"active": "no"})), Some(&done), &owners);
-        assert!(again.unwrap().actions.is_empty(), "a done task is not done again");
-        let bad = plan(Entity::Task, 5, map(json!({"active": "Выполнено"})), Some(&open), &owners);
+        let again = plan(
+            Entity::Task,
+            5,
+            map(json!({"active": "no"})),
+            Some(&done),
+            &owners,
+        );
+        assert!(
+            again.unwrap().actions.is_empty(),
+            "a done task is not done again"
+        );
+        let bad = plan(
+            Entity::Task,
+            5,
+            map(json!({"active": "Выполнено"})),
+            Some(&open),
+            &owners,
+        );
         assert!(bad.unwrap_err().0.contains("'Выполнено'"));
-        let owner = plan(Entity::Task, 5, map(json!({"user": "m2@x"})), Some(&open), &owners);
+        let owner = plan(
+            Entity::Task,
+            5,
+            map(json!({"user": "m2@x"})),
+            Some(&open),
+            &owners,
+        );
         assert!(owner.unwrap_err().0.contains("owner"));
         let person = map(json!({"pid": 4, "person": "Пётр", "iduser": 1, "user": "admin@x"}));
-        let p = plan(Entity::Person, 4, map(json!({"user": "m2@x"})), Some(&person), &owners)
-            .unwrap();
+        let p = plan(
+            Entity::Person,
+            4,
+            map(json!({"user": "m2@x"})),
+            Some(&person),
+            &owners,
+        )
+        .unwrap();
         let body = p.update.unwrap();
         assert_eq!((body["iduser"].clone(), body.get("user")), (json!(2), None));
     }

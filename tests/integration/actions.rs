@@ -128,7 +128,10 @@ impl Case {
                 json!({"active": active, "dateStart": "2026-12-01", "dateEnd": "2026-12-01"}),
             );
             if let Some(t) = v["data"].as_array().and_then(|a| a.first()) {
-                return (active.to_string(), t["tid"].as_str().unwrap().parse().unwrap());
+                return (
+                    active.to_string(),
+                    t["tid"].as_str().unwrap().parse().unwrap(),
+                );
             }
         }
         panic!("no task")
@@ -147,7 +150,11 @@ fn refused(v: &Value) {
 
 fn deal_counts(v: &Value) -> (Value, Value, Value) {
     let d = &v["entities"]["deal"];
-    (d["updated"].clone(), d["unchanged"].clone(), d["failed"].clone())
+    (
+        d["updated"].clone(),
+        d["unchanged"].clone(),
+        d["failed"].clone(),
+    )
 }
 
 /// The rows of the report's "Changes" sheet: (field, before, after).
@@ -180,7 +187,11 @@ fn a_step_change_goes_through_change_step_and_an_unknown_step_never_clears_it() 
     let (out, v) = c.import(&row("60", "", "", "", "", "нет"), "step", "upsert");
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_eq!(deal_counts(&v).0, 1, "{v}");
-    assert_eq!(c.deal()["stepTitle"], 60, "deal/update ignores step: it took change.step");
+    assert_eq!(
+        c.deal()["stepTitle"],
+        60,
+        "deal/update ignores step: it took change.step"
+    );
     assert!(
         changes(&c.report("step")).contains(&("step".into(), "20".into(), "60".into())),
         "{:?}",
@@ -266,7 +277,11 @@ fn a_task_is_done_exactly_once_across_a_lost_answer_and_a_second_run() {
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_eq!(v["entities"]["task"]["updated"], 1, "{v}");
     assert_eq!(c.task(), ("no".to_string(), tid));
-    assert_eq!(c.history(), history + 1, "doit adds a history row per call: one call");
+    assert_eq!(
+        c.history(),
+        history + 1,
+        "doit adds a history row per call: one call"
+    );
     // A second run finds it done: no second doit.
     let (out, v) = c.import(&done, "again", "upsert");
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
@@ -279,10 +294,18 @@ fn the_owner_changes_through_change_user_and_an_unknown_login_is_refused() {
     let c = Case::new();
     let admin = c.deal()["user"].clone();
     let history = c.history();
-    let (out, v) = c.import(&row("20", "", "", "", "ghost@firm.ru", "нет"), "ghost", "upsert");
+    let (out, v) = c.import(
+        &row("20", "", "", "", "ghost@firm.ru", "нет"),
+        "ghost",
+        "upsert",
+    );
     assert_eq!(out.status.code(), Some(1), "{}", say(&out));
     refused(&v);
-    assert_eq!(c.deal()["user"], admin, "the deal still has its owner (not owner 0)");
+    assert_eq!(
+        c.deal()["user"],
+        admin,
+        "the deal still has its owner (not owner 0)"
+    );
     assert_eq!(c.history(), history, "nothing sent");
 
     let (out, v) = c.import(&row("20", "", "", "", MANAGER, "нет"), "owner", "update");

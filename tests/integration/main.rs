@@ -2,8 +2,8 @@
 //! sandbox started in-process on 127.0.0.1. Each area of the tool has its own module.
 
 mod accounted;
-mod actions;
 mod accounting;
+mod actions;
 mod cli;
 mod common;
 mod emulate;
