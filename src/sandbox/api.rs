@@ -30,6 +30,8 @@ pub struct AppState {
     pub deal_number: std::sync::atomic::AtomicI64,
     /// See [`super::Sandbox::set_fatal_on`].
     pub fatal_on: Mutex<Option<String>>,
+    /// See [`super::Sandbox::lose_answers_of`]: (path ending, answers still to lose).
+    pub lose_answers: Mutex<Option<(String, u32)>>,
     /// See [`super::emulate`].
     pub emulator: Option<super::emulate::Emulator>,
 }
@@ -107,6 +109,20 @@ impl IntoResponse for Reply {
     }
 }
 
+impl AppState {
+    /// Whether the answer to this request is to be lost ([`super::Sandbox::lose_answers_of`]).
+    fn lose_answer(&self, path: &str) -> bool {
+        let mut lose = self.lose_answers.lock().unwrap_or_else(|p| p.into_inner());
+        match lose.as_mut() {
+            Some((end, n)) if *n > 0 && path.trim_end_matches('/').ends_with(end.as_str()) => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     if !path.starts_with("/developer/") {
@@ -139,6 +155,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
         return r;
     }
 
+    let lose = state.lose_answer(&path);
     let query = req.uri().query().unwrap_or("").to_string();
     let headers = req.headers().clone();
     let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
@@ -194,7 +211,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
         // A handler bug must not take the server down; its transaction was rolled back.
         Reply::Json(error(500, "Внутренняя ошибка sandbox"))
     });
-    if decision.drop_after_commit {
+    if decision.drop_after_commit || lose {
         // The rows are committed; now break the connection instead of answering, like a proxy
         // timing out after PHP finished. hyper aborts the connection when the body errors.
         let stream = futures_util::stream::once(async {

@@ -146,6 +146,7 @@ impl Sandbox {
             store,
             deal_number: std::sync::atomic::AtomicI64::new(deal_number),
             fatal_on: Mutex::new(None),
+            lose_answers: Mutex::new(None),
             login: config.login.clone(),
             apikey: config.apikey.clone(),
             faults: Mutex::new(faults::FaultState::new(config.faults.clone())),
@@ -245,6 +246,18 @@ impl Sandbox {
             .fatal_on
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = value.map(str::to_string);
+    }
+
+    /// The next `times` requests whose path ends with `path_end` (e.g. `"/task/doit"`) are
+    /// processed and committed, then the connection is dropped unanswered (a lost answer, as
+    /// `drop_after_commit` does at random): for testing what a client does when it cannot know
+    /// whether one particular call took effect.
+    pub fn lose_answers_of(&self, path_end: &str, times: u32) {
+        *self
+            .state
+            .lose_answers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((path_end.to_string(), times));
     }
 
     /// Rows stored for an entity, read directly from the store (includes rows the API hides,

@@ -63,7 +63,11 @@ fn current_text(current: &Map<String, Value>, entity: Entity, field: &str) -> Op
     current
         .get(entity.listed_field(field))
         .or_else(|| current.get(field))
-        .map(value_text)
+        // deal/list shows "no close status" as `false`.
+        .map(|v| match v {
+            Value::Bool(false) => String::new(),
+            v => value_text(v),
+        })
 }
 
 /// The mapped fields whose value differs from the CRM's: (field, CRM value, new value). A field
@@ -85,6 +89,9 @@ pub fn diff(
     }
     let mut out = Vec::new();
     for (field, after) in flat {
+        if !super::actions::compares(entity, &field, fields, current) {
+            continue;
+        }
         let Some(before) = current_text(current, entity, &field) else {
             continue;
         };

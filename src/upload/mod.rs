@@ -6,6 +6,7 @@
 //! (pending → sent → created | existing | failed | ambiguous); a chunk whose answer was lost is
 //! looked up in the CRM before anything of it is resent.
 
+pub mod actions;
 pub mod change;
 pub mod journal;
 pub mod limit;
@@ -103,6 +104,9 @@ pub struct UploadOptions {
     pub dry_run: bool,
     /// The fields the template maps, per entity (what a client list is asked for).
     pub mapped: HashMap<Entity, Vec<String>>,
+    /// The CRM's users, login → id (`user/list`): a person's or client's new owner is sent as
+    /// its numeric id (`actions`).
+    pub owners: HashMap<String, i64>,
 }
 
 impl Default for UploadOptions {
@@ -121,6 +125,7 @@ impl Default for UploadOptions {
             probes: HashMap::new(),
             dry_run: false,
             mapped: HashMap::new(),
+            owners: HashMap::new(),
         }
     }
 }
@@ -346,9 +351,10 @@ impl Uploader {
                                 // Our key goes into uid on create only; an update keeps theirs.
                                 payload.remove("uid");
                             }
-                            match change::update_payload(entity, id, &payload, rec.current.as_ref())
-                            {
-                                Ok(body) => updates.push((rec.key, id, body)),
+                            // Plain fields go in the update, action fields as the CRM's actions.
+                            let owners = &self.ctx.opts.owners;
+                            match actions::plan(entity, id, payload, rec.current.as_ref(), owners) {
+                                Ok(plan) => updates.push((rec.key, id, plan)),
                                 Err(change::Unsafe(why)) => ref_failures.push(Update {
                                     entity,
                                     key: rec.key,
@@ -387,7 +393,7 @@ impl Uploader {
                 progress.inc(ref_failures.len() as u64);
             }
             // Updates: one request each (the API has no bulk update), under the same limit.
-            for (key, id, body) in updates {
+            for (key, id, plan) in updates {
                 if self.ctx.stop.load(Ordering::SeqCst) {
                     break 'pages;
                 }
@@ -399,7 +405,7 @@ impl Uploader {
                 };
                 let ctx = self.ctx.clone();
                 tasks.spawn(async move {
-                    let r = change::send_update(&ctx, entity, &key, id, body).await;
+                    let r = actions::send(&ctx, entity, &key, id, plan).await;
                     drop(permit);
                     let up = r?;
                     ctx.journal_record(std::slice::from_ref(&up))?;

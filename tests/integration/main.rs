@@ -3,6 +3,7 @@
 
 mod accounted;
 mod accounting;
+mod actions;
 mod cli;
 mod common;
 mod emulate;

@@ -252,6 +252,14 @@ impl ImportJob {
                 .iter()
                 .map(|e| (e.entity, e.fields.iter().map(|f| f.name.clone()).collect()))
                 .collect(),
+            owners: dicts
+                .as_ref()
+                .ok()
+                .and_then(|d| d.users.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|u| (u.login.clone(), u.iduser))
+                .collect(),
             ..UploadOptions::default()
         };
         upload_opts.retry.max_elapsed = self.retry_for;
