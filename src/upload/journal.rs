@@ -172,6 +172,7 @@ impl Journal {
         .map_err(err)?;
         conn.execute_batch(super::planstore::SCHEMA).map_err(err)?;
         conn.execute_batch(super::matching::SCHEMA).map_err(err)?;
+        conn.execute_batch(super::backup::SCHEMA).map_err(err)?;
         Ok(Journal {
             conn,
             path: path.to_path_buf(),
