@@ -156,7 +156,10 @@ impl Journal {
 }
 
 fn order(e: Entity) -> usize {
-    Entity::ALL.iter().position(|x| *x == e).unwrap_or(usize::MAX)
+    Entity::ALL
+        .iter()
+        .position(|x| *x == e)
+        .unwrap_or(usize::MAX)
 }
 
 /// What the server deletes along with the records to delete: the history and tasks of each
@@ -349,7 +352,9 @@ pub fn write_files(
                 .map(|n| Cell::Text(v.get(n).cloned().unwrap_or_default()))
                 .collect();
             cells.push(Cell::Text(
-                r.along.map(|(e, id)| format!("{e} {id}")).unwrap_or_default(),
+                r.along
+                    .map(|(e, id)| format!("{e} {id}"))
+                    .unwrap_or_default(),
             ));
             book.write_row(sheet, &cells)?;
         }
@@ -467,7 +472,8 @@ mod tests {
         .as_object()
         .unwrap()
         .clone();
-        let flat: HashMap<String, String> = flat_fields(Entity::History, &row).into_iter().collect();
+        let flat: HashMap<String, String> =
+            flat_fields(Entity::History, &row).into_iter().collect();
         assert_eq!(flat["content"], "a\nb");
         assert_eq!(flat["pid"], "7");
         assert!(!restorable(Entity::History, "cid", None));

@@ -129,7 +129,9 @@ async fn delete_one(ctx: &Ctx, entity: Entity, key: &str, id: i64) -> Result<Upd
                 let why = refusal(entity, &code);
                 return Ok(up(
                     State::Failed,
-                    Some(format!("the CRM refused to delete it: {text} (code {code}){why}")),
+                    Some(format!(
+                        "the CRM refused to delete it: {text} (code {code}){why}"
+                    )),
                     false,
                 ));
             }
@@ -142,7 +144,11 @@ async fn delete_one(ctx: &Ctx, entity: Entity, key: &str, id: i64) -> Result<Upd
                 if tries.exhausted() {
                     if e.is_server_trouble() {
                         ctx.journal_record(&[up(
-                            if lost { State::Ambiguous } else { State::Pending },
+                            if lost {
+                                State::Ambiguous
+                            } else {
+                                State::Pending
+                            },
                             Some(e.to_string()),
                             false,
                         )])?;
@@ -152,11 +158,7 @@ async fn delete_one(ctx: &Ctx, entity: Entity, key: &str, id: i64) -> Result<Upd
                         });
                     }
                     if !lost {
-                        return Ok(up(
-                            State::Failed,
-                            Some(format!("gave up: {e}")),
-                            false,
-                        ));
+                        return Ok(up(State::Failed, Some(format!("gave up: {e}")), false));
                     }
                     // One last look: the delete may have gone through.
                     return Ok(match exists(ctx, entity, id).await? {

@@ -5,6 +5,7 @@ mod accounted;
 mod accounting;
 mod cli;
 mod common;
+mod delete;
 mod emulate;
 mod export;
 mod faithful;
