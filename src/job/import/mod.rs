@@ -286,7 +286,7 @@ impl ImportJob {
                     self.show_invalid,
                 )));
                 let prepared = if self.mode == Mode::Delete {
-                    self.prepare_delete(&runtime, &client, &mut uploader, &conn.url, confirm)
+                    self.prepare_delete(&runtime, &client, &mut uploader, &target_name, confirm)
                 } else {
                     Ok(None)
                 };
