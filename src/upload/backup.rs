@@ -162,8 +162,9 @@ fn order(e: Entity) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-/// What the server deletes along with the records to delete: the history and tasks of each
-/// client, the history of each deal (read through `list` filtered by the link).
+/// What the server deletes along with the records to delete: the history and tasks (those not
+/// linked to a contact) of each client, the history of each deal (read through `list` filtered
+/// by the link).
 pub async fn dependants(
     client: &CrmClient,
     deleting: &[BackupRow],
@@ -207,7 +208,25 @@ pub async fn dependants(
             .await?;
         }
     }
-    Ok(out)
+    // A client's task linked to a contact survives its delete (the CRM only unlinks it, NOTES
+    // §11); task/list does not show the contact, task/info does.
+    let mut kept = Vec::with_capacity(out.len());
+    for r in out {
+        if r.entity == Entity::Task && r.along.is_some_and(|(e, _)| e == Entity::Client) {
+            let info = client.info(Entity::Task, r.crm_id, &[], policy).await?;
+            let pid = info
+                .get("data")
+                .and_then(|d| d.get("person"))
+                .and_then(Value::as_array)
+                .and_then(|p| p.iter().find_map(|x| value_id(x.get("pid"))))
+                .unwrap_or(0);
+            if pid > 0 {
+                continue;
+            }
+        }
+        kept.push(r);
+    }
+    Ok(kept)
 }
 
 /// Names of fields the CRM lists per entity (what the restore may write).

@@ -237,9 +237,19 @@ fn the_backup_puts_everything_back_through_import() {
         "add",
         json!({"clid": romashka, "content": "Звонок: договорились о встрече", "tip": "Звонок", "datum": "2026-11-20 10:00:00"}),
     );
+    c.call(
+        Entity::Task,
+        "add",
+        json!({"clid": romashka, "title": "Перезвонить в пятницу", "datum": "2026-12-04", "totime": "11:00"}),
+    );
     let out = c.delete("del", &["--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_eq!(c.sb.count(Entity::Person), 0);
+    assert_eq!(
+        c.sb.count(Entity::Task),
+        0,
+        "the client's task went with it"
+    );
     assert!(
         !c.history()
             .iter()
@@ -275,6 +285,13 @@ fn the_backup_puts_everything_back_through_import() {
         .expect("the client's history is back");
     assert_eq!(call["clid"].to_string(), new_romashka.to_string());
     assert_eq!(call["datum"], "2026-11-20 10:00:00");
+    let tasks = c.list(Entity::Task, json!({"active": "yes"}));
+    let task = tasks
+        .iter()
+        .find(|t| t["title"] == "Перезвонить в пятницу")
+        .unwrap_or_else(|| panic!("the client's task is back: {tasks:?}"));
+    assert_eq!(task["clid"].to_string(), new_romashka.to_string());
+    assert_eq!(task["datum"], "2026-12-04");
 }
 
 #[test]
