@@ -29,6 +29,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Upload a file into the CRM through a template, journaled and resumable
     Import(import::ImportArgs),
+    /// Delete the records a file names, after a backup `import` can restore; journaled
+    Delete(delete::DeleteArgs),
     /// Export CRM records to XLSX or CSV
     Export(export::ExportArgs),
     /// Compare a source file with what the CRM holds
@@ -52,6 +54,7 @@ impl Cli {
             Command::Sandbox(args) => sandbox::run(args),
             Command::Validate(args) => validate::run(args),
             Command::Import(args) => import::run(args),
+            Command::Delete(args) => delete::run(args),
             Command::Export(args) => export::run(args),
             Command::Reconcile(args) => reconcile::run(args),
             Command::Template(cmd) => template::run(cmd),
@@ -82,6 +85,7 @@ mod tests {
         };
         for args in [
             &["smbatch", "import", "f.csv", "-t", "t.toml", "--sandbox"][..],
+            &["smbatch", "delete", "f.csv", "-t", "t.toml", "--sandbox"],
             &["smbatch", "export", "person", "--sandbox"],
             &["smbatch", "fields", "person", "--sandbox"],
             &["smbatch", "validate", "f.csv", "-t", "t.toml", "--sandbox"],
@@ -98,6 +102,7 @@ mod tests {
         ] {
             let crm = match Cli::parse_from(args).command {
                 Command::Import(a) => a.crm,
+                Command::Delete(a) => a.crm,
                 Command::Export(a) => a.crm,
                 Command::Fields(a) => a.crm,
                 Command::Validate(a) => a.crm,

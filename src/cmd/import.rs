@@ -127,6 +127,7 @@ impl ImportArgs {
             }),
             progress: self.mode.chatty(),
             show_invalid: self.show,
+            backup: None,
         })
     }
 }
@@ -163,7 +164,7 @@ pub(crate) fn print_event(event: ImportEvent, show_rows: bool) {
 }
 
 /// The summary table and the lines under it.
-fn print_summary(s: &Summary) {
+pub(crate) fn print_summary(s: &Summary) {
     println!(
         "{:<9} {:>7} {:>8} {:>8} {:>8} {:>9} {:>8} {:>7} {:>10} {:>9}",
         "entity",

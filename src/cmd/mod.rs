@@ -2,6 +2,7 @@
 //! and turned into an exit code. No command calls another's `run`.
 
 pub mod args;
+pub mod delete;
 pub mod docs;
 pub mod export;
 pub mod fields;

@@ -41,7 +41,7 @@ pub struct Filters {
     /// Invoices: only those paid on or after / before this day (their paid day, see README).
     pub paid_from: Option<NaiveDate>,
     pub paid_to: Option<NaiveDate>,
-    /// Invoices: of this client (`clid`) / deal (`did`).
+    /// Invoices, history and tasks: of this client (`clid`) / deal (`did`).
     pub client: Option<i64>,
     pub deal: Option<i64>,
     pub from: Option<NaiveDate>,
@@ -169,6 +169,16 @@ pub fn passes(entity: Entity, filters: &Filters, server_fields: Option<&str>) ->
                 };
                 base.insert("dateEnd".into(), Value::from(fmt(t)));
             }
+        }
+    }
+    if matches!(entity, Entity::History | Entity::Task) {
+        // Both lists take the links as top-level filters (v3-history-list-filter-*,
+        // v3-task-list-clid).
+        if let Some(c) = filters.client {
+            base.insert("clid".into(), Value::from(c));
+        }
+        if let Some(d) = filters.deal {
+            base.insert("did".into(), Value::from(d));
         }
     }
     match entity {

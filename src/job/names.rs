@@ -89,6 +89,16 @@ fn default_journals_follow_content_template_and_target_not_the_report() {
     );
 }
 
+/// A delete's backup next to its report: `out/del.xlsx` → `out/del.backup.xlsx`.
+pub fn backup_next_to(report: &Path) -> PathBuf {
+    report.with_file_name(format!("{}.backup.xlsx", stem(report, "delete")))
+}
+
+/// `delete`'s report: FILE-STEM.delete-report.xlsx in the current directory.
+pub fn delete_report(input: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.delete-report.xlsx", stem(input, "delete")))
+}
+
 /// The journal `reconcile --fix` keeps next to its report when `--journal` names none.
 pub fn fix_journal(reconcile_report: &Path) -> PathBuf {
     reconcile_report.with_file_name(format!(

@@ -181,6 +181,7 @@ impl ReconcileJob {
             concurrency: Concurrency::Auto,
             retry_for: crate::crm::DEFAULT_RETRY_FOR,
             mode: crate::upload::Mode::Insert,
+            backup: None,
             dry_run: false,
             allow_unknown_fields: self.allow_unknown_fields,
             only_failed: None,

@@ -177,7 +177,7 @@ pub async fn find_invisible(
 }
 
 /// The owner `info` reports when its answer is the record `id`, else None.
-fn info_owner(entity: Entity, id: i64, answer: &Value) -> Option<String> {
+pub(crate) fn info_owner(entity: Entity, id: i64, answer: &Value) -> Option<String> {
     let data = answer
         .get("data")
         .filter(|d| d.is_object())

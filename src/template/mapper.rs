@@ -97,6 +97,8 @@ struct BoundField {
     /// `map` keys trimmed and lower-cased once, not per cell.
     map_lc: Option<Vec<(String, Value)>>,
     dates: Option<DateFormats>,
+    /// A reference's fallback column (`ref` + `column`).
+    fallback: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -213,6 +215,16 @@ impl Template {
                     Input::Ref(e) => (BoundInput::Ref(*e), None),
                     Input::Nothing => (BoundInput::Nothing, None),
                 };
+                let fallback = match &f.ref_fallback {
+                    Some(c) => {
+                        let place = format!("field '{}'", f.name);
+                        let i =
+                            find_column(headers, c).ok_or_else(|| missing(et.entity, place, c))?;
+                        columns.push(i);
+                        Some(i)
+                    }
+                    None => None,
+                };
                 fields.push(BoundField {
                     rule: f.clone(),
                     input,
@@ -223,6 +235,7 @@ impl Template {
                             .collect()
                     }),
                     dates: f.date.as_deref().map(DateFormats::new),
+                    fallback,
                 });
             }
             let mut presence: Vec<usize> = if columns.len() > key_cols {
@@ -466,7 +479,11 @@ fn map_field(
         BoundInput::Column(i) => Cow::Borrowed(&cells[*i]),
         BoundInput::Expr(parts) => Cow::Owned(render(parts, cells)),
         BoundInput::Nothing => Cow::Borrowed(""),
-        BoundInput::Ref(target) => return reference(rule, *target, built, sink, problems),
+        BoundInput::Ref(target) => match bf.fallback {
+            // No such record in this row: the fallback column's CRM id, as a plain value.
+            Some(i) if !built.iter().any(|(e, _)| e == target) => Cow::Borrowed(&cells[i]),
+            _ => return reference(rule, *target, built, sink, problems),
+        },
     };
     let mut err = |message: String| problems.push(bf.column.clone(), field, &raw, message);
     let mut v: Cow<str> = Cow::Borrowed(raw.trim());

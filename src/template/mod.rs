@@ -219,6 +219,10 @@ pub struct FieldRule {
     /// `empty = "clear"`: an empty cell clears the CRM's value on update (otherwise an empty
     /// cell leaves it alone).
     pub clear_when_empty: bool,
+    /// `ref` with `column`: when the row has no record of the referenced entity, the column's
+    /// value (a CRM id) is used instead (a delete's backup: a parent restored with it, or one
+    /// still in the CRM).
+    pub ref_fallback: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -569,8 +573,13 @@ fn build_field(
         ));
     }
     let kind = info.map(|i| i.kind).unwrap_or(FieldKind::Text);
+    // `ref` + `column`: the reference, or the column's CRM id when the row has no such record.
+    let ref_fallback = match (&rf.reference, &rf.column) {
+        (Some(_), Some(c)) => Some(c.trim().to_string()),
+        _ => None,
+    };
     let sources = [
-        rf.column.is_some(),
+        rf.column.is_some() && ref_fallback.is_none(),
         rf.value.is_some(),
         rf.reference.is_some(),
     ]
@@ -580,7 +589,7 @@ fn build_field(
     if sources > 1 {
         return Err("give only one of column, value, ref".into());
     }
-    let input = if let Some(c) = rf.column {
+    let input = if let Some(c) = rf.column.filter(|_| ref_fallback.is_none()) {
         Input::Column(c.trim().to_string())
     } else if let Some(v) = rf.value {
         Input::Expr(Expr::parse(&v)?)
@@ -690,6 +699,7 @@ fn build_field(
         kind,
         line: None,
         clear_when_empty,
+        ref_fallback,
     })
 }
 

@@ -103,7 +103,7 @@ pub fn diff(
 }
 
 /// Fields the server fills itself or shows for reading only: never sent back.
-const READ_ONLY: &[&str] = &[
+pub(crate) const READ_ONLY: &[&str] = &[
     "date_create",
     "date_edit",
     "datum_izm",

@@ -173,6 +173,7 @@ impl Journal {
         conn.execute_batch(super::planstore::SCHEMA).map_err(err)?;
         conn.execute_batch(super::matching::SCHEMA).map_err(err)?;
         conn.execute_batch(super::actions::SCHEMA).map_err(err)?;
+        conn.execute_batch(super::backup::SCHEMA).map_err(err)?;
         Ok(Journal {
             conn,
             path: path.to_path_buf(),

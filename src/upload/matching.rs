@@ -176,7 +176,7 @@ pub(super) async fn match_entity(ctx: &Ctx, entity: Entity) -> Result<(), Upload
     let fields = list_fields(ctx, entity, &probes);
     let progress = Progress::new(&format!("{entity} (matching)"), None, ctx.opts.quiet);
     let id_field = entity.id_field();
-    let keep_rows = mode.updates();
+    let keep_rows = mode.rematches();
     let read = export::fetch_all(
         &ctx.client,
         entity,
@@ -280,7 +280,7 @@ async fn crm_is_empty(ctx: &Ctx, entity: Entity) -> Result<bool, UploadError> {
 /// run) keep their state; `upsert`/`update` compare everything again.
 fn needs_match(mode: Mode, rec: &StoredRecord) -> bool {
     match rec.state {
-        Some(s) if s.is_done() || s.is_settled() => mode.updates() && s != State::Deleted,
+        Some(s) if s.is_done() || s.is_settled() => mode.rematches() && s != State::Deleted,
         _ => true,
     }
 }
@@ -291,6 +291,8 @@ fn list_fields(ctx: &Ctx, entity: Entity, probes: &[Probe]) -> Option<String> {
     let mut names: Vec<String> = vec![entity.id_field().to_string()];
     match entity {
         Entity::Person if ctx.opts.mode.updates() => return None,
+        // A delete backs up the whole row it matched.
+        _ if ctx.opts.mode == Mode::Delete => return None,
         Entity::Person => names.extend(["person", "mail", "tel", "mob", "clid"].map(String::from)),
         Entity::Client => {
             names.extend(["uid", "title"].map(String::from));
@@ -367,6 +369,17 @@ async fn settle(ctx: &Ctx, entity: Entity, found: &HashMap<i64, Found>) -> Resul
                         )),
                     ));
                 }
+                Some(Found::One(id)) if mode == Mode::Delete => {
+                    // Still in the CRM (also after a lost answer): to be deleted.
+                    ups.push(up(State::Pending, Some(*id), None));
+                }
+                None if mode == Mode::Delete && rec.state.is_some_and(State::maybe_stored) => {
+                    // Our delete was sent and the record is gone: it was deleted.
+                    ups.push(Update {
+                        resolved: true,
+                        ..up(State::Deleted, rec.crm_id, None)
+                    });
+                }
                 Some(Found::One(id)) if !mode.updates() => {
                     // A record a lost answer may have stored, found: this run's (or the last
                     // one's) creation.
@@ -398,7 +411,7 @@ async fn settle(ctx: &Ctx, entity: Entity, found: &HashMap<i64, Found>) -> Resul
                         ups.push(up(State::Pending, Some(*id), None));
                     }
                 }
-                None if mode == Mode::Update => ups.push(up(
+                None if matches!(mode, Mode::Update | Mode::Delete) => ups.push(up(
                     State::NotFound,
                     None,
                     Some(format!(

@@ -7,7 +7,9 @@
 //! looked up in the CRM before anything of it is resent.
 
 pub mod actions;
+pub mod backup;
 pub mod change;
+pub mod delete;
 pub mod journal;
 pub mod limit;
 pub mod lookup;
@@ -191,6 +193,8 @@ pub enum Mode {
     Upsert,
     /// Update what exists; the rest is `not_found`.
     Update,
+    /// Delete what matches (dependants first); the rest is `not_found` (`smbatch delete`).
+    Delete,
 }
 
 impl Mode {
@@ -198,10 +202,16 @@ impl Mode {
     pub fn updates(self) -> bool {
         matches!(self, Mode::Upsert | Mode::Update)
     }
+
+    /// Every run matches every record again (the CRM may have changed since the journal was
+    /// written), and the matched CRM rows are kept (to update from, or to back up).
+    pub fn rematches(self) -> bool {
+        self.updates() || self == Mode::Delete
+    }
 }
 
 /// Planned records read from the journal at a time: what bounds the uploader's memory.
-const PAGE: usize = 2_000;
+pub(super) const PAGE: usize = 2_000;
 
 /// One record in flight: its key and the payload with references resolved.
 struct Item {
@@ -224,6 +234,8 @@ type ChunkResult = Result<Vec<Update>, UploadError>;
 /// nothing holds every record: states live in the journal only.
 pub struct Uploader {
     ctx: Arc<Ctx>,
+    /// Every entity was matched already ([`Uploader::match_all`]).
+    matched: bool,
 }
 
 impl Uploader {
@@ -234,7 +246,7 @@ impl Uploader {
         opts: UploadOptions,
         stop: Arc<AtomicBool>,
     ) -> Result<Uploader, UploadError> {
-        journal.register_plan(opts.mode.updates())?;
+        journal.register_plan(opts.mode.rematches())?;
         let limiter = match opts.concurrency {
             Concurrency::Fixed(n) => Limiter::fixed(n),
             Concurrency::Auto => Limiter::adaptive(limit::AUTO_START, 1, limit::AUTO_MAX),
@@ -247,7 +259,22 @@ impl Uploader {
                 opts,
                 stop,
             }),
+            matched: false,
         })
+    }
+
+    /// Match every entity's records against the CRM, in upload order (references resolve
+    /// through the ids matched before). A delete does this before anything is sent, so its
+    /// backup holds every record it will delete.
+    pub async fn match_all(&mut self) -> Result<(), UploadError> {
+        for entity in Entity::ALL {
+            let (all, _) = self.journal().plan_progress(entity)?;
+            if all > 0 {
+                matching::match_entity(&self.ctx, entity).await?;
+            }
+        }
+        self.matched = true;
+        Ok(())
     }
 
     /// The journal, e.g. to write the report from after the run.
@@ -258,6 +285,9 @@ impl Uploader {
     /// Upload everything not yet stored. Returns early (Ok) when stopped by Ctrl-C; `Err` only
     /// for fatal trouble (401, journal failure), after chunks in flight have been recorded.
     pub async fn run(&mut self) -> Result<(), UploadError> {
+        if self.ctx.opts.mode == Mode::Delete {
+            return self.run_delete().await;
+        }
         for entity in Entity::ALL {
             let (all, _) = self.journal().plan_progress(entity)?;
             if all == 0 {
@@ -272,6 +302,32 @@ impl Uploader {
             let progress = Progress::new(entity.as_str(), Some(all), self.ctx.opts.quiet);
             progress.inc(done);
             let result = self.run_entity(entity, &progress).await;
+            progress.finish();
+            result?;
+            if self.ctx.stop.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// `delete`: match everything (unless done), then delete in reverse upload order, so the
+    /// records that depend on others (history, tasks, deals) go before what they point to.
+    async fn run_delete(&mut self) -> Result<(), UploadError> {
+        if !self.matched {
+            self.match_all().await?;
+        }
+        if self.ctx.opts.dry_run {
+            return Ok(());
+        }
+        for entity in Entity::ALL.into_iter().rev() {
+            let (all, done) = self.journal().plan_progress(entity)?;
+            if all == 0 {
+                continue;
+            }
+            let progress = Progress::new(entity.as_str(), Some(all), self.ctx.opts.quiet);
+            progress.inc(done);
+            let result = delete::delete_entity(&self.ctx, entity, &progress).await;
             progress.finish();
             result?;
             if self.ctx.stop.load(Ordering::SeqCst) {

@@ -268,7 +268,7 @@ impl Journal {
         tx.execute_batch(&format!(
             "UPDATE plan SET earlier = 1 WHERE EXISTS (
                  SELECT 1 FROM records r WHERE r.entity = plan.entity AND r.key = plan.key
-                 AND r.state IN ({DONE}));
+                 AND r.state IN ({DONE}, 'deleted'));
              INSERT INTO records (entity, key, rows, state)
                  SELECT entity, key,
                         rows || CASE WHEN nrows > {ROWS_LISTED}

@@ -6,6 +6,7 @@ mod accounting;
 mod actions;
 mod cli;
 mod common;
+mod delete;
 mod emulate;
 mod export;
 mod faithful;

@@ -71,6 +71,19 @@ pub struct ImportJob {
     pub progress: bool,
     /// How many invalid rows [`ImportEvent::InvalidRows`] lists (and a line for the rest).
     pub show_invalid: usize,
+    /// `Mode::Delete`: the backup XLSX written before the first delete; default
+    /// [`names::backup_next_to`] the report.
+    pub backup: Option<PathBuf>,
+}
+
+/// What a delete is about to do, for the caller to confirm (after matching, before the backup
+/// and the first delete).
+#[derive(Debug, Clone)]
+pub struct DeletePlan {
+    pub total: u64,
+    pub per_entity: BTreeMap<Entity, u64>,
+    /// The CRM's URL.
+    pub target: String,
 }
 
 /// Something the caller may show while the job runs, in the order it happens.
@@ -122,17 +135,31 @@ impl ImportJob {
             .unwrap_or_else(|| names::import_report(&self.file))
     }
 
+    /// The backup a delete writes.
+    pub fn backup_path(&self) -> PathBuf {
+        self.backup
+            .clone()
+            .unwrap_or_else(|| names::backup_next_to(&self.report_path()))
+    }
+
     /// The journal this job keeps for `target` (its [`Target::identity`]): `--journal`, or one
     /// derived from the input's content, the template and the target ([`names::default_journal`]).
     pub fn journal_path(&self, target: &str) -> Result<PathBuf> {
         if let Some(j) = &self.journal {
             return Ok(j.clone());
         }
+        // A delete of the same file keeps a journal of its own: an import after it must not
+        // take its deleted records for ones an earlier run stored.
+        let target = if self.mode == Mode::Delete {
+            format!("{target}\ndelete")
+        } else {
+            target.to_string()
+        };
         Ok(names::default_journal(
             &self.file,
             &fingerprint_file(&self.file)?,
             &fingerprint_file(&self.template)?,
-            target,
+            &target,
         ))
     }
 
@@ -140,6 +167,16 @@ impl ImportJob {
     /// journal of another run) come back as `Err`; a run that starts always writes its report
     /// and journal, and ends with an outcome (see [`ImportOutcome::exit`]).
     pub fn run(&self, on: &mut dyn FnMut(ImportEvent)) -> Result<ImportOutcome> {
+        self.run_confirmed(on, &mut |_| true)
+    }
+
+    /// [`ImportJob::run`], and a delete asks `confirm` with what it matched before its backup
+    /// and first delete: `false` stops the run with nothing deleted.
+    pub fn run_confirmed(
+        &self,
+        on: &mut dyn FnMut(ImportEvent),
+        confirm: &mut dyn FnMut(&DeletePlan) -> bool,
+    ) -> Result<ImportOutcome> {
         let started = std::time::Instant::now();
         if self.chunk == 0 {
             return Err(Error::Usage("--chunk must be at least 1".into()));
@@ -265,6 +302,7 @@ impl ImportJob {
         upload_opts.retry.max_elapsed = self.retry_for;
         upload_opts.lookup_retry.max_elapsed = self.retry_for;
         let mut uploader = Uploader::new(client.clone(), journal, upload_opts, stop.clone())?;
+        let mut backup: Option<crate::upload::backup::BackupFiles> = None;
 
         let result: Result<(), Error> = match dicts {
             Err(e) => Err(e),
@@ -274,22 +312,32 @@ impl ImportJob {
                     planned.totals.invalid_rows,
                     self.show_invalid,
                 )));
-                runtime
-                    .block_on(async {
-                        let upload = uploader.run();
-                        tokio::pin!(upload);
-                        // Ctrl-C: no new chunks; requests in flight finish and are journaled.
-                        tokio::select! {
-                            r = &mut upload => r,
-                            Ok(()) = tokio::signal::ctrl_c() => {
-                                interrupted = true;
-                                stop.store(true, Ordering::SeqCst);
-                                on(ImportEvent::Interrupted);
-                                upload.await
+                let prepared = if self.mode == Mode::Delete {
+                    self.prepare_delete(&runtime, &client, &mut uploader, &target_name, confirm)
+                } else {
+                    Ok(None)
+                };
+                if let Ok(Some(b)) = &prepared {
+                    backup = Some(b.clone());
+                }
+                prepared.and_then(|_| {
+                    runtime
+                        .block_on(async {
+                            let upload = uploader.run();
+                            tokio::pin!(upload);
+                            // Ctrl-C: no new chunks; requests in flight finish and are journaled.
+                            tokio::select! {
+                                r = &mut upload => r,
+                                Ok(()) = tokio::signal::ctrl_c() => {
+                                    interrupted = true;
+                                    stop.store(true, Ordering::SeqCst);
+                                    on(ImportEvent::Interrupted);
+                                    upload.await
+                                }
                             }
-                        }
-                    })
-                    .map_err(Error::from)
+                        })
+                        .map_err(Error::from)
+                })
             }
         };
         drop(runtime);
@@ -298,8 +346,8 @@ impl ImportJob {
             on(ImportEvent::Stopped(e));
         }
 
-        let counts = uploader.journal().plan_counts(self.dry_run)?;
-        let summary = self.finish(
+        let counts = self.counts(&uploader.journal())?;
+        let mut summary = self.finish(
             &uploader.journal(),
             &planned,
             &counts,
@@ -315,7 +363,79 @@ impl ImportJob {
         if let Some(s) = sandbox {
             s.stop();
         }
+        summary.backup = backup.map(|b| crate::job::import::summary::BackupSummary {
+            file: b.xlsx.display().to_string(),
+            template: b.template.display().to_string(),
+            records: b.records,
+        });
         Ok(ImportOutcome { summary })
+    }
+
+    /// Per-entity counts; a delete's dry run counts what it would delete as `deleted`.
+    fn counts(
+        &self,
+        journal: &Journal,
+    ) -> Result<std::collections::HashMap<Entity, crate::upload::EntityCounts>> {
+        let mut counts = journal.plan_counts(self.dry_run)?;
+        if self.mode == Mode::Delete {
+            for c in counts.values_mut() {
+                c.deleted += c.updated;
+                c.updated = 0;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// A delete, before its first request: match every record, ask, and write the backup of
+    /// every record it will delete (and what the server deletes along with them). `None`: a
+    /// dry run, or nothing to delete.
+    fn prepare_delete(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        client: &CrmClient,
+        uploader: &mut Uploader,
+        target: &str,
+        confirm: &mut dyn FnMut(&DeletePlan) -> bool,
+    ) -> Result<Option<crate::upload::backup::BackupFiles>> {
+        use crate::upload::backup;
+        runtime.block_on(uploader.match_all())?;
+        if self.dry_run {
+            return Ok(None);
+        }
+        let deleting = uploader.journal().delete_candidates()?;
+        if deleting.is_empty() {
+            return Ok(None);
+        }
+        let mut per_entity = BTreeMap::new();
+        for r in &deleting {
+            *per_entity.entry(r.entity).or_insert(0u64) += 1;
+        }
+        let plan = DeletePlan {
+            total: deleting.len() as u64,
+            per_entity,
+            target: target.to_string(),
+        };
+        if !confirm(&plan) {
+            return Err(Error::Usage("not confirmed: nothing was deleted".into()));
+        }
+        let policy = crate::crm::RetryPolicy {
+            max_elapsed: self.retry_for,
+            ..crate::crm::RetryPolicy::default()
+        };
+        let along = runtime.block_on(backup::dependants(client, &deleting, &policy))?;
+        let rows = {
+            let mut j = uploader.journal();
+            j.keep_backup(&deleting)?;
+            j.keep_backup(&along)?;
+            j.backup_rows()?
+        };
+        let entities = rows.iter().map(|r| r.entity).collect();
+        let known = runtime.block_on(backup::known_fields(client, &entities, &policy))?;
+        Ok(Some(backup::write_files(
+            &rows,
+            &known,
+            &self.backup_path(),
+        )?))
     }
 
     /// The rows `only_failed` selects: from a journal's row outcomes, or (legacy) a report.
@@ -415,7 +535,9 @@ impl ImportJob {
                         if todo {
                             let crm_id = rec.entry.as_ref().and_then(|e| e.crm_id);
                             rec.entry = Some(crate::upload::Entry {
-                                state: if crm_id.is_some() {
+                                state: if crm_id.is_some() && self.mode == Mode::Delete {
+                                    crate::upload::State::Deleted
+                                } else if crm_id.is_some() {
                                     crate::upload::State::Updated
                                 } else {
                                     crate::upload::State::Created
@@ -476,6 +598,7 @@ impl ImportJob {
             interrupted: run.interrupted,
             stopped: run.stopped,
             seconds: run.started.elapsed().as_secs_f64(),
+            backup: None,
         };
         summary.check_adds_up()?;
         Ok(summary)

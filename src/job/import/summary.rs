@@ -63,6 +63,17 @@ pub struct Summary {
     /// Why the run stopped early (a fatal error), if it did.
     pub stopped: Option<String>,
     pub seconds: f64,
+    /// `delete`: the backup written before the first delete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSummary>,
+}
+
+/// The backup of a delete: the XLSX, the template that restores it, records per entity.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupSummary {
+    pub file: String,
+    pub template: String,
+    pub records: BTreeMap<Entity, u64>,
 }
 
 impl Summary {
