@@ -374,12 +374,14 @@ impl Journal {
     pub fn forget_stored(&mut self, entity: Entity) -> Result<(), UploadError> {
         self.write(|tx| {
             tx.execute(
-                "UPDATE records SET state = 'pending', crm_id = NULL, error = NULL
-                 WHERE entity = ?1 AND state IN ('created', 'existing', 'updated', 'unchanged')",
+                "UPDATE plan SET earlier = 0 WHERE entity = ?1 AND key IN (
+                     SELECT key FROM records WHERE entity = ?1
+                     AND state IN ('created', 'existing', 'updated', 'unchanged'))",
                 [entity.as_str()],
             )?;
             tx.execute(
-                "UPDATE plan SET earlier = 0 WHERE entity = ?1",
+                "UPDATE records SET state = 'pending', crm_id = NULL, error = NULL
+                 WHERE entity = ?1 AND state IN ('created', 'existing', 'updated', 'unchanged')",
                 [entity.as_str()],
             )?;
             Ok(())
