@@ -450,16 +450,12 @@ async fn run_action(
         put_state(ctx, entity, key, a, crm_id, "sent", None)?;
         let started = std::time::Instant::now();
         let result = ctx
-            .client
-            .call(entity, a.kind.action(), &Value::Object(a.body.clone()))
+            .observed(
+                started,
+                ctx.client
+                    .call(entity, a.kind.action(), &Value::Object(a.body.clone())),
+            )
             .await;
-        ctx.limiter.observe(
-            started.elapsed(),
-            1,
-            result
-                .as_ref()
-                .is_err_and(|e| e.retry_class() == RetryClass::Retry),
-        );
         match result {
             Ok(_) => {
                 put_state(ctx, entity, key, a, crm_id, "done", None)?;

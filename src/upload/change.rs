@@ -234,14 +234,9 @@ pub(super) async fn send_update(
     loop {
         tries.begin();
         let started = std::time::Instant::now();
-        let result = ctx.client.call(entity, "update", &body).await;
-        ctx.limiter.observe(
-            started.elapsed(),
-            1,
-            result
-                .as_ref()
-                .is_err_and(|e| e.retry_class() == RetryClass::Retry),
-        );
+        let result = ctx
+            .observed(started, ctx.client.call(entity, "update", &body))
+            .await;
         match result {
             Ok(_) => return Ok(up),
             Err(e) if is_identical(&e) => {

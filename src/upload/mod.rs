@@ -553,6 +553,24 @@ fn payload(
 }
 
 impl Ctx {
+    /// A single-record request (update, delete, action), timed for the adaptive limit from
+    /// `started` (kept by the caller for its retry budget).
+    async fn observed<T>(
+        &self,
+        started: Instant,
+        call: impl std::future::Future<Output = Result<T, CrmError>>,
+    ) -> Result<T, CrmError> {
+        let result = call.await;
+        self.limiter.observe(
+            started.elapsed(),
+            1,
+            result
+                .as_ref()
+                .is_err_and(|e| e.retry_class() == RetryClass::Retry),
+        );
+        result
+    }
+
     fn journal_lock(&self) -> std::sync::MutexGuard<'_, Journal> {
         self.journal.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -2,11 +2,11 @@
 //! go through the CRM's own actions (deal/change.step, deal/close, deal/change.user, task/doit),
 //! never twice, and values the CRM does not know are refused before anything is sent.
 
-use crate::common::{against, say};
+use crate::common::{say, Case};
 use calamine::{open_workbook, Data, Reader, Xlsx};
 use serde_json::{json, Value};
-use smbatch::crm::{CrmClient, Entity};
-use smbatch::sandbox::{Sandbox, SandboxConfig, UserSpec};
+use smbatch::crm::Entity;
+use smbatch::sandbox::{SandboxConfig, UserSpec};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -55,91 +55,57 @@ fn row(step: &str, status: &str, fact: &str, day: &str, owner: &str, done: &str)
     )
 }
 
-struct Case {
-    dir: tempfile::TempDir,
-    sb: Sandbox,
-}
-
-impl Case {
-    /// A CRM holding the client, deal D-1 at step 20 owned by the API user, and an open task.
-    fn new() -> Case {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("t.toml"), TEMPLATE).unwrap();
-        let sb = Sandbox::start(SandboxConfig {
+/// A CRM holding the client, deal D-1 at step 20 owned by the API user, and an open task.
+fn case() -> Case {
+    let c = Case::new(
+        SandboxConfig {
             users: vec![UserSpec::new(MANAGER, "Менеджер Второй", true)],
             ..SandboxConfig::default()
-        })
-        .unwrap();
-        let c = Case { dir, sb };
-        let (out, v) = c.import(&row("20", "", "", "", "", "нет"), "first", "insert");
-        assert_eq!(out.status.code(), Some(0), "{}", say(&out));
-        assert_eq!(v["entities"]["deal"]["created"], 1, "{v}");
-        assert_eq!(v["entities"]["task"]["created"], 1, "{v}");
-        c
-    }
+        },
+        TEMPLATE,
+    );
+    let (out, v) = import(&c, &row("20", "", "", "", "", "нет"), "first", "insert");
+    assert_eq!(out.status.code(), Some(0), "{}", say(&out));
+    assert_eq!(v["entities"]["deal"]["created"], 1, "{v}");
+    assert_eq!(v["entities"]["task"]["created"], 1, "{v}");
+    c
+}
 
-    /// `import` of `rows` in `mode`, with a journal and report of its own (`run`), `--json`.
-    fn import(&self, rows: &str, run: &str, mode: &str) -> (Output, Value) {
-        let file = self.dir.path().join(format!("{run}.csv"));
-        std::fs::write(&file, rows).unwrap();
-        let t = self.dir.path().join("t.toml");
-        let report = self.report(run);
-        let journal = self.dir.path().join(format!("{run}.journal.sqlite"));
-        let args = [
-            "import",
-            file.to_str().unwrap(),
-            "-t",
-            t.to_str().unwrap(),
-            "-o",
-            report.to_str().unwrap(),
-            "--journal",
-            journal.to_str().unwrap(),
-            "--mode",
-            mode,
-            "--json",
-        ];
-        let out = against(&self.sb, &args).output().unwrap();
-        let v: Value =
-            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{}", say(&out)));
-        (out, v)
-    }
+/// `import` of `rows` in `mode`, with a journal and report of its own (`run`), `--json`.
+fn import(c: &Case, rows: &str, run: &str, mode: &str) -> (Output, Value) {
+    let file = c.write(&format!("{run}.csv"), rows);
+    c.import(&file, run, &["--mode", mode])
+}
 
-    fn report(&self, run: &str) -> PathBuf {
-        self.dir.path().join(format!("{run}.xlsx"))
-    }
+fn report(c: &Case, run: &str) -> PathBuf {
+    c.path(&format!("{run}.xlsx"))
+}
 
-    fn call(&self, entity: Entity, action: &str, body: Value) -> Value {
-        let client = CrmClient::new(&self.sb.connection()).unwrap();
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(client.call_raw(entity, action, &body)).unwrap()
-    }
+/// The deal as deal/info shows it (by our key, which went into its uid).
+fn deal(c: &Case) -> Value {
+    c.call(Entity::Deal, "info", json!({"uid": "D-1"}))["data"].clone()
+}
 
-    /// The deal as deal/info shows it (by our key, which went into its uid).
-    fn deal(&self) -> Value {
-        self.call(Entity::Deal, "info", json!({"uid": "D-1"}))["data"].clone()
-    }
-
-    /// The task with its `active` flag ("yes" open, "no" done).
-    fn task(&self) -> (String, i64) {
-        for active in ["yes", "no"] {
-            let v = self.call(
-                Entity::Task,
-                "list",
-                json!({"active": active, "dateStart": "2026-12-01", "dateEnd": "2026-12-01"}),
+/// The task with its `active` flag ("yes" open, "no" done).
+fn task(c: &Case) -> (String, i64) {
+    for active in ["yes", "no"] {
+        let v = c.call(
+            Entity::Task,
+            "list",
+            json!({"active": active, "dateStart": "2026-12-01", "dateEnd": "2026-12-01"}),
+        );
+        if let Some(t) = v["data"].as_array().and_then(|a| a.first()) {
+            return (
+                active.to_string(),
+                t["tid"].as_str().unwrap().parse().unwrap(),
             );
-            if let Some(t) = v["data"].as_array().and_then(|a| a.first()) {
-                return (
-                    active.to_string(),
-                    t["tid"].as_str().unwrap().parse().unwrap(),
-                );
-            }
         }
-        panic!("no task")
     }
+    panic!("no task")
+}
 
-    fn history(&self) -> u64 {
-        self.sb.count(Entity::History)
-    }
+fn history_rows(c: &Case) -> u64 {
+    c.sb.count(Entity::History)
 }
 
 /// The deal record was invalid (the row's client and task went: a partial row).
@@ -182,50 +148,51 @@ fn report_text(report: &Path) -> String {
 
 #[test]
 fn a_step_change_goes_through_change_step_and_an_unknown_step_never_clears_it() {
-    let c = Case::new();
-    assert_eq!(c.deal()["stepTitle"], 20);
-    let (out, v) = c.import(&row("60", "", "", "", "", "нет"), "step", "upsert");
+    let c = case();
+    assert_eq!(deal(&c)["stepTitle"], 20);
+    let (out, v) = import(&c, &row("60", "", "", "", "", "нет"), "step", "upsert");
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_eq!(deal_counts(&v).0, 1, "{v}");
     assert_eq!(
-        c.deal()["stepTitle"],
+        deal(&c)["stepTitle"],
         60,
         "deal/update ignores step: it took change.step"
     );
     assert!(
-        changes(&c.report("step")).contains(&("step".into(), "20".into(), "60".into())),
+        changes(&report(&c, "step")).contains(&("step".into(), "20".into(), "60".into())),
         "{:?}",
-        changes(&c.report("step"))
+        changes(&report(&c, "step"))
     );
     // A step this CRM does not have would clear the deal's step: the row is refused, nothing sent.
-    let history = c.history();
-    let (out, v) = c.import(&row("65", "", "", "", "", "нет"), "unknown", "update");
+    let history = history_rows(&c);
+    let (out, v) = import(&c, &row("65", "", "", "", "", "нет"), "unknown", "update");
     assert_eq!(out.status.code(), Some(1), "{}", say(&out));
     refused(&v);
-    assert_eq!(c.deal()["stepTitle"], 60, "the step is kept");
-    assert_eq!(c.history(), history, "no change.step was sent");
+    assert_eq!(deal(&c)["stepTitle"], 60, "the step is kept");
+    assert_eq!(history_rows(&c), history, "no change.step was sent");
 }
 
 #[test]
 fn a_deal_is_closed_once_with_a_status_the_crm_knows() {
-    let c = Case::new();
-    let history = c.history();
+    let c = case();
+    let history = history_rows(&c);
     // An unknown status would close the deal with no status (and allow closing it again).
-    let (out, v) = c.import(
+    let (out, v) = import(
+        &c,
         &row("20", "Победили", "90000", "28.11.2026", "", "нет"),
         "unknown",
         "upsert",
     );
     assert_eq!(out.status.code(), Some(1), "{}", say(&out));
     refused(&v);
-    assert_eq!(c.deal()["close"]["close"], "no");
-    assert_eq!(c.history(), history, "nothing sent");
+    assert_eq!(deal(&c)["close"]["close"], "no");
+    assert_eq!(history_rows(&c), history, "nothing sent");
 
     let close = row("20", "Победа полная", "90 000,50", "28.11.2026", "", "нет");
-    let (out, v) = c.import(&close, "close", "upsert");
+    let (out, v) = import(&c, &close, "close", "upsert");
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_eq!(deal_counts(&v).0, 1, "{v}");
-    let d = c.deal();
+    let d = deal(&c);
     assert_eq!(
         (
             d["close"]["close"].clone(),
@@ -243,58 +210,59 @@ fn a_deal_is_closed_once_with_a_status_the_crm_knows() {
         ),
         "the day went as Y-m-d (\"28.11.2026\" would be 0000-00-00)"
     );
-    let closed = c.history();
+    let closed = history_rows(&c);
     assert_eq!(closed, history + 1, "one close");
 
     // The same file again: the deal is closed as it says, nothing is sent.
-    let (out, v) = c.import(&close, "again", "upsert");
+    let (out, v) = import(&c, &close, "again", "upsert");
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_eq!(deal_counts(&v), (json!(0), json!(1), json!(0)), "{v}");
     // Another status for a closed deal: reported, never a second close.
     let other = row("20", "Проигрыш по цене", "", "", "", "нет");
-    let (out, v) = c.import(&other, "other", "upsert");
+    let (out, v) = import(&c, &other, "other", "upsert");
     assert_eq!(out.status.code(), Some(1), "{}", say(&out));
     assert_eq!(deal_counts(&v).2, 1, "{v}");
-    let said = report_text(&c.report("other"));
+    let said = report_text(&report(&c, "other"));
     assert!(
         said.contains("already closed") && said.contains("Победа полная"),
         "{said}"
     );
-    assert_eq!(c.deal()["close"]["status"], "Победа полная");
-    assert_eq!(c.history(), closed, "no second close");
+    assert_eq!(deal(&c)["close"]["status"], "Победа полная");
+    assert_eq!(history_rows(&c), closed, "no second close");
 }
 
 #[test]
 fn a_task_is_done_exactly_once_across_a_lost_answer_and_a_second_run() {
-    let c = Case::new();
-    let (active, tid) = c.task();
+    let c = case();
+    let (active, tid) = task(&c);
     assert_eq!(active, "yes");
-    let history = c.history();
+    let history = history_rows(&c);
     let done = row("20", "", "", "", "", "да");
     // task/doit is processed, but its answer never arrives: the task is read back, not redone.
     c.sb.lose_answers_of("/task/doit", 1);
-    let (out, v) = c.import(&done, "done", "upsert");
+    let (out, v) = import(&c, &done, "done", "upsert");
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_eq!(v["entities"]["task"]["updated"], 1, "{v}");
-    assert_eq!(c.task(), ("no".to_string(), tid));
+    assert_eq!(task(&c), ("no".to_string(), tid));
     assert_eq!(
-        c.history(),
+        history_rows(&c),
         history + 1,
         "doit adds a history row per call: one call"
     );
     // A second run finds it done: no second doit.
-    let (out, v) = c.import(&done, "again", "upsert");
+    let (out, v) = import(&c, &done, "again", "upsert");
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_eq!(v["entities"]["task"]["unchanged"], 1, "{v}");
-    assert_eq!(c.history(), history + 1, "still one");
+    assert_eq!(history_rows(&c), history + 1, "still one");
 }
 
 #[test]
 fn the_owner_changes_through_change_user_and_an_unknown_login_is_refused() {
-    let c = Case::new();
-    let admin = c.deal()["user"].clone();
-    let history = c.history();
-    let (out, v) = c.import(
+    let c = case();
+    let admin = deal(&c)["user"].clone();
+    let history = history_rows(&c);
+    let (out, v) = import(
+        &c,
         &row("20", "", "", "", "ghost@firm.ru", "нет"),
         "ghost",
         "upsert",
@@ -302,17 +270,22 @@ fn the_owner_changes_through_change_user_and_an_unknown_login_is_refused() {
     assert_eq!(out.status.code(), Some(1), "{}", say(&out));
     refused(&v);
     assert_eq!(
-        c.deal()["user"],
+        deal(&c)["user"],
         admin,
         "the deal still has its owner (not owner 0)"
     );
-    assert_eq!(c.history(), history, "nothing sent");
+    assert_eq!(history_rows(&c), history, "nothing sent");
 
-    let (out, v) = c.import(&row("20", "", "", "", MANAGER, "нет"), "owner", "update");
+    let (out, v) = import(
+        &c,
+        &row("20", "", "", "", MANAGER, "нет"),
+        "owner",
+        "update",
+    );
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_eq!(deal_counts(&v).0, 1, "{v}");
-    assert_eq!(c.deal()["user"], MANAGER);
-    assert!(changes(&c.report("owner")).contains(&(
+    assert_eq!(deal(&c)["user"], MANAGER);
+    assert!(changes(&report(&c, "owner")).contains(&(
         "user".into(),
         admin.as_str().unwrap().into(),
         MANAGER.into()

@@ -3,8 +3,10 @@
 //! input at size and a child's own peak RSS.
 
 use assert_cmd::cargo::CommandCargoExt;
+use serde_json::Value;
+use smbatch::crm::{CrmClient, Entity};
 use smbatch::sandbox::Sandbox;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 #[path = "../../benches/common/mod.rs"]
@@ -47,4 +49,121 @@ pub fn say(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// A contacts template (clients by INN, persons linked to them) and rows for it: what the
+/// matching and delete tests change and remove.
+pub const CONTACTS_TEMPLATE: &str = r#"
+name = "Contacts"
+[[entity]]
+type = "client"
+key = "{ИНН}"
+[entity.fields]
+title = { column = "Компания", required = true }
+
+[[entity]]
+type = "person"
+key = "{ID}"
+[entity.fields]
+person = { column = "ФИО", required = true }
+ptitle = { column = "Должность" }
+tel    = { column = "Телефон", transform = ["phone"] }
+mail   = { column = "E-mail", transform = ["trim", "lower"] }
+clid   = { ref = "client" }
+"#;
+
+pub const CONTACTS_ROWS: &str = "ИНН;Компания;ID;ФИО;Должность;Телефон;E-mail
+5902123456;ООО «Ромашка»;1;Иванов Иван;Директор;8 (342) 200-00-01;ivanov@example.ru
+5902123456;ООО «Ромашка»;2;Петрова Анна;Бухгалтер;8 (342) 200-00-02;petrova@example.ru
+5904000017;АО Лютик;3;Сидоров Пётр;Менеджер;8 (342) 200-00-03;sidorov@example.ru
+";
+
+/// A sandbox and a scratch directory: files are written there, the CLI runs against the
+/// sandbox with a report and journal named after each run, and the API is called directly.
+pub struct Case {
+    pub dir: tempfile::TempDir,
+    pub sb: Sandbox,
+}
+
+impl Case {
+    /// A fresh sandbox (`config`) and a directory holding `t.toml` = `template`.
+    pub fn new(config: smbatch::sandbox::SandboxConfig, template: &str) -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t.toml"), template).unwrap();
+        let sb = Sandbox::start(config).unwrap();
+        Case { dir, sb }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// `COMMAND FILE -t t.toml -o RUN.xlsx --journal RUN.journal.sqlite --json EXTRA…`.
+    pub fn run(&self, command: &str, file: &Path, run: &str, extra: &[&str]) -> Output {
+        self.run_with(command, file, &self.path("t.toml"), run, extra)
+    }
+
+    /// [`Case::run`] with another template.
+    pub fn run_with(
+        &self,
+        command: &str,
+        file: &Path,
+        t: &Path,
+        run: &str,
+        extra: &[&str],
+    ) -> Output {
+        let report = self.path(&format!("{run}.xlsx"));
+        let journal = self.path(&format!("{run}.journal.sqlite"));
+        let mut args = vec![
+            command,
+            file.to_str().unwrap(),
+            "-t",
+            t.to_str().unwrap(),
+            "-o",
+            report.to_str().unwrap(),
+            "--journal",
+            journal.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        against(&self.sb, &args).output().unwrap()
+    }
+
+    /// [`Case::run`] of `import`, with its `--json` summary.
+    pub fn import(&self, file: &Path, run: &str, extra: &[&str]) -> (Output, Value) {
+        let out = self.run("import", file, run, extra);
+        let v = json_of(&out);
+        (out, v)
+    }
+
+    /// One API call's answer (errors included), straight to the sandbox.
+    pub fn call(&self, entity: Entity, action: &str, body: Value) -> Value {
+        let client = CrmClient::new(&self.sb.connection()).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(client.call_raw(entity, action, &body)).unwrap()
+    }
+
+    /// The first page of `entity`'s list (history and tasks of every day).
+    pub fn list(&self, entity: Entity, mut body: Value) -> Vec<Value> {
+        body["dateStart"] = Value::from("2000-01-01");
+        body["dateEnd"] = Value::from("2037-12-31");
+        let v = self.call(entity, "list", body);
+        v["data"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// The `--json` summary a command printed.
+pub fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{}", say(out)))
+}
+
+/// One entity's counts in a `--json` summary.
+pub fn counts(v: &Value, entity: &str) -> Value {
+    v["entities"][entity].clone()
 }

@@ -1,136 +1,41 @@
 //! `smbatch delete`: matched records deleted after a backup, journaled, resumable; what the
 //! server refuses is reported; the backup puts everything back through `smbatch import`.
 
-use crate::common::{against, say};
+use crate::common::{
+    counts, json_of, say, Case, CONTACTS_ROWS as ROWS, CONTACTS_TEMPLATE as TEMPLATE,
+};
 use serde_json::{json, Value};
-use smbatch::crm::{CrmClient, Entity};
-use smbatch::sandbox::{Sandbox, SandboxConfig};
-use std::path::{Path, PathBuf};
+use smbatch::crm::Entity;
+use smbatch::sandbox::SandboxConfig;
 use std::process::Output;
 
-const TEMPLATE: &str = r#"
-name = "Contacts"
-[[entity]]
-type = "client"
-key = "{ИНН}"
-[entity.fields]
-title = { column = "Компания", required = true }
-
-[[entity]]
-type = "person"
-key = "{ID}"
-[entity.fields]
-person = { column = "ФИО", required = true }
-ptitle = { column = "Должность" }
-tel    = { column = "Телефон", transform = ["phone"] }
-mail   = { column = "E-mail", transform = ["trim", "lower"] }
-clid   = { ref = "client" }
-"#;
-
-const ROWS: &str = "ИНН;Компания;ID;ФИО;Должность;Телефон;E-mail
-5902123456;ООО «Ромашка»;1;Иванов Иван;Директор;8 (342) 200-00-01;ivanov@example.ru
-5902123456;ООО «Ромашка»;2;Петрова Анна;Бухгалтер;8 (342) 200-00-02;petrova@example.ru
-5904000017;АО Лютик;3;Сидоров Пётр;Менеджер;8 (342) 200-00-03;sidorov@example.ru
-";
-
-struct Case {
-    dir: tempfile::TempDir,
-    sb: Sandbox,
+/// A fresh sandbox with the contacts template and rows (`rows.csv`).
+fn case() -> Case {
+    let c = Case::new(SandboxConfig::default(), TEMPLATE);
+    c.write("rows.csv", ROWS);
+    c
 }
 
-impl Case {
-    fn new() -> Case {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("t.toml"), TEMPLATE).unwrap();
-        std::fs::write(dir.path().join("rows.csv"), ROWS).unwrap();
-        let sb = Sandbox::start(SandboxConfig::default()).unwrap();
-        Case { dir, sb }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn json(out: &Output) -> Value {
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{}", say(out)))
-    }
-
-    /// `COMMAND FILE -t TEMPLATE` with a report and journal named after `run`, `--json`.
-    fn run(
-        &self,
-        command: &str,
-        file: &Path,
-        template: &Path,
-        run: &str,
-        extra: &[&str],
-    ) -> Output {
-        let report = self.path(&format!("{run}.xlsx"));
-        let journal = self.path(&format!("{run}.journal.sqlite"));
-        let mut args = vec![
-            command,
-            file.to_str().unwrap(),
-            "-t",
-            template.to_str().unwrap(),
-            "-o",
-            report.to_str().unwrap(),
-            "--journal",
-            journal.to_str().unwrap(),
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        against(&self.sb, &args).output().unwrap()
-    }
-
-    fn import_rows(&self) {
-        let out = self.run(
-            "import",
-            &self.path("rows.csv"),
-            &self.path("t.toml"),
-            "import",
-            &[],
-        );
-        assert_eq!(out.status.code(), Some(0), "{}", say(&out));
-    }
-
-    fn delete(&self, run: &str, extra: &[&str]) -> Output {
-        self.run(
-            "delete",
-            &self.path("rows.csv"),
-            &self.path("t.toml"),
-            run,
-            extra,
-        )
-    }
-
-    fn call(&self, entity: Entity, action: &str, body: Value) -> Value {
-        let client = CrmClient::new(&self.sb.connection()).unwrap();
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(client.call_raw(entity, action, &body)).unwrap()
-    }
-
-    fn list(&self, entity: Entity, mut body: Value) -> Vec<Value> {
-        body["dateStart"] = json!("2000-01-01");
-        body["dateEnd"] = json!("2037-12-31");
-        let v = self.call(entity, "list", body);
-        v["data"].as_array().cloned().unwrap_or_default()
-    }
-
-    fn history(&self) -> Vec<Value> {
-        self.list(Entity::History, json!({"order": "cid", "first": "old"}))
-    }
+fn import_rows(c: &Case) {
+    let out = c.run("import", &c.path("rows.csv"), "import", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", say(&out));
 }
 
-fn counts(v: &Value, entity: &str) -> Value {
-    v["entities"][entity].clone()
+fn delete(c: &Case, run: &str, extra: &[&str]) -> Output {
+    c.run("delete", &c.path("rows.csv"), run, extra)
+}
+
+fn history(c: &Case) -> Vec<Value> {
+    c.list(Entity::History, json!({"order": "cid", "first": "old"}))
 }
 
 #[test]
 fn delete_backs_up_first_and_a_second_run_deletes_nothing() {
-    let c = Case::new();
-    c.import_rows();
-    let out = c.delete("del", &["--yes"]);
+    let c = case();
+    import_rows(&c);
+    let out = delete(&c, "del", &["--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
-    let v = Case::json(&out);
+    let v = json_of(&out);
     assert_eq!(counts(&v, "person")["deleted"], 3, "{v}");
     assert_eq!(counts(&v, "client")["deleted"], 2, "{v}");
     assert_eq!(c.sb.count(Entity::Person), 0);
@@ -143,17 +48,17 @@ fn delete_backs_up_first_and_a_second_run_deletes_nothing() {
     let before = std::fs::read(&backup).unwrap();
 
     // The same journal again: nothing left to delete, nothing sent, the backup kept as it was.
-    let out = c.delete("del", &["--yes"]);
+    let out = delete(&c, "del", &["--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
-    let v = Case::json(&out);
+    let v = json_of(&out);
     assert_eq!(counts(&v, "person")["deleted"], 0, "{v}");
     assert_eq!(counts(&v, "person")["earlier"], 3, "{v}");
     assert_eq!(std::fs::read(&backup).unwrap(), before);
 
     // A fresh journal: the CRM says they are gone (not found: rows not done, exit 1).
-    let out = c.delete("fresh", &["--yes"]);
+    let out = delete(&c, "fresh", &["--yes"]);
     assert_eq!(out.status.code(), Some(1), "{}", say(&out));
-    let v = Case::json(&out);
+    let v = json_of(&out);
     assert_eq!(counts(&v, "person")["not_found"], 3, "{v}");
     assert_eq!(counts(&v, "client")["not_found"], 2, "{v}");
     assert!(
@@ -164,8 +69,8 @@ fn delete_backs_up_first_and_a_second_run_deletes_nothing() {
 
 #[test]
 fn a_client_with_deals_is_reported_refused_not_deleted() {
-    let c = Case::new();
-    c.import_rows();
+    let c = case();
+    import_rows(&c);
     let clients = c.list(Entity::Client, json!({"order": "clid"}));
     let romashka = clients
         .iter()
@@ -176,9 +81,9 @@ fn a_client_with_deals_is_reported_refused_not_deleted() {
         "add",
         json!({"title": "Поставка", "clid": romashka["clid"]}),
     );
-    let out = c.delete("del", &["--yes"]);
+    let out = delete(&c, "del", &["--yes"]);
     assert_eq!(out.status.code(), Some(1), "{}", say(&out));
-    let v = Case::json(&out);
+    let v = json_of(&out);
     let client = counts(&v, "client");
     assert_eq!(
         (client["deleted"].clone(), client["failed"].clone()),
@@ -194,12 +99,12 @@ fn a_client_with_deals_is_reported_refused_not_deleted() {
 
 #[test]
 fn a_dry_run_reads_only_and_says_what_would_happen() {
-    let c = Case::new();
-    c.import_rows();
+    let c = case();
+    import_rows(&c);
     // Not a terminal and no --yes: a dry run needs neither.
-    let out = c.delete("dry", &["--dry-run"]);
+    let out = delete(&c, "dry", &["--dry-run"]);
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
-    let v = Case::json(&out);
+    let v = json_of(&out);
     assert_eq!(v["dry_run"], true);
     assert_eq!(counts(&v, "person")["deleted"], 3, "{v}");
     assert_eq!(counts(&v, "client")["deleted"], 2, "{v}");
@@ -211,9 +116,9 @@ fn a_dry_run_reads_only_and_says_what_would_happen() {
 
 #[test]
 fn without_a_terminal_delete_needs_yes() {
-    let c = Case::new();
-    c.import_rows();
-    let out = c.delete("del", &[]);
+    let c = case();
+    import_rows(&c);
+    let out = delete(&c, "del", &[]);
     assert_eq!(out.status.code(), Some(2), "{}", say(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--yes"), "{err}");
@@ -223,8 +128,8 @@ fn without_a_terminal_delete_needs_yes() {
 
 #[test]
 fn the_backup_puts_everything_back_through_import() {
-    let c = Case::new();
-    c.import_rows();
+    let c = case();
+    import_rows(&c);
     let clients = c.list(Entity::Client, json!({"order": "clid"}));
     let romashka = clients
         .iter()
@@ -242,7 +147,7 @@ fn the_backup_puts_everything_back_through_import() {
         "add",
         json!({"clid": romashka, "title": "Перезвонить в пятницу", "datum": "2026-12-04", "totime": "11:00"}),
     );
-    let out = c.delete("del", &["--yes"]);
+    let out = delete(&c, "del", &["--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_eq!(c.sb.count(Entity::Person), 0);
     assert_eq!(
@@ -251,7 +156,7 @@ fn the_backup_puts_everything_back_through_import() {
         "the client's task went with it"
     );
     assert!(
-        !c.history()
+        !history(&c)
             .iter()
             .any(|h| h["content"] == "Звонок: договорились о встрече"),
         "the client's history went with it"
@@ -259,7 +164,7 @@ fn the_backup_puts_everything_back_through_import() {
 
     let backup = c.path("del.backup.xlsx");
     let template = c.path("del.backup.toml");
-    let out = c.run("import", &backup, &template, "restore", &[]);
+    let out = c.run_with("import", &backup, &template, "restore", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
 
     let clients = c.list(Entity::Client, json!({"order": "clid"}));
@@ -278,8 +183,7 @@ fn the_backup_puts_everything_back_through_import() {
     assert_eq!(ivanov["ptitle"], "Директор");
     assert_eq!(ivanov["mail"], "ivanov@example.ru");
     assert_eq!(ivanov["clid"].to_string(), new_romashka.to_string());
-    let call = c
-        .history()
+    let call = history(&c)
         .into_iter()
         .find(|h| h["content"] == "Звонок: договорились о встрече")
         .expect("the client's history is back");
@@ -296,7 +200,7 @@ fn the_backup_puts_everything_back_through_import() {
 
 #[test]
 fn a_deal_is_deleted_by_its_id_and_history_of_no_deal_survives() {
-    let c = Case::new();
+    let c = case();
     let client = c.call(Entity::Client, "add", json!({"title": "ООО Сделочная"}));
     let clid = client["data"].clone();
     c.call(
@@ -315,7 +219,7 @@ fn a_deal_is_deleted_by_its_id_and_history_of_no_deal_survives() {
             .filter(|r| r["did"].as_i64().unwrap_or(0) == 0)
             .count()
     };
-    let before = no_deal(&c.history());
+    let before = no_deal(&history(&c));
     assert!(before >= 1);
     std::fs::write(
         c.path("deal.toml"),
@@ -330,7 +234,7 @@ title = { column = "Сделка" }
     )
     .unwrap();
     std::fs::write(c.path("deals.csv"), "UID;Сделка\nDEAL-7;Поставка труб\n").unwrap();
-    let out = c.run(
+    let out = c.run_with(
         "delete",
         &c.path("deals.csv"),
         &c.path("deal.toml"),
@@ -338,8 +242,8 @@ title = { column = "Сделка" }
         &["--yes"],
     );
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
-    let v = Case::json(&out);
+    let v = json_of(&out);
     assert_eq!(counts(&v, "deal")["deleted"], 1, "{v}");
     assert_eq!(c.sb.count(Entity::Deal), 0);
-    assert_eq!(no_deal(&c.history()), before, "history of no deal is kept");
+    assert_eq!(no_deal(&history(&c)), before, "history of no deal is kept");
 }

@@ -1,108 +1,32 @@
 //! Match before create: insert, upsert and update against what the CRM already holds, with a
 //! fresh journal each time (the journal is a cache; the CRM decides what exists).
 
-use crate::common::{against, say};
+use crate::common::{
+    against, counts, say, Case, CONTACTS_ROWS as ROWS, CONTACTS_TEMPLATE as TEMPLATE,
+};
 use serde_json::{json, Value};
-use smbatch::crm::{CrmClient, Entity};
-use smbatch::sandbox::{Sandbox, SandboxConfig};
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use smbatch::crm::Entity;
+use smbatch::sandbox::SandboxConfig;
 
-const TEMPLATE: &str = r#"
-name = "Contacts"
-[[entity]]
-type = "client"
-key = "{ИНН}"
-[entity.fields]
-title = { column = "Компания", required = true }
-
-[[entity]]
-type = "person"
-key = "{ID}"
-[entity.fields]
-person = { column = "ФИО", required = true }
-ptitle = { column = "Должность" }
-tel    = { column = "Телефон", transform = ["phone"] }
-mail   = { column = "E-mail", transform = ["trim", "lower"] }
-clid   = { ref = "client" }
-"#;
-
-const ROWS: &str = "ИНН;Компания;ID;ФИО;Должность;Телефон;E-mail
-5902123456;ООО «Ромашка»;1;Иванов Иван;Директор;8 (342) 200-00-01;ivanov@example.ru
-5902123456;ООО «Ромашка»;2;Петрова Анна;Бухгалтер;8 (342) 200-00-02;petrova@example.ru
-5904000017;АО Лютик;3;Сидоров Пётр;Менеджер;8 (342) 200-00-03;sidorov@example.ru
-";
-
-struct Case {
-    dir: tempfile::TempDir,
-    sb: Sandbox,
+/// A fresh sandbox and the contacts template and rows (`rows.csv`).
+fn case() -> Case {
+    let c = Case::new(SandboxConfig::default(), TEMPLATE);
+    c.write("rows.csv", ROWS);
+    c
 }
 
-impl Case {
-    fn new() -> Case {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("t.toml"), TEMPLATE).unwrap();
-        std::fs::write(dir.path().join("rows.csv"), ROWS).unwrap();
-        let sb = Sandbox::start(SandboxConfig::default()).unwrap();
-        Case { dir, sb }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    /// `import FILE` with a journal and report of its own (`run` names them), `--json`.
-    fn import(&self, file: &Path, run: &str, extra: &[&str]) -> (Output, Value) {
-        let t = self.path("t.toml");
-        let report = self.path(&format!("{run}.xlsx"));
-        let journal = self.path(&format!("{run}.journal.sqlite"));
-        let mut args = vec![
-            "import",
-            file.to_str().unwrap(),
-            "-t",
-            t.to_str().unwrap(),
-            "-o",
-            report.to_str().unwrap(),
-            "--journal",
-            journal.to_str().unwrap(),
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        let out = against(&self.sb, &args).output().unwrap();
-        let v: Value =
-            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{}", say(&out)));
-        (out, v)
-    }
-
-    fn call(&self, entity: Entity, action: &str, body: Value) -> Value {
-        let client = CrmClient::new(&self.sb.connection()).unwrap();
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(client.call_raw(entity, action, &body)).unwrap()
-    }
-
-    fn persons(&self) -> Vec<Value> {
-        let v = self.call(
-            Entity::Person,
-            "list",
-            json!({"order": "pid", "first": "old"}),
-        );
-        v["data"].as_array().cloned().unwrap_or_default()
-    }
-}
-
-fn counts(v: &Value, entity: &str) -> Value {
-    v["entities"][entity].clone()
+fn persons(c: &Case) -> Vec<Value> {
+    let v = c.call(
+        Entity::Person,
+        "list",
+        json!({"order": "pid", "first": "old"}),
+    );
+    v["data"].as_array().cloned().unwrap_or_default()
 }
 
 #[test]
 fn a_second_import_with_a_fresh_journal_creates_nothing() {
-    let c = Case::new();
+    let c = case();
     let file = c.path("rows.csv");
     let (out, v) = c.import(&file, "first", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
@@ -119,7 +43,7 @@ fn a_second_import_with_a_fresh_journal_creates_nothing() {
 
 #[test]
 fn records_typed_into_the_crm_by_people_are_matched_not_duplicated() {
-    let c = Case::new();
+    let c = case();
     // Already in the CRM, entered by hand: another spelling of the phone, upper-case e-mail.
     c.call(
         Entity::Person,
@@ -144,12 +68,12 @@ fn records_typed_into_the_crm_by_people_are_matched_not_duplicated() {
 
 #[test]
 fn upsert_changes_only_what_differs_and_blanks_nothing() {
-    let c = Case::new();
+    let c = case();
     let (out, _) = c.import(&c.path("rows.csv"), "first", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     // The CRM has a field the template does not map, set by a person.
-    let pid = c.persons()[0]["pid"].as_i64().unwrap();
-    let before = c.persons()[0].clone();
+    let pid = persons(&c)[0]["pid"].as_i64().unwrap();
+    let before = persons(&c)[0].clone();
     // Row 1: a new position; row 2: the phone cell left empty (changes nothing).
     let changed = ROWS
         .replace("Директор", "Генеральный директор")
@@ -160,7 +84,7 @@ fn upsert_changes_only_what_differs_and_blanks_nothing() {
     assert_eq!(v["dry_run"], true);
     assert_eq!(counts(&v, "person")["updated"], 1, "{v}");
     assert_eq!(
-        c.persons()[0]["ptitle"],
+        persons(&c)[0]["ptitle"],
         "Директор",
         "a dry run writes nothing"
     );
@@ -174,7 +98,7 @@ fn upsert_changes_only_what_differs_and_blanks_nothing() {
         "{v}"
     );
     assert_eq!(counts(&v, "client")["unchanged"], 2, "{v}");
-    let after = c.persons();
+    let after = persons(&c);
     let ivanov = after.iter().find(|p| p["pid"] == pid).unwrap();
     assert_eq!(ivanov["ptitle"], "Генеральный директор");
     // person/update replaces the whole record: everything else must have been sent back.
@@ -202,7 +126,7 @@ fn upsert_changes_only_what_differs_and_blanks_nothing() {
 
 #[test]
 fn empty_clear_clears_and_update_reports_what_it_cannot_find() {
-    let c = Case::new();
+    let c = case();
     c.import(&c.path("rows.csv"), "first", &[]);
     let t = TEMPLATE.replace(
         "ptitle = { column = \"Должность\" }",
@@ -227,8 +151,7 @@ fn empty_clear_clears_and_update_reports_what_it_cannot_find() {
     );
     assert_eq!(v["rows_by_outcome"]["not_found"], 1, "{v}");
     assert_eq!(c.sb.count(Entity::Person), 3, "update creates nothing");
-    let ivanov = c
-        .persons()
+    let ivanov = persons(&c)
         .into_iter()
         .find(|p| p["mail"] == "ivanov@example.ru")
         .unwrap();
@@ -237,7 +160,7 @@ fn empty_clear_clears_and_update_reports_what_it_cannot_find() {
 
 #[test]
 fn a_record_matching_two_crm_records_is_ambiguous_and_not_written() {
-    let c = Case::new();
+    let c = case();
     for name in ["Иванов И.", "Иванов Иван (дубль)"] {
         c.call(
             Entity::Person,
@@ -259,8 +182,7 @@ fn a_record_matching_two_crm_records_is_ambiguous_and_not_written() {
         4,
         "nothing written for the ambiguous one"
     );
-    let names: Vec<String> = c
-        .persons()
+    let names: Vec<String> = persons(&c)
         .iter()
         .map(|p| p["person"].to_string())
         .collect();
@@ -269,7 +191,7 @@ fn a_record_matching_two_crm_records_is_ambiguous_and_not_written() {
 
 #[test]
 fn the_default_journal_follows_the_input_not_the_report_name() {
-    let c = Case::new();
+    let c = case();
     let t = c.path("t.toml");
     let file = c.path("rows.csv");
     let run = |report: &str| {
