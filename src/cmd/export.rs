@@ -125,7 +125,12 @@ impl ExportArgs {
     pub fn job(&self) -> std::result::Result<ExportJob, ExportError> {
         let entities = match self.entity {
             Some(e) => vec![e],
-            None => Entity::ALL.to_vec(),
+            // Everything: the entities templates build, and the invoices (read-only here).
+            None => Entity::ALL
+                .iter()
+                .copied()
+                .chain([Entity::Invoice])
+                .collect(),
         };
         let date = |flag, value: &Option<String>| {
             value
@@ -142,6 +147,13 @@ impl ExportArgs {
         }
         let paid_from = date("--paid-from", &self.paid_from)?;
         let paid_to = date("--paid-to", &self.paid_to)?;
+        if let (Some(f), Some(t)) = (paid_from, paid_to) {
+            if f > t {
+                return Err(ExportError::Usage(format!(
+                    "--paid-from {f} is after --paid-to {t}"
+                )));
+            }
+        }
         let invoice_only = [
             ("--paid-from", paid_from.is_some()),
             ("--paid-to", paid_to.is_some()),

@@ -35,7 +35,7 @@ pub enum Kind {
 }
 
 /// Amounts the export computes (invoice and deal exports for the books).
-const EXPORT_MONEY: &[&str] = &["paid_summa", "paid_total", "unpaid_total"];
+const EXPORT_MONEY: &[&str] = &["paid_summa", "vat", "paid_total", "unpaid_total"];
 
 /// Ids and references that are not spelled `...ID`.
 const ID_FIELDS: &[&str] = &[

@@ -727,10 +727,14 @@ async fn export_entity(
         paid_without_date: 0,
     };
     let join: Option<Arc<dyn pager::PageJoin>> = match entity {
-        Entity::Invoice => Some(Arc::new(invoice::InvoiceJoin::new(
-            client.clone(),
-            job.policy.clone(),
-        ))),
+        // VAT only when its column is wanted: it costs one invoice/info per invoice.
+        Entity::Invoice => Some(Arc::new(
+            invoice::InvoiceJoin::new(client.clone(), job.policy.clone()).with_vat(
+                job.fields
+                    .as_ref()
+                    .is_none_or(|f| f.iter().any(|n| n == "vat")),
+            ),
+        )),
         // Only when its columns are wanted: it costs an invoice pass and a client/info per client.
         Entity::Deal
             if job.fields.as_ref().is_none_or(|f| {
@@ -816,7 +820,13 @@ async fn export_entity(
                 (format!("control total ({} rows)", t.rows), t.control()),
             ],
         };
-        w.out.totals(&table)?;
+        // One workbook of several entities has one totals sheet each.
+        let sheet = if job.entities.len() > 1 {
+            format!("{entity} totals")
+        } else {
+            "Totals".to_string()
+        };
+        w.out.totals(&sheet, &table)?;
     }
     summary.new = w.new;
     summary.changed = w.changed;

@@ -131,11 +131,15 @@ impl Output {
         Ok(())
     }
 
-    /// Add the Totals sheet (XLSX only; `false` for CSV, which holds one table).
-    pub fn totals(&mut self, t: &crate::report::summary::MoneyTotals) -> Result<bool, ExportError> {
+    /// Add the totals sheet `name` (XLSX only; `false` for CSV, which holds one table).
+    pub fn totals(
+        &mut self,
+        name: &str,
+        t: &crate::report::summary::MoneyTotals,
+    ) -> Result<bool, ExportError> {
         match &mut self.sink {
             Sink::Xlsx { book, .. } => {
-                crate::report::summary::add_totals_sheet(book, t)?;
+                crate::report::summary::add_totals_sheet(book, name, t)?;
                 Ok(true)
             }
             Sink::Csv { .. } => Ok(false),

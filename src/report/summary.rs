@@ -65,15 +65,19 @@ pub struct MoneyTotals {
     pub control: Vec<(String, crate::values::Money)>,
 }
 
-/// Add the sheet "Totals": per block, label / paid / unpaid / total with two decimals, a
-/// column chart of paid vs unpaid of the first block, then the control lines.
-pub fn add_totals_sheet(book: &mut XlsxBook, t: &MoneyTotals) -> Result<(), ReportError> {
+/// Add the totals sheet `name` ("Totals"): per block, label / paid / unpaid / total with two
+/// decimals, a column chart of paid vs unpaid of the first block, then the control lines.
+pub fn add_totals_sheet(
+    book: &mut XlsxBook,
+    name: &str,
+    t: &MoneyTotals,
+) -> Result<(), ReportError> {
     let path = book.path().to_path_buf();
     let err = |e| ReportError::xlsx(&path, e);
     let bold = Format::new().set_bold().set_background_color("#DDEBF7");
     let money = Format::new().set_num_format("#,##0.00");
     let ws = book.workbook_mut().add_worksheet();
-    ws.set_name("Totals").map_err(err)?;
+    ws.set_name(name).map_err(err)?;
     ws.set_column_width(0, 28).map_err(err)?;
     for c in 1..4 {
         ws.set_column_width(c, 16).map_err(err)?;
@@ -114,9 +118,9 @@ pub fn add_totals_sheet(book: &mut XlsxBook, t: &MoneyTotals) -> Result<(), Repo
         for col in [1u16, 2] {
             chart
                 .add_series()
-                .set_categories(("Totals", a, 0, b, 0))
-                .set_values(("Totals", a, col, b, col))
-                .set_name(("Totals", a - 1, col));
+                .set_categories((name, a, 0, b, 0))
+                .set_values((name, a, col, b, col))
+                .set_name((name, a - 1, col));
         }
         chart.title().set_name("Paid vs unpaid");
         ws.insert_chart(row + 1, 0, &chart).map_err(err)?;

@@ -151,6 +151,34 @@ fn invoice_csv_in_windows_1251_has_decimal_commas_for_russian_excel() {
     assert_eq!(first[at("summa")], "1000,25");
     assert_eq!(first[at("paid_summa")], "0,00");
     assert_eq!(first[at("client")], "Альфа, ООО");
+    // VAT is only in invoice/info: the export reads it there, written like every sum.
+    let vat = first[at("vat")];
+    assert!(vat.contains(',') && vat != "0,00", "{vat}");
+}
+
+#[test]
+fn paid_from_after_paid_to_is_refused() {
+    let sb = start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("inv.xlsx");
+    let o = smbatch(
+        &sb,
+        &[
+            "invoice",
+            "-o",
+            out.to_str().unwrap(),
+            "--paid-from",
+            "2026-12-31",
+            "--paid-to",
+            "2026-12-01",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--paid-from 2026-12-31 is after --paid-to 2026-12-01"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -233,11 +233,21 @@ fn history_outside_today_is_exported_and_deals_and_clients_typed() {
     let c = sheet(&out, "client");
     assert_eq!(text(c.get((1, col(&c, "title")))), "Ромашка, ООО");
     assert_eq!(c.get((1, col(&c, "clid"))), Some(&Data::Float(clid as f64)));
-    // Every entity has its sheet, even an empty one; the deal sheet is followed by its Totals.
+    // Every entity has its sheet, even an empty one, invoices included; the deal and invoice
+    // sheets are each followed by their totals.
     let wb: Xlsx<_> = open_workbook(&out).unwrap();
     assert_eq!(
         wb.sheet_names(),
-        ["client", "person", "deal", "Totals", "task", "history"]
+        [
+            "client",
+            "person",
+            "deal",
+            "deal totals",
+            "task",
+            "history",
+            "invoice",
+            "invoice totals"
+        ]
     );
 }
 
