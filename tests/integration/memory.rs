@@ -6,47 +6,11 @@
 //! would not do here: std spawns with vfork, so it counts the test process's memory at spawn time
 //! (other tests running in the same process can push that past the ceiling).
 
-use crate::common::{against, write_persons, PERSONS_TEMPLATE};
+use crate::common::{against, run_with_peak_rss, write_persons, PERSONS_TEMPLATE};
 use smbatch::crm::Entity;
 use smbatch::sandbox::{Sandbox, SandboxConfig};
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 const ROWS: usize = 50_000;
-
-/// `VmHWM` of a running process in MB (None once it has exited).
-fn hwm_mb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
-/// Run `c` to its end; (exit code, its own peak RSS in MB, its stderr).
-fn run_with_peak_rss(c: &mut Command) -> (i32, f64, String) {
-    let mut child = c
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut err, &mut s);
-        s
-    });
-    let mut peak = 0.0f64;
-    let status = loop {
-        if let Some(mb) = hwm_mb(child.id()) {
-            peak = peak.max(mb);
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (status.code().unwrap_or(-1), peak, reader.join().unwrap())
-}
 
 #[test]
 fn importing_fifty_thousand_rows_stays_under_eighty_megabytes() {
