@@ -92,7 +92,8 @@ fn matching(rows: usize) {
         source: &source,
         crm: &crm,
         journal: None,
-    }]);
+    }])
+    .unwrap();
     let secs = started.elapsed().as_secs_f64();
     let s = &r.summaries[0].1;
     assert_eq!(s.missing as usize, rows / 100);

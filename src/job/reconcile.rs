@@ -8,7 +8,7 @@ use super::{names, ImportEvent, ImportJob, Target};
 use crate::crm::{CrmClient, RetryPolicy};
 use crate::reconcile::report::write_xlsx;
 use crate::reconcile::run::{
-    compare, fetch_crm, find_invisible, journal_ids, prepare_fix, read_source, SourceSide,
+    check, find_invisible, journal_ids, prepare_fix, read_source, SourceSide,
 };
 use crate::reconcile::Reconciliation;
 use crate::source::SourceOverrides;
@@ -86,7 +86,7 @@ impl ReconcileJob {
         }
         let mut result = self.check(&side)?;
         let mut fixed = None;
-        if self.fix && !result.missing.is_empty() {
+        if self.fix && result.missing_count() > 0 {
             fixed = self.send_missing(&side, &result, on)?;
             result = self.check(&side)?;
         }
@@ -128,16 +128,16 @@ impl ReconcileJob {
         let client = CrmClient::new(&conn)?;
         let runtime = super::runtime(Some(2))?;
         let policy = RetryPolicy::default();
-        let crm = runtime.block_on(fetch_crm(
+        let mut result = runtime.block_on(check(
             &client,
             side,
+            ids.as_ref(),
             self.concurrency.max(1),
             &policy,
             !self.progress,
         ))?;
-        let mut result = compare(side, &crm, ids.as_ref());
         let invisible = runtime.block_on(find_invisible(&client, &result, &policy))?;
-        result.mark_invisible(&invisible);
+        result.mark_invisible(&invisible)?;
         if let Some(s) = sandbox {
             s.stop();
         }
