@@ -24,13 +24,13 @@ type Result<T, E = ReconcileError> = std::result::Result<T, E>;
 pub const BATCH: usize = 4096;
 
 /// A private SQLite file, deleted when closed: no journal (nothing to recover), a page cache of
-/// 16 MB (the file itself lives in the OS page cache, not in our memory).
+/// 4 MB (the file itself lives in the OS page cache, not in this process's memory).
 fn scratch(schema: &str) -> Result<Connection> {
     let conn = Connection::open("")?;
     conn.execute_batch(
         "PRAGMA journal_mode=OFF;
          PRAGMA synchronous=OFF;
-         PRAGMA cache_size=-16000;
+         PRAGMA cache_size=-4000;
          PRAGMA temp_store=FILE;",
     )?;
     conn.execute_batch(schema)?;
