@@ -465,3 +465,65 @@ impl Findings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields(v: serde_json::Value, names: &mut Names) -> Fields {
+        Fields::from_map(v.as_object().unwrap(), names)
+    }
+
+    #[test]
+    fn rows_of_one_key_merge_and_the_first_rows_fields_win() {
+        let mut names = Names::default();
+        let mut store = SourceStore::new().unwrap();
+        let at = |row| SourcePos {
+            file: "клиенты.csv".into(),
+            sheet: None,
+            row,
+        };
+        let first = fields(
+            json!({"person": "Иван Петров", "mail": "i@x.ru"}),
+            &mut names,
+        );
+        let later = fields(json!({"person": "Иван П.", "mail": "i@x.ru"}), &mut names);
+        let other = fields(json!({"person": "Анна"}), &mut names);
+        assert!(store
+            .add(Entity::Person, "i@x.ru", &first, &[], &at(2))
+            .unwrap());
+        // The same row again (two records of one row with one key) is not a second row.
+        assert!(!store
+            .add(Entity::Person, "i@x.ru", &first, &[], &at(2))
+            .unwrap());
+        assert!(store.add(Entity::Person, "a", &other, &[], &at(3)).unwrap());
+        assert!(!store
+            .add(Entity::Person, "i@x.ru", &later, &[], &at(12))
+            .unwrap());
+        store.finish().unwrap();
+        let mut read = Vec::new();
+        store
+            .batches(Entity::Person, |b| {
+                read.extend(b);
+                Ok::<_, ReconcileError>(())
+            })
+            .unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!(read[0].key, "i@x.ru");
+        assert_eq!(read[0].fields.get("person"), Some("Иван Петров"));
+        assert_eq!(
+            read[0].rows.labels(),
+            vec!["клиенты.csv row 2", "клиенты.csv row 12"]
+        );
+        assert_eq!(read[1].key, "a");
+        let mut clients = 0;
+        store
+            .batches(Entity::Client, |b| {
+                clients += b.len();
+                Ok::<_, ReconcileError>(())
+            })
+            .unwrap();
+        assert_eq!(clients, 0);
+    }
+}
