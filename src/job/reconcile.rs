@@ -7,9 +7,7 @@ use super::import::Summary;
 use super::{names, ImportEvent, ImportJob, Target};
 use crate::crm::{CrmClient, RetryPolicy};
 use crate::reconcile::report::write_xlsx;
-use crate::reconcile::run::{
-    check, find_invisible, journal_ids, prepare_fix, read_source, SourceSide,
-};
+use crate::reconcile::run::{check, find_invisible, prepare_fix, read_source, SourceSide};
 use crate::reconcile::Reconciliation;
 use crate::source::SourceOverrides;
 use crate::template::Template;
@@ -120,8 +118,8 @@ impl ReconcileJob {
             }
             None => Some(self.fix_journal_path()).filter(|p| self.fix && p.exists()),
         };
-        let ids = match &journal {
-            Some(path) => Some(journal_ids(&Journal::open(path)?)?),
+        let journal = match &journal {
+            Some(path) => Some(Journal::open(path)?),
             None => None,
         };
         let (sandbox, conn) = self.target.connect()?;
@@ -131,7 +129,7 @@ impl ReconcileJob {
         let mut result = runtime.block_on(check(
             &client,
             side,
-            ids.as_ref(),
+            journal.as_ref(),
             self.concurrency.max(1),
             &policy,
             !self.progress,

@@ -359,7 +359,8 @@ pub fn reconcile(inputs: &[EntityInput<'_>]) -> Result<Reconciliation, Reconcile
             crm.push(r.clone(), findings)?;
         }
         let crm = crm.finish(findings)?;
-        let mut matching = EntityMatch::new(&crm, input.journal);
+        let lookup = |key: &str| Ok(input.journal.and_then(|j| j.get(key).copied()));
+        let mut matching = EntityMatch::new(&crm, input.journal.map(|_| &lookup as JournalLookup));
         for batch in input.source.chunks(BATCH) {
             matching.batch(batch.to_vec(), findings)?;
         }
@@ -467,11 +468,14 @@ impl CrmIndex {
     }
 }
 
+/// The CRM id an import journal recorded for a key (of the entity being matched), if any.
+pub type JournalLookup<'a> = &'a dyn Fn(&str) -> Result<Option<i64>, ReconcileError>;
+
 /// One entity's matching, fed the source side in batches in source order: the first source
 /// record to reach a CRM record gets it, so the order is what the import's would be.
 pub struct EntityMatch<'a> {
     crm: &'a CrmIndex,
-    journal: Option<&'a HashMap<String, i64>>,
+    journal: Option<JournalLookup<'a>>,
     /// CRM id → position, only when a journal's ids are to be found.
     by_id: Vec<(i64, u32)>,
     claimed: Vec<u64>,
@@ -480,7 +484,7 @@ pub struct EntityMatch<'a> {
 }
 
 impl<'a> EntityMatch<'a> {
-    pub fn new(crm: &'a CrmIndex, journal: Option<&'a HashMap<String, i64>>) -> EntityMatch<'a> {
+    pub fn new(crm: &'a CrmIndex, journal: Option<JournalLookup<'a>>) -> EntityMatch<'a> {
         let mut by_id: Vec<(i64, u32)> = Vec::new();
         if journal.is_some() {
             by_id = crm
@@ -550,7 +554,10 @@ impl<'a> EntityMatch<'a> {
             // Claiming is sequential: the first source record to reach a CRM record gets it.
             let mut pairs: Vec<(usize, CrmRecord)> = Vec::new();
             for (si, rec) in records.iter().enumerate() {
-                let journal_id = self.journal.and_then(|j| j.get(&rec.key).copied());
+                let journal_id = match self.journal {
+                    Some(lookup) => lookup(&rec.key)?,
+                    None => None,
+                };
                 // The journal's id is the strongest evidence; otherwise the first probe that hits.
                 let mut hit: Option<u32> = journal_id.and_then(|id| self.position(id));
                 let mut candidates: Vec<u32> = Vec::new();

@@ -22,4 +22,7 @@ pub enum ReconcileError {
     /// The scratch store (a SQLite file in the temporary directory) failed: usually a full disk.
     #[error("reconcile's scratch store in the temporary directory ($TMPDIR): {0}")]
     Store(#[from] rusqlite::Error),
+    /// The import journal given with `--journal` could not be read.
+    #[error(transparent)]
+    Journal(#[from] crate::upload::UploadError),
 }

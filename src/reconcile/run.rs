@@ -2,6 +2,7 @@
 //! entities exported, both matched. Nothing here trusts the import's own log unless a journal is
 //! given, and then only for which CRM id belongs to which key.
 
+use super::matcher::JournalLookup;
 use super::{
     CrmRecord, CrmSide, EntityMatch, Fields, Names, ReconcileError, Reconciliation, SourceStore,
 };
@@ -208,12 +209,13 @@ fn info_owner(entity: Entity, id: i64, answer: &Value) -> Option<String> {
 
 /// Export the CRM's records of every entity the source has and match them with the source,
 /// entity by entity in reference order (a person's `clid` compares with the CRM id its client
-/// matched). `journal` maps (entity, key) to the CRM id an import recorded. Only one entity's
-/// CRM ids and probe hashes are in memory at a time; everything else is in scratch stores.
+/// matched). `journal` is an import's: the CRM id it recorded for a key is looked up there (not
+/// loaded). Only one entity's CRM ids and probe hashes are in memory at a time; everything else
+/// is in scratch stores.
 pub async fn check(
     client: &CrmClient,
     side: &SourceSide,
-    journal: Option<&HashMap<Entity, HashMap<String, i64>>>,
+    journal: Option<&crate::upload::Journal>,
     concurrency: usize,
     policy: &RetryPolicy,
     quiet: bool,
@@ -257,24 +259,17 @@ pub async fn check(
             return Err(e.into());
         }
         let crm = crm.finish(findings)?;
-        let mut matching = EntityMatch::new(&crm, journal.and_then(|j| j.get(&entity)));
+        let lookup = |key: &str| {
+            Ok(journal
+                .map(|j| j.stored_id(entity, key))
+                .transpose()?
+                .flatten())
+        };
+        let mut matching = EntityMatch::new(&crm, journal.map(|_| &lookup as JournalLookup));
         side.store
             .batches(entity, |batch| matching.batch(batch, findings))?;
         let summary = matching.finish(findings)?;
         out.summaries.push((entity, summary));
-    }
-    Ok(out)
-}
-
-/// key → CRM id per entity, for the records an import journal says are stored.
-pub fn journal_ids(
-    journal: &crate::upload::Journal,
-) -> crate::Result<HashMap<Entity, HashMap<String, i64>>> {
-    let mut out: HashMap<Entity, HashMap<String, i64>> = HashMap::new();
-    for ((entity, key), entry) in journal.load()? {
-        if let (true, Some(id)) = (entry.state.is_done(), entry.crm_id) {
-            out.entry(entity).or_default().insert(key, id);
-        }
     }
     Ok(out)
 }
