@@ -1,9 +1,13 @@
 //! What the benches (and the memory test, by `#[path]`) share: the persons template and input
-//! they import, and a child's own exit code and rusage by wait4. Each includer uses a part.
+//! they import, a child's own exit code and rusage by wait4, and a child's own peak RSS sampled
+//! from /proc (its VmHWM: wait4's ru_maxrss also counts the parent's memory at spawn, since std
+//! spawns with vfork). Each includer uses a part.
 #![allow(dead_code)]
 
 use std::io::Write;
 use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// Template mapping the persons input of [`write_persons`].
 pub const PERSONS_TEMPLATE: &str = r#"
@@ -53,4 +57,38 @@ pub fn wait_with_usage(child: std::process::Child) -> (i32, libc::rusage) {
 /// Peak RSS in MB of a rusage (ru_maxrss is in KB on Linux).
 pub fn peak_mb(usage: &libc::rusage) -> f64 {
     usage.ru_maxrss as f64 / 1024.0
+}
+
+/// `VmHWM` of a running process in MB (None once it has exited).
+fn hwm_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Run `c` to its end; (exit code, its own peak RSS in MB, its stderr).
+pub fn run_with_peak_rss(c: &mut Command) -> (i32, f64, String) {
+    let mut child = c
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
+    let mut peak = 0.0f64;
+    let status = loop {
+        if let Some(mb) = hwm_mb(child.id()) {
+            peak = peak.max(mb);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.code().unwrap_or(-1), peak, reader.join().unwrap())
 }

@@ -7,9 +7,7 @@ use super::import::Summary;
 use super::{names, ImportEvent, ImportJob, Target};
 use crate::crm::{CrmClient, RetryPolicy};
 use crate::reconcile::report::write_xlsx;
-use crate::reconcile::run::{
-    compare, fetch_crm, find_invisible, journal_ids, prepare_fix, read_source, SourceSide,
-};
+use crate::reconcile::run::{check, find_invisible, prepare_fix, read_source, SourceSide};
 use crate::reconcile::Reconciliation;
 use crate::source::SourceOverrides;
 use crate::template::Template;
@@ -86,7 +84,7 @@ impl ReconcileJob {
         }
         let mut result = self.check(&side)?;
         let mut fixed = None;
-        if self.fix && !result.missing.is_empty() {
+        if self.fix && result.missing_count() > 0 {
             fixed = self.send_missing(&side, &result, on)?;
             result = self.check(&side)?;
         }
@@ -120,24 +118,24 @@ impl ReconcileJob {
             }
             None => Some(self.fix_journal_path()).filter(|p| self.fix && p.exists()),
         };
-        let ids = match &journal {
-            Some(path) => Some(journal_ids(&Journal::open(path)?)?),
+        let journal = match &journal {
+            Some(path) => Some(Journal::open(path)?),
             None => None,
         };
         let (sandbox, conn) = self.target.connect()?;
         let client = CrmClient::new(&conn)?;
         let runtime = super::runtime(Some(2))?;
         let policy = RetryPolicy::default();
-        let crm = runtime.block_on(fetch_crm(
+        let mut result = runtime.block_on(check(
             &client,
             side,
+            journal.as_ref(),
             self.concurrency.max(1),
             &policy,
             !self.progress,
         ))?;
-        let mut result = compare(side, &crm, ids.as_ref());
         let invisible = runtime.block_on(find_invisible(&client, &result, &policy))?;
-        result.mark_invisible(&invisible);
+        result.mark_invisible(&invisible)?;
         if let Some(s) = sandbox {
             s.stop();
         }

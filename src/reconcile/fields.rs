@@ -1,6 +1,7 @@
 //! A record's fields as reconcile keeps them: text only (every comparison is of text), names
-//! shared between records. Reconcile holds both sides of a migration in memory — 100,000s of
-//! records — and a JSON map costs several times as much per field.
+//! shared between records. Reconcile keeps both sides of a migration in a scratch SQLite store
+//! (as [`Fields::encode`] bytes) and decodes a batch at a time; a JSON map costs several times
+//! as much per field.
 
 use crate::values::value_text;
 use serde_json::{Map, Value};
@@ -116,6 +117,44 @@ impl Fields {
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
+
+    /// The fields as bytes for reconcile's scratch store: per field its name's and its value's
+    /// length (u32, little-endian) and bytes. [`Fields::decode`] reads them back.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.text.len() + self.len() * 16);
+        for (name, value) in self.iter() {
+            for part in [name, value] {
+                out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+                out.extend_from_slice(part.as_bytes());
+            }
+        }
+        out
+    }
+
+    /// Fields [`Fields::encode`] wrote; names shared through `names`. Bytes that are not such an
+    /// encoding (never written by this build) end the fields where they stop making sense.
+    pub fn decode(bytes: &[u8], names: &mut Names) -> Fields {
+        let mut list = Vec::new();
+        let mut text = String::new();
+        let mut ends = Vec::new();
+        let mut rest = bytes;
+        let next = |rest: &mut &[u8]| -> Option<String> {
+            let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+            let part = std::str::from_utf8(rest.get(4..4 + len)?).ok()?.to_string();
+            *rest = &rest[4 + len..];
+            Some(part)
+        };
+        while let (Some(name), Some(value)) = (next(&mut rest), next(&mut rest)) {
+            list.push(names.get(&name));
+            text.push_str(&value);
+            ends.push(text.len() as u32);
+        }
+        Fields {
+            names: names.list(list),
+            ends: ends.into_boxed_slice(),
+            text: text.into_boxed_str(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -141,5 +180,11 @@ mod tests {
             g.iter().collect::<Vec<_>>(),
             vec![("pid", "5"), ("tel", "+7 3"), ("mail", ""), ("clid", "12")]
         );
+        // Through the scratch store and back: the same fields, Cyrillic and empty values too.
+        let h = Fields::decode(&g.encode(), &mut names);
+        assert_eq!(h, g);
+        let r = json!({"person": "Иван Петров", "mail": ""});
+        let r = Fields::from_map(r.as_object().unwrap(), &mut names);
+        assert_eq!(Fields::decode(&r.encode(), &mut names), r);
     }
 }

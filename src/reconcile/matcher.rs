@@ -1,13 +1,19 @@
 //! Matching source records with CRM records, entity by entity in reference order, so a person's
 //! `clid` can be compared with the CRM id its client matched.
+//!
+//! Memory does not grow with the values of either side: an entity's CRM records go into the
+//! scratch store as they arrive and only their ids and probe hashes stay in memory
+//! ([`CrmIndex`], ≈ 60 B a record); the source side streams out of its own store in batches;
+//! matches and findings go to the store as they are made.
 
 use super::fields::Fields;
+use super::store::{Findings, BATCH};
+use super::ReconcileError;
 use crate::crm::Entity;
 use crate::source::SourcePos;
 use crate::template::Reference;
 use crate::values::{norm_field, norm_phone, norm_text, norm_title};
 use rayon::prelude::*;
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -123,37 +129,133 @@ pub struct Duplicate {
     pub ids: Vec<i64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What a reconciliation found: counts per entity in memory, the findings themselves (any
+/// number of them) in a scratch store on disk, read back a row at a time.
 pub struct Reconciliation {
     pub summaries: Vec<(Entity, EntitySummary)>,
-    pub missing: Vec<Missing>,
-    pub different: Vec<FieldDiff>,
-    pub duplicates: Vec<Duplicate>,
-    pub only_in_crm: Vec<(Entity, CrmRecord)>,
     pub invisible: Vec<Invisible>,
-    /// (entity, source key) → the CRM id it matched.
-    pub matched: HashMap<(Entity, String), i64>,
+    findings: Findings,
+}
+
+impl std::fmt::Debug for Reconciliation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciliation")
+            .field("summaries", &self.summaries)
+            .field("missing", &self.missing())
+            .field("different", &self.different())
+            .field("duplicates", &self.duplicates())
+            .field("only_in_crm", &self.only_in_crm())
+            .field("invisible", &self.invisible)
+            .finish()
+    }
 }
 
 impl Reconciliation {
+    /// An empty reconciliation with a fresh store.
+    pub fn new() -> Result<Reconciliation, ReconcileError> {
+        Ok(Reconciliation {
+            summaries: Vec::new(),
+            invisible: Vec::new(),
+            findings: Findings::new()?,
+        })
+    }
+
+    /// The findings, to stream (the report, `--fix`) or add to (matching, tests).
+    pub fn findings(&self) -> &Findings {
+        &self.findings
+    }
+
     pub fn is_clean(&self) -> bool {
-        self.missing.is_empty()
-            && self.different.is_empty()
-            && self.duplicates.is_empty()
-            && self.only_in_crm.is_empty()
-            && self.invisible.is_empty()
+        self.summaries.iter().all(|(_, s)| {
+            s.missing == 0
+                && s.different == 0
+                && s.duplicated == 0
+                && s.only_in_crm == 0
+                && s.invisible == 0
+        }) && self.invisible.is_empty()
+    }
+
+    /// How many records are missing in the CRM.
+    pub fn missing_count(&self) -> u64 {
+        self.summaries.iter().map(|(_, s)| s.missing).sum()
+    }
+
+    /// Records missing in the CRM, all at once (tests, small runs; the report streams them).
+    pub fn missing(&self) -> Result<Vec<Missing>, ReconcileError> {
+        let mut out = Vec::new();
+        self.findings.each_missing(|m| {
+            out.push(m);
+            Ok::<_, ReconcileError>(())
+        })?;
+        Ok(out)
+    }
+
+    pub fn different(&self) -> Result<Vec<FieldDiff>, ReconcileError> {
+        let mut out = Vec::new();
+        self.findings.each_different(|d| {
+            out.push(d);
+            Ok::<_, ReconcileError>(())
+        })?;
+        Ok(out)
+    }
+
+    pub fn duplicates(&self) -> Result<Vec<Duplicate>, ReconcileError> {
+        let mut out = Vec::new();
+        self.findings.each_duplicate(|d| {
+            out.push(d);
+            Ok::<_, ReconcileError>(())
+        })?;
+        Ok(out)
+    }
+
+    pub fn only_in_crm(&self) -> Result<Vec<(Entity, CrmRecord)>, ReconcileError> {
+        let mut out = Vec::new();
+        self.findings.each_only_in_crm(|e, r| {
+            out.push((e, r));
+            Ok::<_, ReconcileError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// The CRM id the source record `key` of `entity` matched.
+    pub fn matched_id(&self, entity: Entity, key: &str) -> Result<Option<i64>, ReconcileError> {
+        self.findings.matched_id(entity, key)
+    }
+
+    /// Missing records the journal knows as created: (entity, its id then).
+    pub fn missing_created(&self) -> Result<Vec<(Entity, i64)>, ReconcileError> {
+        let mut out = Vec::new();
+        self.findings.each_missing(|m| {
+            out.extend(m.journal_id.map(|id| (m.entity, id)));
+            Ok::<_, ReconcileError>(())
+        })?;
+        Ok(out)
     }
 
     /// Records that looked missing but `info` found (id → owner): they move from `missing` to
     /// `invisible`, so `--fix` never sends them again.
-    pub fn mark_invisible(&mut self, found: &HashMap<(Entity, i64), String>) {
-        let (gone, still): (Vec<Missing>, Vec<Missing>) = std::mem::take(&mut self.missing)
-            .into_iter()
-            .partition(|m| {
-                m.journal_id
-                    .is_some_and(|id| found.contains_key(&(m.entity, id)))
-            });
-        self.missing = still;
+    pub fn mark_invisible(
+        &mut self,
+        found: &HashMap<(Entity, i64), String>,
+    ) -> Result<(), ReconcileError> {
+        if found.is_empty() {
+            return Ok(());
+        }
+        let mut gone = Vec::new();
+        self.findings.each_missing(|m| {
+            if m.journal_id
+                .is_some_and(|id| found.contains_key(&(m.entity, id)))
+            {
+                gone.push(m);
+            }
+            Ok::<_, ReconcileError>(())
+        })?;
+        self.findings.remove_missing(
+            &gone
+                .iter()
+                .map(|m| (m.entity, m.journal_id.unwrap_or_default()))
+                .collect::<Vec<_>>(),
+        )?;
         for m in gone {
             let id = m.journal_id.unwrap_or_default();
             if let Some((_, s)) = self.summaries.iter_mut().find(|(e, _)| *e == m.entity) {
@@ -168,6 +270,7 @@ impl Reconciliation {
                 id,
             });
         }
+        Ok(())
     }
 }
 
@@ -235,7 +338,8 @@ fn strip_deal_prefix(entity: Entity, title: &str) -> String {
     title.to_string()
 }
 
-/// Inputs of one entity's matching.
+/// Inputs of one entity's matching, both sides in memory (tests and the matching bench; the
+/// `reconcile` command streams them in, see `run`).
 pub struct EntityInput<'a> {
     pub entity: Entity,
     pub source: &'a [SourceRecord],
@@ -244,17 +348,26 @@ pub struct EntityInput<'a> {
     pub journal: Option<&'a HashMap<String, i64>>,
 }
 
-/// Match every entity; `inputs` must come in reference order (clients first).
-pub fn reconcile(inputs: &[EntityInput<'_>]) -> Reconciliation {
-    let mut out = Reconciliation::default();
-    // (entity, key) → CRM id of the matched record, also for resolving references.
-    let mut matched_ids: HashMap<(Entity, String), i64> = HashMap::new();
+/// Match every entity; `inputs` must come in reference order (clients first). The same path as
+/// the command's: CRM records into the store and the probe index, the source in batches.
+pub fn reconcile(inputs: &[EntityInput<'_>]) -> Result<Reconciliation, ReconcileError> {
+    let mut out = Reconciliation::new()?;
     for input in inputs {
-        let summary = reconcile_entity(input, &mut matched_ids, &mut out);
+        let findings = out.findings();
+        let mut crm = CrmSide::new(input.entity);
+        for r in input.crm {
+            crm.push(r.clone(), findings)?;
+        }
+        let crm = crm.finish(findings)?;
+        let lookup = |key: &str| Ok(input.journal.and_then(|j| j.get(key).copied()));
+        let mut matching = EntityMatch::new(&crm, input.journal.map(|_| &lookup as JournalLookup));
+        for batch in input.source.chunks(BATCH) {
+            matching.batch(batch.to_vec(), findings)?;
+        }
+        let summary = matching.finish(findings)?;
         out.summaries.push((input.entity, summary));
     }
-    out.matched = matched_ids;
-    out
+    Ok(out)
 }
 
 /// A probe as a 64-bit hash: 400,000 probes of 100,000 records take a few MB this way instead
@@ -264,37 +377,271 @@ fn hash_probe(kind: &str, parts: &[&str]) -> u64 {
     crate::hash::fast_one((kind, parts))
 }
 
-/// CRM records by probe hash: a sorted vector, searched by range.
-struct ProbeIndex(Vec<(u64, u32)>);
+/// One entity's CRM side as it arrives: values go to the store as they come (a batch at a
+/// time), only the ids and the probe hashes stay in memory (≈ 60 B a record).
+pub struct CrmSide {
+    entity: Entity,
+    ids: Vec<i64>,
+    probes: Vec<(u64, u32)>,
+    pending: Vec<CrmRecord>,
+}
 
-impl ProbeIndex {
-    fn build(entity: Entity, crm: &[CrmRecord]) -> ProbeIndex {
-        let per_record: Vec<Vec<u64>> = crm
+impl CrmSide {
+    /// A fresh side: the store's CRM records of the previous entity are dropped.
+    pub fn new(entity: Entity) -> CrmSide {
+        CrmSide {
+            entity,
+            ids: Vec::new(),
+            probes: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, rec: CrmRecord, findings: &Findings) -> Result<(), ReconcileError> {
+        if self.ids.is_empty() && self.pending.is_empty() {
+            findings.clear_crm()?;
+        }
+        self.pending.push(rec);
+        if self.pending.len() >= BATCH {
+            self.flush(findings)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, findings: &Findings) -> Result<(), ReconcileError> {
+        let entity = self.entity;
+        let pending = std::mem::take(&mut self.pending);
+        let hashes: Vec<Vec<u64>> = pending
             .par_iter()
             .map(|r| probes(entity, None, &r.fields))
             .collect();
-        let mut entries: Vec<(u64, u32)> = per_record
-            .into_iter()
-            .enumerate()
-            .flat_map(|(i, hs)| hs.into_iter().map(move |h| (h, i as u32)))
-            .collect();
-        entries.par_sort_unstable();
-        ProbeIndex(entries)
+        findings.in_transaction(|| {
+            for (rec, hs) in pending.iter().zip(hashes) {
+                let idx = self.ids.len() as u32;
+                findings.add_crm(idx, rec)?;
+                self.ids.push(rec.id);
+                self.probes.extend(hs.into_iter().map(|h| (h, idx)));
+            }
+            Ok(())
+        })
     }
 
-    fn get(&self, h: u64) -> impl Iterator<Item = usize> + '_ {
-        let from = self.0.partition_point(|(x, _)| *x < h);
-        self.0[from..]
-            .iter()
-            .take_while(move |(x, _)| *x == h)
-            .map(|(_, i)| *i as usize)
+    /// Every record is in: the probe index is sorted.
+    pub fn finish(mut self, findings: &Findings) -> Result<CrmIndex, ReconcileError> {
+        if self.ids.is_empty() && self.pending.is_empty() {
+            findings.clear_crm()?;
+        }
+        self.flush(findings)?;
+        self.probes.par_sort_unstable();
+        self.probes.shrink_to_fit();
+        Ok(CrmIndex {
+            entity: self.entity,
+            ids: self.ids,
+            probes: self.probes,
+        })
     }
 }
 
-/// A source record with its references resolved to CRM ids, and its probes.
-struct Prepared<'a> {
-    fields: Cow<'a, Fields>,
-    probes: Vec<u64>,
+/// An entity's CRM records by probe hash (a sorted vector, searched by range), and their ids by
+/// position; their values are in the store under the same position.
+pub struct CrmIndex {
+    entity: Entity,
+    ids: Vec<i64>,
+    probes: Vec<(u64, u32)>,
+}
+
+impl CrmIndex {
+    fn get(&self, h: u64) -> impl Iterator<Item = u32> + '_ {
+        let from = self.probes.partition_point(|(x, _)| *x < h);
+        self.probes[from..]
+            .iter()
+            .take_while(move |(x, _)| *x == h)
+            .map(|(_, i)| *i)
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// The CRM id an import journal recorded for a key (of the entity being matched), if any.
+pub type JournalLookup<'a> = &'a dyn Fn(&str) -> Result<Option<i64>, ReconcileError>;
+
+/// One entity's matching, fed the source side in batches in source order: the first source
+/// record to reach a CRM record gets it, so the order is what the import's would be.
+pub struct EntityMatch<'a> {
+    crm: &'a CrmIndex,
+    journal: Option<JournalLookup<'a>>,
+    /// CRM id → position, only when a journal's ids are to be found.
+    by_id: Vec<(i64, u32)>,
+    claimed: Vec<u64>,
+    summary: EntitySummary,
+    names: super::fields::Names,
+}
+
+impl<'a> EntityMatch<'a> {
+    pub fn new(crm: &'a CrmIndex, journal: Option<JournalLookup<'a>>) -> EntityMatch<'a> {
+        let mut by_id: Vec<(i64, u32)> = Vec::new();
+        if journal.is_some() {
+            by_id = crm
+                .ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (*id, i as u32))
+                .collect();
+            // Of two records with one id the later one counts (as it did in a map built in
+            // order); the export never gives an id twice anyway.
+            by_id.sort_by_key(|(id, i)| (*id, std::cmp::Reverse(*i)));
+            by_id.dedup_by_key(|(id, _)| *id);
+        }
+        EntityMatch {
+            crm,
+            journal,
+            by_id,
+            claimed: vec![0; crm.len().div_ceil(64)],
+            summary: EntitySummary {
+                in_crm: crm.len() as u64,
+                ..Default::default()
+            },
+            names: Default::default(),
+        }
+    }
+
+    fn is_claimed(&self, i: u32) -> bool {
+        self.claimed[i as usize / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn claim(&mut self, i: u32) {
+        self.claimed[i as usize / 64] |= 1 << (i % 64);
+    }
+
+    fn position(&self, id: i64) -> Option<u32> {
+        let at = self.by_id.binary_search_by_key(&id, |(x, _)| *x).ok()?;
+        Some(self.by_id[at].1)
+    }
+
+    /// Match the next source records.
+    pub fn batch(
+        &mut self,
+        records: Vec<SourceRecord>,
+        findings: &Findings,
+    ) -> Result<(), ReconcileError> {
+        let entity = self.crm.entity;
+        self.summary.in_source += records.len() as u64;
+        // References resolve to the CRM ids their records matched (earlier entities are done;
+        // a reference within the entity stays unresolved, as it always did).
+        let mut resolved: Vec<Fields> = Vec::with_capacity(records.len());
+        for rec in &records {
+            let mut fields = rec.fields.clone();
+            for r in rec.refs.iter().filter(|r| r.entity != entity) {
+                if let Some(id) = findings.matched_id(r.entity, &r.key)? {
+                    fields.set(&r.field, id.to_string());
+                }
+            }
+            resolved.push(fields);
+        }
+        let probed: Vec<Vec<u64>> = records
+            .par_iter()
+            .zip(&resolved)
+            .map(|(rec, fields)| probes(entity, Some(&rec.key), fields))
+            .collect();
+
+        findings.in_transaction(|| {
+            // Claiming is sequential: the first source record to reach a CRM record gets it.
+            let mut pairs: Vec<(usize, CrmRecord)> = Vec::new();
+            for (si, rec) in records.iter().enumerate() {
+                let journal_id = match self.journal {
+                    Some(lookup) => lookup(&rec.key)?,
+                    None => None,
+                };
+                // The journal's id is the strongest evidence; otherwise the first probe that hits.
+                let mut hit: Option<u32> = journal_id.and_then(|id| self.position(id));
+                let mut candidates: Vec<u32> = Vec::new();
+                for &p in &probed[si] {
+                    let free: Vec<u32> = self.crm.get(p).filter(|i| !self.is_claimed(*i)).collect();
+                    if free.is_empty() {
+                        continue;
+                    }
+                    if hit.is_none_or(|h| free.contains(&h)) {
+                        candidates = free;
+                        break;
+                    }
+                }
+                if journal_id.is_none() {
+                    hit = candidates
+                        .iter()
+                        .copied()
+                        .min_by_key(|i| self.crm.ids[*i as usize]);
+                }
+                let Some(found) = hit else {
+                    self.summary.missing += 1;
+                    findings.add_missing(&Missing {
+                        entity,
+                        key: rec.key.clone(),
+                        rows: rec.rows.labels(),
+                        fields: resolved[si].clone(),
+                        journal_id,
+                    })?;
+                    continue;
+                };
+                self.summary.matched += 1;
+                self.claim(found);
+                let id = self.crm.ids[found as usize];
+                findings.add_matched(entity, &rec.key, id)?;
+                pairs.push((si, findings.crm(found, &mut self.names)?));
+
+                candidates.retain(|i| *i != found);
+                if !candidates.is_empty() {
+                    let mut dup_ids: Vec<i64> = vec![id];
+                    for &i in &candidates {
+                        self.claim(i);
+                        dup_ids.push(self.crm.ids[i as usize]);
+                    }
+                    dup_ids.sort_unstable();
+                    self.summary.duplicated += 1;
+                    findings.add_duplicate(&Duplicate {
+                        entity,
+                        key: rec.key.clone(),
+                        rows: rec.rows.labels(),
+                        ids: dup_ids,
+                    })?;
+                }
+            }
+
+            let found_diffs: Vec<Vec<FieldDiff>> = pairs
+                .par_iter()
+                .map(|(si, crm)| diffs(entity, &records[*si], &resolved[*si], crm))
+                .collect();
+            for d in found_diffs {
+                if !d.is_empty() {
+                    self.summary.different += 1;
+                    for d in &d {
+                        findings.add_different(d)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The source side is done: the CRM records no one claimed are only in the CRM.
+    pub fn finish(mut self, findings: &Findings) -> Result<EntitySummary, ReconcileError> {
+        let entity = self.crm.entity;
+        findings.in_transaction(|| {
+            for i in 0..self.crm.len() as u32 {
+                if !self.is_claimed(i) {
+                    self.summary.only_in_crm += 1;
+                    findings.add_only_in_crm(entity, i)?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(self.summary)
+    }
 }
 
 /// Field-level differences between a source record and the CRM record it matched.
@@ -335,125 +682,6 @@ fn diffs(entity: Entity, rec: &SourceRecord, fields: &Fields, crm: &CrmRecord) -
         }
     }
     out
-}
-
-fn reconcile_entity(
-    input: &EntityInput<'_>,
-    matched_ids: &mut HashMap<(Entity, String), i64>,
-    out: &mut Reconciliation,
-) -> EntitySummary {
-    let entity = input.entity;
-    let mut summary = EntitySummary {
-        in_source: input.source.len() as u64,
-        in_crm: input.crm.len() as u64,
-        ..Default::default()
-    };
-    let by_id: HashMap<i64, usize> = input
-        .crm
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.id, i))
-        .collect();
-    let index = ProbeIndex::build(entity, input.crm);
-
-    // References resolve to the CRM ids their records matched (earlier entities are done).
-    let ids: &HashMap<(Entity, String), i64> = matched_ids;
-    let prepared: Vec<Prepared<'_>> = input
-        .source
-        .par_iter()
-        .map(|rec| {
-            let mut fields = Cow::Borrowed(&rec.fields);
-            for r in &rec.refs {
-                if let Some(id) = ids.get(&(r.entity, r.key.clone())) {
-                    fields.to_mut().set(&r.field, id.to_string());
-                }
-            }
-            let probes = probes(entity, Some(&rec.key), &fields);
-            Prepared { fields, probes }
-        })
-        .collect();
-
-    // Claiming is sequential: the first source record to reach a CRM record gets it.
-    let mut claimed = vec![false; input.crm.len()];
-    let mut pairs: Vec<(usize, usize)> = Vec::new();
-    for (si, (rec, prep)) in input.source.iter().zip(&prepared).enumerate() {
-        let journal_id = input.journal.and_then(|j| j.get(&rec.key).copied());
-        // The journal's id is the strongest evidence; otherwise the first probe that hits.
-        let mut hit: Option<usize> = journal_id.and_then(|id| by_id.get(&id).copied());
-        let mut candidates: Vec<usize> = Vec::new();
-        for &p in &prep.probes {
-            let free: Vec<usize> = index.get(p).filter(|i| !claimed[*i]).collect();
-            if free.is_empty() {
-                continue;
-            }
-            if hit.is_none_or(|h| free.contains(&h)) {
-                candidates = free;
-                break;
-            }
-        }
-        if journal_id.is_none() {
-            hit = candidates.iter().copied().min_by_key(|i| input.crm[*i].id);
-        }
-        let Some(found) = hit else {
-            summary.missing += 1;
-            out.missing.push(Missing {
-                entity,
-                key: rec.key.clone(),
-                rows: rec.rows.labels(),
-                fields: prep.fields.clone().into_owned(),
-                journal_id,
-            });
-            continue;
-        };
-        summary.matched += 1;
-        claimed[found] = true;
-        let crm = &input.crm[found];
-        matched_ids.insert((entity, rec.key.clone()), crm.id);
-        pairs.push((si, found));
-
-        candidates.retain(|i| *i != found);
-        if !candidates.is_empty() {
-            let mut dup_ids: Vec<i64> = vec![crm.id];
-            for &i in &candidates {
-                claimed[i] = true;
-                dup_ids.push(input.crm[i].id);
-            }
-            dup_ids.sort_unstable();
-            summary.duplicated += 1;
-            out.duplicates.push(Duplicate {
-                entity,
-                key: rec.key.clone(),
-                rows: rec.rows.labels(),
-                ids: dup_ids,
-            });
-        }
-    }
-
-    let found_diffs: Vec<Vec<FieldDiff>> = pairs
-        .par_iter()
-        .map(|&(si, ci)| {
-            diffs(
-                entity,
-                &input.source[si],
-                &prepared[si].fields,
-                &input.crm[ci],
-            )
-        })
-        .collect();
-    for d in found_diffs {
-        if !d.is_empty() {
-            summary.different += 1;
-            out.different.extend(d);
-        }
-    }
-
-    for (i, r) in input.crm.iter().enumerate() {
-        if !claimed[i] {
-            summary.only_in_crm += 1;
-            out.only_in_crm.push((entity, r.clone()));
-        }
-    }
-    summary
 }
 
 #[cfg(test)]
@@ -542,7 +770,8 @@ mod tests {
                 crm: &crm_persons,
                 journal: None,
             },
-        ]);
+        ])
+        .unwrap();
         assert_eq!(r.summaries[0].1.matched, 1);
         assert!(r.summaries[0].1.missing == 0 && r.summaries[0].1.only_in_crm == 0);
         let p = &r.summaries[1].1;
@@ -550,10 +779,10 @@ mod tests {
             (p.matched, p.missing, p.only_in_crm, p.duplicated),
             (2, 1, 1, 1)
         );
-        assert_eq!(r.missing[0].key, "P3");
-        assert_eq!(r.duplicates[0].ids, vec![11, 12]);
-        assert_eq!(r.only_in_crm[0].1.id, 13);
-        assert!(r.different.is_empty(), "{:?}", r.different);
+        assert_eq!(r.missing().unwrap()[0].key, "P3");
+        assert_eq!(r.duplicates().unwrap()[0].ids, vec![11, 12]);
+        assert_eq!(r.only_in_crm().unwrap()[0].1.id, 13);
+        assert!(r.different().unwrap().is_empty(), "{r:?}");
     }
 
     #[test]
@@ -576,15 +805,16 @@ mod tests {
             source: &persons,
             crm: &crm_persons,
             journal: Some(&journal),
-        }]);
-        assert_eq!(r.missing.len(), 1);
-        assert_eq!(r.missing[0].journal_id, Some(6));
-        assert_eq!(r.different.len(), 1);
+        }])
+        .unwrap();
+        assert_eq!(r.missing().unwrap().len(), 1);
+        assert_eq!(r.missing().unwrap()[0].journal_id, Some(6));
+        assert_eq!(r.different().unwrap().len(), 1);
         assert_eq!(
             (
-                r.different[0].field.as_str(),
-                r.different[0].source.as_str(),
-                r.different[0].crm.as_str()
+                r.different().unwrap()[0].field.as_str(),
+                r.different().unwrap()[0].source.as_str(),
+                r.different().unwrap()[0].crm.as_str()
             ),
             ("ptitle", "Директор", "Бухгалтер")
         );
@@ -619,7 +849,8 @@ mod tests {
                 crm: &crm_hist,
                 journal: None,
             },
-        ]);
+        ])
+        .unwrap();
         assert!(r.is_clean(), "{r:?}");
     }
 
@@ -680,9 +911,11 @@ mod tests {
                 crm: &crm_hist,
                 journal: None,
             },
-        ]);
-        assert_eq!(r.different.len(), 1, "{:?}", r.different);
-        let d = &r.different[0];
+        ])
+        .unwrap();
+        assert_eq!(r.different().unwrap().len(), 1, "{r:?}");
+        let diffs = r.different().unwrap();
+        let d = &diffs[0];
         assert_eq!(
             (
                 d.key.as_str(),
@@ -694,9 +927,10 @@ mod tests {
         );
         assert_eq!(r.summaries[1].1.different, 1);
         // EXT-1002 looked missing; info found it with owner 0.
-        assert_eq!(r.missing.len(), 1);
-        r.mark_invisible(&[((Entity::Person, 31), String::new())].into());
-        assert!(r.missing.is_empty());
+        assert_eq!(r.missing().unwrap().len(), 1);
+        r.mark_invisible(&[((Entity::Person, 31), String::new())].into())
+            .unwrap();
+        assert!(r.missing().unwrap().is_empty());
         assert_eq!(r.invisible[0].key, "EXT-1002");
         assert_eq!(
             (r.summaries[0].1.missing, r.summaries[0].1.invisible),

@@ -18,7 +18,8 @@ const SUMMARY_COLUMNS: [&str; 9] = [
     "in CRM (exported)",
 ];
 
-pub fn write_xlsx(r: &Reconciliation, path: &Path) -> Result<(), ReportError> {
+/// Write the report; the findings stream out of the reconciliation's store a row at a time.
+pub fn write_xlsx(r: &Reconciliation, path: &Path) -> crate::Result<()> {
     let mut book = XlsxBook::create(path);
     add_summary_sheet(&mut book, &summary_table(r))?;
     let ids = |ids: &[i64]| {
@@ -33,24 +34,26 @@ pub fn write_xlsx(r: &Reconciliation, path: &Path) -> Result<(), ReportError> {
             .collect::<Vec<_>>()
             .join("; ")
     };
+    let findings = r.findings();
 
-    sheet(
+    let s = sheet(
         &mut book,
         "Missing",
         &["entity", "key", "source rows", "journal id", "values"],
-        r.missing.iter().map(|m| {
-            found(
-                m.entity,
-                &m.key,
-                &m.rows,
-                [
-                    m.journal_id.map_or(Cell::Empty, Cell::Int),
-                    Cell::text(pairs(&mut m.fields.iter())),
-                ],
-            )
-        }),
     )?;
-    sheet(
+    findings.each_missing(|m| {
+        let row = found(
+            m.entity,
+            &m.key,
+            &m.rows,
+            [
+                m.journal_id.map_or(Cell::Empty, Cell::Int),
+                Cell::text(pairs(&mut m.fields.iter())),
+            ],
+        );
+        Ok::<_, crate::Error>(book.write_row(s, &row)?)
+    })?;
+    let s = sheet(
         &mut book,
         "Different",
         &[
@@ -62,62 +65,62 @@ pub fn write_xlsx(r: &Reconciliation, path: &Path) -> Result<(), ReportError> {
             "source value",
             "CRM value",
         ],
-        r.different.iter().map(|d| {
-            vec![
-                Cell::text(d.entity.as_str()),
-                Cell::text(&d.key),
-                Cell::Int(d.id),
-                Cell::text(d.rows.join(", ")),
-                Cell::text(&d.field),
-                Cell::Flagged(d.source.clone()),
-                Cell::Flagged(d.crm.clone()),
-            ]
-        }),
     )?;
-    sheet(
+    findings.each_different(|d| {
+        let row = vec![
+            Cell::text(d.entity.as_str()),
+            Cell::text(&d.key),
+            Cell::Int(d.id),
+            Cell::text(d.rows.join(", ")),
+            Cell::text(&d.field),
+            Cell::Flagged(d.source),
+            Cell::Flagged(d.crm),
+        ];
+        Ok::<_, crate::Error>(book.write_row(s, &row)?)
+    })?;
+    let s = sheet(
         &mut book,
         "Duplicates",
         &["entity", "key", "source rows", "CRM records", "CRM ids"],
-        r.duplicates.iter().map(|d| {
-            found(
-                d.entity,
-                &d.key,
-                &d.rows,
-                [Cell::Int(d.ids.len() as i64), Cell::text(ids(&d.ids))],
-            )
-        }),
     )?;
-    sheet(
+    findings.each_duplicate(|d| {
+        let row = found(
+            d.entity,
+            &d.key,
+            &d.rows,
+            [Cell::Int(d.ids.len() as i64), Cell::text(ids(&d.ids))],
+        );
+        Ok::<_, crate::Error>(book.write_row(s, &row)?)
+    })?;
+    let s = sheet(
         &mut book,
         "Invisible",
         &["entity", "key", "source rows", "CRM id", "owner (info)"],
-        r.invisible.iter().map(|v| {
-            let owner = if v.owner.is_empty() {
-                "none (owner 0)".to_string()
-            } else {
-                v.owner.clone()
-            };
-            found(
-                v.entity,
-                &v.key,
-                &v.rows,
-                [Cell::Int(v.id), Cell::text(owner)],
-            )
-        }),
     )?;
-    sheet(
-        &mut book,
-        "Only in CRM",
-        &["entity", "CRM id", "values"],
-        r.only_in_crm.iter().map(|(entity, rec)| {
-            vec![
-                Cell::text(entity.as_str()),
-                Cell::Int(rec.id),
-                Cell::text(pairs(&mut rec.fields.iter().filter(|(_, v)| !v.is_empty()))),
-            ]
-        }),
-    )?;
-    book.close()
+    for v in &r.invisible {
+        let owner = if v.owner.is_empty() {
+            "none (owner 0)".to_string()
+        } else {
+            v.owner.clone()
+        };
+        let row = found(
+            v.entity,
+            &v.key,
+            &v.rows,
+            [Cell::Int(v.id), Cell::text(owner)],
+        );
+        book.write_row(s, &row)?;
+    }
+    let s = sheet(&mut book, "Only in CRM", &["entity", "CRM id", "values"])?;
+    findings.each_only_in_crm(|entity, rec| {
+        let row = vec![
+            Cell::text(entity.as_str()),
+            Cell::Int(rec.id),
+            Cell::text(pairs(&mut rec.fields.iter().filter(|(_, v)| !v.is_empty()))),
+        ];
+        Ok::<_, crate::Error>(book.write_row(s, &row)?)
+    })?;
+    Ok(book.close()?)
 }
 
 /// A finding's row: entity, key and source rows, then what is particular to the sheet.
@@ -136,18 +139,13 @@ fn found<const N: usize>(
     row
 }
 
-/// One finding sheet: its header, then a row per finding.
+/// One finding sheet with its header; its rows follow.
 fn sheet(
     book: &mut XlsxBook,
     name: &str,
     headers: &[&str],
-    rows: impl Iterator<Item = Vec<Cell>>,
-) -> Result<(), ReportError> {
-    let s = book.add_sheet(name, &heads(headers))?;
-    for row in rows {
-        book.write_row(s, &row)?;
-    }
-    Ok(())
+) -> Result<crate::report::SheetId, ReportError> {
+    book.add_sheet(name, &heads(headers))
 }
 
 fn heads(names: &[&str]) -> Vec<String> {
@@ -245,18 +243,19 @@ mod tests {
 
     #[test]
     fn report_has_summary_first_and_highlighted_differences() {
-        let r = Reconciliation {
-            summaries: vec![(
-                Entity::Person,
-                EntitySummary {
-                    in_source: 3,
-                    matched: 2,
-                    missing: 1,
-                    different: 1,
-                    ..Default::default()
-                },
-            )],
-            different: vec![FieldDiff {
+        let mut r = Reconciliation::new().unwrap();
+        r.summaries = vec![(
+            Entity::Person,
+            EntitySummary {
+                in_source: 3,
+                matched: 2,
+                missing: 1,
+                different: 1,
+                ..Default::default()
+            },
+        )];
+        r.findings()
+            .add_different(&FieldDiff {
                 entity: Entity::Person,
                 key: "P1".into(),
                 id: 5,
@@ -264,9 +263,8 @@ mod tests {
                 field: "ptitle".into(),
                 source: "Директор".into(),
                 crm: "Бухгалтер".into(),
-            }],
-            ..Default::default()
-        };
+            })
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.xlsx");
         write_xlsx(&r, &path).unwrap();

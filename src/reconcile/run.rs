@@ -2,11 +2,14 @@
 //! entities exported, both matched. Nothing here trusts the import's own log unless a journal is
 //! given, and then only for which CRM id belongs to which key.
 
-use super::{reconcile, CrmRecord, EntityInput, Fields, Names, Reconciliation, Rows, SourceRecord};
+use super::matcher::JournalLookup;
+use super::{
+    CrmRecord, CrmSide, EntityMatch, Fields, Names, ReconcileError, Reconciliation, SourceStore,
+};
 use crate::crm::{CrmClient, Entity, RetryPolicy};
 use crate::export::{self, Filters};
 use crate::report::Progress;
-use crate::source::{self, SourceOptions, SourcePos};
+use crate::source::{self, SourceOptions};
 use crate::template::{map_file, MapOptions, Template};
 use crate::values::{value_id, CrmDateTime};
 use chrono::NaiveDate;
@@ -16,18 +19,58 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The source side: the records the import would send (an invalid row sends nothing), records
-/// of one key merged as the import merges them (the first row's fields win).
-#[derive(Debug, Default)]
+/// of one key merged as the import merges them (the first row's fields win). The records are in
+/// a scratch store on disk; what the CRM side is fetched with is kept here.
+#[derive(Debug)]
 pub struct SourceSide {
-    pub records: BTreeMap<Entity, Vec<SourceRecord>>,
+    pub store: SourceStore,
+    pub entities: BTreeMap<Entity, SourceEntity>,
     pub rows_read: u64,
     /// Rows with at least one invalid record: none of their records is expected in the CRM.
     pub invalid_rows: u64,
 }
 
-/// Read the source through its template, one row at a time: each record is made compact as it
-/// is mapped, and nothing per row is kept (no plan, no row list), so the source side costs only
-/// its compact records.
+/// What the source says about one entity besides its records.
+#[derive(Debug, Default, Clone)]
+pub struct SourceEntity {
+    /// Distinct records.
+    pub records: u64,
+    /// Every field (and reference field) a record sets, in first-seen order.
+    pub fields: Vec<String>,
+    /// The earliest and latest `datum` (history, tasks).
+    pub dates: Option<(NaiveDate, NaiveDate)>,
+}
+
+impl SourceEntity {
+    fn saw(&mut self, entity: Entity, fields: &Fields, refs: &[crate::template::Reference]) {
+        self.records += 1;
+        for f in fields
+            .iter()
+            .map(|(f, _)| f)
+            .chain(refs.iter().map(|r| r.field.as_str()))
+        {
+            if !self.fields.iter().any(|k| k == f) {
+                self.fields.push(f.to_string());
+            }
+        }
+        if entity == Entity::History || entity == Entity::Task {
+            if let Some(d) = fields
+                .get("datum")
+                .and_then(CrmDateTime::parse)
+                .and_then(|d| d.date())
+            {
+                self.dates = Some(match self.dates {
+                    Some((from, to)) => (from.min(d), to.max(d)),
+                    None => (d, d),
+                });
+            }
+        }
+    }
+}
+
+/// Read the source through its template, one row at a time: each record goes into the scratch
+/// store as it is mapped (a key seen before only gains the row), so memory does not grow with
+/// the file.
 pub fn read_source(
     file: &Path,
     template: &Template,
@@ -35,14 +78,13 @@ pub fn read_source(
 ) -> crate::Result<SourceSide> {
     let src = source::open(file, opts)?;
     let mapper = Arc::new(template.bind(src.headers(), &file.display().to_string())?);
-    let mut side = SourceSide::default();
+    let mut side = SourceSide {
+        store: SourceStore::new()?,
+        entities: BTreeMap::new(),
+        rows_read: 0,
+        invalid_rows: 0,
+    };
     let mut names = Names::default();
-    // Where the rows are (file, sheet), shared by every record's rows.
-    let mut at: Option<Arc<SourcePos>> = None;
-    // (entity, key) → the record's index, by a 64-bit hash of the key (no second copy of every
-    // key); keys whose hash another key already has go to `collided`.
-    let mut seen: HashMap<(Entity, u64), usize> = HashMap::new();
-    let mut collided: HashMap<(Entity, String), usize> = HashMap::new();
     for item in map_file(src, mapper, MapOptions::default()) {
         let (_, m) = item?;
         side.rows_read += 1;
@@ -52,74 +94,44 @@ pub fn read_source(
         if !m.is_valid() {
             side.invalid_rows += 1;
         }
-        let row = m.pos.row;
-        let at = at.get_or_insert_with(|| Arc::new(m.pos.clone()));
         for rec in m.records {
-            let records = side.records.entry(rec.entity).or_default();
-            let h = crate::hash::fast_one(&rec.key);
-            let known = match seen.get(&(rec.entity, h)) {
-                Some(&i) if records[i].key == rec.key => Some(i),
-                Some(_) => collided.get(&(rec.entity, rec.key.clone())).copied(),
-                None => None,
-            };
-            if let Some(i) = known {
-                records[i].rows.push(row);
-                continue;
+            let fields = Fields::from_map(&rec.fields, &mut names);
+            if side
+                .store
+                .add(rec.entity, &rec.key, &fields, &rec.refs, &m.pos)?
+            {
+                side.entities
+                    .entry(rec.entity)
+                    .or_default()
+                    .saw(rec.entity, &fields, &rec.refs);
             }
-            let i = records.len();
-            match seen.entry((rec.entity, h)) {
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(i);
-                }
-                std::collections::hash_map::Entry::Occupied(_) => {
-                    collided.insert((rec.entity, rec.key.clone()), i);
-                }
-            }
-            records.push(SourceRecord {
-                entity: rec.entity,
-                fields: Fields::from_map(&rec.fields, &mut names),
-                key: rec.key,
-                refs: rec.refs,
-                rows: Rows::new(at.clone(), vec![row]),
-            });
         }
     }
+    side.store.finish()?;
     Ok(side)
 }
 
 /// What the CRM side is filtered to: history lists only what falls in the source's date range
 /// (the API cannot list history without dates anyway).
-fn filters_for(entity: Entity, records: &[SourceRecord]) -> Filters {
+fn filters_for(entity: Entity, source: &SourceEntity) -> Filters {
     let mut filters = Filters::default();
     if entity == Entity::History || entity == Entity::Task {
-        let dates: Vec<NaiveDate> = records
-            .iter()
-            .filter_map(|r| r.fields.get("datum"))
-            .filter_map(|d| CrmDateTime::parse(d)?.date())
-            .collect();
-        filters.from = dates.iter().min().copied();
-        filters.to = dates.iter().max().copied();
+        filters.from = source.dates.map(|(from, _)| from);
+        filters.to = source.dates.map(|(_, to)| to);
     }
     filters
 }
 
 /// Person lists honour `fields`: ask only for what is compared or matched on, which makes the
 /// export 3–4× faster on the real server (throughput.md) and keeps memory small.
-fn list_fields(entity: Entity, records: &[SourceRecord]) -> Option<String> {
+fn list_fields(entity: Entity, source: &SourceEntity) -> Option<String> {
     if entity != Entity::Person {
         return None;
     }
     let mut names: Vec<&str> = vec!["pid", "person", "mail", "tel", "mob", "clid"];
-    for r in records {
-        for f in r
-            .fields
-            .iter()
-            .map(|(f, _)| f)
-            .chain(r.refs.iter().map(|r| r.field.as_str()))
-        {
-            if !names.contains(&f) {
-                names.push(f);
-            }
+    for f in &source.fields {
+        if !names.contains(&f.as_str()) {
+            names.push(f);
         }
     }
     Some(names.join(","))
@@ -161,9 +173,7 @@ pub async fn find_invisible(
     policy: &RetryPolicy,
 ) -> crate::Result<HashMap<(Entity, i64), String>> {
     let mut found = HashMap::new();
-    for m in &result.missing {
-        let Some(id) = m.journal_id else { continue };
-        let entity = m.entity;
+    for (entity, id) in result.missing_created()? {
         let answer = match client.info(entity, id, &[], policy).await {
             Ok(v) => v,
             Err(crate::crm::CrmError::Api { .. }) => continue,
@@ -197,22 +207,33 @@ pub(crate) fn info_owner(entity: Entity, id: i64, answer: &Value) -> Option<Stri
     Some(owner)
 }
 
-/// Export the CRM's records of every entity the source has.
-pub async fn fetch_crm(
+/// Export the CRM's records of every entity the source has and match them with the source,
+/// entity by entity in reference order (a person's `clid` compares with the CRM id its client
+/// matched). `journal` is an import's: the CRM id it recorded for a key is looked up there (not
+/// loaded). Only one entity's CRM ids and probe hashes are in memory at a time; everything else
+/// is in scratch stores.
+pub async fn check(
     client: &CrmClient,
     side: &SourceSide,
+    journal: Option<&crate::upload::Journal>,
     concurrency: usize,
     policy: &RetryPolicy,
     quiet: bool,
-) -> crate::Result<BTreeMap<Entity, Vec<CrmRecord>>> {
-    let mut out = BTreeMap::new();
-    for (&entity, records) in &side.records {
+) -> crate::Result<Reconciliation> {
+    let mut out = Reconciliation::new()?;
+    for entity in Entity::ALL {
+        let Some(source) = side.entities.get(&entity) else {
+            continue;
+        };
+        let findings = out.findings();
         let progress = Progress::new(&format!("{entity} (CRM)"), None, quiet);
-        let filters = filters_for(entity, records);
-        let fields = list_fields(entity, records);
-        // Each row is made compact as it arrives: the JSON maps never pile up.
-        let mut records = Vec::new();
+        let filters = filters_for(entity, source);
+        let fields = list_fields(entity, source);
+        // Each row is made compact as it arrives and goes to the store a batch at a time: the
+        // JSON maps never pile up.
+        let mut crm = CrmSide::new(entity);
         let mut names = Names::default();
+        let mut failed: Option<ReconcileError> = None;
         export::fetch_all(
             client,
             entity,
@@ -221,47 +242,34 @@ pub async fn fetch_crm(
             concurrency,
             policy,
             &progress,
-            |row| records.extend(crm_record(entity, &row, &mut names)),
+            |row| {
+                if failed.is_some() {
+                    return;
+                }
+                if let Some(rec) = crm_record(entity, &row, &mut names) {
+                    if let Err(e) = crm.push(rec, findings) {
+                        failed = Some(e);
+                    }
+                }
+            },
         )
         .await?;
         progress.finish();
-        out.insert(entity, records);
-    }
-    Ok(out)
-}
-
-/// Match both sides in reference order. `journal` maps (entity, key) to the CRM id an import
-/// recorded.
-pub fn compare(
-    side: &SourceSide,
-    crm: &BTreeMap<Entity, Vec<CrmRecord>>,
-    journal: Option<&HashMap<Entity, HashMap<String, i64>>>,
-) -> Reconciliation {
-    let empty = Vec::new();
-    let inputs: Vec<EntityInput<'_>> = Entity::ALL
-        .into_iter()
-        .filter_map(|entity| {
-            let source = side.records.get(&entity)?;
-            Some(EntityInput {
-                entity,
-                source,
-                crm: crm.get(&entity).unwrap_or(&empty),
-                journal: journal.and_then(|j| j.get(&entity)),
-            })
-        })
-        .collect();
-    reconcile(&inputs)
-}
-
-/// key → CRM id per entity, for the records an import journal says are stored.
-pub fn journal_ids(
-    journal: &crate::upload::Journal,
-) -> crate::Result<HashMap<Entity, HashMap<String, i64>>> {
-    let mut out: HashMap<Entity, HashMap<String, i64>> = HashMap::new();
-    for ((entity, key), entry) in journal.load()? {
-        if let (true, Some(id)) = (entry.state.is_done(), entry.crm_id) {
-            out.entry(entity).or_default().insert(key, id);
+        if let Some(e) = failed {
+            return Err(e.into());
         }
+        let crm = crm.finish(findings)?;
+        let lookup = |key: &str| {
+            Ok(journal
+                .map(|j| j.stored_id(entity, key))
+                .transpose()?
+                .flatten())
+        };
+        let mut matching = EntityMatch::new(&crm, journal.map(|_| &lookup as JournalLookup));
+        side.store
+            .batches(entity, |batch| matching.batch(batch, findings))?;
+        let summary = matching.finish(findings)?;
+        out.summaries.push((entity, summary));
     }
     Ok(out)
 }
@@ -276,41 +284,48 @@ pub fn prepare_fix(
 ) -> crate::Result<u64> {
     use crate::upload::journal::{State, Update};
     let known = journal.load()?;
-    journal.register(
-        side.records
-            .values()
-            .flatten()
-            .map(|r| (r.entity, r.key.as_str(), r.rows.labels().join(", "))),
-    )?;
+    for &entity in side.entities.keys() {
+        side.store.batches(entity, |batch| {
+            journal.register(
+                batch
+                    .iter()
+                    .map(|r| (r.entity, r.key.as_str(), r.rows.labels().join(", "))),
+            )?;
+            Ok::<_, crate::Error>(())
+        })?;
+    }
     let mut updates = Vec::new();
-    for ((entity, key), id) in &result.matched {
-        let entry = known.get(&(*entity, key.clone()));
-        if entry.is_some_and(|e| e.state.is_done() && e.crm_id == Some(*id)) {
-            continue;
+    result.findings().each_matched(|entity, key, id| {
+        let entry = known.get(&(entity, key.clone()));
+        if entry.is_some_and(|e| e.state.is_done() && e.crm_id == Some(id)) {
+            return;
         }
         updates.push(Update {
-            entity: *entity,
-            key: key.clone(),
+            entity,
             state: entry
                 .filter(|e| e.state == State::Existing)
                 .map_or(State::Created, |e| e.state),
-            crm_id: Some(*id),
+            key,
+            crm_id: Some(id),
             error: None,
             resolved: true,
         });
-    }
-    for m in &result.missing {
+    })?;
+    let mut missing = 0u64;
+    result.findings().each_missing(|m| {
+        missing += 1;
         updates.push(Update {
             entity: m.entity,
-            key: m.key.clone(),
+            key: m.key,
             state: State::Pending,
             crm_id: None,
             error: None,
             resolved: false,
         });
-    }
+        Ok::<_, ReconcileError>(())
+    })?;
     journal.record(&updates)?;
-    Ok(result.missing.len() as u64)
+    Ok(missing)
 }
 
 #[cfg(test)]

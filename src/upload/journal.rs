@@ -305,6 +305,22 @@ impl Journal {
         })
     }
 
+    /// The CRM id of the record `key` of `entity` when the journal says it is stored (created
+    /// or existing); one indexed read, so reconcile need not load the journal into memory.
+    pub fn stored_id(&self, entity: Entity, key: &str) -> Result<Option<i64>, UploadError> {
+        let row: Option<(String, Option<i64>)> = self
+            .conn
+            .prepare_cached("SELECT state, crm_id FROM records WHERE entity = ?1 AND key = ?2")
+            .and_then(|mut st| {
+                st.query_row(params![entity.as_str(), key], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
+            .map_err(|e| self.err(e))?;
+        Ok(row.and_then(|(state, id)| State::parse(&state).is_done().then_some(id).flatten()))
+    }
+
     /// Everything the journal knows.
     pub fn load(&self) -> Result<HashMap<(Entity, String), Entry>, UploadError> {
         let mut stmt = self

@@ -82,7 +82,7 @@ pub struct RecordOutcome {
     pub entry: Option<Entry>,
 }
 
-fn refs_text(refs: &[Reference]) -> String {
+pub(crate) fn refs_text(refs: &[Reference]) -> String {
     if refs.is_empty() {
         return "[]".into();
     }
@@ -93,7 +93,7 @@ fn refs_text(refs: &[Reference]) -> String {
     Value::Array(v).to_string()
 }
 
-fn refs_parse(text: &str) -> Vec<Reference> {
+pub(crate) fn refs_parse(text: &str) -> Vec<Reference> {
     let v: Vec<(String, String, String)> = serde_json::from_str(text).unwrap_or_default();
     v.into_iter()
         .filter_map(|(e, field, key)| {

@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 
 #[path = "../../benches/common/mod.rs"]
 mod bulk;
-pub use bulk::{write_persons, PERSONS_TEMPLATE};
+pub use bulk::{run_with_peak_rss, write_persons, PERSONS_TEMPLATE};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
