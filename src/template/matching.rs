@@ -110,6 +110,13 @@ pub fn norm_part(entity: Entity, field: &str, text: &str) -> String {
             }
         }
         "recv.castInn" | "recv.castKpp" => text.chars().filter(char::is_ascii_digit).collect(),
+        // task/list shows a task's day and its time apart (`datum`, `totime`): the day decides.
+        "datum" if entity == Entity::Task => {
+            match CrmDateTime::parse(text).and_then(|d| d.date()) {
+                Some(d) => d.format("%Y-%m-%d").to_string(),
+                None => text.trim().to_string(),
+            }
+        }
         "datum" | "datum_plan" => match CrmDateTime::parse(text) {
             Some(d) => d.to_datetime_string(),
             None => text.trim().to_string(),
@@ -278,6 +285,21 @@ mod tests {
             &getter(&[("person", "Пётр"), ("clid", "0")]),
         );
         assert!(zero.is_empty());
+        let task = Probe::of(&["title", "datum"]);
+        assert_eq!(
+            probe_values(
+                Entity::Task,
+                &task,
+                true,
+                &getter(&[("title", "Позвонить"), ("datum", "2026-12-01")])
+            ),
+            probe_values(
+                Entity::Task,
+                &task,
+                false,
+                &getter(&[("title", "позвонить"), ("datum", "2026-12-01 10:00:00")])
+            ),
+        );
         let deal = Probe::of(&["title"]);
         assert_eq!(
             probe_values(
