@@ -618,10 +618,11 @@ pub fn live_fields(entity: Entity, live: &[crate::crm::FieldInfo]) -> Vec<FieldI
 }
 
 /// Fields the API writes although its `fields` action does not list them: deal/add needs a
-/// `title` (406 without it) and stores it, yet deal/fields has no `title` (NOTES, Deals).
+/// `title` (406 without it) and stores it, yet deal/fields has no `title`; deal/add and
+/// deal/update store the contact `pid` (v3-deal-add-full, v3-deal-update-partial-datum_plan).
 pub fn written_but_unlisted(entity: Entity) -> &'static [&'static str] {
     match entity {
-        Entity::Deal => &["title"],
+        Entity::Deal => &["title", "pid"],
         _ => &[],
     }
 }

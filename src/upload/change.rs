@@ -175,7 +175,13 @@ pub fn update_payload(
             ));
         }
         Entity::Deal => {
-            // Zeroed unless sent (NOTES §11).
+            // Zeroed unless sent (NOTES §11). Neither deal/list nor deal/info shows the deal's
+            // contact (`pid`), so an update that does not send one would clear it unseen.
+            if !fields.contains_key("pid") && current.get("pid").is_none_or(Value::is_null) {
+                return Err(Unsafe(
+                    "deal/update clears the deal's contact person (pid) unless it is sent, and the API does not show it, so the update is not sent: map `pid` in the template (e.g. pid = { ref = \"person\" }) to update deals; step, close and owner changes do not need it".into(),
+                ));
+            }
             for k in ["pid", "marga"] {
                 if let Some(v) = current.get(k).filter(|v| !v.is_null()) {
                     body.insert(k.into(), v.clone());
@@ -185,7 +191,15 @@ pub fn update_payload(
         _ => {}
     }
     for (k, v) in fields {
-        body.insert(k.clone(), v.clone());
+        // A value the CRM already holds (after normalisation) goes back as the CRM has it:
+        // a deal's title keeps its "СДn: " number.
+        let same = current
+            .get(entity.listed_field(k))
+            .filter(|cur| !cur.is_null() && !v.is_object())
+            .filter(|cur| {
+                compared(entity, k, &value_text(cur)) == compared(entity, k, &value_text(v))
+            });
+        body.insert(k.clone(), same.unwrap_or(v).clone());
     }
     if entity == Entity::Deal {
         // deal/update ignores `step` (a step change is deal/change.step) and writes `kol` only
@@ -347,6 +361,21 @@ mod tests {
             "kol is written only with a title"
         );
         assert!(!body.contains_key("step"));
+        // The API never shows a deal's contact: without the template's pid it would be cleared.
+        let listed = map(json!({"did": 2, "title": "СД2: Поставка", "kol": 100, "marga": 5}));
+        let e = update_payload(Entity::Deal, 2, &map(json!({"kol": 200})), Some(&listed));
+        assert!(e.unwrap_err().0.contains("pid"));
+        let body = update_payload(
+            Entity::Deal,
+            2,
+            &map(json!({"kol": 200, "pid": 7})),
+            Some(&listed),
+        )
+        .unwrap();
+        assert_eq!(
+            (body["pid"].clone(), body["marga"].clone()),
+            (json!(7), json!(5))
+        );
         let done = map(json!({"tid": "5", "title": "Позвонить", "active": "no"}));
         let e = update_payload(Entity::Task, 5, &map(json!({"title": "x"})), Some(&done));
         assert!(e.unwrap_err().0.contains("re-open"));

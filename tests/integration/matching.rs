@@ -256,3 +256,75 @@ fn a_journal_whose_records_the_crm_no_longer_has_does_not_stop_them_being_sent()
     assert_eq!(counts(&again, "person")["created"], 3, "{again}");
     assert_eq!(counts(&again, "person")["earlier"], 0, "{again}");
 }
+
+const DEALS: &str = r#"
+[[entity]]
+type = "client"
+key = "{ИНН}"
+[entity.fields]
+title = { column = "Компания", required = true }
+
+[[entity]]
+type = "person"
+key = "{ФИО}"
+[entity.fields]
+person = { column = "ФИО", required = true }
+clid   = { ref = "client" }
+
+[[entity]]
+type = "deal"
+key = "{Сделка}"
+[entity.fields]
+title = { column = "Название", required = true }
+kol   = { column = "Сумма" }
+clid  = { ref = "client" }
+"#;
+
+#[test]
+fn a_deal_update_never_clears_its_contact_or_margin() {
+    let c = Case::new(
+        SandboxConfig::default(),
+        &format!("{DEALS}pid = {{ ref = \"person\" }}\n"),
+    );
+    let rows = |sum: &str| {
+        format!("ИНН;Компания;ФИО;Сделка;Название;Сумма\n5902123456;ООО Ромашка;Иванов Иван;D-1;Поставка;{sum}\n")
+    };
+    let (out, _) = c.import(&c.write("a.csv", &rows("100000")), "first", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", say(&out));
+    let deal = || c.call(Entity::Deal, "info", json!({"uid": "D-1"}))["data"].clone();
+    let before = deal();
+    // The margin as a manager set it in the CRM.
+    let did = c.list(Entity::Deal, json!({"active": "yes"}))[0]["did"].clone();
+    let r = c.call(
+        Entity::Deal,
+        "update",
+        json!({"did": did, "title": before["title"], "kol": 100000, "marga": 30000.25,
+               "pid": 1}),
+    );
+    assert_eq!(r["result"], "Готово", "{r}");
+    let (out, v) = c.import(
+        &c.write("b.csv", &rows("120 000,50")),
+        "upsert",
+        &["--mode", "upsert"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", say(&out));
+    assert_eq!(counts(&v, "deal")["updated"], 1, "{v}");
+    let after = deal();
+    assert_eq!(
+        after["kol"], 120000.5,
+        "kol is written (sent with the title)"
+    );
+    assert_eq!(after["marga"], 30000.25, "marga kept");
+    assert_eq!(after["title"], before["title"], "the СДn prefix kept");
+
+    // A template without the deal's contact cannot update deals: reported, nothing sent.
+    std::fs::write(c.path("t.toml"), DEALS).unwrap();
+    let (out, v) = c.import(
+        &c.write("c.csv", &rows("130000")),
+        "nopid",
+        &["--mode", "upsert"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", say(&out));
+    assert_eq!(counts(&v, "deal")["failed"], 1, "{v}");
+    assert_eq!(deal()["kol"], 120000.5, "nothing sent");
+}
