@@ -88,6 +88,11 @@ fn code_string(v: Option<&Value>) -> String {
 }
 
 impl CrmClient {
+    /// The login requests are made as (the API user).
+    pub fn login(&self) -> &str {
+        &self.login
+    }
+
     pub fn new(conn: &Connection) -> Result<Self, CrmError> {
         Self::with_timeout(conn, Duration::from_secs(120))
     }

@@ -221,6 +221,29 @@ pub fn update_payload(
     Ok(body)
 }
 
+/// task/update gives every task it touches to the API user, whoever owned it (NOTES §11): a
+/// plain update of another user's task is refused (its actions, e.g. `task/doit`, are fine).
+pub fn keeps_owner(
+    entity: Entity,
+    plan: &super::actions::Plan,
+    current: Option<&Map<String, Value>>,
+    api_login: &str,
+) -> Result<(), Unsafe> {
+    if entity != Entity::Task || plan.update.is_none() {
+        return Ok(());
+    }
+    let owner = current
+        .and_then(|c| c.get("user"))
+        .map(value_text)
+        .unwrap_or_default();
+    if owner.trim().is_empty() || owner.trim().eq_ignore_ascii_case(api_login.trim()) {
+        return Ok(());
+    }
+    Err(Unsafe(format!(
+        "the task belongs to {owner}; task/update would give it to the API user ({api_login}), so it is not sent"
+    )))
+}
+
 /// "Данные корректны, но идентичны имеющимся." (code 302): the record already holds this.
 fn is_identical(e: &CrmError) -> bool {
     matches!(e, CrmError::Api { code, text, .. } if code == "302" || text.contains("идентичны"))
@@ -339,6 +362,21 @@ mod tests {
         assert!(!body.contains_key("date_create") && !body.contains_key("user"));
         // Without the CRM's current record a full replace would blank it: refused.
         assert!(update_payload(Entity::Person, 4, &map(json!({"mail": "n@x.ru"})), None).is_err());
+    }
+
+    #[test]
+    fn another_users_task_is_not_updated() {
+        let plan = |update: bool| super::super::actions::Plan {
+            update: update.then(Map::new),
+            actions: Vec::new(),
+        };
+        let theirs = map(json!({"tid": "5", "user": "manager2@x.ru"}));
+        let e = keeps_owner(Entity::Task, &plan(true), Some(&theirs), "admin@x.ru");
+        assert!(e.unwrap_err().0.contains("manager2@x.ru"));
+        assert!(keeps_owner(Entity::Task, &plan(false), Some(&theirs), "admin@x.ru").is_ok());
+        let ours = map(json!({"tid": "5", "user": "admin@x.ru"}));
+        assert!(keeps_owner(Entity::Task, &plan(true), Some(&ours), "admin@x.ru").is_ok());
+        assert!(keeps_owner(Entity::Deal, &plan(true), Some(&theirs), "admin@x.ru").is_ok());
     }
 
     #[test]

@@ -409,7 +409,18 @@ impl Uploader {
                             }
                             // Plain fields go in the update, action fields as the CRM's actions.
                             let owners = &self.ctx.opts.owners;
-                            match actions::plan(entity, id, payload, rec.current.as_ref(), owners) {
+                            let plan =
+                                actions::plan(entity, id, payload, rec.current.as_ref(), owners)
+                                    .and_then(|p| {
+                                        change::keeps_owner(
+                                            entity,
+                                            &p,
+                                            rec.current.as_ref(),
+                                            self.ctx.client.login(),
+                                        )
+                                        .map(|()| p)
+                                    });
+                            match plan {
                                 Ok(plan) => updates.push((rec.key, id, plan)),
                                 Err(change::Unsafe(why)) => ref_failures.push(Update {
                                     entity,

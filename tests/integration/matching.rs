@@ -328,3 +328,80 @@ fn a_deal_update_never_clears_its_contact_or_margin() {
     assert_eq!(counts(&v, "deal")["failed"], 1, "{v}");
     assert_eq!(deal()["kol"], 120000.5, "nothing sent");
 }
+
+const TASKS: &str = r#"
+[[entity]]
+type = "client"
+key = "{ИНН}"
+[entity.fields]
+title = { column = "Компания", required = true }
+
+[[entity]]
+type = "task"
+key = "{Задача}"
+[entity.fields]
+title = { column = "Задача", required = true }
+datum = { column = "Дата", date = ["%d.%m.%Y"] }
+des   = { column = "Описание" }
+clid  = { ref = "client" }
+"#;
+
+#[test]
+fn a_task_update_keeps_what_the_file_does_not_say_and_never_reopens_a_done_task() {
+    let c = Case::new(SandboxConfig::default(), TASKS);
+    let rows = |des: &str| {
+        format!("ИНН;Компания;Задача;Дата;Описание\n5902123456;ООО Ромашка;Позвонить;01.12.2026;{des}\n")
+    };
+    let (out, _) = c.import(&c.write("a.csv", &rows("первый звонок")), "first", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", say(&out));
+    let task = || {
+        ["yes", "no"]
+            .iter()
+            .find_map(|a| {
+                c.list(Entity::Task, json!({"active": a}))
+                    .into_iter()
+                    .next()
+            })
+            .expect("the task")
+    };
+    let t = task();
+    // A field the template does not map, set in the CRM: task/update is a full replace.
+    let r = c.call(
+        Entity::Task,
+        "update",
+        json!({"id": t["tid"], "title": t["title"], "datum": t["datum"], "totime": t["totime"],
+               "des": t["des"], "clid": t["clid"], "priority": 2, "speed": 1}),
+    );
+    assert_eq!(r["result"], "Успешно", "{r}");
+    let (out, v) = c.import(
+        &c.write("b.csv", &rows("перезвонить в пятницу")),
+        "upsert",
+        &["--mode", "upsert"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", say(&out));
+    assert_eq!(counts(&v, "task")["updated"], 1, "{v}");
+    let t = task();
+    assert_eq!(t["des"], "перезвонить в пятницу");
+    assert_eq!(
+        (t["priority"].clone(), t["speed"].clone()),
+        (json!("2"), json!("1")),
+        "kept"
+    );
+    assert_eq!(t["active"], "yes");
+
+    // Done in the CRM: an update would re-open it, so it is reported and not sent.
+    let r = c.call(Entity::Task, "doit", json!({"id": t["tid"]}));
+    assert_eq!(r["result"], "Успешно", "{r}");
+    let (out, v) = c.import(
+        &c.write("c.csv", &rows("ещё раз")),
+        "done",
+        &["--mode", "upsert"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", say(&out));
+    assert_eq!(counts(&v, "task")["failed"], 1, "{v}");
+    let t = task();
+    assert_eq!(
+        (t["active"].clone(), t["des"].clone()),
+        (json!("no"), json!("перезвонить в пятницу"))
+    );
+}
