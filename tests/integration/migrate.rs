@@ -38,7 +38,18 @@ fn list(sb: &Sandbox, entity: Entity) -> Vec<Map<String, Value>> {
 }
 
 /// (company, INN, contact, phone, e-mail, owner, Excel day number, comment)
-const ROWS: &[(&str, &str, &str, &str, &str, &str, f64, &str)] = &[
+type Contact = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    f64,
+    &'static str,
+);
+
+const ROWS: &[Contact] = &[
     (
         "ООО «Ромашка»",
         "7701234567",
@@ -158,7 +169,7 @@ fn a_proposed_template_imports_a_contacts_export_with_no_hand_edits() {
     ] {
         assert!(err.contains(line), "missing {line:?}: {}", say(&out));
     }
-    // The name alone would merge the namesakes: said why it was not the key.
+    // The owner goes through the [users] table the proposal filled in.
     let text = std::fs::read_to_string(&t).unwrap();
     assert!(
         text.contains("user = { column = \"Ответственный\", users = true }"),

@@ -3,11 +3,11 @@
 //! to the CRM's users. [`propose`] returns the template text and the report of what every column
 //! became and why every key was chosen.
 
+use super::keys::choose_key;
 use super::owners::{distinct_owners, match_owners, OwnerMatch};
 use super::presets::{role_of, Preset, Role};
 use super::profile::Profile;
 use crate::crm::{CrmUser, Entity};
-use crate::template::matching::norm_part;
 use std::collections::HashMap;
 
 /// What [`propose`] needs besides the file.
@@ -32,36 +32,26 @@ pub struct Proposal {
 
 /// One field of a proposed entity.
 #[derive(Debug, Clone)]
-struct Field {
-    name: &'static str,
+pub(super) struct Field {
+    pub(super) name: &'static str,
     /// The columns its value is made of (several: a name from its parts).
-    cols: Vec<usize>,
+    pub(super) cols: Vec<usize>,
     /// The inside of its `{ ... }` in the template.
-    spec: String,
+    pub(super) spec: String,
 }
 
-/// A part of a key candidate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
-    Field(&'static str),
-    /// The key of this row's record of another entity (the person's client).
-    Parent(Entity),
-    /// A source-system id column.
-    Id(usize),
+pub(super) struct Ent {
+    pub(super) entity: Entity,
+    pub(super) fields: Vec<Field>,
+    pub(super) id_col: Option<usize>,
+    pub(super) key: Vec<usize>,
+    pub(super) probes: Vec<String>,
 }
 
-struct Ent {
-    entity: Entity,
-    fields: Vec<Field>,
-    id_col: Option<usize>,
-    key: Vec<usize>,
-    probes: Vec<String>,
-}
-
-type SourceRow = (u64, Vec<String>);
+pub(super) type SourceRow = (u64, Vec<String>);
 
 /// A row's cell, trimmed ("" past the row's end).
-fn cell(r: &SourceRow, c: usize) -> &str {
+pub(super) fn cell(r: &SourceRow, c: usize) -> &str {
     r.1.get(c).map(|s| s.trim()).unwrap_or("")
 }
 
@@ -124,7 +114,7 @@ pub fn propose(headers: &[String], rows: &[(u64, Vec<String>)], opts: &Options) 
         }
     }
     let has = |roles: &[Option<Role>], e: Entity, f: &'static str| {
-        roles.iter().any(|r| *r == Some(Role::Field(e, f)))
+        roles.contains(&Some(Role::Field(e, f)))
     };
     let name_parts: Vec<(u8, usize)> = {
         let mut v: Vec<(u8, usize)> = roles
@@ -382,12 +372,12 @@ pub fn propose(headers: &[String], rows: &[(u64, Vec<String>)], opts: &Options) 
     }
     report.push("Keys:".into());
     let mut parent_keys: HashMap<Entity, Vec<usize>> = HashMap::new();
-    for i in 0..ents.len() {
-        let (key, line, probes) = choose_key(&ents[i], &parent_keys, rows, headers);
+    for ent in ents.iter_mut() {
+        let (key, line, probes) = choose_key(ent, &parent_keys, rows, headers);
         report.push(line);
-        parent_keys.insert(ents[i].entity, key.clone());
-        ents[i].key = key;
-        ents[i].probes = probes;
+        parent_keys.insert(ent.entity, key.clone());
+        ent.key = key;
+        ent.probes = probes;
     }
     let unmatched_owners = owners.iter().filter(|o| o.login.is_empty()).count();
     if let Some(c) = owner_col {
@@ -420,354 +410,6 @@ pub fn propose(headers: &[String], rows: &[(u64, Vec<String>)], opts: &Options) 
         report,
         unmatched_owners,
     }
-}
-
-/// The candidates of an entity's key, most wanted first.
-fn candidates(ent: &Ent) -> Vec<(Vec<Part>, &'static str)> {
-    use Part::{Field as F, Parent as P};
-    let mut c: Vec<(Vec<Part>, &'static str)> = Vec::new();
-    if let Some(i) = ent.id_col {
-        c.push((vec![Part::Id(i)], "the old system's id"));
-    }
-    let more: Vec<(Vec<Part>, &'static str)> = match ent.entity {
-        Entity::Client => vec![
-            (
-                vec![F("recv.castInn")],
-                "an INN identifies a company, however its name is spelled",
-            ),
-            (vec![F("title")], "the company name is unique per company"),
-            (
-                vec![F("title"), F("phone")],
-                "name and phone together are unique",
-            ),
-            (
-                vec![F("title"), F("address")],
-                "name and address together are unique",
-            ),
-        ],
-        Entity::Person => vec![
-            (vec![F("mail")], "the e-mail is unique per contact"),
-            (vec![F("tel")], "the phone is unique per contact"),
-            (vec![F("mob")], "the mobile is unique per contact"),
-            (
-                vec![F("person"), P(Entity::Client)],
-                "name within the company is unique",
-            ),
-            (
-                vec![F("person"), F("mail")],
-                "name and e-mail together are unique",
-            ),
-            (
-                vec![F("person"), F("tel")],
-                "name and phone together are unique",
-            ),
-            (
-                vec![F("person"), F("mob")],
-                "name and mobile together are unique",
-            ),
-            (
-                vec![F("person"), P(Entity::Client), F("mail")],
-                "name, company and e-mail together are unique",
-            ),
-            (
-                vec![F("person"), P(Entity::Client), F("tel")],
-                "name, company and phone together are unique",
-            ),
-        ],
-        Entity::Deal => vec![
-            (vec![F("title")], "the deal title is unique"),
-            (
-                vec![F("title"), P(Entity::Client)],
-                "title within the company is unique",
-            ),
-            (
-                vec![F("title"), F("datum_plan"), P(Entity::Client)],
-                "title, date and company together are unique",
-            ),
-        ],
-        Entity::Task => vec![
-            (vec![F("title"), F("datum")], "title and date are unique"),
-            (
-                vec![F("title"), F("datum"), P(Entity::Client)],
-                "title, date and company are unique",
-            ),
-            (
-                vec![F("title"), F("datum"), P(Entity::Person)],
-                "title, date and contact are unique",
-            ),
-        ],
-        _ => vec![
-            (vec![F("datum"), F("content")], "date and text are unique"),
-            (
-                vec![F("datum"), F("content"), P(Entity::Person)],
-                "date, text and contact are unique",
-            ),
-            (
-                vec![F("datum"), F("content"), P(Entity::Client)],
-                "date, text and company are unique",
-            ),
-            (
-                vec![
-                    F("datum"),
-                    F("content"),
-                    P(Entity::Person),
-                    P(Entity::Client),
-                ],
-                "date, text, contact and company are unique",
-            ),
-            (vec![F("content")], "the text is unique"),
-            (
-                vec![F("content"), P(Entity::Person)],
-                "text and contact are unique",
-            ),
-        ],
-    };
-    c.extend(more);
-    c
-}
-
-/// Choose the key: the first candidate that is filled wherever the entity is and never puts two
-/// records whose values disagree under one key. Returns the key's columns, the report line and
-/// the match probes.
-fn choose_key(
-    ent: &Ent,
-    parents: &HashMap<Entity, Vec<usize>>,
-    rows: &[(u64, Vec<String>)],
-    headers: &[String],
-) -> (Vec<usize>, String, Vec<String>) {
-    let e = ent.entity;
-    let own: Vec<&Field> = ent
-        .fields
-        .iter()
-        .filter(|f| !f.cols.is_empty() && f.name != "user")
-        .collect();
-    let value = |r: &(u64, Vec<String>), f: &Field| {
-        let raw: Vec<&str> = f.cols.iter().map(|&c| cell(r, c)).collect();
-        let mut text = raw.join(" ");
-        if matches!(f.name, "mail" | "tel" | "mob" | "phone") {
-            text = crate::template::rules::Transform::First.apply(&text);
-        }
-        norm_part(e, f.name, &text)
-    };
-    let parent_val = |r: &(u64, Vec<String>), p: Entity| -> String {
-        parents
-            .get(&p)
-            .map(|cols| {
-                cols.iter()
-                    .map(|&c| cell(r, c))
-                    .collect::<Vec<_>>()
-                    .join("\u{1}")
-            })
-            .unwrap_or_default()
-    };
-    let present: Vec<&(u64, Vec<String>)> = rows
-        .iter()
-        .filter(|r| {
-            own.iter()
-                .any(|f| f.cols.iter().any(|&c| !cell(r, c).is_empty()))
-        })
-        .collect();
-    // The record's values (its own fields and its parents' keys), compared for disagreement.
-    let parent_ents: Vec<Entity> = ent
-        .fields
-        .iter()
-        .filter(|f| f.cols.is_empty())
-        .filter_map(|f| match f.name {
-            "clid" => Some(Entity::Client),
-            "pid" => Some(Entity::Person),
-            "did" => Some(Entity::Deal),
-            _ => None,
-        })
-        .filter(|p| parents.contains_key(p))
-        .collect();
-    let labels: Vec<String> = own
-        .iter()
-        .map(|f| headers[f.cols[0]].clone())
-        .chain(parent_ents.iter().map(|p| format!("its {p}")))
-        .collect();
-    let tuple = |r: &(u64, Vec<String>)| -> Vec<String> {
-        own.iter()
-            .map(|f| value(r, f))
-            .chain(parent_ents.iter().map(|p| parent_val(r, *p)))
-            .collect()
-    };
-    let mut rejected: Vec<String> = Vec::new();
-    for (parts, why) in candidates(ent) {
-        let fields: Option<Vec<&Field>> = parts
-            .iter()
-            .filter_map(|p| match p {
-                Part::Field(n) => Some(*n),
-                _ => None,
-            })
-            .map(|n| own.iter().copied().find(|f| f.name == n))
-            .collect();
-        let Some(fields) = fields else { continue };
-        if parts
-            .iter()
-            .any(|p| matches!(p, Part::Parent(x) if !parent_ents.contains(x)))
-        {
-            continue;
-        }
-        let label = key_label(&parts, &fields, headers, parents);
-        let keyval = |r: &(u64, Vec<String>)| -> Vec<String> {
-            let mut fi = fields.iter();
-            parts
-                .iter()
-                .map(|p| match p {
-                    Part::Field(_) => fi.next().map(|f| value(r, f)).unwrap_or_default(),
-                    Part::Parent(x) => parent_val(r, *x),
-                    Part::Id(c) => cell(r, *c).to_string(),
-                })
-                .collect()
-        };
-        if let Some(r) = present
-            .iter()
-            .find(|r| keyval(r).iter().any(String::is_empty))
-        {
-            let n = present
-                .iter()
-                .filter(|r| keyval(r).iter().any(String::is_empty))
-                .count();
-            rejected.push(format!("{label} is empty in {n} rows (first: row {})", r.0));
-            continue;
-        }
-        // Under INN, the company's other values may be spelled differently: reported, not refused.
-        let tolerant = |i: usize| {
-            e == Entity::Client
-                && parts == [Part::Field("recv.castInn")]
-                && i < own.len()
-                && matches!(own[i].name, "title" | "address" | "phone" | "site_url")
-        };
-        let mut seen: HashMap<Vec<String>, (u64, Vec<String>)> = HashMap::new();
-        let mut conflict: Option<String> = None;
-        let mut spellings: Vec<String> = Vec::new();
-        for r in &present {
-            let t = tuple(r);
-            match seen.get_mut(&keyval(r)) {
-                None => {
-                    seen.insert(keyval(r), (r.0, t));
-                }
-                Some((first, have)) => {
-                    for (i, (a, b)) in have.iter_mut().zip(&t).enumerate() {
-                        if a.is_empty() {
-                            a.clone_from(b);
-                        } else if !b.is_empty() && a != b {
-                            if tolerant(i) {
-                                let s = format!(
-                                    "row {} '{}' vs row {first}",
-                                    r.0,
-                                    cell(r, own[i].cols[0])
-                                );
-                                if spellings.len() < 3 {
-                                    spellings.push(s);
-                                }
-                            } else if conflict.is_none() {
-                                conflict = Some(format!(
-                                    "{label} would merge rows {first} and {} whose {} differ",
-                                    r.0, labels[i]
-                                ));
-                            }
-                        }
-                    }
-                }
-            }
-            if conflict.is_some() {
-                break;
-            }
-        }
-        if let Some(c) = conflict {
-            rejected.push(c);
-            continue;
-        }
-        let cols: Vec<usize> = parts
-            .iter()
-            .zip(0..)
-            .flat_map(|(p, _)| match p {
-                Part::Field(n) => fields
-                    .iter()
-                    .find(|f| f.name == *n)
-                    .map(|f| f.cols.clone())
-                    .unwrap_or_default(),
-                Part::Parent(x) => parents.get(x).cloned().unwrap_or_default(),
-                Part::Id(c) => vec![*c],
-            })
-            .collect();
-        let mut line = format!(
-            "  {e}: key {label} — {why}; {} {e} records from {} rows",
-            seen.len(),
-            present.len()
-        );
-        if !spellings.is_empty() {
-            line.push_str(&format!(
-                " (names spelled differently under one INN, the first row's is sent: {})",
-                spellings.join("; ")
-            ));
-        }
-        if !rejected.is_empty() {
-            line.push_str(&format!("; not chosen: {}", rejected.join("; ")));
-        }
-        let probe: Vec<&str> = parts
-            .iter()
-            .filter_map(|p| match p {
-                Part::Field(n) => Some(*n),
-                Part::Parent(Entity::Client) => Some("clid"),
-                Part::Parent(Entity::Person) => Some("pid"),
-                _ => None,
-            })
-            .collect();
-        let probes = if e == Entity::Client && parts == [Part::Field("recv.castInn")] {
-            vec!["uid".to_string(), "recv.castInn".to_string()]
-        } else if probe.len() == parts.len() && !matches!(e, Entity::History | Entity::Task) {
-            vec![probe.join("+")]
-        } else {
-            Vec::new()
-        };
-        return (cols, line, probes);
-    }
-    // Nothing identifies a record: all its columns together.
-    let mut cols: Vec<usize> = own.iter().flat_map(|f| f.cols.clone()).collect();
-    for p in &parent_ents {
-        cols.extend(parents.get(p).cloned().unwrap_or_default());
-    }
-    cols.dedup();
-    let line = format!("  {e}: key = all its columns — no column or combination identifies one {e} ({}); rows that differ in any of them are different records", rejected.join("; "));
-    (cols, line, Vec::new())
-}
-
-fn key_label(
-    parts: &[Part],
-    fields: &[&Field],
-    headers: &[String],
-    parents: &HashMap<Entity, Vec<usize>>,
-) -> String {
-    let mut fi = fields.iter();
-    let names: Vec<String> = parts
-        .iter()
-        .map(|p| match p {
-            Part::Field(_) => fi
-                .next()
-                .map(|f| {
-                    f.cols
-                        .iter()
-                        .map(|&c| format!("{{{}}}", headers[c]))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default(),
-            Part::Parent(x) => parents
-                .get(x)
-                .map(|cols| {
-                    cols.iter()
-                        .map(|&c| format!("{{{}}}", headers[c]))
-                        .collect::<Vec<_>>()
-                        .join("+")
-                })
-                .map(|k| format!("{k} (its {x})"))
-                .unwrap_or_default(),
-            Part::Id(c) => format!("{{{}}}", headers[*c]),
-        })
-        .collect();
-    names.join(" + ")
 }
 
 fn render(headers: &[String], ents: &[Ent], owners: &[OwnerMatch], opts: &Options) -> String {
@@ -822,4 +464,55 @@ fn render(headers: &[String], ents: &[Ent], owners: &[OwnerMatch], opts: &Option
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(cells: &[&[&str]]) -> Vec<SourceRow> {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i as u64 + 2, r.iter().map(|c| c.to_string()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn an_inn_keys_a_company_spelled_two_ways_and_the_spellings_are_reported() {
+        let headers: Vec<String> = ["Организация", "ИНН", "ФИО", "Телефон"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let data = rows(&[
+            &["Ромашка", "7701234567", "Иванов Иван", "+7 900 111-11-11"],
+            &[
+                "Ромашка-Трейд",
+                "7701234567",
+                "Петров Пётр",
+                "+7 900 222-22-22",
+            ],
+            &["Лютик", "5904338272", "Иванов Иван", "+7 900 333-33-33"],
+        ]);
+        let p = propose(
+            &headers,
+            &data,
+            &Options {
+                file: "x.csv",
+                ..Options::default()
+            },
+        );
+        let report = p.report.join("\n");
+        assert!(
+            report.contains("client: key {ИНН}")
+                && report.contains("2 client records from 3 rows")
+                && report.contains("row 3 'Ромашка-Трейд' vs row 2"),
+            "{report}"
+        );
+        // Phones are unique per contact here; the name alone is not.
+        assert!(report.contains("person: key {Телефон}"), "{report}");
+        let t = crate::template::Template::parse(std::path::Path::new("x.toml"), &p.text).unwrap();
+        t.bind(&headers, "x.csv").unwrap();
+        assert!(p.text.contains("clid = { ref = \"client\" }"), "{}", p.text);
+    }
 }

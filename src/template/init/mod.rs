@@ -6,6 +6,7 @@
 //! (client, person, deal, task, history) with keys chosen from the data and owners mapped to the
 //! CRM's users; [`presets`] knows the export layouts of amoCRM and Bitrix24.
 
+mod keys;
 pub mod linked;
 pub mod owners;
 pub mod presets;

@@ -31,6 +31,12 @@ fn parts(v: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Phones, one or several; 10 or 12 bare digits are an INN more often than a phone.
+fn is_phones(ps: &[&str], v: &str) -> bool {
+    let inn_like = v.bytes().all(|b| b.is_ascii_digit()) && matches!(v.len(), 10 | 12);
+    !ps.is_empty() && ps.iter().all(|x| is_phone(x)) && !v.contains('.') && !inn_like
+}
+
 impl Profile {
     pub fn of<'a>(values: impl IntoIterator<Item = &'a str>) -> Profile {
         let mut p = Profile::default();
@@ -45,12 +51,7 @@ impl Profile {
             if !ps.is_empty() && ps.iter().all(|x| is_email(x)) {
                 p.emails += 1;
                 p.multi += usize::from(ps.len() > 1);
-            } else if !ps.is_empty()
-                && ps.iter().all(|x| is_phone(x))
-                && !v.contains('.')
-                // 10 or 12 bare digits are an INN more often than a phone.
-                && !(v.bytes().all(|b| b.is_ascii_digit()) && matches!(v.len(), 10 | 12))
-            {
+            } else if is_phones(&ps, v) {
                 p.phones += 1;
                 p.multi += usize::from(ps.len() > 1);
             }
