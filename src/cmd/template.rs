@@ -16,9 +16,7 @@ pub const EXAMPLES: &str = "\
 Examples:
   smbatch template init --from export.xlsx -o migration.toml --url https://crm.example.ru --login admin@example.ru
   smbatch template init --preset bitrix24 --from contacts.csv -o bitrix.toml --sandbox crm.db
-  smbatch template init person --from customer.xlsx -o templates/customer.toml
-  smbatch template init client --from clients.csv --encoding windows-1251 --delimiter ';'
-  smbatch template init deal --from deals.xlsx --sandbox    # titles as the sandbox CRM has them";
+  smbatch template init person --from customer.xlsx -o templates/customer.toml";
 
 #[derive(Debug, Subcommand)]
 pub enum TemplateCommand {
@@ -36,8 +34,8 @@ pub enum TemplateCommand {
         entity: Option<Entity>,
         /// The file is a standard export of this CRM (its column titles, dates, multi-value
         /// cells)
-        #[arg(long, value_enum)]
-        preset: Option<Preset>,
+        #[arg(long, value_parser = ["amocrm", "bitrix24"])]
+        preset: Option<String>,
         /// A sample of the file the template is for (its header row is what matters)
         #[arg(long)]
         from: PathBuf,
@@ -77,6 +75,9 @@ pub fn run(cmd: TemplateCommand) -> Result<Exit> {
             let opts = source_args.options(None)?;
             let src = source::open(&from, &opts)?;
             let Some(entity) = entity else {
+                let preset = preset
+                    .map(|p| p.parse::<Preset>().map_err(Error::Usage))
+                    .transpose()?;
                 return linked(&from, src, preset, output, force, quiet, &crm, &source_args);
             };
             if preset.is_some() {

@@ -31,10 +31,21 @@ use Entity::{Client, Deal, History, Person, Task};
 use Role::*;
 
 /// A preset for a known export layout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preset {
     Amocrm,
     Bitrix24,
+}
+
+impl std::str::FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Preset, String> {
+        match s.to_lowercase().as_str() {
+            "amocrm" => Ok(Preset::Amocrm),
+            "bitrix24" => Ok(Preset::Bitrix24),
+            _ => Err(format!("unknown preset '{s}' (known: amocrm, bitrix24)")),
+        }
+    }
 }
 
 impl Preset {
