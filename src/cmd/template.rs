@@ -5,28 +5,37 @@ use crate::crm::Entity;
 use crate::crm::{CrmClient, RetryPolicy};
 use crate::source;
 use crate::template::fields::{known_fields, live_fields};
+use crate::template::init::linked::{propose, Options};
+use crate::template::init::presets::Preset;
 use crate::template::init::starter_template;
 use crate::{Error, Exit, Result};
 use clap::Subcommand;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub const EXAMPLES: &str = "\
 Examples:
-  smbatch template init person --from customer.xlsx -o templates/customer.toml
-  smbatch template init client --from clients.csv --encoding windows-1251 --delimiter ';'
-  smbatch template init deal --from deals.xlsx --sandbox    # titles as the sandbox CRM has them";
+  smbatch template init --from export.xlsx -o migration.toml --url https://crm.example.ru --login admin@example.ru
+  smbatch template init --preset bitrix24 --from contacts.csv -o bitrix.toml --sandbox crm.db
+  smbatch template init person --from customer.xlsx -o templates/customer.toml";
 
 #[derive(Debug, Subcommand)]
 pub enum TemplateCommand {
-    /// Write a starter template for an entity from a file's columns
+    /// Propose a template from a file: without an entity, a linked template (client, person,
+    /// deal, task, history) with keys from the data and owners mapped to CRM users; with one,
+    /// a starter template for that entity from the file's columns
     // There is no template yet: the reading flags are the only say over how the file is read.
     #[command(after_help = EXAMPLES)]
     #[command(mut_arg("encoding", |a| a.help("CSV encoding: auto, utf-8, windows-1251, utf-16 [default: auto]")))]
     #[command(mut_arg("delimiter", |a| a.help("CSV delimiter: one character, or tab [default: detected]")))]
     #[command(mut_arg("sheet", |a| a.help("Sheet name or 1-based number [default: the first sheet]")))]
     Init {
-        /// client, person, deal, task or history
-        entity: Entity,
+        /// client, person, deal, task or history (default: every entity the file describes,
+        /// linked)
+        entity: Option<Entity>,
+        /// The file is a standard export of this CRM (its column titles, dates, multi-value
+        /// cells)
+        #[arg(long, value_parser = ["amocrm", "bitrix24"])]
+        preset: Option<String>,
         /// A sample of the file the template is for (its header row is what matters)
         #[arg(long)]
         from: PathBuf,
@@ -52,6 +61,7 @@ pub fn run(cmd: TemplateCommand) -> Result<Exit> {
     match cmd {
         TemplateCommand::Init {
             entity,
+            preset,
             from,
             output,
             force,
@@ -64,6 +74,17 @@ pub fn run(cmd: TemplateCommand) -> Result<Exit> {
             }
             let opts = source_args.options(None)?;
             let src = source::open(&from, &opts)?;
+            let Some(entity) = entity else {
+                let preset = preset
+                    .map(|p| p.parse::<Preset>().map_err(Error::Usage))
+                    .transpose()?;
+                return linked(&from, src, preset, output, force, quiet, &crm, &source_args);
+            };
+            if preset.is_some() {
+                return Err(Error::Usage(
+                    "--preset proposes a whole linked template: give it without an entity".into(),
+                ));
+            }
             let file = from
                 .file_name()
                 .map(|f| f.to_string_lossy().into_owned())
@@ -82,24 +103,128 @@ pub fn run(cmd: TemplateCommand) -> Result<Exit> {
                 known_fields(entity).to_vec()
             };
             let text = starter_template(entity, src.headers(), &file, &table);
-            match output {
-                None => print!("{text}"),
-                Some(path) => {
-                    if path.exists() && !force {
-                        return Err(Error::Usage(format!(
-                            "{} exists; use --force to overwrite it",
-                            path.display()
-                        )));
-                    }
-                    std::fs::write(&path, text).map_err(|e| {
-                        Error::Usage(format!("{}: cannot write: {e}", path.display()))
-                    })?;
-                    if !quiet {
-                        eprintln!("wrote {}", path.display());
-                    }
-                }
-            }
+            write_out(output.as_deref(), &text, force, quiet)?;
             Ok(Exit::Clean)
         }
     }
+}
+
+fn write_out(output: Option<&Path>, text: &str, force: bool, quiet: bool) -> Result<()> {
+    match output {
+        None => print!("{text}"),
+        Some(path) => {
+            if path.exists() && !force {
+                return Err(Error::Usage(format!(
+                    "{} exists; use --force to overwrite it",
+                    path.display()
+                )));
+            }
+            std::fs::write(path, text)
+                .map_err(|e| Error::Usage(format!("{}: cannot write: {e}", path.display())))?;
+            if !quiet {
+                eprintln!("wrote {}", path.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `template init --from FILE` without an entity: read the whole file, ask the CRM for its users
+/// (when one is named), propose a linked template, write it, and run it over the file as
+/// `validate` does.
+#[allow(clippy::too_many_arguments)]
+fn linked(
+    from: &Path,
+    src: Box<dyn source::RowSource>,
+    preset: Option<Preset>,
+    output: Option<PathBuf>,
+    force: bool,
+    quiet: bool,
+    crm: &CrmArgs,
+    source_args: &SourceArgs,
+) -> Result<Exit> {
+    if let Some(path) = &output {
+        if path.exists() && !force {
+            return Err(Error::Usage(format!(
+                "{} exists; use --force to overwrite it",
+                path.display()
+            )));
+        }
+    }
+    let file = from
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let headers = src.headers().to_vec();
+    let mut rows = Vec::new();
+    for row in src {
+        let row = row?;
+        if !row.is_blank() {
+            rows.push((row.pos.row, row.cells));
+        }
+    }
+    let users = if crm.names_a_crm() {
+        let (_sandbox, conn) = crm.connect()?;
+        let rt = crate::job::runtime(None)?;
+        let client = CrmClient::new(&conn)?;
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        };
+        Some(rt.block_on(client.users(&policy))?)
+    } else {
+        None
+    };
+    let proposal = propose(
+        &headers,
+        &rows,
+        &Options {
+            file: &file,
+            preset,
+            users: users.as_deref(),
+        },
+    );
+    for line in &proposal.report {
+        eprintln!("{line}");
+    }
+    // The template proves itself on the file: where it is written, or a scratch copy.
+    let scratch = output
+        .is_none()
+        .then(|| std::env::temp_dir().join(format!("smbatch-init-{}.toml", std::process::id())));
+    let path = output.clone().or(scratch.clone()).unwrap_or_default();
+    std::fs::write(&path, &proposal.text)
+        .map_err(|e| Error::Usage(format!("{}: cannot write: {e}", path.display())))?;
+    if output.is_none() {
+        print!("{}", proposal.text);
+    } else if !quiet {
+        eprintln!("wrote {}", path.display());
+    }
+    let job = crate::job::ValidateJob {
+        file: from.to_path_buf(),
+        template: path.clone(),
+        source: source_args.overrides(),
+        report: None,
+        csv_report: None,
+        server: crm.names_a_crm().then(|| crm.target()),
+        show: Some(10),
+    };
+    let shown = path.display().to_string();
+    let outcome = job.run(&mut |event| match event {
+        crate::job::ValidateEvent::Finding(f) => eprintln!("{}", f.render(&shown)),
+        crate::job::ValidateEvent::Warning(f) => eprintln!("warning: {}", f.render(&shown)),
+        crate::job::ValidateEvent::Hidden(n) => eprintln!("… and {n} more problems"),
+    });
+    if let Some(s) = &scratch {
+        let _ = std::fs::remove_file(s);
+    }
+    let outcome = outcome?;
+    eprintln!("The proposed template over the file (as `smbatch validate` runs it):");
+    eprint!("{}", outcome.summary.render());
+    if proposal.unmatched_owners > 0 {
+        eprintln!(
+            "{} owner(s) have no CRM login yet: fill them in [users], or their rows are not imported",
+            proposal.unmatched_owners
+        );
+    }
+    Ok(outcome.exit())
 }

@@ -40,6 +40,8 @@ pub struct CrmUser {
     pub iduser: i64,
     pub login: String,
     pub title: String,
+    /// The user's e-mail (empty when the CRM has none).
+    pub email: String,
     /// `false` for a user who left (still listed, still an owner).
     pub active: bool,
 }
@@ -293,6 +295,7 @@ impl CrmClient {
                 iduser: super::values::value_id(u.get("iduser")).unwrap_or(0),
                 login: text(u.get("login")),
                 title: text(u.get("title")),
+                email: text(u.get("email")),
                 active: u.get("active").and_then(Value::as_str) != Some("no"),
             })
             .collect())

@@ -231,7 +231,7 @@ impl Template {
                     column,
                     map_lc: f.map.as_ref().map(|m| {
                         m.iter()
-                            .map(|(k, v)| (k.trim().to_lowercase(), v.clone()))
+                            .map(|(k, v)| (map_key(f.users, k), v.clone()))
                             .collect()
                     }),
                     dates: f.date.as_deref().map(DateFormats::new),
@@ -493,9 +493,17 @@ fn map_field(
     let mut value: Option<Value> = None;
     if !v.is_empty() {
         if let (Some(map), Some(map_lc)) = (&rule.map, &bf.map_lc) {
-            let lc = v.to_lowercase();
+            let lc = map_key(rule.users, &v);
             match map_lc.iter().find(|(k, _)| *k == lc) {
+                Some((_, Value::String(login))) if rule.users && login.is_empty() => {
+                    err(format!("owner has no CRM login in the template's [users] table yet: fill in \"{v}\" = \"login\""));
+                    return;
+                }
                 Some((_, mapped)) => value = Some(mapped.clone()),
+                None if rule.users => {
+                    err(format!("owner is not in the template's [users] table: add \"{v}\" = \"login\" (a login from the CRM's user list)"));
+                    return;
+                }
                 None => {
                     let keys: Vec<&str> = map.iter().map(|(k, _)| k.as_str()).collect();
                     err(format!("not one of the mapped values: {}", keys.join(", ")));
@@ -534,6 +542,16 @@ fn map_field(
         Err(m) => err(m),
         Ok(Some(json)) => sink.value(&rule.name, &json),
         Ok(None) => sink.text(&rule.name, v),
+    }
+}
+
+/// A `map` key as looked up: trimmed, any case; an owner of `[users]` also with ё as е and
+/// runs of spaces as one (a full name retyped by hand).
+fn map_key(users: bool, k: &str) -> String {
+    if users {
+        crate::values::norm_text(k)
+    } else {
+        k.trim().to_lowercase()
     }
 }
 

@@ -223,6 +223,9 @@ pub struct FieldRule {
     /// value (a CRM id) is used instead (a delete's backup: a parent restored with it, or one
     /// still in the CRM).
     pub ref_fallback: Option<String>,
+    /// `users = true`: an owner read through the template's `[users]` table (the file's value →
+    /// a CRM login); `map` then holds that table.
+    pub users: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -243,6 +246,9 @@ pub struct Template {
     pub entities: Vec<EntityTemplate>,
     /// Things that are legal but suspicious (a field the server does not know is silently dropped).
     pub warnings: Vec<String>,
+    /// `[users]`: an owner as the file writes it (a full name, a login, an e-mail) → the CRM
+    /// login; an empty login is one still to be filled. Read by fields with `users = true`.
+    pub users: Vec<(String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -252,6 +258,7 @@ struct RawTemplate {
     #[allow(dead_code)]
     description: Option<String>,
     source: Option<RawSource>,
+    users: Option<toml::Table>,
     #[serde(default)]
     entity: Vec<RawEntity>,
 }
@@ -315,6 +322,8 @@ struct RawField {
     one_of: Option<Vec<String>>,
     regex: Option<String>,
     empty: Option<String>,
+    #[serde(default)]
+    users: bool,
 }
 
 /// The keys of a field's `{ column = ..., ... }` table: a table with any of them is one field's
@@ -333,6 +342,7 @@ const FIELD_KEYS: &[&str] = &[
     "one_of",
     "regex",
     "empty",
+    "users",
 ];
 
 fn toml_to_json(v: &toml::Value) -> serde_json::Value {
@@ -383,6 +393,17 @@ impl Template {
                     )))
                 }
             };
+        }
+        let mut users = Vec::new();
+        for (name, login) in raw.users.into_iter().flatten() {
+            match login {
+                toml::Value::String(l) => users.push((name, l.trim().to_string())),
+                other => {
+                    return Err(parse_err(format!(
+                        "[users] \"{name}\" = {other}: give the CRM login as text, e.g. \"{name}\" = \"ivanov@firm.ru\" (\"\" while it is unknown)"
+                    )))
+                }
+            }
         }
         if raw.entity.is_empty() {
             return Err(parse_err("no [[entity]] sections: nothing to build".into()));
@@ -499,6 +520,7 @@ impl Template {
                         one_of: None,
                         regex: None,
                         empty: None,
+                        users: false,
                     },
                     v @ toml::Value::Table(_) => v.try_into().map_err(|e: toml::de::Error| {
                         field_err(e.to_string().trim().to_string())
@@ -509,7 +531,9 @@ impl Template {
                         )))
                     }
                 };
-                let mut rule = build_field(entity, &name, rf, &mut warnings).map_err(field_err)?;
+                let table = (!users.is_empty() || s_has_users(text)).then_some(users.as_slice());
+                let mut rule =
+                    build_field(entity, &name, rf, table, &mut warnings).map_err(field_err)?;
                 rule.line = line_of(&name);
                 fields.push(rule);
             }
@@ -553,16 +577,37 @@ impl Template {
             source,
             entities,
             warnings,
+            users,
         })
     }
+}
+
+/// Whether the text has a `[users]` table (an empty one is a table still to be filled).
+fn s_has_users(text: &str) -> bool {
+    text.lines().any(|l| l.trim() == "[users]")
 }
 
 fn build_field(
     entity: Entity,
     name: &str,
-    rf: RawField,
+    mut rf: RawField,
+    users: Option<&[(String, String)]>,
     warnings: &mut Vec<String>,
 ) -> Result<FieldRule, String> {
+    if rf.users {
+        if rf.map.is_some() {
+            return Err("give either map or users = true, not both".into());
+        }
+        let Some(users) = users else {
+            return Err("users = true, but the template has no [users] table (the file's owners → CRM logins)".into());
+        };
+        rf.map = Some(
+            users
+                .iter()
+                .map(|(k, v)| (k.clone(), toml::Value::String(v.clone())))
+                .collect(),
+        );
+    }
     let info = field_info(entity, name);
     let custom = name == server::OWNER_FIELD
         || name.starts_with("input")
@@ -700,6 +745,7 @@ fn build_field(
         line: None,
         clear_when_empty,
         ref_fallback,
+        users: rf.users,
     })
 }
 

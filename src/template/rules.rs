@@ -21,11 +21,17 @@ pub enum Transform {
     Digits,
     /// First letter of each word upper-case, rest lower (ФИО typed in caps).
     Capitalize,
+    /// The first of several values in one cell (`a@x.ru, b@x.ru`; `+7 900…; +7 901…`), as CRM
+    /// exports write a contact's phones and e-mails.
+    First,
+    /// An Excel serial day number (`45321`, `45321.5`: a date cell exported as a number) as
+    /// `YYYY-MM-DD[ HH:MM:SS]`; anything else is left as written.
+    ExcelDate,
 }
 
 impl Transform {
     pub const NAMES: &'static str =
-        "trim, lower, upper, collapse_spaces, phone, digits, capitalize";
+        "trim, lower, upper, collapse_spaces, phone, digits, capitalize, first, excel_date";
 
     pub fn parse(s: &str) -> Option<Transform> {
         Some(match s {
@@ -36,6 +42,8 @@ impl Transform {
             "phone" => Transform::Phone,
             "digits" => Transform::Digits,
             "capitalize" | "title" => Transform::Capitalize,
+            "first" => Transform::First,
+            "excel_date" => Transform::ExcelDate,
             _ => return None,
         })
     }
@@ -56,6 +64,8 @@ impl Transform {
                     && b.last() != Some(&b' ')
             }
             Transform::Digits => v.bytes().all(|c| c.is_ascii_digit()),
+            Transform::First => !v.contains([',', ';', '\n']),
+            Transform::ExcelDate => excel_serial(&v).is_none(),
             Transform::Phone | Transform::Capitalize => false,
         };
         if unchanged {
@@ -87,8 +97,41 @@ impl Transform {
                 })
                 .collect::<Vec<String>>()
                 .join(" "),
+            Transform::First if !v.contains([',', ';', '\n']) => v.to_string(),
+            Transform::First => v
+                .split([',', ';', '\n'])
+                .map(str::trim)
+                .find(|p| !p.is_empty())
+                .unwrap_or("")
+                .to_string(),
+            Transform::ExcelDate => match excel_serial(v) {
+                Some(d) if d.time() == NaiveTime::MIN => d.format("%Y-%m-%d").to_string(),
+                Some(d) => d.format("%Y-%m-%d %H:%M:%S").to_string(),
+                None => v.to_string(),
+            },
         }
     }
+}
+
+/// An Excel serial date (days since 1899-12-30, the fraction a time of day) within 1954–2119
+/// (serials 20000–80000): a plain number outside that range is no date a CRM export holds.
+pub fn excel_serial(v: &str) -> Option<NaiveDateTime> {
+    let t = v.trim();
+    if t.is_empty()
+        || !t
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b',')
+    {
+        return None;
+    }
+    let f: f64 = t.replace(',', ".").parse().ok()?;
+    if !(20000.0..80000.0).contains(&f) {
+        return None;
+    }
+    let days = f.trunc() as i64;
+    let secs = ((f - f.trunc()) * 86400.0).round() as i64;
+    let base = NaiveDate::from_ymd_opt(1899, 12, 30)?.and_time(NaiveTime::MIN);
+    Some(base + chrono::Duration::days(days) + chrono::Duration::seconds(secs))
 }
 
 /// A case mapping that leaves the character as it is.
@@ -272,7 +315,22 @@ mod tests {
     use super::*;
     use crate::values::CrmDateTime;
 
-    const ALL: [Transform; 7] = [
+    #[test]
+    fn excel_serials_become_dates_and_the_first_of_several_values_is_kept() {
+        let x = |v: &str| Transform::ExcelDate.apply(v);
+        assert_eq!(x("45321"), "2024-01-30");
+        assert_eq!(x("45321.5"), "2024-01-30 12:00:00");
+        assert_eq!(x("30.01.2024"), "30.01.2024", "a typed date stays");
+        assert_eq!(x("12"), "12", "a small number is no date");
+        let f = |v: &str| Transform::First.apply(v);
+        assert_eq!(f("a@x.ru, b@x.ru"), "a@x.ru");
+        assert_eq!(f(" ; +7 900 000-00-00; +7 901"), "+7 900 000-00-00");
+        assert_eq!(f("один"), "один");
+    }
+
+    const ALL: [Transform; 9] = [
+        Transform::First,
+        Transform::ExcelDate,
         Transform::Trim,
         Transform::Lower,
         Transform::Upper,

@@ -16,6 +16,7 @@ mod hostile;
 mod import;
 mod matching;
 mod memory;
+mod migrate;
 mod owners;
 mod props;
 mod reconcile;

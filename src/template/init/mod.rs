@@ -1,6 +1,16 @@
 //! `template init`: a starter template from a file's columns, matched to CRM fields by the field
 //! titles and common synonyms. Titles come as a `&[FieldInfo]`, so titles fetched from a live
 //! server (`fields` action) can replace the built-in table later without touching the matcher.
+//!
+//! Without an entity, [`linked::propose`] reads the whole file and proposes a linked template
+//! (client, person, deal, task, history) with keys chosen from the data and owners mapped to the
+//! CRM's users; [`presets`] knows the export layouts of amoCRM and Bitrix24.
+
+mod keys;
+pub mod linked;
+pub mod owners;
+pub mod presets;
+pub mod profile;
 
 use super::fields::{FieldInfo, FieldKind};
 use crate::crm::Entity;
@@ -46,6 +56,14 @@ pub fn starter_template(
             Some(f) if !used.contains(&f.name) => {
                 used.push(f.name);
                 let mut spec = format!("column = {}", toml_str(h));
+                if f.name == "iduser" {
+                    // An owner column holds names or logins, never the CRM's numeric user id:
+                    // sent as `user` (a login), checked against the CRM's users.
+                    lines.push(format!(
+                        "user     = {{ {spec}, transform = [\"trim\"] }}   # owner: a CRM login (for full names use `template init --from FILE` without an entity: it writes a [users] table)"
+                    ));
+                    continue;
+                }
                 let lname = f.name;
                 if ["mail", "mail_url"].contains(&lname) {
                     spec.push_str(", transform = [\"trim\", \"lower\"], check = \"email\"");
