@@ -239,7 +239,7 @@ pub struct Template {
     pub path: PathBuf,
     pub name: Option<String>,
     pub source: SourceOptions,
-    /// In upload order (`Entity::ALL`), one per entity type.
+    /// In upload order (`Entity::IMPORT`), one per entity type.
     pub entities: Vec<EntityTemplate>,
     /// Things that are legal but suspicious (a field the server does not know is silently dropped).
     pub warnings: Vec<String>,
@@ -395,9 +395,9 @@ impl Template {
                 .kind
                 .parse()
                 .map_err(|e: crate::crm::UnknownEntity| parse_err(e.to_string()))?;
-            if !Entity::ALL.contains(&entity) {
+            if !Entity::IMPORT.contains(&entity) {
                 return Err(parse_err(format!(
-                    "{entity} is read-only here (smbatch export {entity}); templates build client, person, deal, task and history"
+                    "{entity} is read-only here (smbatch export {entity}); templates build client, person, deal, task, history, invoice and payment"
                 )));
             }
             let ent_err = |message: String| TemplateError::Entity {
@@ -521,6 +521,7 @@ impl Template {
                 let p = parent(f);
                 firsts.iter().position(|x| *x == p).unwrap_or(0)
             });
+            money_rows(entity, &mut fields).map_err(ent_err)?;
             let mapped: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
             let probes =
                 matching::probes_for(entity, re.probes.as_deref(), &mapped).map_err(ent_err)?;
@@ -531,7 +532,7 @@ impl Template {
                 probes,
             });
         }
-        entities.sort_by_key(|e| Entity::ALL.iter().position(|x| *x == e.entity));
+        entities.sort_by_key(|e| Entity::IMPORT.iter().position(|x| *x == e.entity));
         // References must point at an entity this template builds, earlier in upload order.
         for e in &entities {
             for f in &e.fields {
@@ -555,6 +556,41 @@ impl Template {
             warnings,
         })
     }
+}
+
+/// Invoices and payments move money: an invoice without `summa` would be for the whole deal
+/// (the server's default, even when part is invoiced already, NOTES §12), a payment without one
+/// for the whole invoice. So the template must map `summa`, and a row without one is invalid. An
+/// invoice also needs its number (what it is matched by, so a second run adds nothing) and a
+/// payment the invoice it pays: its number, or the deal (then the amount picks the invoice).
+fn money_rows(entity: Entity, fields: &mut [FieldRule]) -> Result<(), String> {
+    if !matches!(entity, Entity::Invoice | Entity::Payment) {
+        return Ok(());
+    }
+    let has = |fields: &[FieldRule], n: &str| fields.iter().any(|f| f.name == n);
+    let Some(summa) = fields.iter_mut().find(|f| f.name == "summa") else {
+        return Err(match entity {
+            Entity::Invoice => "maps no `summa`: the CRM would invoice the whole deal (even what is invoiced already); map the invoice's amount, e.g. summa = \"Сумма\"".into(),
+            _ => "maps no `summa`: map the amount paid, e.g. summa = { column = \"Сумма\", check = \"number\" }".into(),
+        });
+    };
+    summa.required = true;
+    match entity {
+        Entity::Invoice => {
+            if !has(fields, "did") {
+                return Err("maps no deal: link it with did = { ref = \"deal\" } (or a column of deal ids)".into());
+            }
+            if !has(fields, "invoice") {
+                return Err("maps no `invoice` number: invoices are matched by number and deal (so a second run adds none); map the number, e.g. invoice = \"Номер счета\"".into());
+            }
+        }
+        _ => {
+            if !has(fields, "invoice") && !has(fields, "did") {
+                return Err("names no invoice: map `invoice` (the invoice number as the CRM shows it) or `did` (the deal; the amount then picks its invoice)".into());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn build_field(
@@ -597,9 +633,9 @@ fn build_field(
         let target: Entity = r
             .parse()
             .map_err(|e: crate::crm::UnknownEntity| e.to_string())?;
-        let at = |e: Entity| Entity::ALL.iter().position(|x| *x == e);
+        let at = |e: Entity| Entity::IMPORT.iter().position(|x| *x == e);
         if at(target).is_none_or(|t| at(entity).is_none_or(|e| t >= e)) {
-            return Err(format!("a {entity} cannot reference a {target} (upload order is client, person, deal, task, history)"));
+            return Err(format!("a {entity} cannot reference a {target} (upload order is client, person, deal, task, history, invoice, payment)"));
         }
         if let Some(FieldKind::Ref(expected)) = info.map(|i| i.kind) {
             if expected != target {

@@ -477,7 +477,7 @@ impl ImportJob {
         run: RunInfo,
     ) -> Result<Summary> {
         let mut entities = BTreeMap::new();
-        for e in Entity::ALL {
+        for e in Entity::IMPORT {
             let c = counts.get(&e).cloned().unwrap_or_default();
             let rc = planned
                 .totals
