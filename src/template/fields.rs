@@ -558,11 +558,35 @@ const DEAL: &[FieldInfo] = &[
 /// invoices the whole deal, whatever is invoiced already. `date_plan` goes as `date.plan`.
 const INVOICE: &[FieldInfo] = &[
     f("did", "ID сделки", Ref(Entity::Deal), None, &[]),
-    f("invoice", "Номер счета", Text, None, &["Номер счета", "Счет", "Invoice"]),
-    f("summa", "Сумма", Number, None, &["Сумма", "Сумма счета", "Amount"]),
+    f(
+        "invoice",
+        "Номер счета",
+        Text,
+        None,
+        &["Номер счета", "Счет", "Invoice"],
+    ),
+    f(
+        "summa",
+        "Сумма",
+        Number,
+        None,
+        &["Сумма", "Сумма счета", "Amount"],
+    ),
     f("date", "Дата счета", Date, None, &["Дата счета", "Дата"]),
-    f("date_plan", "Плановая дата оплаты", Date, None, &["Дата оплаты план", "Срок оплаты"]),
-    f("contract", "Номер договора", Text, None, &["Договор", "Номер договора"]),
+    f(
+        "date_plan",
+        "Плановая дата оплаты",
+        Date,
+        None,
+        &["Дата оплаты план", "Срок оплаты"],
+    ),
+    f(
+        "contract",
+        "Номер договора",
+        Text,
+        None,
+        &["Договор", "Номер договора"],
+    ),
     f("nds", "НДС", Number, None, &["НДС"]),
     f("tip", "Тип счета", Text, None, &[]),
 ];
@@ -570,10 +594,28 @@ const INVOICE: &[FieldInfo] = &[
 /// A payment: the invoice it pays (its number, the `invoice` record of the same template as
 /// `crid`, or the deal and the amount), the amount and the day paid (NOTES §12: invoice/do).
 const PAYMENT: &[FieldInfo] = &[
-    f("invoice", "Номер счета", Text, None, &["Номер счета", "Счет"]),
+    f(
+        "invoice",
+        "Номер счета",
+        Text,
+        None,
+        &["Номер счета", "Счет"],
+    ),
     f("did", "ID сделки", Ref(Entity::Deal), None, &[]),
-    f("summa", "Сумма оплаты", Number, None, &["Сумма", "Сумма оплаты", "Amount"]),
-    f("date", "Дата оплаты", Date, None, &["Дата оплаты", "Дата платежа"]),
+    f(
+        "summa",
+        "Сумма оплаты",
+        Number,
+        None,
+        &["Сумма", "Сумма оплаты", "Amount"],
+    ),
+    f(
+        "date",
+        "Дата оплаты",
+        Date,
+        None,
+        &["Дата оплаты", "Дата платежа"],
+    ),
 ];
 
 /// The built-in field table of an entity. `template init --url` will later replace titles with

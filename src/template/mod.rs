@@ -578,7 +578,10 @@ fn money_rows(entity: Entity, fields: &mut [FieldRule]) -> Result<(), String> {
     match entity {
         Entity::Invoice => {
             if !has(fields, "did") {
-                return Err("maps no deal: link it with did = { ref = \"deal\" } (or a column of deal ids)".into());
+                return Err(
+                    "maps no deal: link it with did = { ref = \"deal\" } (or a column of deal ids)"
+                        .into(),
+                );
             }
             if !has(fields, "invoice") {
                 return Err("maps no `invoice` number: invoices are matched by number and deal (so a second run adds none); map the number, e.g. invoice = \"Номер счета\"".into());
@@ -851,15 +854,36 @@ mod tests {
     }
 
     #[test]
-    fn invoices_are_not_a_template_entity_nor_a_reference_target() {
-        let text = "[[entity]]\ntype = \"invoice\"\nkey = \"{Номер}\"\n[entity.fields]\ninvoice = \"Номер\"\n";
-        let e = Template::parse(Path::new("inv.toml"), text)
+    fn invoices_and_payments_need_their_sums_and_what_they_point_at() {
+        let parse = |text: &str| Template::parse(Path::new("inv.toml"), text);
+        let deal = "[[entity]]\ntype = \"deal\"\nkey = \"{Сделка}\"\n[entity.fields]\ntitle = \"Сделка\"\n";
+        // Without summa the CRM would invoice the whole deal: refused before any request.
+        let e = parse(&format!("{deal}[[entity]]\ntype = \"invoice\"\nkey = \"{{Номер}}\"\n[entity.fields]\ninvoice = \"Номер\"\ndid = {{ ref = \"deal\" }}\n"))
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("invoice is read-only here (smbatch export invoice)"),
+            e.contains("maps no `summa`") && e.contains("whole deal"),
             "{e}"
         );
+        let e = parse(&format!("{deal}[[entity]]\ntype = \"invoice\"\nkey = \"{{Номер}}\"\n[entity.fields]\nsumma = \"Сумма\"\ndid = {{ ref = \"deal\" }}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("maps no `invoice` number"), "{e}");
+        let t = parse(&format!("[[entity]]\ntype = \"payment\"\nkey = \"{{Номер}}/{{Сумма}}\"\n[entity.fields]\ninvoice = \"Номер\"\nsumma = {{ column = \"Сумма\", check = \"number\" }}\ndate = {{ column = \"Дата\", date = [\"%d.%m.%Y\"] }}\n{deal}[[entity]]\ntype = \"invoice\"\nkey = \"{{Номер}}\"\n[entity.fields]\ninvoice = \"Номер\"\nsumma = \"Сумма\"\ndid = {{ ref = \"deal\" }}\n")).unwrap();
+        let order: Vec<Entity> = t.entities.iter().map(|e| e.entity).collect();
+        assert_eq!(order, [Entity::Deal, Entity::Invoice, Entity::Payment]);
+        let summa = t.entities[2]
+            .fields
+            .iter()
+            .find(|f| f.name == "summa")
+            .unwrap();
+        assert!(summa.required, "a payment row without an amount is invalid");
+        let e = parse(
+            "[[entity]]\ntype = \"payment\"\nkey = \"{С}\"\n[entity.fields]\nsumma = \"С\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("names no invoice"), "{e}");
         let text = "[[entity]]\ntype = \"deal\"\nkey = \"{N}\"\n[entity.fields]\ntitle = \"N\"\nclid = { ref = \"invoice\" }\n";
         let e = Template::parse(Path::new("d.toml"), text)
             .unwrap_err()

@@ -274,7 +274,9 @@ async fn find_invoices(
         params.insert("first".into(), json!("old"));
         let first = Entity::Invoice.first_offset();
         for page in first..first + MAX_PAGES {
-            let p = client.list_page(Entity::Invoice, &params, page, policy).await?;
+            let p = client
+                .list_page(Entity::Invoice, &params, page, policy)
+                .await?;
             let hit = p
                 .rows
                 .iter()

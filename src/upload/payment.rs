@@ -403,17 +403,19 @@ async fn pay_one(
             claimed.insert(crid);
             let a = Action::pay(crid, summa);
             let what = if full { "paid in full" } else { "paid part" };
-            Ok(match actions::run_action(ctx, entity, key, crid, &a).await? {
-                Done::Applied { resolved } => {
-                    done(State::Created, crid, note(what, crid), resolved)
-                }
-                Done::Already => done(State::Existing, crid, note("already paid", crid), false),
-                Done::Failed(why) => failed(key, Some(crid), why),
-                Done::Unknown(why) => Update {
-                    error: Some(why),
-                    ..done(State::Ambiguous, crid, String::new(), false)
+            Ok(
+                match actions::run_action(ctx, entity, key, crid, &a).await? {
+                    Done::Applied { resolved } => {
+                        done(State::Created, crid, note(what, crid), resolved)
+                    }
+                    Done::Already => done(State::Existing, crid, note("already paid", crid), false),
+                    Done::Failed(why) => failed(key, Some(crid), why),
+                    Done::Unknown(why) => Update {
+                        error: Some(why),
+                        ..done(State::Ambiguous, crid, String::new(), false)
+                    },
                 },
-            })
+            )
         }
     }
 }

@@ -17,6 +17,7 @@ mod import;
 mod matching;
 mod memory;
 mod owners;
+mod payments;
 mod props;
 mod reconcile;
 mod sandbox;

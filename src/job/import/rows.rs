@@ -142,11 +142,10 @@ pub fn row_line(r: &PlannedRow, records: &[RecordOutcome]) -> RowLine {
     // line says what was paid, when, and on which invoice.
     let paid_note = records.iter().find_map(|rec| {
         let e = rec.entry.as_ref()?;
-        (rec.entity == Entity::Payment
-            && matches!(e.state, State::Created | State::Existing))
-        .then(|| e.error.clone())
-        .flatten()
-        .map(|n| (rec.key.clone(), n))
+        (rec.entity == Entity::Payment && matches!(e.state, State::Created | State::Existing))
+            .then(|| e.error.clone())
+            .flatten()
+            .map(|n| (rec.key.clone(), n))
     });
     if let Some((entity, key, error)) = trouble {
         line.entity = Some(entity.to_string());
