@@ -394,8 +394,8 @@ async fn pay_one(
             key,
             None,
             format!(
-                "{} '{written}' {on} to {}: {why}",
-                "payment",
+                "payment of {} {on} to {}: {why}",
+                amount.fixed2(false),
                 target.describe()
             ),
         )),
