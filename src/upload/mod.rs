@@ -300,7 +300,7 @@ impl Uploader {
             if entity != Entity::Payment {
                 matching::match_entity(&self.ctx, entity).await?;
             }
-            if self.ctx.opts.dry_run {
+            if self.ctx.opts.dry_run && entity != Entity::Payment {
                 continue;
             }
             let (all, done) = self.journal().plan_progress(entity)?;

@@ -326,6 +326,7 @@ async fn pay_one(
                 claimed.insert(crid);
                 return Ok(done(State::Created, crid, note("paid", crid), false));
             }
+            "sent" if ctx.opts.dry_run => {}
             "sent" => match actions::took_effect(ctx, entity, crid, &probe).await {
                 Ok(true) => {
                     claimed.insert(crid);
@@ -399,6 +400,24 @@ async fn pay_one(
                 target.describe()
             ),
         )),
+        Decision::Pay {
+            crid,
+            summa: _,
+            full,
+        } if ctx.opts.dry_run => {
+            // A dry run reads and decides, and pays nothing: counted as a payment it would make.
+            claimed.insert(crid);
+            let what = if full {
+                "would pay in full"
+            } else {
+                "would pay part"
+            };
+            Ok(Update {
+                state: State::Pending,
+                crm_id: None,
+                ..done(State::Pending, crid, note(what, crid), false)
+            })
+        }
         Decision::Pay { crid, summa, full } => {
             claimed.insert(crid);
             let a = Action::pay(crid, summa);

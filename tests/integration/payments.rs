@@ -74,6 +74,17 @@ impl Month {
 
     /// `import FILE -t TEMPLATE --json` with the journal `journal` and the report `run.xlsx`.
     fn import(&self, rows: &str, template: &Path, run: &str, journal: &str) -> (Output, Value) {
+        self.import_with(rows, template, run, journal, &[])
+    }
+
+    fn import_with(
+        &self,
+        rows: &str,
+        template: &Path,
+        run: &str,
+        journal: &str,
+        extra: &[&str],
+    ) -> (Output, Value) {
         let file = self.path(&format!("{run}.csv"));
         std::fs::write(&file, rows).unwrap();
         let report = self.path(&format!("{run}.xlsx"));
@@ -92,6 +103,7 @@ impl Month {
                 "--json",
             ],
         )
+        .args(extra)
         .output()
         .unwrap();
         let v: Value =
@@ -206,6 +218,19 @@ fn invoices_in_need_a_sum_a_specification_and_are_added_once() {
 fn a_month_of_payments_is_paid_once_whatever_is_run_again_or_lost() {
     let m = Month::new();
     m.invoices();
+
+    // A dry run reads and decides, pays nothing.
+    let (_, v) = m.import_with(
+        BANK,
+        &root().join("templates/payments.toml"),
+        "dry",
+        "dry",
+        &["--dry-run"],
+    );
+    assert_eq!(counts(&v), (4, 0, 2), "would pay 4, refuse 2: {v}");
+    let dry = m.report_lines("dry");
+    assert!(dry[0].1.contains("would pay part 20000.00"), "{dry:?}");
+    assert_eq!(m.rows_of("СЧ-101"), [("60000.00".to_string(), false)]);
 
     // The first payment's answer is lost: the invoice is read back, not paid again.
     m.sb.lose_answers_of("/invoice/do", 1);
