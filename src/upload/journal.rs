@@ -378,8 +378,12 @@ impl Journal {
                  WHERE entity = ?1 AND state IN ('created', 'existing', 'updated', 'unchanged')",
                 [entity.as_str()],
             )?;
+            // A record an earlier run deleted stays deleted by that run: an empty CRM is what
+            // its delete left (a second delete of the same file deletes nothing).
             tx.execute(
-                "UPDATE plan SET earlier = 0 WHERE entity = ?1",
+                "UPDATE plan SET earlier = 0 WHERE entity = ?1 AND NOT EXISTS (
+                     SELECT 1 FROM records r WHERE r.entity = plan.entity AND r.key = plan.key
+                     AND r.state = 'deleted')",
                 [entity.as_str()],
             )?;
             Ok(())
