@@ -124,6 +124,10 @@ impl ExportArgs {
     /// The job these arguments describe; every bad value is reported before any request.
     pub fn job(&self) -> std::result::Result<ExportJob, ExportError> {
         let entities = match self.entity {
+            Some(Entity::Payment) => return Err(ExportError::Usage(
+                "payments are invoice rows: export them with `smbatch export invoice --paid yes`"
+                    .into(),
+            )),
             Some(e) => vec![e],
             // Everything: the entities templates build, and the invoices (read-only here).
             None => Entity::ALL

@@ -12,8 +12,12 @@ pub enum Entity {
     Deal,
     Task,
     History,
-    /// Invoices (payments schedule of deals): read by export only, never imported.
+    /// Invoices (payments schedule of deals): exported, and created by an import linked to a deal.
     Invoice,
+    /// A payment of an invoice (a bank statement line): not a record of its own in the CRM but
+    /// `invoice/do` on an invoice row. A template entity all the same, so the one engine journals,
+    /// counts and reports it like any other (its CRM id is the invoice row it paid).
+    Payment,
 }
 
 impl Entity {
@@ -36,6 +40,26 @@ impl Entity {
         Entity::Invoice,
     ];
 
+    /// What templates build, in import order: [`Entity::ALL`], then invoices (of deals) and
+    /// payments (of invoices). An entity may only reference entities earlier in this list.
+    pub const IMPORT: [Entity; 7] = [
+        Entity::Client,
+        Entity::Person,
+        Entity::Deal,
+        Entity::Task,
+        Entity::History,
+        Entity::Invoice,
+        Entity::Payment,
+    ];
+
+    /// The entity whose API actions carry this one's writes and reads (`payment` → `invoice`).
+    pub fn api_entity(self) -> Entity {
+        match self {
+            Entity::Payment => Entity::Invoice,
+            e => e,
+        }
+    }
+
     /// The path segment in `/developer/v3/{entity}/{action}`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -45,6 +69,7 @@ impl Entity {
             Entity::Task => "task",
             Entity::History => "history",
             Entity::Invoice => "invoice",
+            Entity::Payment => "payment",
         }
     }
 
@@ -52,7 +77,7 @@ impl Entity {
     /// pages by the `num_client` setting, 30 on a default install (NOTES §12).
     pub fn list_page_size(self) -> usize {
         match self {
-            Entity::Invoice => 30,
+            Entity::Invoice | Entity::Payment => 30,
             _ => 200,
         }
     }
@@ -61,7 +86,7 @@ impl Entity {
     /// page 1 for both 0 and 1, so its pages are asked for as 1, 2, 3...
     pub fn first_offset(self) -> u64 {
         match self {
-            Entity::Invoice => 1,
+            Entity::Invoice | Entity::Payment => 1,
             _ => 0,
         }
     }
@@ -74,7 +99,7 @@ impl Entity {
             Entity::Deal => "did",
             Entity::Task => "tid",
             Entity::History => "cid",
-            Entity::Invoice => "crid",
+            Entity::Invoice | Entity::Payment => "crid",
         }
     }
 
@@ -82,7 +107,7 @@ impl Entity {
     /// `info` wants `id` (NOTES §6, §12).
     pub fn info_key(self) -> &'static str {
         match self {
-            Entity::Task | Entity::Invoice => "id",
+            Entity::Task | Entity::Invoice | Entity::Payment => "id",
             e => e.id_field(),
         }
     }
@@ -94,7 +119,7 @@ impl Entity {
             Entity::Client => Some("client"),
             Entity::Person => Some("persons"),
             Entity::History => Some("list"),
-            Entity::Deal | Entity::Task | Entity::Invoice => None,
+            Entity::Deal | Entity::Task | Entity::Invoice | Entity::Payment => None,
         }
     }
 
@@ -139,7 +164,7 @@ impl fmt::Display for UnknownEntity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown entity '{}' (known: client, person, deal, task, history, invoice)",
+            "unknown entity '{}' (known: client, person, deal, task, history, invoice, payment)",
             self.0
         )
     }
@@ -150,7 +175,7 @@ impl std::error::Error for UnknownEntity {}
 impl FromStr for Entity {
     type Err = UnknownEntity;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Entity::EVERY
+        Entity::IMPORT
             .into_iter()
             .find(|e| e.as_str() == s)
             .ok_or_else(|| UnknownEntity(s.to_string()))

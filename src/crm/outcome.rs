@@ -46,11 +46,18 @@ impl ItemOutcome {
         let ok = match entity {
             // A person without a name comes back as {"result":"","data":0,"error":""}.
             Entity::Person => !result.is_empty() && result != "Error",
+            // invoice/add: "Успешно;Счет добавлен в платежи" with data {id, invoice} (NOTES §12).
+            Entity::Invoice => result.starts_with("Успешно"),
             // history add.list leaks the previous row's `data`/`error`: only `result` counts.
             _ => result == "Успешно",
         };
         if ok {
-            if let Some(id) = value_id(item.get("data")) {
+            let data = item.get("data");
+            let data = match (entity, data) {
+                (Entity::Invoice, Some(d)) if d.is_object() => d.get("id"),
+                _ => data,
+            };
+            if let Some(id) = value_id(data) {
                 return ItemOutcome::Created(id);
             }
         }

@@ -86,7 +86,7 @@ pub fn change_columns(entity: Entity) -> Option<(&'static str, &'static str)> {
         // History records are not edited: their date is when they happened.
         Entity::History => Some(("datum", "datum")),
         // Invoices have no change date; payments change the paid flag, the state compares it.
-        Entity::Task | Entity::Invoice => None,
+        Entity::Task | Entity::Invoice | Entity::Payment => None,
     }
 }
 
@@ -113,6 +113,9 @@ pub fn unseen_changes(entity: Entity) -> &'static str {
         }
         Entity::History => {
             "history: rows can be entered back-dated and have no edit date; every run reads the whole history (all dates) and compares it with the state by id"
+        }
+        Entity::Payment => {
+            "payment: payments are invoice rows; export invoice --paid yes lists them"
         }
         Entity::Invoice => {
             "invoice: the API gives no change date; every run reads all invoices and compares them with the state (paid flag, sum, dates, deal and client columns); a payment the server recorded without a date gets as its paid day the day a run first saw it paid (kept in the state)"

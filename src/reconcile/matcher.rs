@@ -322,6 +322,7 @@ fn probes(entity: Entity, key: Option<&str>, f: &Fields) -> Vec<u64> {
             );
         }
         Entity::Invoice => push("invoice", &[get("invoice").trim(), id_of("did")]),
+        Entity::Payment => push("payment", &[get("invoice").trim(), get("summa").trim()]),
     }
     out
 }

@@ -8,9 +8,9 @@ use super::{Cell, CsvOptions, CsvTable, ReportError, SheetId, XlsxBook};
 use std::collections::HashSet;
 use std::path::Path;
 
-pub const HEADERS: [&str; 13] = [
-    "file", "sheet", "row", "outcome", "client", "person", "deal", "task", "history", "entity",
-    "field", "value", "error",
+pub const HEADERS: [&str; 15] = [
+    "file", "sheet", "row", "outcome", "client", "person", "deal", "task", "history", "invoice",
+    "payment", "entity", "field", "value", "error",
 ];
 
 /// What happened to one source row: exactly one of these.
@@ -84,8 +84,9 @@ pub struct RowLine {
     pub sheet: Option<String>,
     pub row: u64,
     pub outcome: Outcome,
-    /// CRM ids in the order client, person, deal, task, history.
-    pub ids: [Option<i64>; 5],
+    /// CRM ids in the order client, person, deal, task, history, invoice, payment (the
+    /// invoice row it paid).
+    pub ids: [Option<i64>; 7],
     pub entity: Option<String>,
     pub field: Option<String>,
     pub value: Option<String>,
@@ -337,7 +338,7 @@ mod tests {
                 sheet: None,
                 row,
                 outcome,
-                ids: [Some(1), None, None, None, None],
+                ids: [Some(1), None, None, None, None, None, None],
                 entity: None,
                 field: None,
                 value: None,
@@ -367,7 +368,7 @@ mod tests {
                 } else {
                     Outcome::Created
                 },
-                ids: [None; 5],
+                ids: [None; 7],
                 entity: None,
                 field: None,
                 value: None,

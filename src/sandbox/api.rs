@@ -30,8 +30,9 @@ pub struct AppState {
     pub deal_number: std::sync::atomic::AtomicI64,
     /// See [`super::Sandbox::set_fatal_on`].
     pub fatal_on: Mutex<Option<String>>,
-    /// See [`super::Sandbox::lose_answers_of`]: (path ending, answers still to lose).
-    pub lose_answers: Mutex<Option<(String, u32)>>,
+    /// See [`super::Sandbox::lose_answers_of`]: (path ending, answers still to lose), one per
+    /// path ending.
+    pub lose_answers: Mutex<Vec<(String, u32)>>,
     /// See [`super::emulate`].
     pub emulator: Option<super::emulate::Emulator>,
 }
@@ -113,12 +114,16 @@ impl AppState {
     /// Whether the answer to this request is to be lost ([`super::Sandbox::lose_answers_of`]).
     fn lose_answer(&self, path: &str) -> bool {
         let mut lose = self.lose_answers.lock().unwrap_or_else(|p| p.into_inner());
-        match lose.as_mut() {
-            Some((end, n)) if *n > 0 && path.trim_end_matches('/').ends_with(end.as_str()) => {
+        let path = path.trim_end_matches('/');
+        match lose
+            .iter_mut()
+            .find(|(end, n)| *n > 0 && path.ends_with(end.as_str()))
+        {
+            Some((_, n)) => {
                 *n -= 1;
                 true
             }
-            _ => false,
+            None => false,
         }
     }
 }

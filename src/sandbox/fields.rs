@@ -87,7 +87,7 @@ pub fn defaults(entity: Entity) -> Vec<(String, String)> {
         Entity::Task => dicts::TASK_FIELDS,
         Entity::History => dicts::HISTORY_FIELDS,
         // invoice has no `fields` action.
-        Entity::Invoice => "{}",
+        Entity::Invoice | Entity::Payment => "{}",
     };
     let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     v["data"]

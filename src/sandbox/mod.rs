@@ -146,7 +146,7 @@ impl Sandbox {
             store,
             deal_number: std::sync::atomic::AtomicI64::new(deal_number),
             fatal_on: Mutex::new(None),
-            lose_answers: Mutex::new(None),
+            lose_answers: Mutex::new(Vec::new()),
             login: config.login.clone(),
             apikey: config.apikey.clone(),
             faults: Mutex::new(faults::FaultState::new(config.faults.clone())),
@@ -251,13 +251,17 @@ impl Sandbox {
     /// The next `times` requests whose path ends with `path_end` (e.g. `"/task/doit"`) are
     /// processed and committed, then the connection is dropped unanswered (a lost answer, as
     /// `drop_after_commit` does at random): for testing what a client does when it cannot know
-    /// whether one particular call took effect.
+    /// whether one particular call took effect. Each path ending has its own count (a call
+    /// sets it, 0 switches it off), so a write's answer and the reads after it can be lost
+    /// together: a run that cannot tell, as one killed right after the write would be.
     pub fn lose_answers_of(&self, path_end: &str, times: u32) {
-        *self
+        let mut lose = self
             .state
             .lose_answers
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((path_end.to_string(), times));
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        lose.retain(|(end, _)| end != path_end);
+        lose.push((path_end.to_string(), times));
     }
 
     /// Rows stored for an entity, read directly from the store (includes rows the API hides,

@@ -554,6 +554,70 @@ const DEAL: &[FieldInfo] = &[
     ),
 ];
 
+/// What invoice/add takes (NOTES §12). `summa` is required by the import: without it the server
+/// invoices the whole deal, whatever is invoiced already. `date_plan` goes as `date.plan`.
+const INVOICE: &[FieldInfo] = &[
+    f("did", "ID сделки", Ref(Entity::Deal), None, &[]),
+    f(
+        "invoice",
+        "Номер счета",
+        Text,
+        None,
+        &["Номер счета", "Счет", "Invoice"],
+    ),
+    f(
+        "summa",
+        "Сумма",
+        Number,
+        None,
+        &["Сумма", "Сумма счета", "Amount"],
+    ),
+    f("date", "Дата счета", Date, None, &["Дата счета", "Дата"]),
+    f(
+        "date_plan",
+        "Плановая дата оплаты",
+        Date,
+        None,
+        &["Дата оплаты план", "Срок оплаты"],
+    ),
+    f(
+        "contract",
+        "Номер договора",
+        Text,
+        None,
+        &["Договор", "Номер договора"],
+    ),
+    f("nds", "НДС", Number, None, &["НДС"]),
+    f("tip", "Тип счета", Text, None, &[]),
+];
+
+/// A payment: the invoice it pays (its number, the `invoice` record of the same template as
+/// `crid`, or the deal and the amount), the amount and the day paid (NOTES §12: invoice/do).
+const PAYMENT: &[FieldInfo] = &[
+    f(
+        "invoice",
+        "Номер счета",
+        Text,
+        None,
+        &["Номер счета", "Счет"],
+    ),
+    f("did", "ID сделки", Ref(Entity::Deal), None, &[]),
+    f(
+        "summa",
+        "Сумма оплаты",
+        Number,
+        None,
+        &["Сумма", "Сумма оплаты", "Amount"],
+    ),
+    f(
+        "date",
+        "Дата оплаты",
+        Date,
+        None,
+        &["Дата оплаты", "Дата платежа"],
+    ),
+];
+
 /// The built-in field table of an entity. `template init --url` will later replace titles with
 /// what the server's `fields` action returns; matching code takes any `&[FieldInfo]`.
 pub fn known_fields(entity: Entity) -> &'static [FieldInfo] {
@@ -563,8 +627,8 @@ pub fn known_fields(entity: Entity) -> &'static [FieldInfo] {
         Entity::History => HISTORY,
         Entity::Task => TASK,
         Entity::Deal => DEAL,
-        // Invoices are exported, never imported: no field is matched to them.
-        Entity::Invoice => &[],
+        Entity::Invoice => INVOICE,
+        Entity::Payment => PAYMENT,
     }
 }
 

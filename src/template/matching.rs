@@ -79,6 +79,8 @@ pub fn default_probes(entity: Entity, mapped: &[&str]) -> Vec<Probe> {
             &["datum", "content"],
         ],
         Entity::Invoice => &[&["invoice", "did"]],
+        // Payments are not matched like records: `upload::payment` reads the invoice's rows.
+        Entity::Payment => &[],
     };
     let has = |f: &&str| mapped.contains(f) || implicit(entity, f);
     let mut out: Vec<Probe> = Vec::new();

@@ -242,7 +242,7 @@ pub struct Template {
     pub path: PathBuf,
     pub name: Option<String>,
     pub source: SourceOptions,
-    /// In upload order (`Entity::ALL`), one per entity type.
+    /// In upload order (`Entity::IMPORT`), one per entity type.
     pub entities: Vec<EntityTemplate>,
     /// Things that are legal but suspicious (a field the server does not know is silently dropped).
     pub warnings: Vec<String>,
@@ -416,9 +416,9 @@ impl Template {
                 .kind
                 .parse()
                 .map_err(|e: crate::crm::UnknownEntity| parse_err(e.to_string()))?;
-            if !Entity::ALL.contains(&entity) {
+            if !Entity::IMPORT.contains(&entity) {
                 return Err(parse_err(format!(
-                    "{entity} is read-only here (smbatch export {entity}); templates build client, person, deal, task and history"
+                    "{entity} is read-only here (smbatch export {entity}); templates build client, person, deal, task, history, invoice and payment"
                 )));
             }
             let ent_err = |message: String| TemplateError::Entity {
@@ -545,6 +545,7 @@ impl Template {
                 let p = parent(f);
                 firsts.iter().position(|x| *x == p).unwrap_or(0)
             });
+            money_rows(entity, &mut fields).map_err(ent_err)?;
             let mapped: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
             let probes =
                 matching::probes_for(entity, re.probes.as_deref(), &mapped).map_err(ent_err)?;
@@ -555,7 +556,7 @@ impl Template {
                 probes,
             });
         }
-        entities.sort_by_key(|e| Entity::ALL.iter().position(|x| *x == e.entity));
+        entities.sort_by_key(|e| Entity::IMPORT.iter().position(|x| *x == e.entity));
         // References must point at an entity this template builds, earlier in upload order.
         for e in &entities {
             for f in &e.fields {
@@ -585,6 +586,44 @@ impl Template {
 /// Whether the text has a `[users]` table (an empty one is a table still to be filled).
 fn s_has_users(text: &str) -> bool {
     text.lines().any(|l| l.trim() == "[users]")
+}
+
+/// Invoices and payments move money: an invoice without `summa` would be for the whole deal
+/// (the server's default, even when part is invoiced already, NOTES §12), a payment without one
+/// for the whole invoice. So the template must map `summa`, and a row without one is invalid. An
+/// invoice also needs its number (what it is matched by, so a second run adds nothing) and a
+/// payment the invoice it pays: its number, or the deal (then the amount picks the invoice).
+fn money_rows(entity: Entity, fields: &mut [FieldRule]) -> Result<(), String> {
+    if !matches!(entity, Entity::Invoice | Entity::Payment) {
+        return Ok(());
+    }
+    let has = |fields: &[FieldRule], n: &str| fields.iter().any(|f| f.name == n);
+    let Some(summa) = fields.iter_mut().find(|f| f.name == "summa") else {
+        return Err(match entity {
+            Entity::Invoice => "maps no `summa`: the CRM would invoice the whole deal (even what is invoiced already); map the invoice's amount, e.g. summa = \"Сумма\"".into(),
+            _ => "maps no `summa`: map the amount paid, e.g. summa = { column = \"Сумма\", check = \"number\" }".into(),
+        });
+    };
+    summa.required = true;
+    match entity {
+        Entity::Invoice => {
+            if !has(fields, "did") {
+                return Err(
+                    "maps no deal: link it with did = { ref = \"deal\" } (or a column of deal ids)"
+                        .into(),
+                );
+            }
+            if !has(fields, "invoice") {
+                return Err("maps no `invoice` number: invoices are matched by number and deal (so a second run adds none); map the number, e.g. invoice = \"Номер счета\"".into());
+            }
+        }
+        _ => {
+            if !has(fields, "invoice") && !has(fields, "did") {
+                return Err("names no invoice: map `invoice` (the invoice number as the CRM shows it) or `did` (the deal; the amount then picks its invoice)".into());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn build_field(
@@ -642,9 +681,9 @@ fn build_field(
         let target: Entity = r
             .parse()
             .map_err(|e: crate::crm::UnknownEntity| e.to_string())?;
-        let at = |e: Entity| Entity::ALL.iter().position(|x| *x == e);
+        let at = |e: Entity| Entity::IMPORT.iter().position(|x| *x == e);
         if at(target).is_none_or(|t| at(entity).is_none_or(|e| t >= e)) {
-            return Err(format!("a {entity} cannot reference a {target} (upload order is client, person, deal, task, history)"));
+            return Err(format!("a {entity} cannot reference a {target} (upload order is client, person, deal, task, history, invoice, payment)"));
         }
         if let Some(FieldKind::Ref(expected)) = info.map(|i| i.kind) {
             if expected != target {
@@ -861,15 +900,36 @@ mod tests {
     }
 
     #[test]
-    fn invoices_are_not_a_template_entity_nor_a_reference_target() {
-        let text = "[[entity]]\ntype = \"invoice\"\nkey = \"{Номер}\"\n[entity.fields]\ninvoice = \"Номер\"\n";
-        let e = Template::parse(Path::new("inv.toml"), text)
+    fn invoices_and_payments_need_their_sums_and_what_they_point_at() {
+        let parse = |text: &str| Template::parse(Path::new("inv.toml"), text);
+        let deal = "[[entity]]\ntype = \"deal\"\nkey = \"{Сделка}\"\n[entity.fields]\ntitle = \"Сделка\"\n";
+        // Without summa the CRM would invoice the whole deal: refused before any request.
+        let e = parse(&format!("{deal}[[entity]]\ntype = \"invoice\"\nkey = \"{{Номер}}\"\n[entity.fields]\ninvoice = \"Номер\"\ndid = {{ ref = \"deal\" }}\n"))
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("invoice is read-only here (smbatch export invoice)"),
+            e.contains("maps no `summa`") && e.contains("whole deal"),
             "{e}"
         );
+        let e = parse(&format!("{deal}[[entity]]\ntype = \"invoice\"\nkey = \"{{Номер}}\"\n[entity.fields]\nsumma = \"Сумма\"\ndid = {{ ref = \"deal\" }}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("maps no `invoice` number"), "{e}");
+        let t = parse(&format!("[[entity]]\ntype = \"payment\"\nkey = \"{{Номер}}/{{Сумма}}\"\n[entity.fields]\ninvoice = \"Номер\"\nsumma = {{ column = \"Сумма\", check = \"number\" }}\ndate = {{ column = \"Дата\", date = [\"%d.%m.%Y\"] }}\n{deal}[[entity]]\ntype = \"invoice\"\nkey = \"{{Номер}}\"\n[entity.fields]\ninvoice = \"Номер\"\nsumma = \"Сумма\"\ndid = {{ ref = \"deal\" }}\n")).unwrap();
+        let order: Vec<Entity> = t.entities.iter().map(|e| e.entity).collect();
+        assert_eq!(order, [Entity::Deal, Entity::Invoice, Entity::Payment]);
+        let summa = t.entities[2]
+            .fields
+            .iter()
+            .find(|f| f.name == "summa")
+            .unwrap();
+        assert!(summa.required, "a payment row without an amount is invalid");
+        let e = parse(
+            "[[entity]]\ntype = \"payment\"\nkey = \"{С}\"\n[entity.fields]\nsumma = \"С\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("names no invoice"), "{e}");
         let text = "[[entity]]\ntype = \"deal\"\nkey = \"{N}\"\n[entity.fields]\ntitle = \"N\"\nclid = { ref = \"invoice\" }\n";
         let e = Template::parse(Path::new("d.toml"), text)
             .unwrap_err()

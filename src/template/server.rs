@@ -275,6 +275,11 @@ impl ServerFacts {
     ) -> Result<ServerFacts, CrmError> {
         let mut facts = ServerFacts::default();
         for e in &template.entities {
+            // invoice has no `fields` action (a payment is written through invoice/do): their
+            // fields are the ones invoice/add and invoice/do take (`template::fields`).
+            if matches!(e.entity, Entity::Invoice | Entity::Payment) {
+                continue;
+            }
             facts
                 .fields
                 .insert(e.entity, client.fields(e.entity, policy).await?);

@@ -17,6 +17,10 @@
 //! the same step again is 302), so each one is journaled (`actions` table, state `sent`) before
 //! it is sent; after a lost answer — in this run or an earlier one — the record is read back
 //! (`info`) to see whether the action took effect before it is sent again.
+//!
+//! A payment (`upload::payment`) is the same kind of action: `invoice/do` on the invoice row it
+//! pays, journaled here like the others and read back (`invoice/info`: paid flag) after a lost
+//! answer, never resent blindly.
 
 use super::journal::{State, Update};
 use super::{change, Ctx, UploadError};
@@ -54,6 +58,8 @@ pub enum Kind {
     ChangeStep,
     Close,
     Doit,
+    /// `invoice/do`: pay an invoice row (a payment record).
+    Pay,
 }
 
 impl Kind {
@@ -64,6 +70,7 @@ impl Kind {
             Kind::ChangeStep => "change.step",
             Kind::Close => "close",
             Kind::Doit => "doit",
+            Kind::Pay => "do",
         }
     }
 }
@@ -75,6 +82,21 @@ pub struct Action {
     pub body: Map<String, Value>,
     /// `info` field (a `.`-path) and the text it holds once the action took effect.
     effect: (&'static str, String),
+}
+
+impl Action {
+    /// Pay `summa` on the unpaid invoice row `crid`; once done the row reads paid (`do` = on).
+    pub fn pay(crid: i64, summa: crate::values::Money) -> Action {
+        let mut body = Map::new();
+        body.insert("id".into(), Value::from(crid));
+        // Plain, two decimals: the server reads "2 000,00" as 2.00 (NOTES §12).
+        body.insert("summa".into(), Value::from(summa.fixed2(false)));
+        Action {
+            kind: Kind::Pay,
+            body,
+            effect: ("do", "on".into()),
+        }
+    }
 }
 
 /// What a matched record needs: the update of its plain fields (if any differ), then actions.
@@ -259,6 +281,12 @@ pub fn plan(
                 ));
             }
         }
+        Entity::Invoice if !changed.is_empty() => {
+            return Err(change::Unsafe(format!(
+                "the CRM's invoice differs in {} but the API has no invoice update: not changed (edit it in the CRM)",
+                changed.join(", ")
+            )));
+        }
         Entity::Person | Entity::Client => {
             // person/update ignores a login: the owner goes as its numeric id (NOTES §5).
             if let Some(login) = payload.remove("user").map(|v| value_text(&v)) {
@@ -341,7 +369,7 @@ pub(super) async fn send(
 }
 
 /// How one action ended.
-enum Done {
+pub(super) enum Done {
     /// Took effect (`resolved`: its answer was lost and the read-back found it done).
     Applied {
         resolved: bool,
@@ -381,6 +409,45 @@ fn put_state(
     })
 }
 
+/// The journaled action of this record of `kind`, whatever record of the CRM it went to: its
+/// CRM id and state (a payment's row is chosen anew each run, so the id is not known before).
+pub(super) fn journaled_any(
+    ctx: &Ctx,
+    entity: Entity,
+    key: &str,
+    kind: Kind,
+) -> Result<Option<(i64, String)>, UploadError> {
+    let journal = ctx.journal_lock();
+    journal
+        .conn
+        .query_row(
+            "SELECT crm_id, state FROM actions WHERE entity = ?1 AND key = ?2 AND action = ?3",
+            params![entity.as_str(), key, kind.action()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(|e| UploadError::journal(journal.path(), e))
+}
+
+/// CRM ids that `kind` actions of `entity` were sent to or took effect on (any record).
+pub(super) fn acted_on(
+    ctx: &Ctx,
+    entity: Entity,
+    kind: Kind,
+) -> Result<Vec<(String, i64)>, UploadError> {
+    let journal = ctx.journal_lock();
+    let read = || -> rusqlite::Result<Vec<(String, i64)>> {
+        let mut st = journal.conn.prepare(
+            "SELECT key, crm_id FROM actions WHERE entity = ?1 AND action = ?2 AND state IN ('sent', 'done')",
+        )?;
+        let rows = st.query_map(params![entity.as_str(), kind.action()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        rows.collect()
+    };
+    read().map_err(|e| UploadError::journal(journal.path(), e))
+}
+
 /// The journaled state of an action of this record, if one was journaled.
 fn journaled(
     ctx: &Ctx,
@@ -402,10 +469,15 @@ fn journaled(
 }
 
 /// Read the record back: has the action taken effect? `Err` when it cannot be read.
-async fn took_effect(ctx: &Ctx, entity: Entity, crm_id: i64, a: &Action) -> Result<bool, CrmError> {
+pub(super) async fn took_effect(
+    ctx: &Ctx,
+    entity: Entity,
+    crm_id: i64,
+    a: &Action,
+) -> Result<bool, CrmError> {
     let info = ctx
         .client
-        .info(entity, crm_id, &[], &ctx.opts.lookup_retry)
+        .info(entity.api_entity(), crm_id, &[], &ctx.opts.lookup_retry)
         .await?;
     let data = info.get("data").unwrap_or(&info);
     let (path, want) = &a.effect;
@@ -419,14 +491,14 @@ async fn took_effect(ctx: &Ctx, entity: Entity, crm_id: i64, a: &Action) -> Resu
 
 /// Send one action, journaled before it goes; after a lost answer the record is read back
 /// before anything is sent again.
-async fn run_action(
+pub(super) async fn run_action(
     ctx: &Ctx,
     entity: Entity,
     key: &str,
     crm_id: i64,
     a: &Action,
 ) -> Result<Done, UploadError> {
-    let action = format!("{entity}/{}", a.kind.action());
+    let action = format!("{}/{}", entity.api_entity(), a.kind.action());
     // An earlier run sent it and never heard back: look first.
     let mut look_first = journaled(ctx, entity, key, a, crm_id)?.as_deref() == Some("sent");
     let mut tries = ctx.opts.retry.tries();
@@ -452,8 +524,11 @@ async fn run_action(
         let result = ctx
             .observed(
                 started,
-                ctx.client
-                    .call(entity, a.kind.action(), &Value::Object(a.body.clone())),
+                ctx.client.call(
+                    entity.api_entity(),
+                    a.kind.action(),
+                    &Value::Object(a.body.clone()),
+                ),
             )
             .await;
         match result {

@@ -395,6 +395,8 @@ impl Journal {
                      AND state IN ('created', 'existing', 'updated', 'unchanged'))",
                 [entity.as_str()],
             )?;
+            // Only what was stored: a record an earlier run deleted stays that run's deletion
+            // (an empty CRM is what the delete left; a second delete deletes nothing).
             tx.execute(
                 "UPDATE records SET state = 'pending', crm_id = NULL, error = NULL
                  WHERE entity = ?1 AND state IN ('created', 'existing', 'updated', 'unchanged')",

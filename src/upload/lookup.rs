@@ -34,8 +34,9 @@ pub async fn find(
         Entity::Person => find_persons(client, wanted, policy).await,
         Entity::History => find_history(client, wanted, policy).await,
         Entity::Task => find_tasks(client, wanted, policy).await,
-        Entity::Invoice => Err(CrmError::Setup(
-            "invoices are exported only; they are not looked up for an import".into(),
+        Entity::Invoice => find_invoices(client, wanted, policy).await,
+        Entity::Payment => Err(CrmError::Setup(
+            "payments are not added: upload::payment reads the invoice instead".into(),
         )),
     }
 }
@@ -245,6 +246,49 @@ async fn find_history(
                     found.insert(w.key.to_string(), cid);
                     break;
                 }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Invoices: the deal's invoices (`invoice/list` by `did`, 30 a page, pages from 1), the one with
+/// the record's number; a partial payment's remainder row has the same number, so the oldest.
+async fn find_invoices(
+    client: &CrmClient,
+    wanted: &[Wanted<'_>],
+    policy: &RetryPolicy,
+) -> Result<HashMap<String, i64>, CrmError> {
+    let mut found = HashMap::new();
+    for w in wanted {
+        let number = value_text_of(w.payload.get("invoice"));
+        let Some(did) = value_id(w.payload.get("did")) else {
+            continue;
+        };
+        if number.trim().is_empty() {
+            continue;
+        }
+        let mut params = Map::new();
+        params.insert("did".into(), json!(did));
+        params.insert("order".into(), json!("datum"));
+        params.insert("first".into(), json!("old"));
+        let first = Entity::Invoice.first_offset();
+        for page in first..first + MAX_PAGES {
+            let p = client
+                .list_page(Entity::Invoice, &params, page, policy)
+                .await?;
+            let hit = p
+                .rows
+                .iter()
+                .filter(|r| value_text_of(r.get("invoice")).trim() == number.trim())
+                .filter_map(|r| value_id(r.get("crid")))
+                .min();
+            if let Some(crid) = hit {
+                found.insert(w.key.to_string(), crid);
+                break;
+            }
+            if p.rows.len() < Entity::Invoice.list_page_size() {
+                break;
             }
         }
     }

@@ -14,6 +14,7 @@ pub mod journal;
 pub mod limit;
 pub mod lookup;
 pub mod matching;
+pub mod payment;
 pub mod plan;
 pub mod planstore;
 
@@ -267,9 +268,10 @@ impl Uploader {
     /// through the ids matched before). A delete does this before anything is sent, so its
     /// backup holds every record it will delete.
     pub async fn match_all(&mut self) -> Result<(), UploadError> {
-        for entity in Entity::ALL {
+        for entity in Entity::IMPORT {
             let (all, _) = self.journal().plan_progress(entity)?;
-            if all > 0 {
+            // Payments are decided against the invoice when they are paid, not matched.
+            if all > 0 && entity != Entity::Payment {
                 matching::match_entity(&self.ctx, entity).await?;
             }
         }
@@ -288,20 +290,27 @@ impl Uploader {
         if self.ctx.opts.mode == Mode::Delete {
             return self.run_delete().await;
         }
-        for entity in Entity::ALL {
+        for entity in Entity::IMPORT {
             let (all, _) = self.journal().plan_progress(entity)?;
             if all == 0 {
                 continue;
             }
-            // Match before create: what the CRM already holds decides what is sent.
-            matching::match_entity(&self.ctx, entity).await?;
-            if self.ctx.opts.dry_run {
+            // Match before create: what the CRM already holds decides what is sent. A payment
+            // is decided against its invoice's rows when it is paid (`payment`).
+            if entity != Entity::Payment {
+                matching::match_entity(&self.ctx, entity).await?;
+            }
+            if self.ctx.opts.dry_run && entity != Entity::Payment {
                 continue;
             }
             let (all, done) = self.journal().plan_progress(entity)?;
             let progress = Progress::new(entity.as_str(), Some(all), self.ctx.opts.quiet);
             progress.inc(done);
-            let result = self.run_entity(entity, &progress).await;
+            let result = if entity == Entity::Payment {
+                payment::pay_entity(&self.ctx, &progress).await
+            } else {
+                self.run_entity(entity, &progress).await
+            };
             progress.finish();
             result?;
             if self.ctx.stop.load(Ordering::SeqCst) {
@@ -554,6 +563,13 @@ fn payload(
             _ => return Ok(Err(format!("{} '{}' was not created", r.entity, r.key))),
         }
     }
+    // invoice/add reads the planned payment day as `date.plan` (a dotted template name would
+    // be an object field's leaf).
+    if entity == Entity::Invoice {
+        if let Some(v) = p.remove("date_plan") {
+            p.insert("date.plan".into(), v);
+        }
+    }
     // Clients and deals carry an external id: our key, so a lost answer can be looked up.
     if matches!(entity, Entity::Client | Entity::Deal)
         && p.get("uid").is_none_or(|v| v.is_null() || v == "")
@@ -612,10 +628,28 @@ async fn send(ctx: &Ctx, entity: Entity, items: &[Item]) -> Result<Vec<ItemOutco
     } else {
         let mut out = Vec::with_capacity(items.len());
         for i in items {
-            out.push(ctx.client.add(entity, &i.payload).await?);
+            match ctx.client.add(entity, &i.payload).await {
+                Err(e) if entity == Entity::Invoice && no_specification(&e) => {
+                    out.push(ItemOutcome::Failed {
+                        code: None,
+                        text: format!(
+                            "deal {} has no specification (speka): the CRM cannot invoice it (invoice/add dies with a DivisionByZeroError). Add the deal's products in the CRM, or create the deal with a speka, then run again",
+                            i.payload.get("did").map(crate::values::value_text).unwrap_or_default()
+                        ),
+                    })
+                }
+                r => out.push(r?),
+            }
         }
         Ok(out)
     }
+}
+
+/// invoice/add on a deal without a specification: the server dies dividing by the spec's sum
+/// (NOTES §12). Nothing is stored, and sending it again dies again.
+fn no_specification(e: &CrmError) -> bool {
+    e.server_fatal()
+        .is_some_and(|m| m.contains("DivisionByZeroError"))
 }
 
 /// Send one chunk until every record in it is settled or attempts run out. Returns the updates

@@ -18,6 +18,7 @@ mod matching;
 mod memory;
 mod migrate;
 mod owners;
+mod payments;
 mod props;
 mod reconcile;
 mod sandbox;

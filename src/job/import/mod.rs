@@ -182,6 +182,20 @@ impl ImportJob {
             return Err(Error::Usage("--chunk must be at least 1".into()));
         }
         let template = Template::load(&self.template)?;
+        if self.mode == Mode::Delete {
+            if let Some(e) = template
+                .entities
+                .iter()
+                .find(|e| matches!(e.entity, Entity::Invoice | Entity::Payment))
+            {
+                return Err(Error::Usage(format!(
+                    "{}: smbatch delete does not delete {}s (the API has no invoice delete, and a payment cannot be undone); leave the [[entity]] of type \"{}\" out of the delete's template",
+                    self.template.display(),
+                    e.entity,
+                    e.entity
+                )));
+            }
+        }
         let opts = self.source.options(Some(&template.source))?;
         let only = self.rows_to_retry()?;
 
@@ -477,7 +491,7 @@ impl ImportJob {
         run: RunInfo,
     ) -> Result<Summary> {
         let mut entities = BTreeMap::new();
-        for e in Entity::ALL {
+        for e in Entity::IMPORT {
             let c = counts.get(&e).cloned().unwrap_or_default();
             let rc = planned
                 .totals
@@ -534,6 +548,8 @@ impl ImportJob {
                             .is_none_or(|e| matches!(e.state, crate::upload::State::Pending));
                         if todo {
                             let crm_id = rec.entry.as_ref().and_then(|e| e.crm_id);
+                            // A payment's note says what it would pay, and on which invoice.
+                            let note = rec.entry.as_ref().and_then(|e| e.error.clone());
                             rec.entry = Some(crate::upload::Entry {
                                 state: if crm_id.is_some() && self.mode == Mode::Delete {
                                     crate::upload::State::Deleted
@@ -543,7 +559,7 @@ impl ImportJob {
                                     crate::upload::State::Created
                                 },
                                 crm_id,
-                                error: None,
+                                error: note.filter(|_| rec.entity == Entity::Payment),
                                 resolved: false,
                             });
                         }

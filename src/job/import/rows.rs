@@ -44,7 +44,7 @@ pub fn row_line(r: &PlannedRow, records: &[RecordOutcome]) -> RowLine {
         sheet: r.pos.sheet.as_ref().map(|s| s.to_string()),
         row: r.pos.row,
         outcome: Outcome::Skipped,
-        ids: [None; 5],
+        ids: [None; 7],
         entity: None,
         field: None,
         value: None,
@@ -72,7 +72,7 @@ pub fn row_line(r: &PlannedRow, records: &[RecordOutcome]) -> RowLine {
     // A record's trouble replaces the invalid-part message: it is what needs acting on first.
     let mut trouble: Option<(Entity, String, String)> = None;
     for rec in records {
-        let slot = Entity::ALL
+        let slot = Entity::IMPORT
             .iter()
             .position(|e| *e == rec.entity)
             .unwrap_or(0);
@@ -138,11 +138,24 @@ pub fn row_line(r: &PlannedRow, records: &[RecordOutcome]) -> RowLine {
             }
         }
     }
+    // A payment made or found: the CRM keeps no payment date (invoice/do drops it), so the
+    // line says what was paid, when, and on which invoice.
+    let paid_note = records.iter().find_map(|rec| {
+        let e = rec.entry.as_ref()?;
+        (rec.entity == Entity::Payment && matches!(e.state, State::Created | State::Existing))
+            .then(|| e.error.clone())
+            .flatten()
+            .map(|n| (rec.key.clone(), n))
+    });
     if let Some((entity, key, error)) = trouble {
         line.entity = Some(entity.to_string());
         line.field = None;
         line.value = Some(key);
         line.error = Some(error);
+    } else if let Some((key, note)) = paid_note.filter(|_| r.invalid.is_none()) {
+        line.entity = Some(Entity::Payment.to_string());
+        line.value = Some(key);
+        line.error = Some(note);
     }
     line.outcome = if failed > 0 {
         Outcome::Failed

@@ -318,7 +318,7 @@ fn fatal(state: &AppState, call: &Call, action: Action) -> Option<String> {
                 Entity::History => "History",
                 Entity::Task => "Todo",
                 Entity::Deal => "Deal",
-                Entity::Invoice => "Invoice",
+                Entity::Invoice | Entity::Payment => "Invoice",
             };
             return Some(super::faults::value_type_error(class));
         }

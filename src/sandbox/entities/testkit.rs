@@ -36,7 +36,7 @@ impl Crm {
                 faults: Mutex::new(FaultState::new(FaultConfig::default())),
                 deal_number: std::sync::atomic::AtomicI64::new(deal_number),
                 fatal_on: Mutex::new(None),
-                lose_answers: Mutex::new(None),
+                lose_answers: Mutex::new(Vec::new()),
                 emulator: None,
             },
             key: KEY,

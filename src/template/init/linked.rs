@@ -134,7 +134,8 @@ pub fn propose(headers: &[String], rows: &[(u64, Vec<String>)], opts: &Options) 
         Entity::Person => has(&roles, e, "person") || person_from_parts,
         Entity::History => has(&roles, e, "content"),
         Entity::Deal | Entity::Task => has(&roles, e, "title"),
-        Entity::Invoice => false,
+        // Money moves from files of their own (templates/invoices.toml, payments.toml).
+        Entity::Invoice | Entity::Payment => false,
     };
     let mut ents: Vec<Ent> = Entity::ALL
         .iter()

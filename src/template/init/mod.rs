@@ -107,7 +107,7 @@ pub fn starter_template(
             let want = match entity {
                 Entity::Person => "person",
                 Entity::Client | Entity::Task | Entity::Deal => "title",
-                Entity::Invoice => "invoice",
+                Entity::Invoice | Entity::Payment => "invoice",
                 Entity::History => "content",
             };
             headers
