@@ -43,7 +43,7 @@ pub struct SandboxArgs {
     #[arg(long)]
     pub faults: Option<String>,
     /// Answer as slowly as a real server: a preset (real-2core, big, shared-hosting) and/or
-    /// settings, e.g. "real-2core" or "workers=8,cores=2,request_ms=11,row_ms=1.4,wait_ms=20,seed=1"
+    /// settings, e.g. "real-2core" or "workers=8,cores=2,request_ms=11,row_ms=1.4,wait_ms=20,wait_row_ms=1,seed=1"
     #[arg(long, value_name = "PRESET|SETTINGS")]
     pub emulate: Option<String>,
     /// Switch on a field with its title, as a CRM administrator does, e.g.
@@ -194,8 +194,8 @@ fn print_banner(
     }
     if let Some(e) = emulate {
         println!(
-            "  emulate:  {} workers, {} cores, {} ms + {} ms/row CPU, {} ms wait per request",
-            e.workers, e.cores, e.request_ms, e.row_ms, e.wait_ms
+            "  emulate:  {} workers, {} cores, {} ms + {} ms/row CPU, {} ms + {} ms/row wait per request",
+            e.workers, e.cores, e.request_ms, e.row_ms, e.wait_ms, e.wait_row_ms
         );
     }
     println!(

@@ -695,6 +695,44 @@ pub fn field_info(entity: Entity, name: &str) -> Option<&'static FieldInfo> {
     known_fields(entity).iter().find(|f| f.name == name)
 }
 
+/// Invoices and payments move money: an invoice without `summa` would be for the whole deal
+/// (the server's default, even when part is invoiced already, NOTES §12), a payment without one
+/// for the whole invoice. So the template must map `summa`, and a row without one is invalid. An
+/// invoice also needs its number (what it is matched by, so a second run adds nothing) and a
+/// payment the invoice it pays: its number, or the deal (then the amount picks the invoice).
+pub(super) fn money_rows(entity: Entity, fields: &mut [super::FieldRule]) -> Result<(), String> {
+    if !matches!(entity, Entity::Invoice | Entity::Payment) {
+        return Ok(());
+    }
+    let has = |fields: &[super::FieldRule], n: &str| fields.iter().any(|f| f.name == n);
+    let Some(summa) = fields.iter_mut().find(|f| f.name == "summa") else {
+        return Err(match entity {
+            Entity::Invoice => "maps no `summa`: the CRM would invoice the whole deal (even what is invoiced already); map the invoice's amount, e.g. summa = \"Сумма\"".into(),
+            _ => "maps no `summa`: map the amount paid, e.g. summa = { column = \"Сумма\", check = \"number\" }".into(),
+        });
+    };
+    summa.required = true;
+    match entity {
+        Entity::Invoice => {
+            if !has(fields, "did") {
+                return Err(
+                    "maps no deal: link it with did = { ref = \"deal\" } (or a column of deal ids)"
+                        .into(),
+                );
+            }
+            if !has(fields, "invoice") {
+                return Err("maps no `invoice` number: invoices are matched by number and deal (so a second run adds none); map the number, e.g. invoice = \"Номер счета\"".into());
+            }
+        }
+        _ => {
+            if !has(fields, "invoice") && !has(fields, "did") {
+                return Err("names no invoice: map `invoice` (the invoice number as the CRM shows it) or `did` (the deal; the amount then picks its invoice)".into());
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

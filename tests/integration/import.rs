@@ -454,6 +454,13 @@ fn ten_thousand_persons_and_history_arrive_exactly_once_under_faults() {
         ],
     );
     let mut summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let resolved = |s: &serde_json::Value| {
+        s["entities"]["person"]["ambiguous_resolved"]
+            .as_u64()
+            .unwrap()
+    };
+    // Lost answers found again, over both runs (a second run counts only its own).
+    let mut found_again = resolved(&summary);
     if out.status.code() != Some(0) {
         // Records whose retries ran out stay ambiguous in the journal; the documented remedy is
         // to run again, which must settle them without duplicates.
@@ -471,12 +478,10 @@ fn ten_thousand_persons_and_history_arrive_exactly_once_under_faults() {
         );
         assert_eq!(again.status.code(), Some(0), "{}", say(&again));
         summary = serde_json::from_slice(&again.stdout).unwrap();
+        found_again += resolved(&summary);
     }
     assert!(
-        summary["entities"]["person"]["ambiguous_resolved"]
-            .as_u64()
-            .unwrap()
-            > 0,
+        found_again > 0,
         "drop-after-commit must have been exercised: {summary}"
     );
     assert_exactly_once(&sb, n);
