@@ -437,4 +437,34 @@ mod tests {
         assert!(percent_decode("%FF").is_err());
         assert_eq!(percent_decode("100%").ok().unwrap(), "100%");
     }
+
+    fn json_call(path: &str, body: Value) -> Call {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        decode(path, "", &headers, body.to_string().as_bytes())
+            .ok()
+            .flatten()
+            .expect("a known method")
+    }
+
+    /// The emulated server charges a single-record write (person/update, a read-modify-write's
+    /// full body) like a one-row request, and a batch by its rows: updates are not free.
+    #[test]
+    fn emulated_cost_of_a_single_update_is_one_row_and_of_a_batch_its_rows() {
+        let update = json_call(
+            "/developer/v3/person/update",
+            json!({"pid": 7, "person": "Иван Петров", "ptitle": "Директор", "tel": "+7 342 200",
+                   "mail": "i@example.ru", "iduser": 1, "clid": 3}),
+        );
+        assert_eq!(update.action, "update");
+        assert_eq!(call_rows(&update), 1);
+        let rows: Vec<Value> = (0..100)
+            .map(|i| json!({"person": format!("Сотрудник {i}")}))
+            .collect();
+        let batch = json_call("/developer/v3/person/add.list", json!({ "persons": rows }));
+        assert_eq!(call_rows(&batch), 100);
+    }
 }
