@@ -12,7 +12,7 @@
 use smbatch::source::{self, SourceOptions};
 use smbatch::template::check_row;
 use smbatch::template::validation::Tally;
-use smbatch::template::{map_file_with, MapOptions, Template};
+use smbatch::template::{map_file_view, MapOptions, Template};
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
@@ -153,7 +153,7 @@ fn validate(path: &Path, template: &Template) -> (u64, u64, f64, f64) {
         &mapper.entities(),
         vec![],
     );
-    let rows = map_file_with(src, MapOptions::default(), move |row| {
+    let rows = map_file_view(src, MapOptions::default(), move |row| {
         check_row(&mapper, row, false, &[])
     });
     let mut rows = rows.peekable();

@@ -7,7 +7,7 @@ use crate::source::{self, display, escape, SourceOverrides};
 use crate::template::dictionaries::Dictionaries;
 use crate::template::server::{self as srv, Observed, ServerFacts, ServerFinding};
 use crate::template::validation::{ReportWriter, Tally, ValidationSummary};
-use crate::template::{check_row, map_file_with, CheckedRow, MapOptions, Severity, Template};
+use crate::template::{check_row, map_file_view, CheckedRow, MapOptions, Severity, Template};
 use crate::{Exit, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -129,7 +129,7 @@ impl ValidateJob {
         let mut hidden = 0u64;
         let keep_rows = report.is_active();
         let worker_mapper = Arc::clone(&mapper);
-        let rows = map_file_with(src, MapOptions::default(), move |row| {
+        let rows = map_file_view(src, MapOptions::default(), move |row| {
             check_row(&worker_mapper, row, keep_rows, &watch_cols)
         });
         let mut rows = rows.peekable();

@@ -336,6 +336,30 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
+/// The UTF-8 of bytes 0x80..=0xFF in Windows-1251 (what encoding_rs decodes each to, U+FFFD
+/// where it has none) and its length, for decoding cells without a decoder call per cell.
+fn single_byte_table(enc: &'static encoding_rs::Encoding) -> Option<&'static [([u8; 3], u8); 128]> {
+    static CP1251: std::sync::OnceLock<[([u8; 3], u8); 128]> = std::sync::OnceLock::new();
+    if enc != encoding_rs::WINDOWS_1251 {
+        return None;
+    }
+    Some(CP1251.get_or_init(|| {
+        let mut t = [([0u8; 3], 0u8); 128];
+        for (i, slot) in t.iter_mut().enumerate() {
+            let byte = [0x80 + i as u8];
+            let (text, _) = enc.decode_without_bom_handling(&byte);
+            let mut chars = text.chars();
+            let c = match (chars.next(), chars.next()) {
+                (Some(one), None) => one,
+                _ => '\u{FFFD}',
+            };
+            let n = c.encode_utf8(&mut slot.0).len();
+            slot.1 = n as u8;
+        }
+        t
+    }))
+}
+
 /// A CSV field as text; bytes that are not UTF-8 are replaced and reported.
 pub(crate) fn cell_text(
     field: &[u8],
@@ -343,19 +367,53 @@ pub(crate) fn cell_text(
     decoder: Option<&'static encoding_rs::Encoding>,
     issues: &mut Vec<CellIssue>,
 ) -> String {
+    let mut out = Vec::new();
+    push_cell_text(field, column, decoder, &mut out, issues);
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// [`cell_text`] as UTF-8 appended to `out` (no allocation once `out` is big enough). Only
+/// valid UTF-8 is ever appended.
+pub(crate) fn push_cell_text(
+    field: &[u8],
+    column: usize,
+    decoder: Option<&'static encoding_rs::Encoding>,
+    out: &mut Vec<u8>,
+    issues: &mut Vec<CellIssue>,
+) {
     if let Some(enc) = decoder {
-        return enc.decode_without_bom_handling(field).0.into_owned();
+        if let Some(table) = single_byte_table(enc) {
+            // Room for the longest output, written by index, then cut to what was written.
+            let start = out.len();
+            out.resize(start + field.len() * 3, 0);
+            let mut w = start;
+            for &b in field {
+                if b < 0x80 {
+                    out[w] = b;
+                    w += 1;
+                } else {
+                    let (utf8, n) = table[usize::from(b - 0x80)];
+                    out[w..w + 3].copy_from_slice(&utf8);
+                    w += usize::from(n);
+                }
+            }
+            out.truncate(w);
+            return;
+        }
+        let (text, _) = enc.decode_without_bom_handling(field);
+        out.extend_from_slice(text.as_bytes());
+        return;
     }
     match std::str::from_utf8(field) {
-        Ok(s) => s.to_string(),
+        Ok(_) => out.extend_from_slice(field),
         Err(_) => {
-            let s = String::from_utf8_lossy(field).into_owned();
+            let s = String::from_utf8_lossy(field);
+            out.extend_from_slice(s.as_bytes());
             issues.push(CellIssue {
                 column: Some(column),
-                value: s.clone(),
+                value: s.into_owned(),
                 message: "bytes that are not valid UTF-8 (is the file Windows-1251? try --encoding windows-1251)".into(),
             });
-            s
         }
     }
 }
@@ -474,19 +532,71 @@ mod tests {
             .unwrap()
             .map(|r| r.unwrap())
             .collect();
-        let mut src = CsvSource::open(&p, &opts).unwrap();
-        let mut got = Vec::new();
+        let (got, viewed) = raw_rows(&p, &opts);
+        assert_eq!(got, want);
+        assert_eq!(viewed, want);
+        assert_eq!(want.len(), 5);
+        assert!(want[1..4].iter().all(|r| !r.issues.is_empty()), "{want:?}");
+    }
+
+    /// A file's rows through `read_raw`: built with `row`, and decoded into one reused buffer
+    /// with `decode_row` (what `validate` reads).
+    fn raw_rows(p: &Path, opts: &SourceOptions) -> (Vec<Row>, Vec<Row>) {
+        let mut src = CsvSource::open(p, opts).unwrap();
+        let (mut got, mut viewed) = (Vec::new(), Vec::new());
+        let (mut text, mut ends) = (Vec::new(), Vec::new());
         loop {
             let raw = src.read_raw(2).unwrap();
             assert!(raw.error.is_none());
-            got.extend((0..raw.batch.len()).map(|i| raw.batch.row(i)));
+            for i in 0..raw.batch.len() {
+                got.push(raw.batch.row(i));
+                let mut issues = Vec::new();
+                let pos = raw.batch.pos(i);
+                let cells = raw.batch.decode_row(i, &mut text, &mut ends, &mut issues);
+                let view = super::super::RowView {
+                    pos: &pos,
+                    cells,
+                    issues: &issues,
+                };
+                viewed.push(view.to_row());
+            }
             if raw.eof {
                 break;
             }
         }
-        assert_eq!(got, want);
-        assert_eq!(want.len(), 5);
-        assert!(want[1..4].iter().all(|r| !r.issues.is_empty()), "{want:?}");
+        (got, viewed)
+    }
+
+    #[test]
+    fn cp1251_cells_decode_every_byte_as_encoding_rs_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("cp.csv");
+        // Every byte but the delimiter, quote and line breaks, in runs mixed with ASCII.
+        let all: Vec<u8> = (1..=255u8)
+            .filter(|b| ![b';', b'"', b'\n', b'\r'].contains(b))
+            .collect();
+        let mut file = b"\xC8\xEC\xFF;b\n".to_vec();
+        file.extend_from_slice(&all);
+        file.extend_from_slice(b";x\xE0y\n\xC0\xC1;\n\xF1\xF2\xF3;1;\xFF\n");
+        std::fs::write(&p, &file).unwrap();
+        let opts = SourceOptions::default();
+        let (got, viewed) = raw_rows(&p, &opts);
+        let dec = |b: &[u8]| {
+            encoding_rs::WINDOWS_1251
+                .decode_without_bom_handling(b)
+                .0
+                .into_owned()
+        };
+        assert_eq!(got[0].cells, [dec(&all), "xаy".to_string()]);
+        assert_eq!(got[1].cells, ["АБ", ""]);
+        assert_eq!(got[2].cells, ["сту", "1"]);
+        assert_eq!(got[2].issues[0].value, "я");
+        assert_eq!(viewed, got);
+        let want: Vec<Row> = CsvSource::open(&p, &opts)
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(want, got);
     }
 
     #[test]

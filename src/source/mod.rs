@@ -62,7 +62,80 @@ pub struct Row {
 impl Row {
     /// A row with nothing but whitespace in it (spreadsheets are full of them).
     pub fn is_blank(&self) -> bool {
+        self.view().is_blank()
+    }
+
+    /// The row borrowed, as the mapper reads it.
+    pub fn view(&self) -> RowView<'_> {
+        RowView {
+            pos: &self.pos,
+            cells: Cells::Owned(&self.cells),
+            issues: &self.issues,
+        }
+    }
+}
+
+/// A row's cells, borrowed: either a row's own strings, or one decoded text with each cell's end
+/// in it (how CSV batches are read: one buffer a worker reuses, not a string per cell).
+#[derive(Debug, Clone, Copy)]
+pub enum Cells<'a> {
+    Owned(&'a [String]),
+    /// Cells `0..ends.len()` are `text[ends[i-1]..ends[i]]`; cells up to `width` after them are
+    /// empty (a short row).
+    Packed {
+        text: &'a str,
+        ends: &'a [usize],
+        width: usize,
+    },
+}
+
+impl<'a> Cells<'a> {
+    /// How many cells the row has (the header's width).
+    pub fn width(&self) -> usize {
+        match *self {
+            Cells::Owned(c) => c.len(),
+            Cells::Packed { width, .. } => width,
+        }
+    }
+
+    /// Cell `i`; empty past the row's end.
+    #[inline]
+    pub fn get(&self, i: usize) -> &'a str {
+        match *self {
+            Cells::Owned(c) => c.get(i).map_or("", String::as_str),
+            Cells::Packed { text, ends, .. } => match ends.get(i) {
+                Some(&end) => &text[if i == 0 { 0 } else { ends[i - 1] }..end],
+                None => "",
+            },
+        }
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = &'a str> {
+        (0..self.width()).map(move |i| self.get(i))
+    }
+}
+
+/// A row borrowed: what [`Row`] holds, without owning its cells.
+#[derive(Debug, Clone, Copy)]
+pub struct RowView<'a> {
+    pub pos: &'a SourcePos,
+    pub cells: Cells<'a>,
+    pub issues: &'a [CellIssue],
+}
+
+impl RowView<'_> {
+    /// A row with nothing but whitespace in it (spreadsheets are full of them).
+    pub fn is_blank(&self) -> bool {
         self.cells.iter().all(|c| c.trim().is_empty()) && self.issues.is_empty()
+    }
+
+    /// The row as an owned [`Row`].
+    pub fn to_row(&self) -> Row {
+        Row {
+            pos: self.pos.clone(),
+            cells: self.cells.iter().map(str::to_string).collect(),
+            issues: self.issues.to_vec(),
+        }
     }
 }
 
@@ -270,6 +343,57 @@ impl RawBatch {
         self.rows.last().map(|r| r.2)
     }
 
+    /// Where row `i` came from.
+    pub fn pos(&self, i: usize) -> SourcePos {
+        SourcePos {
+            file: self.file.clone(),
+            sheet: None,
+            row: self.rows[i].2,
+        }
+    }
+
+    /// Decode row `i` into `text` (UTF-8) and `ends` (both cleared first; reused from row to
+    /// row, so a row costs no allocation) and append its reader issues: the same cells and
+    /// issues as [`RawBatch::row`], as a [`Cells::Packed`] of the header's width.
+    pub fn decode_row<'b>(
+        &self,
+        i: usize,
+        text: &'b mut Vec<u8>,
+        ends: &'b mut Vec<usize>,
+        issues: &mut Vec<CellIssue>,
+    ) -> Cells<'b> {
+        let (first, n, _) = self.rows[i];
+        text.clear();
+        ends.clear();
+        let mut start = if first == 0 { 0 } else { self.ends[first - 1] };
+        let mut extra = Vec::new();
+        let mut first_empty = true;
+        for (j, &end) in self.ends[first..first + n].iter().enumerate() {
+            let field = &self.bytes[start..end];
+            if j == 0 {
+                first_empty = field.is_empty();
+            }
+            if j < self.width {
+                csv::push_cell_text(field, j, self.decoder, text, issues);
+                ends.push(text.len());
+            } else {
+                extra.push(csv::cell_text(field, j, self.decoder, issues));
+            }
+            start = end;
+        }
+        issues.extend(ragged(n, self.width, &extra, first_empty, true));
+        debug_assert!(std::str::from_utf8(text).is_ok());
+        // SAFETY: `push_cell_text` appends only UTF-8: characters from its table (encoded by
+        // `char::encode_utf8`), ASCII bytes, or fields checked with `str::from_utf8` (lossy
+        // otherwise). Checking again cost as much as decoding (a third of the row's reading).
+        let text = unsafe { std::str::from_utf8_unchecked(text) };
+        Cells::Packed {
+            text,
+            ends,
+            width: self.width,
+        }
+    }
+
     /// Build row `i` (what the CSV iterator would have yielded for it).
     pub fn row(&self, i: usize) -> Row {
         let (first, n, row) = self.rows[i];
@@ -370,30 +494,47 @@ pub(crate) fn fit_row(
     issues: &mut Vec<CellIssue>,
     csv: bool,
 ) {
-    if cells.len() > width {
-        let extra: Vec<String> = cells.drain(width..).collect();
-        if extra.iter().any(|c| !c.trim().is_empty()) {
-            issues.push(CellIssue {
+    let n = cells.len();
+    let first_empty = cells.first().is_none_or(String::is_empty);
+    let extra: Vec<String> = if n > width {
+        cells.drain(width..).collect()
+    } else {
+        Vec::new()
+    };
+    issues.extend(ragged(n, width, &extra, first_empty, csv));
+    cells.resize(width, String::new());
+}
+
+/// The issue of a row with `n` cells under a header of `width` (`extra`: the cells past the
+/// header), if any. Spreadsheets legitimately omit trailing empty cells; in CSV a short row is
+/// ragged, except an empty line (one empty cell).
+fn ragged(
+    n: usize,
+    width: usize,
+    extra: &[String],
+    first_empty: bool,
+    csv: bool,
+) -> Option<CellIssue> {
+    if n > width {
+        extra
+            .iter()
+            .any(|c| !c.trim().is_empty())
+            .then(|| CellIssue {
                 column: None,
                 value: extra.join(" | "),
                 message: format!(
-                    "row has {} cells but the header has {width}; the extra cells are ignored",
-                    width + extra.len()
+                    "row has {n} cells but the header has {width}; the extra cells are ignored"
                 ),
-            });
-        }
-    } else if cells.len() < width {
-        // Spreadsheets legitimately omit trailing empty cells; in CSV a short row is ragged.
-        if csv && !(cells.len() == 1 && cells[0].is_empty()) {
-            issues.push(CellIssue {
-                column: None,
-                value: String::new(),
-                message: format!(
-                    "row has {} cells but the header has {width}; the missing cells are read as empty",
-                    cells.len()
-                ),
-            });
-        }
-        cells.resize(width, String::new());
+            })
+    } else if n < width && csv && !(n == 1 && first_empty) {
+        Some(CellIssue {
+            column: None,
+            value: String::new(),
+            message: format!(
+                "row has {n} cells but the header has {width}; the missing cells are read as empty"
+            ),
+        })
+    } else {
+        None
     }
 }

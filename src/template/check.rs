@@ -2,7 +2,7 @@
 //! a key but not their values across a whole file, in memory that does not hold the records.
 
 use super::{Fingerprint, MappedRow, Mapper};
-use crate::source::Row;
+use crate::source::{Row, RowView};
 
 /// A mapped row reduced to what `validate` needs downstream.
 pub struct CheckedRow {
@@ -15,16 +15,17 @@ pub struct CheckedRow {
     pub watched: Vec<String>,
 }
 
-/// Map and fingerprint one row: the per-row work of `validate`, run on the rayon pool.
-pub fn check_row(mapper: &Mapper, row: Row, keep_row: bool, watch: &[usize]) -> CheckedRow {
-    let (mapped, prints) = mapper.map_row_fingerprinted(&row);
+/// Map and fingerprint one row: the per-row work of `validate`, run on the rayon pool. The row
+/// is borrowed (see [`super::map_file_view`]) and copied only when a report needs it.
+pub fn check_row(mapper: &Mapper, row: &RowView, keep_row: bool, watch: &[usize]) -> CheckedRow {
+    let (mapped, prints) = mapper.map_view_fingerprinted(row);
     let watched = watch
         .iter()
-        .map(|&i| row.cells.get(i).cloned().unwrap_or_default())
+        .map(|&i| row.cells.get(i).to_string())
         .collect();
     CheckedRow {
         watched,
-        row: keep_row.then_some(row),
+        row: keep_row.then(|| row.to_row()),
         mapped,
         prints,
     }

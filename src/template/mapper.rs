@@ -5,7 +5,7 @@ use super::fingerprint::{Fingerprint, Sink};
 use super::rules::{first_4byte_char, is_email, is_phone, parse_number, parse_time, DateFormats};
 use super::{Check, Expr, FieldRule, Input, Part, Template, TemplateError};
 use crate::crm::Entity;
-use crate::source::{Row, SourcePos};
+use crate::source::{Cells, Row, RowView, SourcePos};
 use crate::values::{is_money_field, CrmDateTime, Money};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -263,14 +263,14 @@ impl Template {
     }
 }
 
-fn render(parts: &[BoundPart], cells: &[String]) -> String {
+fn render(parts: &[BoundPart], cells: Cells) -> String {
     let mut s = String::new();
     for p in parts {
         match p {
             BoundPart::Lit(l) => s.push_str(l),
-            BoundPart::Column(i) => s.push_str(cells[*i].trim()),
+            BoundPart::Column(i) => s.push_str(cells.get(*i).trim()),
             BoundPart::DateColumn(i, formats) => {
-                let raw = cells[*i].trim();
+                let raw = cells.get(*i).trim();
                 match spreadsheet_date_in(raw, formats) {
                     Some(t) => s.push_str(&t),
                     None => s.push_str(raw),
@@ -338,17 +338,22 @@ impl Mapper {
     }
 
     pub fn map_row(&self, row: &Row) -> MappedRow {
-        self.map_row_inner(row, true).0
+        self.map_row_inner(&row.view(), true).0
     }
 
     /// Map a row for checking only: records carry entity and key but no field values (nothing
     /// is built for them); instead each gets a [`Fingerprint`] (`prints[i]` is `records[i]`'s),
     /// equal to [`fingerprint`] of the record `map_row` would build.
     pub fn map_row_fingerprinted(&self, row: &Row) -> (MappedRow, Vec<Fingerprint>) {
+        self.map_view_fingerprinted(&row.view())
+    }
+
+    /// [`Mapper::map_row_fingerprinted`] of a borrowed row.
+    pub fn map_view_fingerprinted(&self, row: &RowView) -> (MappedRow, Vec<Fingerprint>) {
         self.map_row_inner(row, false)
     }
 
-    fn map_row_inner(&self, row: &Row, build: bool) -> (MappedRow, Vec<Fingerprint>) {
+    fn map_row_inner(&self, row: &RowView, build: bool) -> (MappedRow, Vec<Fingerprint>) {
         let mut prints = Vec::new();
         let mut out = MappedRow {
             pos: row.pos.clone(),
@@ -361,12 +366,10 @@ impl Mapper {
             out.blank = true;
             return (out, prints);
         }
-        let cells = &row.cells;
+        let cells = row.cells;
         let bad_cols = self.reader_issues(row, &mut out.problems);
-        // (entity, key) of this row's valid records, for references.
-        let mut built: Vec<(Entity, Option<String>)> = Vec::new();
         for be in &self.entities {
-            if be.presence.iter().all(|&i| cells[i].trim().is_empty()) {
+            if be.presence.iter().all(|&i| cells.get(i).trim().is_empty()) {
                 continue; // this row has no such record (e.g. a contact without activities)
             }
             let before = out.problems.len();
@@ -385,15 +388,20 @@ impl Mapper {
             }
             let mut sink = Sink::new(build, be.fields.len());
             for bf in &be.fields {
-                map_field(bf, cells, &built, &mut sink, &mut problems);
+                map_field(
+                    bf,
+                    cells,
+                    &out.records,
+                    &out.rejected,
+                    &mut sink,
+                    &mut problems,
+                );
             }
             let invalid =
                 be.columns.iter().any(|c| bad_cols.contains(c)) || out.problems.len() > before;
             if invalid {
                 out.rejected.push(be.entity);
-                built.push((be.entity, None));
             } else {
-                built.push((be.entity, Some(key.clone())));
                 let (fields, refs, print) = sink.finish(be.entity, &key);
                 if !build {
                     prints.push(print);
@@ -411,9 +419,9 @@ impl Mapper {
 
     /// Reader-level issues become problems: a bad cell invalidates the records that read it
     /// (its column is answered), the rest warn.
-    fn reader_issues(&self, row: &Row, problems: &mut Vec<Problem>) -> Vec<usize> {
+    fn reader_issues(&self, row: &RowView, problems: &mut Vec<Problem>) -> Vec<usize> {
         let mut bad_cols: Vec<usize> = Vec::new();
-        for issue in &row.issues {
+        for issue in row.issues {
             let users: Vec<Entity> = match issue.column {
                 Some(c) => self
                     .entities
@@ -468,21 +476,26 @@ impl EntityProblems<'_> {
 /// defaulted, checked, typed, and put into the sink — or a problem.
 fn map_field(
     bf: &BoundField,
-    cells: &[String],
-    built: &[(Entity, Option<String>)],
+    cells: Cells,
+    records: &[Record],
+    rejected: &[Entity],
     sink: &mut Sink,
     problems: &mut EntityProblems,
 ) {
     let rule = &bf.rule;
     let field = Some(rule.name.as_str());
     let raw: Cow<str> = match &bf.input {
-        BoundInput::Column(i) => Cow::Borrowed(&cells[*i]),
+        BoundInput::Column(i) => Cow::Borrowed(cells.get(*i)),
         BoundInput::Expr(parts) => Cow::Owned(render(parts, cells)),
         BoundInput::Nothing => Cow::Borrowed(""),
         BoundInput::Ref(target) => match bf.fallback {
             // No such record in this row: the fallback column's CRM id, as a plain value.
-            Some(i) if !built.iter().any(|(e, _)| e == target) => Cow::Borrowed(&cells[i]),
-            _ => return reference(rule, *target, built, sink, problems),
+            Some(i)
+                if !records.iter().any(|r| r.entity == *target) && !rejected.contains(target) =>
+            {
+                Cow::Borrowed(cells.get(i))
+            }
+            _ => return reference(rule, *target, records, rejected, sink, problems),
         },
     };
     let mut err = |message: String| problems.push(bf.column.clone(), field, &raw, message);
@@ -560,26 +573,29 @@ fn map_key(users: bool, k: &str) -> String {
 fn reference(
     rule: &FieldRule,
     target: Entity,
-    built: &[(Entity, Option<String>)],
+    records: &[Record],
+    rejected: &[Entity],
     sink: &mut Sink,
     problems: &mut EntityProblems,
 ) {
     let field = Some(rule.name.as_str());
-    match built.iter().find(|(e, _)| *e == target) {
-        Some((_, Some(k))) => sink.reference(&rule.name, target, k),
-        Some((_, None)) => problems.push(
+    // A template builds at most one record of each entity per row: valid, invalid or none.
+    let valid = records.iter().find(|r| r.entity == target);
+    match (valid, rejected.contains(&target)) {
+        (Some(r), _) => sink.reference(&rule.name, target, &r.key),
+        (None, true) => problems.push(
             None,
             field,
             "",
             format!("depends on this row's {target} record, which is invalid"),
         ),
-        None if rule.required => problems.push(
+        (None, false) if rule.required => problems.push(
             None,
             field,
             "",
             format!("this row has no {target} record to reference"),
         ),
-        None => {}
+        (None, false) => {}
     }
 }
 

@@ -19,7 +19,7 @@ pub mod validation;
 pub use check::{check_row, CheckedRow, KeyConflicts};
 pub use fingerprint::{fingerprint, Fingerprint};
 pub use mapper::{MappedRow, Mapper, Problem, Record, Reference, Severity};
-pub use stream::{map_file, map_file_with, MapOptions, MappedFile};
+pub use stream::{map_file, map_file_view, map_file_with, MapOptions, MappedFile};
 
 use crate::crm::Entity;
 use crate::source::{display, display_path, escape, escape_multiline, Encoding, SourceOptions};

@@ -1,7 +1,7 @@
 //! A source mapped in parallel: one reader thread, rayon for the rows, results in file order.
 
 use super::mapper::{MappedRow, Mapper};
-use crate::source::{RawBatch, Row, RowSource, SourceError};
+use crate::source::{RawBatch, Row, RowSource, RowView, SourceError};
 use rayon::prelude::*;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
@@ -82,6 +82,54 @@ pub fn map_file_with<T, F>(source: Box<dyn RowSource>, opts: MapOptions, work: F
 where
     T: Send + 'static,
     F: Fn(Row) -> T + Send + Sync + 'static,
+{
+    map_items(source, opts, move |item| match item {
+        Item::Row(row) => work(row),
+        Item::Raw(raw, i) => work(raw.row(i)),
+    })
+}
+
+/// Like [`map_file_with`], but `work` gets each row borrowed: a CSV row is decoded into a buffer
+/// its worker thread reuses, so a row allocates nothing before `work` sees it (what `validate`,
+/// which keeps little of a row, runs on).
+pub fn map_file_view<T, F>(source: Box<dyn RowSource>, opts: MapOptions, work: F) -> MappedFile<T>
+where
+    T: Send + 'static,
+    F: Fn(&RowView) -> T + Send + Sync + 'static,
+{
+    thread_local! {
+        /// The decoded text and cell ends of the row this thread is on.
+        static SCRATCH: std::cell::Cell<(Vec<u8>, Vec<usize>)> = Default::default();
+    }
+    map_items(source, opts, move |item| match item {
+        Item::Row(row) => work(&row.view()),
+        Item::Raw(raw, i) => {
+            // Taken out while `work` runs (never borrowed across it); a panic just loses it.
+            let (mut text, mut ends) = SCRATCH.take();
+            let mut issues = Vec::new();
+            let pos = raw.pos(i);
+            let cells = raw.decode_row(i, &mut text, &mut ends, &mut issues);
+            let out = work(&RowView {
+                pos: &pos,
+                cells,
+                issues: &issues,
+            });
+            SCRATCH.set((text, ends));
+            out
+        }
+    })
+}
+
+/// A row as the mapping stage hands it over: a source's own row, or row `i` of a raw CSV batch.
+enum Item<'a> {
+    Row(Row),
+    Raw(&'a RawBatch, usize),
+}
+
+fn map_items<T, F>(source: Box<dyn RowSource>, opts: MapOptions, work: F) -> MappedFile<T>
+where
+    T: Send + 'static,
+    F: Fn(Item) -> T + Send + Sync + 'static,
 {
     let (tx, rx) = sync_channel::<ReadMsg>(1);
     let (out_tx, out_rx) = sync_channel(1);
@@ -177,8 +225,10 @@ where
                     // rows before it in the batch still count.
                     let one = |row: Row| {
                         let n = row.pos.row;
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(row)))
-                            .map_err(|p| (n, panic_text(&*p)))
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            work(Item::Row(row))
+                        }))
+                        .map_err(|p| (n, panic_text(&*p)))
                     };
                     let results: Vec<Result<T, (u64, String)>> = match b {
                         Batch::Rows(rows) => rows.into_par_iter().map(one).collect(),
@@ -187,7 +237,7 @@ where
                             .map(|i| {
                                 let n = raw.row_number(i);
                                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                    work(raw.row(i))
+                                    work(Item::Raw(&raw, i))
                                 }))
                                 .map_err(|p| (n, panic_text(&*p)))
                             })

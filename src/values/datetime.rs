@@ -113,6 +113,25 @@ impl fmt::Display for CrmDateTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CrmDateTime::Zero => f.write_str("0000-00-00 00:00:00"),
+            // Written by hand for years 0..=9999 (every row of a file with a date column comes
+            // here; `write!` with padding cost more than parsing the date).
+            CrmDateTime::Date(d) if (0..=9999).contains(&d.year()) => {
+                let mut b = *b"0000-00-00";
+                put_digits(&mut b[0..4], d.year() as u32);
+                put_digits(&mut b[5..7], d.month());
+                put_digits(&mut b[8..10], d.day());
+                f.write_str(std::str::from_utf8(&b).map_err(|_| fmt::Error)?)
+            }
+            CrmDateTime::DateTime(at) if (0..=9999).contains(&at.year()) => {
+                let mut b = *b"0000-00-00 00:00:00";
+                put_digits(&mut b[0..4], at.year() as u32);
+                put_digits(&mut b[5..7], at.month());
+                put_digits(&mut b[8..10], at.day());
+                put_digits(&mut b[11..13], at.hour());
+                put_digits(&mut b[14..16], at.minute());
+                put_digits(&mut b[17..19], at.second());
+                f.write_str(std::str::from_utf8(&b).map_err(|_| fmt::Error)?)
+            }
             CrmDateTime::Date(d) => write!(f, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day()),
             CrmDateTime::DateTime(at) => write!(
                 f,
@@ -125,6 +144,14 @@ impl fmt::Display for CrmDateTime {
                 at.second()
             ),
         }
+    }
+}
+
+/// `n` as zero-padded decimal digits filling `out` (the lowest digits, when `n` is longer).
+fn put_digits(out: &mut [u8], mut n: u32) {
+    for d in out.iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
     }
 }
 
@@ -203,6 +230,21 @@ mod tests {
             "2024-06-05 00:00:00"
         );
         assert_eq!(CrmDateTime::Zero.to_string(), "0000-00-00 00:00:00");
+        // Zero-padded at the edges of four-digit years.
+        for y in [0, 7, 999, 1000, 9999] {
+            let t = NaiveDate::from_ymd_opt(y, 12, 31)
+                .unwrap()
+                .and_hms_opt(23, 9, 5)
+                .unwrap();
+            let full = CrmDateTime::of(t, false).to_string();
+            assert_eq!(full, t.format("%Y-%m-%d %H:%M:%S").to_string(), "{y}");
+            assert_eq!(
+                CrmDateTime::of(t, true).to_string(),
+                t.format("%Y-%m-%d").to_string()
+            );
+        }
+        let far = NaiveDate::from_ymd_opt(10_000, 1, 2).unwrap();
+        assert_eq!(CrmDateTime::Date(far).to_string(), "10000-01-02");
         assert_eq!(CrmDateTime::Zero.moment(), None);
         assert_eq!(
             CrmDateTime::of(d, true).moment(),

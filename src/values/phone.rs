@@ -29,16 +29,27 @@ pub fn normalize_phone(v: &str) -> Option<String> {
         None => (v, None),
     };
     // Digits of other scripts (full-width, Arabic-Indic) would silently drop out of the number.
-    if main.chars().any(|c| c.is_numeric() && !c.is_ascii_digit()) {
+    // A plain number (digits and " +-().") has neither; skip the Unicode look-ups for it.
+    if !plain && main.chars().any(|c| c.is_numeric() && !c.is_ascii_digit()) {
         return None;
     }
-    if main.chars().any(|c| c.is_alphabetic()) {
+    if !plain && main.chars().any(|c| c.is_alphabetic()) {
         return None;
     }
-    let digits: String = main.chars().filter(|c| c.is_ascii_digit()).collect();
+    // The digits, on the stack: more than 11 is never a Russian number.
+    let mut buf = [0u8; 11];
+    let mut n = 0;
+    for c in main.bytes().filter(u8::is_ascii_digit) {
+        if n == buf.len() {
+            return None;
+        }
+        buf[n] = c;
+        n += 1;
+    }
+    let digits = std::str::from_utf8(&buf[..n]).ok()?;
     let d = match digits.len() {
         11 if digits.starts_with('7') || digits.starts_with('8') => &digits[1..],
-        10 => &digits[..],
+        10 => digits,
         _ => return None,
     };
     // Built by hand: `format!` was a visible share of validating a phone column.
