@@ -77,25 +77,47 @@ fn probe_hash(index: u8, value: &str) -> u64 {
     crate::hash::fast_one((index, value))
 }
 
-/// The record's fields with its references as CRM ids (those the journal knows), as text.
-pub(super) fn resolved_fields(
-    ctx: &Ctx,
-    rec: &StoredRecord,
-) -> Result<Map<String, Value>, UploadError> {
-    let mut fields = rec.fields.clone();
-    let journal = ctx.journal_lock();
-    for r in &rec.refs {
-        // A record done, or matched and about to be updated (a dry run stops there): its CRM
-        // id is known either way.
-        if let Some(id) = journal
-            .entry(r.entity, &r.key)?
-            .filter(|e| e.state.is_done() || e.state == State::Pending)
-            .and_then(|e| e.crm_id)
-        {
-            fields.insert(r.field.clone(), Value::from(id));
+/// CRM ids of referenced records, as the journal knows them: many records reference few
+/// (persons their client), so each is looked up once per pass.
+#[derive(Default)]
+pub(super) struct RefIds(HashMap<(Entity, String), Option<i64>>);
+
+/// Referenced records remembered at most (then the cache starts again).
+const REF_CACHE: usize = 100_000;
+
+impl RefIds {
+    /// The record's fields with its references as CRM ids (those the journal knows).
+    pub(super) fn resolve(
+        &mut self,
+        ctx: &Ctx,
+        rec: &StoredRecord,
+    ) -> Result<Map<String, Value>, UploadError> {
+        let mut fields = rec.fields.clone();
+        for r in &rec.refs {
+            let k = (r.entity, r.key.clone());
+            let id = match self.0.get(&k) {
+                Some(id) => *id,
+                None => {
+                    // A record done, or matched and about to be updated (a dry run stops
+                    // there): its CRM id is known either way.
+                    let id = ctx
+                        .journal_lock()
+                        .entry(r.entity, &r.key)?
+                        .filter(|e| e.state.is_done() || e.state == State::Pending)
+                        .and_then(|e| e.crm_id);
+                    if self.0.len() >= REF_CACHE {
+                        self.0.clear();
+                    }
+                    self.0.insert(k, id);
+                    id
+                }
+            };
+            if let Some(id) = id {
+                fields.insert(r.field.clone(), Value::from(id));
+            }
         }
+        Ok(fields)
     }
-    Ok(fields)
 }
 
 /// Dates of the planned history/task records, to read only those days from the CRM.
@@ -133,6 +155,7 @@ pub(super) async fn match_entity(ctx: &Ctx, entity: Entity) -> Result<(), Upload
     // 1. The planned side: probe hashes → plan ids, sorted for binary search.
     let mut index: Vec<(u64, i64)> = Vec::new();
     let mut dates = DateRange::default();
+    let mut refs = RefIds::default();
     let mut after = 0i64;
     loop {
         let page = ctx.journal_lock().plan_page(entity, after, PAGE)?;
@@ -145,7 +168,7 @@ pub(super) async fn match_entity(ctx: &Ctx, entity: Entity) -> Result<(), Upload
             if let Some(id) = rec.crm_id {
                 index.push((probe_hash(BY_ID, &id.to_string()), rec.id));
             }
-            let mut fields = resolved_fields(ctx, &rec)?;
+            let mut fields = refs.resolve(ctx, &rec)?;
             if matches!(entity, Entity::Client | Entity::Deal) && !fields.contains_key("uid") {
                 // The import writes the record key into `uid` when the template maps none.
                 fields.insert("uid".into(), Value::from(rec.key.clone()));
@@ -337,6 +360,7 @@ fn store_current(
 /// then says, for each, whether it is to be created, updated, or left as it is.
 async fn settle(ctx: &Ctx, entity: Entity, found: &HashMap<i64, Found>) -> Result<(), UploadError> {
     let mode = ctx.opts.mode;
+    let mut refs = RefIds::default();
     let mut after = 0i64;
     loop {
         let page = ctx.journal_lock().plan_page(entity, after, PAGE)?;
@@ -393,7 +417,7 @@ async fn settle(ctx: &Ctx, entity: Entity, found: &HashMap<i64, Found>) -> Resul
                     });
                 }
                 Some(Found::One(id)) => {
-                    let fields = resolved_fields(ctx, &rec)?;
+                    let fields = refs.resolve(ctx, &rec)?;
                     let current = ctx.journal_lock().match_current(entity, &rec.key)?;
                     let diff = change::diff(entity, &fields, current.as_ref());
                     if diff.is_empty() {
