@@ -315,3 +315,130 @@ fn a_month_of_payments_is_paid_once_whatever_is_run_again_or_lost() {
         .iter()
         .any(|c| matches!(c, Data::String(s) if s.starts_with("СЧ-")))));
 }
+
+/// A read that survives the sandbox's injected faults (it is retried until it answers).
+fn read(sb: &Sandbox, path: &str, body: Value) -> Value {
+    let client = smbatch::crm::CrmClient::new(&sb.connection()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (entity, action) = path.rsplit_once('/').unwrap();
+    let entity: smbatch::crm::Entity = entity.rsplit('/').next().unwrap().parse().unwrap();
+    for _ in 0..50 {
+        if let Ok(v) = rt.block_on(client.call_raw(entity, action, &body)) {
+            return v;
+        }
+    }
+    panic!("{path} never answered")
+}
+
+/// How many invoice rows the CRM shows paid, and their total (invoice/list `pay1`).
+fn paid_rows(sb: &Sandbox) -> (u64, f64) {
+    let (mut n, mut sum) = (0, 0.0);
+    for page in 1.. {
+        let r = read(
+            sb,
+            "/developer/v3/invoice/list",
+            json!({"pay1": "yes", "offset": page}),
+        );
+        let rows = r["data"].as_array().cloned().unwrap_or_default();
+        for row in &rows {
+            n += 1;
+            sum += row["summa"].as_f64().unwrap_or(0.0);
+        }
+        if rows.len() < 30 {
+            break;
+        }
+    }
+    (n, sum)
+}
+
+#[test]
+fn a_bank_file_killed_mid_run_and_resumed_pays_every_invoice_once() {
+    let m = Month::new();
+    let n = 90;
+    // One deal with room for every invoice, n invoices of 1,000.50 each.
+    let r = api(
+        &m.sb,
+        "/developer/v3/deal/add",
+        json!({"title": "Абонентское обслуживание", "clid": 1, "uid": "D-9",
+               "speka": [{"title": "Месяц", "price": 1_000_000, "kol": 1, "nds": 20}]}),
+    );
+    let did = r["data"].as_i64().unwrap_or_else(|| panic!("{r}"));
+    for i in 0..n {
+        let r = api(
+            &m.sb,
+            "/developer/v3/invoice/add",
+            json!({"did": did, "summa": "1000.50", "invoice": format!("К-{i:03}")}),
+        );
+        assert!(r["data"]["id"].as_i64().is_some(), "{r}");
+    }
+    let bank: String = std::iter::once("Номер счета;Дата оплаты;Сумма;Плательщик\n".to_string())
+        .chain((0..n).map(|i| format!("К-{i:03};10.11.2026;1 000,50;ООО «Альфа»\n")))
+        .collect();
+    let file = m.path("bank.csv");
+    std::fs::write(&file, &bank).unwrap();
+    let report = m.path("bank.xlsx");
+    let journal = m.path("bank.sqlite");
+    // invoice/do writes one history row per call, paid twice or not: the count of calls.
+    let history_before = m.sb.count(smbatch::crm::Entity::History);
+    let template = root().join("templates/payments.toml");
+    let args = [
+        "import",
+        file.to_str().unwrap(),
+        "-t",
+        template.to_str().unwrap(),
+        "-o",
+        report.to_str().unwrap(),
+        "--journal",
+        journal.to_str().unwrap(),
+        "--quiet",
+    ];
+    // Slow answers, some of them lost after the server applied the payment.
+    m.sb.set_faults(smbatch::sandbox::FaultConfig {
+        drop_after_commit: 0.05,
+        latency_ms: Some((10, 30)),
+        seed: 5,
+        ..Default::default()
+    });
+    // Each run is killed (SIGKILL) once a few more invoices are paid than before.
+    let mut seen = Vec::new();
+    for step in [15u64, 25] {
+        let before = paid_rows(&m.sb).0;
+        let mut child = against(&m.sb, &args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline
+            && paid_rows(&m.sb).0 < before + step
+            && child.try_wait().unwrap().is_none()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        seen.push(paid_rows(&m.sb).0);
+    }
+    assert!(
+        seen.iter().any(|&c| c > 0 && c < n as u64),
+        "a kill should land mid-run: {seen:?}"
+    );
+    m.sb.set_faults(smbatch::sandbox::FaultConfig::default());
+    // Resumed to the end, then once more: every invoice paid once, in full, nothing twice.
+    for _ in 0..2 {
+        let out = against(&m.sb, &args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", say(&out));
+    }
+    let (rows, sum) = paid_rows(&m.sb);
+    assert_eq!(rows, n as u64, "paid invoice rows (after kills: {seen:?})");
+    assert!((sum - 1000.5 * n as f64).abs() < 0.01, "paid total {sum}");
+    assert_eq!(
+        m.sb.count(smbatch::crm::Entity::History) - history_before,
+        n as u64,
+        "invoice/do calls that took effect: one per invoice"
+    );
+    for i in [0, n / 2, n - 1] {
+        let r = m.rows_of(&format!("К-{i:03}"));
+        assert_eq!(r.len(), 1, "К-{i:03} was split or paid twice: {r:?}");
+    }
+}

@@ -487,11 +487,15 @@ fn pay(ctx: &mut Ctx) -> rusqlite::Result<Reply> {
             ru(rest)
         ));
     }
-    tx.commit()?;
     text.push_str(&format!(
         "<br>На р/с Основной расчетный счет внесена оплата в размере {} р.",
         ru(paid)
     ));
+    // Every call writes its event to the deal's history, paid before or not
+    // (v3-invoice-do-full-sum db_new_history_rows): the trace of a double payment.
+    let did = r["did"].as_i64().unwrap_or(0);
+    super::history::write_auto(&tx, "СобытиеCRM", &text.replace("<br>", ""), (0, 0, did))?;
+    tx.commit()?;
     let mut answer = json!({"result": "Успешно", "data": text});
     if let Some(n) = newdata {
         answer["newdata"] = json!(n);
@@ -596,6 +600,11 @@ mod tests {
         let paid = &crm.call("invoice", "info", json!({ "id": crid }))["data"];
         assert_eq!(paid["summa"], 10000);
         assert_eq!(paid["invoice_date"], json!(null));
+        // Each call leaves its event in the deal's history: two calls, two rows.
+        let events = crm.sql_value(&format!(
+            "SELECT COUNT(*) FROM history WHERE did = {did} AND tip = 'СобытиеCRM' AND des LIKE 'Внесена оплата%'"
+        ));
+        assert_eq!(events, json!(2));
         let r = crm.call("invoice", "do", json!({"id": 999}));
         assert_eq!(r["error"]["code"], 403);
         let missing = crm.call("invoice", "info", json!({"id": 999}));
