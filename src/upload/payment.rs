@@ -18,7 +18,7 @@
 use super::actions::{self, Action, Done, Kind};
 use super::journal::{State, Update};
 use super::{payload, Ctx, UploadError};
-use crate::crm::{CrmError, Entity};
+use crate::crm::{ContractApi, CrmError, Entity};
 use crate::export::{self, Filters};
 use crate::report::Progress;
 use crate::values::{value_id, value_text, Money};
@@ -167,6 +167,22 @@ impl Target {
 /// The rows of an invoice: by number (`word` searches numbers, contracts and titles, so the
 /// number is compared exactly), or every invoice row of a deal.
 async fn invoice_rows(ctx: &Ctx, target: &Target) -> Result<Vec<InvoiceRow>, CrmError> {
+    let policy = &ctx.opts.lookup_retry;
+    if ctx.client.contract_api(policy).await? == ContractApi::V1 {
+        // An older server has no invoice/list: a deal's invoices come with v1 contract info,
+        // an invoice known by number only is looked for among all deals' invoices.
+        let rows = match target {
+            Target::Deal(did) => ctx.client.v1_deal_invoices(*did, policy).await?,
+            Target::Number(n) => {
+                ctx.client
+                    .v1_all_invoices(policy, |r| {
+                        r.get("invoice").map(value_text).unwrap_or_default().trim() == n.trim()
+                    })
+                    .await?
+            }
+        };
+        return Ok(rows.iter().filter_map(InvoiceRow::from_list).collect());
+    }
     let mut filters = Filters::default();
     match target {
         Target::Number(n) => filters.word = Some(n.clone()),
@@ -420,7 +436,13 @@ async fn pay_one(
         }
         Decision::Pay { crid, summa, full } => {
             claimed.insert(crid);
-            let a = Action::pay(crid, summa);
+            let (number, did) = rows
+                .iter()
+                .find(|r| r.crid == crid)
+                .map(|r| (r.number.clone(), r.did))
+                .unwrap_or_default();
+            // On an older server v1 also records the payment date (v3 invoice/do drops it).
+            let a = Action::pay(crid, summa).for_v1(&number, full, &date, did);
             let what = if full { "paid in full" } else { "paid part" };
             Ok(
                 match actions::run_action(ctx, entity, key, crid, &a).await? {
