@@ -319,9 +319,16 @@ async fn pay_one(
     } else {
         format!("on {date}")
     };
+    // v3 invoice/do drops the payment date; an older server's v1 addpaiment records it.
+    let v1 = ctx.client.contract_api(&ctx.opts.lookup_retry).await.ok() == Some(ContractApi::V1);
+    let dated = if v1 {
+        "the CRM records the payment date (v1)"
+    } else {
+        "the CRM records no payment date"
+    };
     let note = |what: &str, crid: i64| {
         format!(
-            "{what} {} of {} {on} (invoice row {crid}; the CRM records no payment date)",
+            "{what} {} of {} {on} (invoice row {crid}; {dated})",
             amount.fixed2(false),
             target.describe()
         )

@@ -392,3 +392,111 @@ pub(super) fn auth_error(key_ok: bool) -> Reply {
         error(code, text),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::Crm;
+    use crate::sandbox::api::Reply;
+    use serde_json::json;
+
+    fn deal(crm: &Crm, kol: i64) -> i64 {
+        let clid = crm.add("client", json!({"title": "Клиент v1"}));
+        crm.add(
+            "deal",
+            json!({"title": "Сделка v1", "clid": clid, "kol": kol, "marga": 700, "step": 20}),
+        )
+    }
+
+    #[test]
+    fn v1_payments_are_repeatable_and_a_part_never_exceeds_the_row() {
+        let crm = Crm::new();
+        let did = deal(&crm, 60000);
+        let r = crm.v1(
+            "addinvoice",
+            json!({"did": did, "summa": "30000", "invoice": "V-1"}),
+        );
+        assert_eq!(r["result"], "Счет добавлен в платежи");
+        let crid = r["data"]["id"].as_i64().unwrap();
+        assert_eq!(
+            crm.sql_value(&format!(
+                "SELECT clid || '/' || tip || '/' || datum FROM invoice WHERE crid = {crid}"
+            )),
+            json!("0//0000-00-00 00:00:00"),
+            "clid 0, tip empty, no date"
+        );
+        let over = crm.v1("addpaimentpart", json!({"invoice": "V-1", "summa": 50000}));
+        assert_eq!(
+            over,
+            json!({"error": {"code": "405", "text": "Сумма превышает сумму счета"}})
+        );
+        let part = crm.v1(
+            "addpaimentpart",
+            json!({"invoice": "V-1", "summa": "12000,50", "date_do": "2026-11-26"}),
+        );
+        assert_eq!(part["result"], "Успешно.");
+        assert!(
+            part["data"].as_str().unwrap().contains("17 999,50"),
+            "{part}"
+        );
+        let rest = crm.sql_value("SELECT summa_credit FROM invoice WHERE do = 'no'");
+        assert_eq!(rest, json!(17999.5));
+        for day in ["2026-11-27", "2026-11-28"] {
+            let r = crm.v1("addpaiment", json!({"id": crid, "date_do": day}));
+            assert_eq!(r["data"], "Счет отмечен оплаченным", "repeatable");
+        }
+        assert_eq!(
+            crm.sql_value(&format!(
+                "SELECT invoice_date FROM invoice WHERE crid = {crid}"
+            )),
+            json!("2026-11-28"),
+            "the date is overwritten"
+        );
+        let missing = crm.v1("addpaiment", json!({"invoice": "NO-SUCH"}));
+        assert_eq!(missing["error"]["code"], "403");
+        assert!(missing.get("result").is_none());
+        let info = crm.v1("info", json!({ "did": did }));
+        assert_eq!(
+            info["data"]["invoice"].as_array().unwrap().len(),
+            2,
+            "{info}"
+        );
+    }
+
+    #[test]
+    fn v1_step_and_close_as_recorded_and_an_old_server_has_no_v3_invoices() {
+        let crm = Crm::new().old_server();
+        let did = deal(&crm, 7000);
+        assert!(matches!(
+            crm.reply(3, "invoice", "list", json!({})),
+            Reply::Empty
+        ));
+        let r = crm.call("deal", "change.step", json!({"did": did, "step": 60}));
+        assert_eq!(r["error"]["code"], 402);
+        let r = crm.v1("changestep", json!({"did": did, "step": 55}));
+        assert_eq!(r, json!({"result": "Успешно.", "data": did.to_string()}));
+        assert_eq!(
+            crm.v1("info", json!({ "did": did }))["data"]["step"],
+            json!(null),
+            "cleared"
+        );
+        crm.v1("changestep", json!({"did": did, "step": 60}));
+        let bad = crm.v1("close", json!({"did": did, "status_close": "Нет такого"}));
+        assert_eq!(bad["error"]["code"], "405");
+        let ok = crm.v1(
+            "close",
+            json!({"did": did, "status_close": "Победа полная"}),
+        );
+        assert_eq!(ok["result"], "Успешно.");
+        let d = crm.v1("info", json!({ "did": did }))["data"].clone();
+        assert_eq!(
+            (&d["close"], &d["kol_fact"], &d["step"]),
+            (&json!("yes"), &json!("7000.00"), &json!("60")),
+            "kol_fact defaults to kol, the step stays"
+        );
+        let again = crm.v1(
+            "close",
+            json!({"did": did, "status_close": "Победа полная"}),
+        );
+        assert_eq!(again["error"]["code"], "407");
+    }
+}
