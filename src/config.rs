@@ -36,7 +36,8 @@ impl ApiKey {
     pub fn new(key: impl Into<String>) -> Self {
         ApiKey(key.into())
     }
-    /// The key itself, for the one place that needs it: the request header.
+    /// The key itself, for the places that send it: the v3 request header and the v1 query
+    /// string (never the URL an error shows, see `crm::v1`).
     pub fn expose(&self) -> &str {
         &self.0
     }

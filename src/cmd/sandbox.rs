@@ -64,6 +64,10 @@ pub struct SandboxArgs {
     /// Profile in ~/.config/smbatch/config.toml for --fields-from
     #[arg(long, requires = "fields_from")]
     pub profile: Option<String>,
+    /// Act as an older server without the v3 invoice methods (and without deal change.step /
+    /// close): invoices, payments, steps and closes then go through the v1 contract actions
+    #[arg(long)]
+    pub no_v3_invoices: bool,
 }
 
 const DEFAULT_LOGIN: &str = "admin@example.ru";
@@ -134,6 +138,7 @@ pub fn run(args: SandboxArgs) -> Result<Exit> {
         emulate: emulate.clone(),
         fields: fields.clone(),
         users: users.clone(),
+        no_v3_invoices: args.no_v3_invoices,
     };
     let sandbox = Sandbox::start_on(config, args.listen)?;
     // The real CRM's key (SMBATCH_APIKEY with --fields-from) is never printed.

@@ -2,10 +2,12 @@
 //! and `login`/`apikey` headers. The content type must be exactly `application/json`: with a
 //! `charset` parameter the real server ignores headers and body alike (NOTES.md §1).
 
+use super::v1::{self, ContractApi};
 use super::{CrmError, Entity, ItemOutcome, RetryPolicy};
-use crate::config::Connection;
+use crate::config::{ApiKey, Connection};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use serde_json::{Map, Value};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Answers above this size are cut in error messages.
@@ -16,6 +18,11 @@ pub struct CrmClient {
     http: reqwest::Client,
     base: String,
     login: String,
+    /// For the v1 query string only; never shown (see [`v1::redacted_url`]).
+    apikey: ApiKey,
+    /// Which API this server has for invoices, payments, steps and closes: probed once, shared
+    /// by the clones of this client (one run).
+    contract_api: Arc<OnceLock<ContractApi>>,
 }
 
 impl std::fmt::Debug for CrmClient {
@@ -128,6 +135,113 @@ impl CrmClient {
             http,
             base: conn.url.trim_end_matches('/').to_string(),
             login: conn.login.clone(),
+            apikey: conn.apikey.clone(),
+            contract_api: Arc::new(OnceLock::new()),
+        })
+    }
+
+    /// Whether the server has the v3 invoice actions ([`ContractApi::V3`]) or is an older one
+    /// that only has the v1 contract actions ([`ContractApi::V1`]). Probed once per run with a
+    /// harmless read (invoice/list, page 1): an empty answer or "Неизвестный метод" (402/404)
+    /// means no v3 invoices. Any other failure is returned and the probe is tried again later.
+    pub async fn contract_api(&self, policy: &RetryPolicy) -> Result<ContractApi, CrmError> {
+        if let Some(api) = self.contract_api.get() {
+            return Ok(*api);
+        }
+        let body = serde_json::json!({"offset": Entity::Invoice.first_offset()});
+        let answer = policy
+            .run(|| async {
+                match self.call_raw_at("invoice", "list", &body).await {
+                    Err(CrmError::EmptyBody { .. }) => Ok(ContractApi::V1),
+                    Err(e) => Err(e),
+                    Ok(v) => Ok(match envelope_error(&v) {
+                        Some((code, _)) if code == "402" || code == "404" => ContractApi::V1,
+                        _ => ContractApi::V3,
+                    }),
+                }
+            })
+            .await?;
+        Ok(*self.contract_api.get_or_init(|| answer))
+    }
+
+    /// Set the contract API without probing (tests, or a server known to be old).
+    pub fn assume_contract_api(&self, api: ContractApi) {
+        let _ = self.contract_api.set(api);
+    }
+
+    /// One attempt at a v1 call: `GET {base}/developer/v1/{method}?login=…&apikey=…&action=…`
+    /// with `params`. The API key is in the query string, so every error shows the URL with
+    /// the key replaced ([`v1::redacted_url`]) and transport messages have it cut out. Error
+    /// answers (`{"error":{…}}`, with or without `"result":"Error"`) are `CrmError::Api`; a
+    /// refused key or login (HTTP 500, code 400/401) is `CrmError::Auth`.
+    pub async fn call_v1(
+        &self,
+        method: &str,
+        action: &str,
+        params: &[(&str, String)],
+    ) -> Result<Value, CrmError> {
+        let key = self.apikey.expose();
+        let shown = v1::redacted_url(&self.base, method, &self.login, action, params);
+        let hide = |m: String| {
+            if key.is_empty() {
+                m
+            } else {
+                m.replace(key, "***")
+            }
+        };
+        let mut query: Vec<(&str, &str)> =
+            vec![("login", &self.login), ("apikey", key), ("action", action)];
+        query.extend(params.iter().map(|(k, v)| (*k, v.as_str())));
+        let req = self
+            .http
+            .get(format!("{}/developer/v1/{method}", self.base))
+            .query(&query);
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => {
+                return Err(CrmError::Connect {
+                    url: shown,
+                    message: hide(error_chain(&e.without_url())),
+                })
+            }
+            Err(e) => {
+                return Err(CrmError::Transport {
+                    url: shown,
+                    message: hide(error_chain(&e.without_url())),
+                })
+            }
+        };
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| CrmError::Transport {
+            url: shown.clone(),
+            message: hide(error_chain(&e.without_url())),
+        })?;
+        let parsed = serde_json::from_slice::<Value>(&bytes).ok();
+        if let Some((code, text)) = parsed.as_ref().and_then(envelope_error) {
+            if code == "400" || code == "401" {
+                return Err(self.auth_error(text));
+            }
+            if status.is_success() {
+                return Err(CrmError::Api {
+                    url: shown,
+                    code,
+                    text,
+                });
+            }
+        }
+        if !status.is_success() {
+            return Err(CrmError::Http {
+                url: shown,
+                status: status.as_u16(),
+                snippet: hide(snippet(&bytes)),
+            });
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(CrmError::EmptyBody { url: shown });
+        }
+        parsed.ok_or_else(|| CrmError::NotJson {
+            url: shown,
+            snippet: hide(snippet(&bytes)),
         })
     }
 

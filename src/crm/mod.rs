@@ -6,6 +6,7 @@ mod client;
 mod entity;
 mod outcome;
 mod retry;
+pub mod v1;
 /// The value layer, under its old name here (it lives below `crm`: the sandbox uses it too).
 pub use crate::values;
 
@@ -13,6 +14,7 @@ pub use client::{CrmClient, CrmUser, DictEntry, FieldInfo, ListPage};
 pub use entity::{Entity, UnknownEntity};
 pub use outcome::ItemOutcome;
 pub use retry::{RetryClass, RetryPolicy, DEFAULT_RETRY_FOR};
+pub use v1::ContractApi;
 
 use thiserror::Error;
 

@@ -33,6 +33,9 @@ pub struct AppState {
     /// See [`super::Sandbox::lose_answers_of`]: (path ending, answers still to lose), one per
     /// path ending.
     pub lose_answers: Mutex<Vec<(String, u32)>>,
+    /// Act as an older server without v3 invoice/* and deal change.step/close
+    /// ([`super::SandboxConfig::no_v3_invoices`]).
+    pub no_v3_invoices: bool,
     /// See [`super::emulate`].
     pub emulator: Option<super::emulate::Emulator>,
 }
@@ -258,13 +261,17 @@ fn decode(
     let version = match segs.first() {
         Some(&"v3") => 3,
         Some(&"v2") => 2,
+        // v1: only the contract (deal) actions are served.
+        Some(&"v1") if segs.get(1) == Some(&"contract") => 1,
         _ => return Ok(None),
     };
     let entity = segs.get(1).copied().unwrap_or("").to_string();
-    if !matches!(
-        entity.as_str(),
-        "client" | "person" | "history" | "task" | "deal" | "invoice" | "user"
-    ) {
+    if version != 1
+        && !matches!(
+            entity.as_str(),
+            "client" | "person" | "history" | "task" | "deal" | "invoice" | "user"
+        )
+    {
         return Ok(None);
     }
     let path_action = segs.get(2).copied().unwrap_or("").to_string();

@@ -73,6 +73,10 @@ pub struct SandboxConfig {
     /// CRM users stored in the database before serving, besides the API user (id 1, always
     /// there): owners that `user` logins on add resolve to, listed by `user/list`.
     pub users: Vec<UserSpec>,
+    /// Act as an older server: v3 `invoice/*` answers an empty body (no such method file) and
+    /// `deal/change.step` / `deal/close` answer 402 "Неизвестный метод"; the v1 contract actions
+    /// (`addinvoice`, `addpaiment`, `addpaimentpart`, `changestep`, `close`) do that work.
+    pub no_v3_invoices: bool,
 }
 
 impl Default for SandboxConfig {
@@ -85,6 +89,7 @@ impl Default for SandboxConfig {
             emulate: None,
             fields: Vec::new(),
             users: Vec::new(),
+            no_v3_invoices: false,
         }
     }
 }
@@ -151,6 +156,7 @@ impl Sandbox {
             apikey: config.apikey.clone(),
             faults: Mutex::new(faults::FaultState::new(config.faults.clone())),
             emulator: config.emulate.clone().map(emulate::Emulator::new),
+            no_v3_invoices: config.no_v3_invoices,
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -216,8 +216,7 @@ pub struct FieldRule {
     pub kind: FieldKind,
     /// 1-based line of the field in the template file, for messages.
     pub line: Option<usize>,
-    /// `empty = "clear"`: an empty cell clears the CRM's value on update (otherwise an empty
-    /// cell leaves it alone).
+    /// `empty = "clear"`: an empty cell clears the CRM's value on update (else it is left).
     pub clear_when_empty: bool,
     /// `ref` with `column`: when the row has no record of the referenced entity, the column's
     /// value (a CRM id) is used instead (a delete's backup: a parent restored with it, or one
@@ -326,8 +325,7 @@ struct RawField {
     users: bool,
 }
 
-/// The keys of a field's `{ column = ..., ... }` table: a table with any of them is one field's
-/// spec, not the leaves of an object field.
+/// Keys of a field's `{ column = … }` table: a table with any is a field spec, not object leaves.
 const FIELD_KEYS: &[&str] = &[
     "column",
     "value",

@@ -24,7 +24,7 @@
 
 use super::journal::{State, Update};
 use super::{change, Ctx, UploadError};
-use crate::crm::{CrmError, Entity, RetryClass};
+use crate::crm::{v1, ContractApi, CrmError, Entity, RetryClass};
 use crate::values::{value_text, CrmDateTime};
 use rusqlite::{params, OptionalExtension};
 use serde_json::{Map, Value};
@@ -82,6 +82,10 @@ pub struct Action {
     pub body: Map<String, Value>,
     /// `info` field (a `.`-path) and the text it holds once the action took effect.
     effect: (&'static str, String),
+    /// What the v1 form of the action needs beyond `body` (see `crm::v1::action`): for a
+    /// payment the invoice `number`, `full`, the payment `date` and the row's deal `did`.
+    /// Not journaled: a resumed payment is decided afresh.
+    pub v1: Map<String, Value>,
 }
 
 impl Action {
@@ -95,7 +99,73 @@ impl Action {
             kind: Kind::Pay,
             body,
             effect: ("do", "on".into()),
+            v1: Map::new(),
         }
+    }
+
+    /// The same payment as an older server takes it (v1 `addpaiment` / `addpaimentpart`).
+    pub fn for_v1(mut self, number: &str, full: bool, date: &str, did: i64) -> Action {
+        self.v1.insert("number".into(), Value::from(number));
+        self.v1.insert("full".into(), Value::Bool(full));
+        if !date.is_empty() {
+            self.v1.insert("date".into(), Value::from(date));
+        }
+        if did > 0 {
+            self.v1.insert("did".into(), Value::from(did));
+        }
+        self
+    }
+}
+
+/// Whether the server takes this action in its v1 form (an older server: no v3 invoice
+/// actions, no deal change.step/close; `CrmClient::contract_api` probes once per run).
+async fn via_v1(ctx: &Ctx, kind: Kind) -> Result<bool, CrmError> {
+    if !matches!(kind, Kind::ChangeStep | Kind::Close | Kind::Pay) {
+        return Ok(false);
+    }
+    Ok(ctx.client.contract_api(&ctx.opts.lookup_retry).await? == ContractApi::V1)
+}
+
+/// Send an action once, v3 or (on an older server) its v1 form.
+async fn send_once(ctx: &Ctx, entity: Entity, a: &Action) -> Result<Value, CrmError> {
+    if via_v1(ctx, a.kind).await? {
+        let Some((name, params)) = v1::action(a.kind.action(), &a.body, &a.v1) else {
+            return Err(CrmError::Setup(format!(
+                "{} has no v1 form",
+                a.kind.action()
+            )));
+        };
+        return ctx.client.call_v1("contract", name, &params).await;
+    }
+    ctx.client
+        .call(
+            entity.api_entity(),
+            a.kind.action(),
+            &Value::Object(a.body.clone()),
+        )
+        .await
+}
+
+/// Create an invoice: v3 `invoice/add`, or v1 `addinvoice` on an older server (its error
+/// answers are the record's failure, as invoice/add's are).
+pub(super) async fn add_invoice(
+    ctx: &Ctx,
+    payload: &Map<String, Value>,
+) -> Result<crate::crm::ItemOutcome, CrmError> {
+    if ctx.client.contract_api(&ctx.opts.lookup_retry).await? == ContractApi::V3 {
+        return ctx.client.add(Entity::Invoice, payload).await;
+    }
+    match ctx
+        .client
+        .call_v1("contract", "addinvoice", &v1::add_invoice(payload))
+        .await
+    {
+        Ok(answer) => Ok(v1::added_invoice(&answer)),
+        Err(CrmError::Api { code, text, .. }) => Ok(crate::crm::ItemOutcome::Failed {
+            code: Some(code),
+            text,
+        }),
+        Err(e) => Err(e),
     }
 }
 
@@ -192,6 +262,7 @@ pub fn plan(
                     kind: Kind::ChangeUser,
                     body,
                     effect: ("user", login.trim().to_string()),
+                    v1: Map::new(),
                 });
             }
             if let Some(step) = step.as_ref().map(value_text).filter(|_| is("step")) {
@@ -202,6 +273,7 @@ pub fn plan(
                     kind: Kind::ChangeStep,
                     body,
                     effect: ("stepTitle", step.trim().to_string()),
+                    v1: Map::new(),
                 });
             }
             let close_changed = CLOSE_FIELDS.iter().any(|f| is(f));
@@ -248,6 +320,7 @@ pub fn plan(
                     kind: Kind::Close,
                     body,
                     effect: ("close.close", "yes".into()),
+                    v1: Map::new(),
                 });
             }
         }
@@ -272,6 +345,7 @@ pub fn plan(
                         kind: Kind::Doit,
                         body,
                         effect: ("active", "no".into()),
+                        v1: Map::new(),
                     });
                 }
             }
@@ -475,6 +549,28 @@ pub(super) async fn took_effect(
     crm_id: i64,
     a: &Action,
 ) -> Result<bool, CrmError> {
+    if a.kind == Kind::Pay && via_v1(ctx, a.kind).await? {
+        // No invoice/info on an older server: the row among its deal's invoices (v1 info), or
+        // among all invoices when the deal is not known (an earlier run's payment).
+        let rows = match a.v1.get("did").and_then(Value::as_i64) {
+            Some(did) => {
+                ctx.client
+                    .v1_deal_invoices(did, &ctx.opts.lookup_retry)
+                    .await?
+            }
+            None => {
+                ctx.client
+                    .v1_all_invoices(&ctx.opts.lookup_retry, |r| {
+                        r.get("crid").and_then(Value::as_i64) == Some(crm_id)
+                    })
+                    .await?
+            }
+        };
+        return Ok(rows.iter().any(|r| {
+            r.get("crid").and_then(Value::as_i64) == Some(crm_id)
+                && r.get("do") == Some(&Value::Bool(true))
+        }));
+    }
     let info = ctx
         .client
         .info(entity.api_entity(), crm_id, &[], &ctx.opts.lookup_retry)
@@ -521,16 +617,7 @@ pub(super) async fn run_action(
         tries.begin();
         put_state(ctx, entity, key, a, crm_id, "sent", None)?;
         let started = std::time::Instant::now();
-        let result = ctx
-            .observed(
-                started,
-                ctx.client.call(
-                    entity.api_entity(),
-                    a.kind.action(),
-                    &Value::Object(a.body.clone()),
-                ),
-            )
-            .await;
+        let result = ctx.observed(started, send_once(ctx, entity, a)).await;
         match result {
             Ok(_) => {
                 put_state(ctx, entity, key, a, crm_id, "done", None)?;

@@ -2,7 +2,7 @@
 //! no duplicate check on the server (NOTES.md §3), so after an answer is lost the only safe way
 //! on is to look each record up and send only those that are really missing.
 
-use crate::crm::{CrmClient, CrmError, Entity, RetryPolicy};
+use crate::crm::{ContractApi, CrmClient, CrmError, Entity, RetryPolicy};
 use crate::values::{norm_text, value_id, value_text, CrmDateTime};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -266,6 +266,20 @@ async fn find_invoices(
             continue;
         };
         if number.trim().is_empty() {
+            continue;
+        }
+        if client.contract_api(policy).await? == ContractApi::V1 {
+            // An older server: the deal's invoices come with v1 contract info.
+            let hit = client
+                .v1_deal_invoices(did, policy)
+                .await?
+                .iter()
+                .filter(|r| value_text_of(r.get("invoice")).trim() == number.trim())
+                .filter_map(|r| value_id(r.get("crid")))
+                .min();
+            if let Some(crid) = hit {
+                found.insert(w.key.to_string(), crid);
+            }
             continue;
         }
         let mut params = Map::new();

@@ -12,7 +12,7 @@
 use super::journal::{State, Update};
 use super::planstore::StoredRecord;
 use super::{change, Ctx, Mode, UploadError};
-use crate::crm::Entity;
+use crate::crm::{ContractApi, Entity};
 use crate::export::{self, Filters};
 use crate::report::Progress;
 use crate::template::matching::{probe_values, Probe};
@@ -141,9 +141,15 @@ impl DateRange {
 pub(super) async fn match_entity(ctx: &Ctx, entity: Entity) -> Result<(), UploadError> {
     let mode = ctx.opts.mode;
     let probes: Vec<Probe> = ctx.opts.probes.get(&entity).cloned().unwrap_or_default();
+    // An older server has no invoice/list: its invoices are read with v1 contract list.
+    let v1_rows = v1_invoices(ctx, entity).await?;
     // An empty CRM (a first migration) holds nothing to match: one read says so, and the
     // planned records are not even looked at.
-    if crm_is_empty(ctx, entity).await? {
+    let empty = match &v1_rows {
+        Some(rows) => rows.is_empty(),
+        None => crm_is_empty(ctx, entity).await?,
+    };
+    if empty {
         // Records an earlier run stored are not there any more (a new sandbox, a CRM restored
         // from a backup): the CRM is the truth, the journal only a cache of it.
         ctx.journal_lock().forget_stored(entity)?;
@@ -200,40 +206,49 @@ pub(super) async fn match_entity(ctx: &Ctx, entity: Entity) -> Result<(), Upload
     let progress = Progress::new(&format!("{entity} (matching)"), None, ctx.opts.quiet);
     let id_field = entity.id_field();
     let keep_rows = mode.rematches();
-    let read = export::fetch_all(
-        &ctx.client,
-        entity,
-        &filters,
-        fields.as_deref(),
-        4,
-        &ctx.opts.lookup_retry,
-        &progress,
-        |row| {
-            let Some(crm_id) = value_id(row.get(id_field)) else {
-                return;
-            };
-            let mut hit = false;
-            let mut look = |i: u8, v: &str| {
-                let h = probe_hash(i, v);
-                let from = index.partition_point(|(x, _)| *x < h);
-                for (_, plan_id) in index[from..].iter().take_while(|(x, _)| *x == h) {
-                    hits.push((*plan_id, i, crm_id));
-                    hit = true;
-                }
-            };
-            look(BY_ID, &crm_id.to_string());
-            let get = |f: &str| crm_text(entity, &row, f).filter(|t| !t.is_empty());
-            for (i, probe) in probes.iter().enumerate() {
-                for v in probe_values(entity, probe, true, &get) {
-                    look(i as u8 + 1, &v);
-                }
+    let on_row = |row: Map<String, Value>| {
+        let Some(crm_id) = value_id(row.get(id_field)) else {
+            return;
+        };
+        let mut hit = false;
+        let mut look = |i: u8, v: &str| {
+            let h = probe_hash(i, v);
+            let from = index.partition_point(|(x, _)| *x < h);
+            for (_, plan_id) in index[from..].iter().take_while(|(x, _)| *x == h) {
+                hits.push((*plan_id, i, crm_id));
+                hit = true;
             }
-            if hit && keep_rows {
-                kept.insert(crm_id, row);
+        };
+        look(BY_ID, &crm_id.to_string());
+        let get = |f: &str| crm_text(entity, &row, f).filter(|t| !t.is_empty());
+        for (i, probe) in probes.iter().enumerate() {
+            for v in probe_values(entity, probe, true, &get) {
+                look(i as u8 + 1, &v);
             }
-        },
-    )
-    .await;
+        }
+        if hit && keep_rows {
+            kept.insert(crm_id, row);
+        }
+    };
+    let read = match v1_rows {
+        Some(rows) => {
+            rows.into_iter().for_each(on_row);
+            Ok(())
+        }
+        None => {
+            export::fetch_all(
+                &ctx.client,
+                entity,
+                &filters,
+                fields.as_deref(),
+                4,
+                &ctx.opts.lookup_retry,
+                &progress,
+                on_row,
+            )
+            .await
+        }
+    };
     progress.finish();
     read.map_err(|source| UploadError::MatchRead { entity, source })?;
     drop(index);
@@ -268,6 +283,31 @@ pub(super) async fn match_entity(ctx: &Ctx, entity: Entity) -> Result<(), Upload
         store_current(ctx, entity, &found, &kept)?;
     }
     settle(ctx, entity, &found).await
+}
+
+/// The CRM's invoices when it is an older server (no v3 invoice/list; `CrmClient::
+/// contract_api`), read with v1 contract list; `None` for any other entity or server.
+async fn v1_invoices(
+    ctx: &Ctx,
+    entity: Entity,
+) -> Result<Option<Vec<Map<String, Value>>>, UploadError> {
+    if entity != Entity::Invoice {
+        return Ok(None);
+    }
+    let failed = |e| UploadError::MatchRead {
+        entity,
+        source: export::ExportError::PageFailed {
+            entity,
+            page: 0,
+            source: e,
+        },
+    };
+    let policy = &ctx.opts.lookup_retry;
+    if ctx.client.contract_api(policy).await.map_err(failed)? != ContractApi::V1 {
+        return Ok(None);
+    }
+    let rows = ctx.client.v1_all_invoices(policy, |_| true).await;
+    rows.map(Some).map_err(failed)
 }
 
 /// Does the CRM hold no record of `entity` at all (the first page of every pass is empty)?

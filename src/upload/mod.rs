@@ -628,7 +628,12 @@ async fn send(ctx: &Ctx, entity: Entity, items: &[Item]) -> Result<Vec<ItemOutco
     } else {
         let mut out = Vec::with_capacity(items.len());
         for i in items {
-            match ctx.client.add(entity, &i.payload).await {
+            let added = if entity == Entity::Invoice {
+                actions::add_invoice(ctx, &i.payload).await
+            } else {
+                ctx.client.add(entity, &i.payload).await
+            };
+            match added {
                 Err(e) if entity == Entity::Invoice && no_specification(&e) => {
                     out.push(ItemOutcome::Failed {
                         code: None,

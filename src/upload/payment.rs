@@ -20,7 +20,7 @@
 use super::actions::{self, Action, Done, Kind};
 use super::journal::{State, Update};
 use super::{payload, Ctx, UploadError};
-use crate::crm::{CrmError, Entity};
+use crate::crm::{ContractApi, CrmError, Entity};
 use crate::export::{self, Filters};
 use crate::report::Progress;
 use crate::values::{value_id, value_text, Money};
@@ -170,6 +170,22 @@ impl Target {
 /// The rows of an invoice: by number (`word` searches numbers, contracts and titles, so the
 /// number is compared exactly), or every invoice row of a deal.
 async fn invoice_rows(ctx: &Ctx, target: &Target) -> Result<Vec<InvoiceRow>, CrmError> {
+    let policy = &ctx.opts.lookup_retry;
+    if ctx.client.contract_api(policy).await? == ContractApi::V1 {
+        // An older server has no invoice/list: a deal's invoices come with v1 contract info,
+        // an invoice known by number only is looked for among all deals' invoices.
+        let rows = match target {
+            Target::Deal(did) => ctx.client.v1_deal_invoices(*did, policy).await?,
+            Target::Number(n) => {
+                ctx.client
+                    .v1_all_invoices(policy, |r| {
+                        r.get("invoice").map(value_text).unwrap_or_default().trim() == n.trim()
+                    })
+                    .await?
+            }
+        };
+        return Ok(rows.iter().filter_map(InvoiceRow::from_list).collect());
+    }
     let mut filters = Filters::default();
     match target {
         Target::Number(n) => filters.word = Some(n.clone()),
@@ -204,6 +220,9 @@ async fn invoice_rows(ctx: &Ctx, target: &Target) -> Result<Vec<InvoiceRow>, Crm
     Ok(out)
 }
 
+/// A payment to make: its key, and its fields (or why they could not be had).
+type Planned = (String, Result<Map<String, Value>, String>);
+
 /// Pay every planned payment not yet settled: a page at a time, its payments in lanes by
 /// invoice (serial within a lane, lanes concurrent, each payment under a limiter permit).
 pub(super) async fn pay_entity(ctx: &Ctx, progress: &Progress) -> Result<(), UploadError> {
@@ -232,8 +251,7 @@ pub(super) async fn pay_entity(ctx: &Ctx, progress: &Progress) -> Result<(), Upl
         let Some(last) = page.last() else { break };
         after = last.id;
         // Lanes: the payments of one invoice, in file order.
-        let mut lanes: HashMap<String, Vec<(String, Result<Map<String, Value>, String>)>> =
-            HashMap::new();
+        let mut lanes: HashMap<String, Vec<Planned>> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
         for rec in page {
             if rec.state.is_some_and(State::is_settled) {
@@ -346,9 +364,16 @@ async fn pay_one(
     } else {
         format!("on {date}")
     };
+    // v3 invoice/do drops the payment date; an older server's v1 addpaiment records it.
+    let v1 = ctx.client.contract_api(&ctx.opts.lookup_retry).await.ok() == Some(ContractApi::V1);
+    let dated = if v1 {
+        "the CRM records the payment date (v1)"
+    } else {
+        "the CRM records no payment date"
+    };
     let note = |what: &str, crid: i64| {
         format!(
-            "{what} {} of {} {on} (invoice row {crid}; the CRM records no payment date)",
+            "{what} {} of {} {on} (invoice row {crid}; {dated})",
             amount.fixed2(false),
             target.describe()
         )
@@ -470,7 +495,13 @@ async fn pay_one(
         }
         Decision::Pay { crid, summa, full } => {
             claim(crid);
-            let a = Action::pay(crid, summa);
+            let (number, did) = rows
+                .iter()
+                .find(|r| r.crid == crid)
+                .map(|r| (r.number.clone(), r.did))
+                .unwrap_or_default();
+            // On an older server v1 also records the payment date (v3 invoice/do drops it).
+            let a = Action::pay(crid, summa).for_v1(&number, full, &date, did);
             let what = if full { "paid in full" } else { "paid part" };
             Ok(
                 match actions::run_action(ctx, entity, key, crid, &a).await? {

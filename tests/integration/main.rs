@@ -22,4 +22,5 @@ mod payments;
 mod props;
 mod reconcile;
 mod sandbox;
+mod v1;
 mod validate;

@@ -89,7 +89,7 @@ pub(super) fn php_sum(v: Option<&Value>) -> Option<f64> {
 }
 
 /// "20 000,50": how the CRM writes sums for people.
-fn ru(v: f64) -> String {
+pub(super) fn ru(v: f64) -> String {
     let cents = (v * 100.0).round() as i64;
     let (int, frac) = (cents.abs() / 100, cents.abs() % 100);
     let digits = int.to_string();
@@ -113,7 +113,7 @@ fn shifted(datum: &str) -> String {
         .unwrap_or_else(|_| datum.to_string())
 }
 
-fn date_of(v: Option<&Value>) -> Option<NaiveDate> {
+pub(super) fn date_of(v: Option<&Value>) -> Option<NaiveDate> {
     let s = value_str(v, "")?;
     let s = s.trim();
     NaiveDate::parse_from_str(s.get(..10)?, "%Y-%m-%d")
@@ -327,7 +327,7 @@ fn is_non_numeric(v: &Value) -> bool {
 }
 
 /// The next number of `invoice: "auto"`: the counter `inum` (one past the highest number).
-fn next_number(ctx: &Ctx) -> rusqlite::Result<i64> {
+pub(super) fn next_number(ctx: &Ctx) -> rusqlite::Result<i64> {
     count(
         ctx.conn,
         "SELECT COALESCE(MAX(CAST(invoice AS INTEGER)), 0) + 1 FROM invoice",

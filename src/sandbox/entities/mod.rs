@@ -48,6 +48,7 @@ macro_rules! or_answer {
 }
 
 mod client;
+mod contract_v1;
 mod deal;
 mod deal_change;
 mod history;
@@ -219,6 +220,19 @@ fn db_error(e: rusqlite::Error) -> Reply {
 }
 
 pub fn dispatch(state: &AppState, call: Call) -> Reply {
+    if call.version == 1 {
+        return dispatch_v1(state, call);
+    }
+    if state.no_v3_invoices && call.version == 3 {
+        // An older server: no invoice methods (the include fails: an empty answer, like
+        // v3-error-unknown-method) and no deal change.step/close (v3-error-unknown-action-deal).
+        if call.entity == "invoice" {
+            return Reply::Empty;
+        }
+        if call.entity == "deal" && matches!(call.action.as_str(), "change.step" | "close") {
+            return Reply::Json(error(402, "Неизвестный метод"));
+        }
+    }
     if call.login.as_deref() != Some(state.login.as_str())
         || call.apikey.as_deref() != Some(state.apikey.as_str())
     {
@@ -278,6 +292,34 @@ pub fn dispatch(state: &AppState, call: Call) -> Reply {
         Action::User(_) => Ok(json!([])),
     };
     result.map_or_else(db_error, Reply::Json)
+}
+
+/// `GET /developer/v1/contract?…`: the v1 contract actions ([`contract_v1`]).
+fn dispatch_v1(state: &AppState, call: Call) -> Reply {
+    let key_ok = call.apikey.as_deref() == Some(state.apikey.as_str());
+    if !key_ok || call.login.as_deref() != Some(state.login.as_str()) {
+        return contract_v1::auth_error(key_ok);
+    }
+    let mut conn = state.store.lock();
+    let users = match Users::load(&conn) {
+        Ok(u) => u,
+        Err(e) => return db_error(e),
+    };
+    let fields = match FieldSet::load(&conn, Entity::Deal) {
+        Ok(f) => f,
+        Err(e) => return db_error(e),
+    };
+    let mut ctx = Ctx {
+        conn: &mut conn,
+        login: &state.login,
+        users: &users,
+        p: &call.params,
+        ids: &state.store.ids,
+        fields: &fields,
+        deal_counter: &state.deal_number,
+        deal_number: None,
+    };
+    contract_v1::handle(&mut ctx, &call.action).map_or_else(db_error, Reply::Json)
 }
 
 /// Writes the real server dies on with a PHP fatal (HTML page, HTTP 200) before storing

@@ -38,8 +38,23 @@ impl Crm {
                 fatal_on: Mutex::new(None),
                 lose_answers: Mutex::new(Vec::new()),
                 emulator: None,
+                no_v3_invoices: false,
             },
             key: KEY,
+        }
+    }
+
+    /// The same store acting as an older server (`--no-v3-invoices`).
+    pub fn old_server(mut self) -> Crm {
+        self.state.no_v3_invoices = true;
+        self
+    }
+
+    /// A v1 contract call; the answer must be JSON.
+    pub fn v1(&self, action: &str, params: Value) -> Value {
+        match self.reply(1, "contract", action, params) {
+            Reply::Json(v) => v,
+            _ => panic!("v1 {action}: no JSON answer"),
         }
     }
 
