@@ -48,7 +48,11 @@ fn run(dir: &Path, preset: &str, concurrency: Option<usize>, rows: usize) -> f64
         .arg(&conn.login)
         .arg("--quiet")
         .env("SMBATCH_APIKEY", conn.apikey.expose())
-        .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml");
+        .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
+        .env(
+            "SMBATCH_DATA_DIR",
+            std::env::temp_dir().join("smbatch-bench-data"),
+        );
     if let Some(n) = concurrency {
         cmd.arg("--concurrency").arg(n.to_string());
     }

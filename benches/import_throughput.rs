@@ -56,6 +56,8 @@ fn bench(rows: usize) {
         .arg(&template)
         .arg("--report")
         .arg(dir.path().join("report.xlsx"))
+        .arg("--journal")
+        .arg(dir.path().join("report.journal.sqlite"))
         .arg("--url")
         .arg(&conn.url)
         .arg("--login")

@@ -135,7 +135,11 @@ fn end_to_end(rows: usize) {
                 .arg(&conn.login)
                 .arg("-q")
                 .env("SMBATCH_APIKEY", conn.apikey.expose())
-                .env("SMBATCH_CONFIG", "/nonexistent"),
+                .env("SMBATCH_CONFIG", "/nonexistent")
+                .env(
+                    "SMBATCH_DATA_DIR",
+                    std::env::temp_dir().join("smbatch-bench-data"),
+                ),
         );
         assert!((0..2).contains(&code), "exit code {code}: {stderr}");
         (started.elapsed().as_secs_f64(), rss)

@@ -52,6 +52,10 @@ fn smbatch(conn: &Connection, args: &[&str]) -> f64 {
         .arg("--quiet")
         .env("SMBATCH_APIKEY", conn.apikey.expose())
         .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
+        .env(
+            "SMBATCH_DATA_DIR",
+            std::env::temp_dir().join("smbatch-bench-data"),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()
