@@ -39,7 +39,35 @@ pub(super) const SCHEMA: &str = "
         before TEXT NOT NULL,
         after  TEXT NOT NULL
     );
-    CREATE INDEX IF NOT EXISTS changes_by_record ON changes (entity, key);";
+    CREATE INDEX IF NOT EXISTS changes_by_record ON changes (entity, key);
+    CREATE TABLE IF NOT EXISTS match_rows (
+        entity  TEXT NOT NULL,
+        crm_id  INTEGER NOT NULL,
+        current TEXT NOT NULL,
+        PRIMARY KEY (entity, crm_id)
+    );";
+
+/// Matched CRM rows written to the journal at a time while the CRM is read.
+const ROWS_PER_WRITE: usize = 500;
+
+/// Write matched CRM rows (id, JSON) into `match_rows`: they wait there for the decision, so
+/// memory holds a batch of them, not every match.
+fn keep_rows(ctx: &Ctx, entity: Entity, rows: &mut Vec<(i64, String)>) -> Result<(), UploadError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    ctx.journal_lock().write_with(|tx| {
+        let mut put = tx.prepare_cached(
+            "INSERT OR REPLACE INTO match_rows (entity, crm_id, current) VALUES (?1, ?2, ?3)",
+        )?;
+        for (id, row) in rows.iter() {
+            put.execute(params![entity.as_str(), id, row])?;
+        }
+        Ok(())
+    })?;
+    rows.clear();
+    Ok(())
+}
 
 /// Planned records read at a time while matching.
 const PAGE: usize = 2_000;
@@ -196,7 +224,16 @@ pub(super) async fn match_entity(ctx: &Ctx, entity: Entity) -> Result<(), Upload
 
     // 2. The CRM side, page by page: only rows that hit a planned probe are kept.
     let mut hits: Vec<(i64, u8, i64)> = Vec::new();
-    let mut kept: HashMap<i64, Map<String, Value>> = HashMap::new();
+    let mut kept: Vec<(i64, String)> = Vec::new();
+    let mut kept_err: Option<UploadError> = None;
+    if mode.rematches() {
+        ctx.journal_lock().write_with(|tx| {
+            tx.execute(
+                "DELETE FROM match_rows WHERE entity = ?1",
+                [entity.as_str()],
+            )
+        })?;
+    }
     let mut filters = Filters::default();
     if matches!(entity, Entity::History | Entity::Task) {
         filters.from = dates.from;
@@ -205,7 +242,7 @@ pub(super) async fn match_entity(ctx: &Ctx, entity: Entity) -> Result<(), Upload
     let fields = list_fields(ctx, entity, &probes);
     let progress = Progress::new(&format!("{entity} (matching)"), None, ctx.opts.quiet);
     let id_field = entity.id_field();
-    let keep_rows = mode.rematches();
+    let keep_matched = mode.rematches();
     let on_row = |row: Map<String, Value>| {
         let Some(crm_id) = value_id(row.get(id_field)) else {
             return;
@@ -226,8 +263,13 @@ pub(super) async fn match_entity(ctx: &Ctx, entity: Entity) -> Result<(), Upload
                 look(i as u8 + 1, &v);
             }
         }
-        if hit && keep_rows {
-            kept.insert(crm_id, row);
+        if hit && keep_matched {
+            kept.push((crm_id, Value::Object(row).to_string()));
+            if kept.len() >= ROWS_PER_WRITE && kept_err.is_none() {
+                if let Err(e) = keep_rows(ctx, entity, &mut kept) {
+                    kept_err = Some(e);
+                }
+            }
         }
     };
     let read = match v1_rows {
@@ -279,8 +321,12 @@ pub(super) async fn match_entity(ctx: &Ctx, entity: Entity) -> Result<(), Upload
         };
         found.insert(plan_id, f);
     }
-    if keep_rows {
-        store_current(ctx, entity, &found, &kept)?;
+    if keep_matched {
+        if let Some(e) = kept_err {
+            return Err(e);
+        }
+        keep_rows(ctx, entity, &mut kept)?;
+        store_current(ctx, entity, &found)?;
     }
     settle(ctx, entity, &found).await
 }
@@ -377,21 +423,25 @@ fn store_current(
     ctx: &Ctx,
     entity: Entity,
     found: &HashMap<i64, Found>,
-    kept: &HashMap<i64, Map<String, Value>>,
 ) -> Result<(), UploadError> {
     let mut journal = ctx.journal_lock();
     journal.write_with(|tx| {
         tx.execute("DELETE FROM matches WHERE entity = ?1", [entity.as_str()])?;
         let mut put = tx.prepare(
             "INSERT OR REPLACE INTO matches (entity, key, crm_id, current)
-             SELECT entity, key, ?2, ?3 FROM plan WHERE id = ?1",
+             SELECT p.entity, p.key, ?2,
+                    (SELECT current FROM match_rows m WHERE m.entity = p.entity AND m.crm_id = ?2)
+             FROM plan p WHERE p.id = ?1",
         )?;
         for (plan_id, f) in found {
             if let Found::One(id) = f {
-                let current = kept.get(id).map(|r| Value::Object(r.clone()).to_string());
-                put.execute(params![plan_id, id, current])?;
+                put.execute(params![plan_id, id])?;
             }
         }
+        tx.execute(
+            "DELETE FROM match_rows WHERE entity = ?1",
+            [entity.as_str()],
+        )?;
         Ok(())
     })
 }
