@@ -75,7 +75,13 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn call(rt: &tokio::runtime::Runtime, client: &CrmClient, e: Entity, a: &str, body: Value) -> Value {
+fn call(
+    rt: &tokio::runtime::Runtime,
+    client: &CrmClient,
+    e: Entity,
+    a: &str,
+    body: Value,
+) -> Value {
     rt.block_on(client.call(e, a, &body))
         .unwrap_or_else(|err| panic!("{e}/{a} {body}: {err}"))
 }
@@ -85,9 +91,15 @@ fn number(i: usize) -> String {
     format!("СЧ-{i:05}")
 }
 
-/// Seed `invoices` invoices (two per deal) into the sandbox database `db`; (crid, number, sum)
-/// of each.
-fn seed(db: &str, invoices: usize) -> Vec<(i64, String, i64)> {
+/// What [`seed`] added: (crid, number, sum) of each invoice, the deals' and the clients' ids.
+struct Seeded {
+    invoices: Vec<(i64, String, i64)>,
+    dids: Vec<i64>,
+    clids: Vec<i64>,
+}
+
+/// Seed `invoices` invoices (two per deal) into the sandbox database `db`.
+fn seed(db: &str, invoices: usize) -> Seeded {
     let sb = Sandbox::start(SandboxConfig {
         db: db.into(),
         ..SandboxConfig::default()
@@ -104,10 +116,13 @@ fn seed(db: &str, invoices: usize) -> Vec<(i64, String, i64)> {
                 "add",
                 json!({"title": format!("ООО «Поставщик {c:02}»"), "type": "client"}),
             );
-            r["data"].as_i64().unwrap_or_else(|| panic!("client/add: {r}"))
+            r["data"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("client/add: {r}"))
         })
         .collect();
     let mut out = Vec::with_capacity(invoices);
+    let mut dids = Vec::new();
     for d in 0..invoices.div_ceil(2) {
         let r = call(
             &rt,
@@ -118,7 +133,10 @@ fn seed(db: &str, invoices: usize) -> Vec<(i64, String, i64)> {
                    "uid": format!("D-{d}"),
                    "speka": [{"title": "Трубы стальные", "price": DEAL_SUM, "kol": 1, "nds": 20}]}),
         );
-        let did = r["data"].as_i64().unwrap_or_else(|| panic!("deal/add: {r}"));
+        let did = r["data"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("deal/add: {r}"));
+        dids.push(did);
         for (k, sum) in [(1, DEAL_SUM * 6 / 10), (2, DEAL_SUM * 4 / 10)] {
             let i = 2 * d + k;
             if i > invoices {
@@ -139,7 +157,11 @@ fn seed(db: &str, invoices: usize) -> Vec<(i64, String, i64)> {
     }
     assert_eq!(sb.count(Entity::Invoice), invoices as u64);
     sb.stop();
-    out
+    Seeded {
+        invoices: out,
+        dids,
+        clids,
+    }
 }
 
 /// A fresh copy of the seeded database (with its WAL, if one is left) at `to`.
@@ -201,6 +223,46 @@ fn plain_pages(rt: &tokio::runtime::Runtime, client: &CrmClient, in_flight: usiz
     (n, n as f64 / started.elapsed().as_secs_f64())
 }
 
+/// A plain client reading `info` of every id (`entity`, `extra` fields) with `in_flight` reads
+/// at a time; seconds.
+fn plain_infos(
+    rt: &tokio::runtime::Runtime,
+    client: &CrmClient,
+    reads: &[(Entity, i64)],
+    in_flight: usize,
+) -> f64 {
+    let reads: Arc<Vec<(Entity, i64)>> = Arc::new(reads.to_vec());
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..in_flight {
+            let (client, reads, next) = (client.clone(), reads.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(entity, id)) = reads.get(i) else {
+                        break;
+                    };
+                    let extra: &[(&str, Value)] = if entity == Entity::Client {
+                        &[("bankinfo", Value::Bool(true))]
+                    } else {
+                        &[]
+                    };
+                    client
+                        .info(entity, id, extra, &RetryPolicy::default())
+                        .await
+                        .unwrap_or_else(|e| panic!("{entity}/info {id}: {e}"));
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    started.elapsed().as_secs_f64()
+}
+
 /// invoice/do of every invoice (full sum) with `in_flight` calls at a time; calls/s.
 fn plain_payments(
     rt: &tokio::runtime::Runtime,
@@ -258,13 +320,15 @@ fn paid_rows(rt: &tokio::runtime::Runtime, client: &CrmClient) -> usize {
     })
 }
 
-fn export(dir: &Path, db: &str, emulate: &EmulateConfig, invoices: usize) {
+fn export(dir: &Path, db: &str, emulate: &EmulateConfig, seeded: &Seeded) {
+    let invoices = seeded.invoices.len();
     let sb = serve(db, emulate);
     let conn = sb.connection();
     let client = CrmClient::new(&conn).unwrap();
     let rt = runtime();
     let mut best = (0, 0.0f64);
-    let mut line = String::from("  plain invoice/list paging (page 30), rows/s by pages in flight:");
+    let mut line =
+        String::from("  plain invoice/list paging (page 30), rows/s by pages in flight:");
     for n in [1, 2, 4] {
         let (rows, x) = plain_pages(&rt, &client, n);
         assert_eq!(rows, invoices as u64, "the plain client read every invoice");
@@ -296,10 +360,37 @@ fn export(dir: &Path, db: &str, emulate: &EmulateConfig, invoices: usize) {
             rate / best.1
         );
     }
+    // Where the time goes: the reads the export's join makes, by a plain client with as many in
+    // flight as the join has (8): deal/info of every deal and client/info of every client (made
+    // whatever --fields names), and invoice/info of every invoice (VAT, default export only).
+    let joins: Vec<(Entity, i64)> = (seeded.dids.iter().map(|&d| (Entity::Deal, d)))
+        .chain(seeded.clids.iter().map(|&c| (Entity::Client, c)))
+        .collect();
+    let vats: Vec<(Entity, i64)> = seeded
+        .invoices
+        .iter()
+        .map(|&(crid, _, _)| (Entity::Invoice, crid))
+        .collect();
+    // The fixed cost of a run: the CLI's start, deal/steplist and one empty page (nothing paid).
+    let empty = dir.join("paid.csv").display().to_string();
+    let (fixed, _) = smbatch(
+        &conn,
+        &["export", "invoice", "--paid", "yes", "-o", empty.as_str()],
+    );
+    let j = plain_infos(&rt, &client, &joins, 8);
+    let v = plain_infos(&rt, &client, &vats, 8);
+    println!(
+        "  where the time goes (plain client, 8 in flight): {} deal/info + {} client/info {j:.2} s; {} invoice/info (VAT) {v:.2} s; all {invoices} rows paged {:.2} s; a run exporting nothing (--paid yes) {fixed:.2} s",
+        seeded.dids.len(),
+        seeded.clids.len(),
+        vats.len(),
+        invoices as f64 / best.1
+    );
     sb.stop();
 }
 
-fn payments(dir: &Path, db: &str, emulate: &EmulateConfig, invoices: &[(i64, String, i64)]) {
+fn payments(dir: &Path, db: &str, emulate: &EmulateConfig, seeded: &Seeded) {
+    let invoices = &seeded.invoices[..];
     let rt = runtime();
     let copy = dir.join("pay.sqlite").display().to_string();
     let mut best = (0, 0.0f64);
@@ -309,7 +400,11 @@ fn payments(dir: &Path, db: &str, emulate: &EmulateConfig, invoices: &[(i64, Str
         let sb = serve(&copy, emulate);
         let client = CrmClient::new(&sb.connection()).unwrap();
         let x = plain_payments(&rt, &client, invoices, n);
-        assert_eq!(paid_rows(&rt, &client), invoices.len(), "every invoice paid");
+        assert_eq!(
+            paid_rows(&rt, &client),
+            invoices.len(),
+            "every invoice paid"
+        );
         sb.stop();
         if x > best.1 {
             best = (n, x);
@@ -343,7 +438,11 @@ fn payments(dir: &Path, db: &str, emulate: &EmulateConfig, invoices: &[(i64, Str
     let read = import(&conn, &["--dry-run"], "dry.journal");
     assert_eq!(paid_rows(&rt, &client), 0, "a dry run pays nothing");
     let wall = import(&conn, &[], "pay.journal");
-    assert_eq!(paid_rows(&rt, &client), invoices.len(), "every invoice paid once");
+    assert_eq!(
+        paid_rows(&rt, &client),
+        invoices.len(),
+        "every invoice paid once"
+    );
     sb.stop();
     let rate = invoices.len() as f64 / wall;
     println!(
@@ -366,6 +465,6 @@ fn main() {
         invoices.div_ceil(2),
         started.elapsed().as_secs_f64()
     );
-    export(dir.path(), &db, &emulate, invoices);
+    export(dir.path(), &db, &emulate, &seeded);
     payments(dir.path(), &db, &emulate, &seeded);
 }
