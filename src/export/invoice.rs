@@ -79,7 +79,12 @@ pub struct InvoiceJoin {
     clients: Cache<ClientInfo>,
     /// Read each invoice's VAT (`nds`): only invoice/info shows it, one read per invoice.
     vat: bool,
+    /// Read the deals (deal/info) and clients (client/info) for their columns.
+    lookups: bool,
 }
+
+/// The columns that need a deal/info or client/info read.
+pub const LOOKUP_COLUMNS: &[&str] = &["deal_stage", "deal_owner", "client_inn", "client_kpp"];
 
 impl InvoiceJoin {
     pub fn new(client: CrmClient, policy: RetryPolicy) -> InvoiceJoin {
@@ -90,7 +95,15 @@ impl InvoiceJoin {
             deals: Mutex::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
             vat: false,
+            lookups: true,
         }
+    }
+
+    /// Read deals and clients only when one of their columns is wanted (`deal_number`,
+    /// `deal_title` and `client` come from the invoice list itself).
+    pub fn with_lookups(mut self, lookups: bool) -> InvoiceJoin {
+        self.lookups = lookups;
+        self
     }
 
     /// Also fill the `vat` column (one invoice/info per invoice: invoice/list has no VAT).
@@ -242,9 +255,11 @@ impl InvoiceJoin {
     }
 
     async fn join_rows(self: Arc<Self>, rows: Vec<Row>) -> Result<Vec<Row>, CrmError> {
-        let dids = rows.iter().filter_map(|r| id(r, "did")).collect();
-        let clids = rows.iter().filter_map(|r| id(r, "clid")).collect();
-        self.prefetch(dids, clids).await?;
+        if self.lookups {
+            let dids = rows.iter().filter_map(|r| id(r, "did")).collect();
+            let clids = rows.iter().filter_map(|r| id(r, "clid")).collect();
+            self.prefetch(dids, clids).await?;
+        }
         let vats = if self.vat {
             self.vats(&rows).await?
         } else {
@@ -255,12 +270,12 @@ impl InvoiceJoin {
             let did = id(&r, "did");
             let clid = id(&r, "clid");
             let deal = match did {
-                Some(d) => self.deal(d).await?,
-                None => DealInfo::default(),
+                Some(d) if self.lookups => self.deal(d).await?,
+                _ => DealInfo::default(),
             };
             let client = match clid {
-                Some(c) => self.client_info(c).await?,
-                None => ClientInfo::default(),
+                Some(c) if self.lookups => self.client_info(c).await?,
+                _ => ClientInfo::default(),
             };
             let mut row = invoice_row(&r, deal, client);
             row.insert("vat".into(), vats.get(i).cloned().unwrap_or(Value::Null));
@@ -328,7 +343,16 @@ fn invoice_row(r: &Row, deal: DealInfo, client: ClientInfo) -> Row {
     m.insert("vat".into(), Value::Null);
     m.insert("paid".into(), json!(if paid { "да" } else { "нет" }));
     m.insert("did".into(), get("did"));
-    m.insert("deal_number".into(), deal.number);
+    // The list shows the deal's title with its number ("СД26: …"): no deal/info needed for it.
+    let listed = split_deal_number(r.get("deal").and_then(Value::as_str).unwrap_or(""));
+    m.insert(
+        "deal_number".into(),
+        if deal.number.is_null() {
+            listed.0.map_or(Value::Null, |n| json!(n))
+        } else {
+            deal.number
+        },
+    );
     m.insert(
         "deal_title".into(),
         if deal.title.as_str().is_some_and(|t| !t.is_empty()) {

@@ -728,13 +728,18 @@ async fn export_entity(
     };
     let join: Option<Arc<dyn pager::PageJoin>> = match entity {
         // VAT only when its column is wanted: it costs one invoice/info per invoice.
-        Entity::Invoice => Some(Arc::new(
-            invoice::InvoiceJoin::new(client.clone(), job.policy.clone()).with_vat(
+        Entity::Invoice => {
+            let wanted = |cols: &[&str]| {
                 job.fields
                     .as_ref()
-                    .is_none_or(|f| f.iter().any(|n| n == "vat")),
-            ),
-        )),
+                    .is_none_or(|f| f.iter().any(|n| cols.contains(&n.as_str())))
+            };
+            Some(Arc::new(
+                invoice::InvoiceJoin::new(client.clone(), job.policy.clone())
+                    .with_vat(wanted(&["vat"]))
+                    .with_lookups(wanted(invoice::LOOKUP_COLUMNS)),
+            ))
+        }
         // Only when its columns are wanted: it costs an invoice pass and a client/info per client.
         Entity::Deal
             if job.fields.as_ref().is_none_or(|f| {

@@ -406,6 +406,55 @@ impl Journal {
         })
     }
 
+    /// `insert`'s decisions in bulk: the records (by plan id) that matched one CRM record become
+    /// `existing` with its id — `created` (found again) when a lost answer left them sent or
+    /// ambiguous — and those that matched several `ambiguous_match` with `why`. Records already
+    /// settled are left alone.
+    pub(super) fn settle_matches(
+        &mut self,
+        entity: Entity,
+        one: &[(i64, i64)],
+        many: &[(i64, String)],
+    ) -> Result<(), UploadError> {
+        self.write(|tx| {
+            tx.execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS found_ids (
+                     plan_id INTEGER PRIMARY KEY, crm_id INTEGER, why TEXT);
+                 DELETE FROM found_ids;",
+            )?;
+            {
+                let mut put = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO found_ids (plan_id, crm_id, why) VALUES (?1, ?2, ?3)",
+                )?;
+                for (plan_id, crm_id) in one {
+                    put.execute(params![plan_id, crm_id, Option::<String>::None])?;
+                }
+                for (plan_id, why) in many {
+                    put.execute(params![plan_id, Option::<i64>::None, why])?;
+                }
+            }
+            // SET expressions see the old row: `state` below is the state before this update.
+            tx.execute(
+                "UPDATE records SET
+                     resolved = resolved OR (f.crm_id IS NOT NULL AND state IN ('sent', 'ambiguous')),
+                     state = CASE
+                         WHEN f.crm_id IS NULL THEN 'ambiguous_match'
+                         WHEN state IN ('sent', 'ambiguous') THEN 'created'
+                         ELSE 'existing' END,
+                     crm_id = f.crm_id,
+                     error = f.why,
+                     updated = datetime('now')
+                 FROM found_ids f JOIN plan p ON p.id = f.plan_id
+                 WHERE records.entity = ?1 AND p.entity = records.entity AND p.key = records.key
+                   AND records.state NOT IN ('created', 'existing', 'updated', 'unchanged',
+                                             'not_found', 'ambiguous_match', 'deleted')",
+                [entity.as_str()],
+            )?;
+            tx.execute_batch("DELETE FROM found_ids;")?;
+            Ok(())
+        })
+    }
+
     /// The CRM row a record matched, as the match pass read it.
     pub fn match_current(
         &self,

@@ -450,6 +450,9 @@ fn store_current(
 /// then says, for each, whether it is to be created, updated, or left as it is.
 async fn settle(ctx: &Ctx, entity: Entity, found: &HashMap<i64, Found>) -> Result<(), UploadError> {
     let mode = ctx.opts.mode;
+    if mode == Mode::Insert {
+        return settle_insert(ctx, entity, found);
+    }
     let mut refs = RefIds::default();
     let mut after = 0i64;
     loop {
@@ -545,6 +548,35 @@ async fn settle(ctx: &Ctx, entity: Entity, found: &HashMap<i64, Found>) -> Resul
         journal.put_changes(entity, &changes)?;
     }
     Ok(())
+}
+
+/// `insert`: every record that matched one CRM record is `existing` (or `created`, when a lost
+/// answer of an earlier run had stored it), in one statement rather than record by record; the
+/// few that matched several are `ambiguous_match`. Unmatched records stay as they are.
+fn settle_insert(
+    ctx: &Ctx,
+    entity: Entity,
+    found: &HashMap<i64, Found>,
+) -> Result<(), UploadError> {
+    let mut one: Vec<(i64, i64)> = Vec::with_capacity(found.len());
+    let mut many: Vec<(i64, String)> = Vec::new();
+    for (plan_id, f) in found {
+        match f {
+            Found::One(id) => one.push((*plan_id, *id)),
+            Found::Many { probe, ids } => {
+                let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+                many.push((
+                    *plan_id,
+                    format!(
+                        "matches {} {entity} records in the CRM by {probe} (ids {}): not written; make the match unique (another `match` probe, or fix the duplicates in the CRM)",
+                        ids.len(),
+                        list.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    ctx.journal_lock().settle_matches(entity, &one, &many)
 }
 
 fn probe_labels(ctx: &Ctx, entity: Entity) -> String {

@@ -277,3 +277,29 @@ fn deal_export_for_the_books_has_paid_and_unpaid_totals_stage_and_client_inn() {
         .unwrap();
     assert_eq!(number(t.get((control, 1))), 6016.5);
 }
+
+#[test]
+fn an_invoice_export_of_list_columns_names_the_deal_from_the_list() {
+    let sb = start();
+    seed_invoices(&sb, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("inv.csv");
+    // No deal/client/VAT column asked for: no deal/info, client/info or invoice/info reads.
+    let (s, err) = export_json(
+        &sb,
+        "invoice",
+        &out,
+        &["--fields", "crid,invoice,summa,deal_number,deal_title"],
+    );
+    assert_eq!(s["rows"], 3, "{err}");
+    let numbers = csv_column(&out, "deal_number");
+    assert!(
+        numbers.iter().all(|n| n.parse::<u32>().is_ok()),
+        "{numbers:?}"
+    );
+    let titles = csv_column(&out, "deal_title");
+    assert!(
+        titles.iter().all(|t| t == "Поставка" || t == "Монтаж"),
+        "{titles:?}"
+    );
+}
