@@ -29,6 +29,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+mod common;
+
 /// Every deal's specification total; its two invoices are 60 % and 40 % of it.
 const DEAL_SUM: i64 = 100_000;
 const CLIENTS: usize = 20;
@@ -270,34 +272,11 @@ fn plain_payments(
     invoices: &[(i64, String, i64)],
     in_flight: usize,
 ) -> f64 {
-    let bodies: Arc<Vec<Value>> = Arc::new(
-        invoices
-            .iter()
-            .map(|(crid, _, sum)| json!({"id": crid, "summa": format!("{sum}.00")}))
-            .collect(),
-    );
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    rt.block_on(async {
-        let mut tasks = Vec::new();
-        for _ in 0..in_flight {
-            let (client, bodies, next) = (client.clone(), bodies.clone(), next.clone());
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(body) = bodies.get(i) else { break };
-                    client
-                        .call(Entity::Invoice, "do", body)
-                        .await
-                        .unwrap_or_else(|e| panic!("invoice/do {body}: {e}"));
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-    });
-    invoices.len() as f64 / started.elapsed().as_secs_f64()
+    let bodies = invoices
+        .iter()
+        .map(|(crid, _, sum)| json!({"id": crid, "summa": format!("{sum}.00")}))
+        .collect();
+    common::blind_calls(rt, client, Entity::Invoice, "do", bodies, in_flight)
 }
 
 /// How many invoice rows the CRM holds paid.

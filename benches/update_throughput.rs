@@ -22,8 +22,6 @@ use smbatch::crm::{CrmClient, Entity, RetryPolicy};
 use smbatch::sandbox::{EmulateConfig, Sandbox, SandboxConfig};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 mod common;
@@ -106,39 +104,16 @@ fn plain_updates(
     persons: &[Map<String, Value>],
     in_flight: usize,
 ) -> f64 {
-    let bodies: Arc<Vec<Value>> = Arc::new(
-        persons
-            .iter()
-            .map(|p| {
-                json!({
-                    "pid": p["pid"], "person": p["person"], "tel": p["tel"], "mail": p["mail"],
-                    "ptitle": format!("{TITLE} {in_flight}"), "iduser": 1,
-                })
+    let bodies = persons
+        .iter()
+        .map(|p| {
+            json!({
+                "pid": p["pid"], "person": p["person"], "tel": p["tel"], "mail": p["mail"],
+                "ptitle": format!("{TITLE} {in_flight}"), "iduser": 1,
             })
-            .collect(),
-    );
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    rt.block_on(async {
-        let mut tasks = Vec::new();
-        for _ in 0..in_flight {
-            let (client, bodies, next) = (client.clone(), bodies.clone(), next.clone());
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(body) = bodies.get(i) else { break };
-                    client
-                        .call(Entity::Person, "update", body)
-                        .await
-                        .unwrap_or_else(|e| panic!("person/update {body}: {e}"));
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-    });
-    persons.len() as f64 / started.elapsed().as_secs_f64()
+        })
+        .collect();
+    common::blind_calls(rt, client, Entity::Person, "update", bodies, in_flight)
 }
 
 fn updates(dir: &Path) {

@@ -92,3 +92,41 @@ pub fn run_with_peak_rss(c: &mut Command) -> (i32, f64, String) {
     };
     (status.code().unwrap_or(-1), peak, reader.join().unwrap())
 }
+
+/// A plain client's blind calls: `ENTITY/ACTION` with each of `bodies`, `in_flight` at a time,
+/// every answer required to succeed; calls/s. What smbatch's rates are compared with.
+pub fn blind_calls(
+    rt: &tokio::runtime::Runtime,
+    client: &smbatch::crm::CrmClient,
+    entity: smbatch::crm::Entity,
+    action: &'static str,
+    bodies: Vec<serde_json::Value>,
+    in_flight: usize,
+) -> f64 {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let n = bodies.len();
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = std::time::Instant::now();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..in_flight {
+            let (client, bodies, next) = (client.clone(), bodies.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(body) = bodies.get(i) else { break };
+                    client
+                        .call(entity, action, body)
+                        .await
+                        .unwrap_or_else(|e| panic!("{entity}/{action} {body}: {e}"));
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    n as f64 / started.elapsed().as_secs_f64()
+}
