@@ -176,7 +176,8 @@ pub struct Plan {
     pub actions: Vec<Action>,
 }
 
-fn text(fields: &Map<String, Value>, field: &str) -> Option<String> {
+/// A field's trimmed text, `None` when absent or blank.
+pub(super) fn text(fields: &Map<String, Value>, field: &str) -> Option<String> {
     fields
         .get(field)
         .map(value_text)

@@ -82,6 +82,21 @@ enum Found {
     Many { probe: String, ids: Vec<i64> },
 }
 
+impl Found {
+    /// Why a record that matched several CRM records is not written (None for one match).
+    fn ambiguity(&self, entity: Entity) -> Option<String> {
+        let Found::Many { probe, ids } = self else {
+            return None;
+        };
+        let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+        Some(format!(
+            "matches {} {entity} records in the CRM by {probe} (ids {}): not written; make the match unique (another `match` probe, or fix the duplicates in the CRM)",
+            ids.len(),
+            list.join(", ")
+        ))
+    }
+}
+
 /// A record's field as text, as probes read it: references resolved to CRM ids, CRM rows read
 /// the way the server shows them (history's linked person, requisites' leaves).
 fn crm_text(entity: Entity, row: &Map<String, Value>, field: &str) -> Option<String> {
@@ -474,17 +489,8 @@ async fn settle(ctx: &Ctx, entity: Entity, found: &HashMap<i64, Found>) -> Resul
                 resolved: false,
             };
             match found.get(&rec.id) {
-                Some(Found::Many { probe, ids }) => {
-                    let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-                    ups.push(up(
-                        State::AmbiguousMatch,
-                        None,
-                        Some(format!(
-                            "matches {} {entity} records in the CRM by {probe} (ids {}): not written; make the match unique (another `match` probe, or fix the duplicates in the CRM)",
-                            ids.len(),
-                            list.join(", ")
-                        )),
-                    ));
+                Some(many @ Found::Many { .. }) => {
+                    ups.push(up(State::AmbiguousMatch, None, many.ambiguity(entity)));
                 }
                 Some(Found::One(id)) if mode == Mode::Delete => {
                     // Still in the CRM (also after a lost answer): to be deleted.
@@ -563,17 +569,7 @@ fn settle_insert(
     for (plan_id, f) in found {
         match f {
             Found::One(id) => one.push((*plan_id, *id)),
-            Found::Many { probe, ids } => {
-                let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-                many.push((
-                    *plan_id,
-                    format!(
-                        "matches {} {entity} records in the CRM by {probe} (ids {}): not written; make the match unique (another `match` probe, or fix the duplicates in the CRM)",
-                        ids.len(),
-                        list.join(", ")
-                    ),
-                ));
-            }
+            Found::Many { .. } => many.push((*plan_id, f.ambiguity(entity).unwrap_or_default())),
         }
     }
     ctx.journal_lock().settle_matches(entity, &one, &many)

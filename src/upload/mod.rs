@@ -296,17 +296,18 @@ impl Uploader {
                 continue;
             }
             // Match before create: what the CRM already holds decides what is sent. A payment
-            // is decided against its invoice's rows when it is paid (`payment`).
-            if entity != Entity::Payment {
+            // is decided against its invoice's rows when it is paid (`payment`), dry run included.
+            let paying = entity == Entity::Payment;
+            if !paying {
                 matching::match_entity(&self.ctx, entity).await?;
-            }
-            if self.ctx.opts.dry_run && entity != Entity::Payment {
-                continue;
+                if self.ctx.opts.dry_run {
+                    continue;
+                }
             }
             let (all, done) = self.journal().plan_progress(entity)?;
             let progress = Progress::new(entity.as_str(), Some(all), self.ctx.opts.quiet);
             progress.inc(done);
-            let result = if entity == Entity::Payment {
+            let result = if paying {
                 payment::pay_entity(&self.ctx, &progress).await
             } else {
                 self.run_entity(entity, &progress).await

@@ -316,12 +316,9 @@ fn failed(key: &str, crid: Option<i64>, why: String) -> Update {
     }
 }
 
+/// A field's trimmed text, "" when absent or blank (one reading with `actions`).
 fn text(fields: &Map<String, Value>, f: &str) -> String {
-    fields
-        .get(f)
-        .map(value_text)
-        .map(|t| t.trim().to_string())
-        .unwrap_or_default()
+    actions::text(fields, f).unwrap_or_default()
 }
 
 /// One payment: settle an earlier attempt, read the invoice, decide, pay.
