@@ -40,7 +40,8 @@ pub struct DeleteArgs {
     /// writes nothing but the report (exit 0)
     #[arg(long)]
     pub dry_run: bool,
-    /// Journal file (SQLite); default: next to the report, NAME.journal.sqlite
+    /// Journal file (SQLite); default: one per input content, template and CRM under the data
+    /// directory (SMBATCH_DATA_DIR), so the same command continues the same run
     #[arg(long)]
     pub journal: Option<PathBuf>,
     /// XLSX report of every row; default: FILE-STEM.delete-report.xlsx in the current directory

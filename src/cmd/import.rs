@@ -30,7 +30,8 @@ pub struct ImportArgs {
     /// Concurrent requests: a number, or `auto` (finds the server's peak throughput, 1 to 16)
     #[arg(long, default_value = "auto")]
     pub concurrency: String,
-    /// Journal file (SQLite); default: next to the report, NAME.journal.sqlite
+    /// Journal file (SQLite); default: one per input content, template and CRM under the data
+    /// directory (SMBATCH_DATA_DIR), so the same command continues the same run
     #[arg(long)]
     pub journal: Option<PathBuf>,
     /// Continue a run from its journal (re-running with the same journal does the same)

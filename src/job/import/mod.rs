@@ -46,7 +46,7 @@ pub struct ImportJob {
     pub source: SourceOverrides,
     /// Where to send (not contacted in a dry run).
     pub target: Target,
-    /// The journal; default: next to the report.
+    /// The journal; default: [`ImportJob::journal_path`] (under the data directory).
     pub journal: Option<PathBuf>,
     /// Continue from the journal, which must exist.
     pub resume: bool,
