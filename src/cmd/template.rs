@@ -2,12 +2,8 @@
 
 use super::args::{check_output, CrmArgs, SourceArgs};
 use crate::crm::Entity;
-use crate::crm::{CrmClient, RetryPolicy};
-use crate::source;
-use crate::template::fields::{known_fields, live_fields};
-use crate::template::init::linked::{propose, Options};
+use crate::job::TemplateInitJob;
 use crate::template::init::presets::Preset;
-use crate::template::init::starter_template;
 use crate::{Error, Exit, Result};
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
@@ -65,125 +61,63 @@ pub fn run(cmd: TemplateCommand) -> Result<Exit> {
             from,
             output,
             force,
-            source: source_args,
+            source,
             quiet,
             crm,
         } => {
             if let Some(path) = &output {
                 check_output("--output", path, &["toml"])?;
+                if path.exists() && !force {
+                    return Err(Error::Usage(format!(
+                        "{} exists; use --force to overwrite it",
+                        path.display()
+                    )));
+                }
             }
-            let opts = source_args.options(None)?;
-            let src = source::open(&from, &opts)?;
+            let job = TemplateInitJob {
+                file: from,
+                source: source.overrides(),
+                target: crm.names_a_crm().then(|| crm.target()),
+            };
             let Some(entity) = entity else {
                 let preset = preset
                     .map(|p| p.parse::<Preset>().map_err(Error::Usage))
                     .transpose()?;
-                return linked(&from, src, preset, output, force, quiet, &crm, &source_args);
+                return linked(&job, preset, output, quiet);
             };
             if preset.is_some() {
                 return Err(Error::Usage(
                     "--preset proposes a whole linked template: give it without an entity".into(),
                 ));
             }
-            let file = from
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let table = if crm.names_a_crm() {
-                let (_sandbox, conn) = crm.connect()?;
-                let rt = crate::job::runtime(None)?;
-                let client = CrmClient::new(&conn)?;
-                let policy = RetryPolicy {
-                    max_attempts: 3,
-                    ..RetryPolicy::default()
-                };
-                let live = rt.block_on(client.fields(entity, &policy))?;
-                live_fields(entity, &live)
-            } else {
-                known_fields(entity).to_vec()
-            };
-            let text = starter_template(entity, src.headers(), &file, &table);
-            write_out(output.as_deref(), &text, force, quiet)?;
+            let text = job.starter(entity)?;
+            match &output {
+                None => print!("{text}"),
+                Some(path) => write(path, &text, quiet)?,
+            }
             Ok(Exit::Clean)
         }
     }
 }
 
-fn write_out(output: Option<&Path>, text: &str, force: bool, quiet: bool) -> Result<()> {
-    match output {
-        None => print!("{text}"),
-        Some(path) => {
-            if path.exists() && !force {
-                return Err(Error::Usage(format!(
-                    "{} exists; use --force to overwrite it",
-                    path.display()
-                )));
-            }
-            std::fs::write(path, text)
-                .map_err(|e| Error::Usage(format!("{}: cannot write: {e}", path.display())))?;
-            if !quiet {
-                eprintln!("wrote {}", path.display());
-            }
-        }
+fn write(path: &Path, text: &str, quiet: bool) -> Result<()> {
+    std::fs::write(path, text)
+        .map_err(|e| Error::Usage(format!("{}: cannot write: {e}", path.display())))?;
+    if !quiet {
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
 }
 
-/// `template init --from FILE` without an entity: read the whole file, ask the CRM for its users
-/// (when one is named), propose a linked template, write it, and run it over the file as
-/// `validate` does.
-#[allow(clippy::too_many_arguments)]
+/// `template init --from FILE` without an entity: propose a linked template, write it, and run
+/// it over the file as `validate` does.
 fn linked(
-    from: &Path,
-    src: Box<dyn source::RowSource>,
+    job: &TemplateInitJob,
     preset: Option<Preset>,
     output: Option<PathBuf>,
-    force: bool,
     quiet: bool,
-    crm: &CrmArgs,
-    source_args: &SourceArgs,
 ) -> Result<Exit> {
-    if let Some(path) = &output {
-        if path.exists() && !force {
-            return Err(Error::Usage(format!(
-                "{} exists; use --force to overwrite it",
-                path.display()
-            )));
-        }
-    }
-    let file = from
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let headers = src.headers().to_vec();
-    let mut rows = Vec::new();
-    for row in src {
-        let row = row?;
-        if !row.is_blank() {
-            rows.push((row.pos.row, row.cells));
-        }
-    }
-    let users = if crm.names_a_crm() {
-        let (_sandbox, conn) = crm.connect()?;
-        let rt = crate::job::runtime(None)?;
-        let client = CrmClient::new(&conn)?;
-        let policy = RetryPolicy {
-            max_attempts: 3,
-            ..RetryPolicy::default()
-        };
-        Some(rt.block_on(client.users(&policy))?)
-    } else {
-        None
-    };
-    let proposal = propose(
-        &headers,
-        &rows,
-        &Options {
-            file: &file,
-            preset,
-            users: users.as_deref(),
-        },
-    );
+    let proposal = job.linked(preset)?;
     for line in &proposal.report {
         eprintln!("{line}");
     }
@@ -192,24 +126,23 @@ fn linked(
         .is_none()
         .then(|| std::env::temp_dir().join(format!("smbatch-init-{}.toml", std::process::id())));
     let path = output.clone().or(scratch.clone()).unwrap_or_default();
-    std::fs::write(&path, &proposal.text)
-        .map_err(|e| Error::Usage(format!("{}: cannot write: {e}", path.display())))?;
+    write(&path, &proposal.text, true)?;
     if output.is_none() {
         print!("{}", proposal.text);
     } else if !quiet {
         eprintln!("wrote {}", path.display());
     }
-    let job = crate::job::ValidateJob {
-        file: from.to_path_buf(),
+    let validate = crate::job::ValidateJob {
+        file: job.file.clone(),
         template: path.clone(),
-        source: source_args.overrides(),
+        source: job.source.clone(),
         report: None,
         csv_report: None,
-        server: crm.names_a_crm().then(|| crm.target()),
+        server: job.target.clone(),
         show: Some(10),
     };
     let shown = path.display().to_string();
-    let outcome = job.run(&mut |event| match event {
+    let outcome = validate.run(&mut |event| match event {
         crate::job::ValidateEvent::Finding(f) => eprintln!("{}", f.render(&shown)),
         crate::job::ValidateEvent::Warning(f) => eprintln!("warning: {}", f.render(&shown)),
         crate::job::ValidateEvent::Hidden(n) => eprintln!("… and {n} more problems"),

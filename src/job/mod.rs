@@ -12,11 +12,13 @@
 pub mod import;
 pub mod names;
 pub mod reconcile;
+pub mod template;
 pub mod validate;
 
 pub use crate::export::ExportJob;
 pub use import::{ImportEvent, ImportJob, ImportOutcome, OnlyFailed};
 pub use reconcile::{ReconcileJob, ReconcileOutcome};
+pub use template::TemplateInitJob;
 pub use validate::{ValidateEvent, ValidateJob, ValidateOutcome};
 
 use crate::config::{Connection, ConnectionOverrides};
