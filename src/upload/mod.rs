@@ -198,6 +198,28 @@ pub enum Mode {
     Delete,
 }
 
+/// In a dry run nothing is sent: a record still pending is what the run would do with it —
+/// delete or update the CRM record it matched, or create it (the same reading as
+/// [`Journal::plan_counts`] of a dry run). A payment keeps its note: what it would pay, on
+/// which invoice. Other states are what the match found.
+pub fn would_do(entity: Entity, mode: Mode, entry: Option<Entry>) -> Option<Entry> {
+    if entry.as_ref().is_some_and(|e| e.state != State::Pending) {
+        return entry;
+    }
+    let crm_id = entry.as_ref().and_then(|e| e.crm_id);
+    let note = entry.and_then(|e| e.error);
+    Some(Entry {
+        state: match (crm_id, mode) {
+            (Some(_), Mode::Delete) => State::Deleted,
+            (Some(_), _) => State::Updated,
+            (None, _) => State::Created,
+        },
+        crm_id,
+        error: note.filter(|_| entity == Entity::Payment),
+        resolved: false,
+    })
+}
+
 impl Mode {
     /// Matched records are compared and changed, not just reported.
     pub fn updates(self) -> bool {
@@ -536,11 +558,6 @@ impl Uploader {
             Some(e) => Err(e),
             None => Ok(()),
         }
-    }
-
-    /// Counts per entity, from the journal's view after the run.
-    pub fn counts(&self) -> Result<HashMap<Entity, EntityCounts>, UploadError> {
-        self.journal().plan_counts(false)
     }
 }
 

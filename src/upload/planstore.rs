@@ -354,10 +354,15 @@ impl Journal {
             .map_err(|e| self.err(e))
     }
 
-    /// Per entity, what happened to the planned records (after a run). `dry_run`: nothing was
-    /// sent; a pending record counts as what the run would do with it (create, or update the
-    /// CRM record it matched).
-    pub fn plan_counts(&self, dry_run: bool) -> Result<HashMap<Entity, EntityCounts>, UploadError> {
+    /// Per entity, what happened to the planned records (after a run). `dry_run` (the mode of a
+    /// dry run): nothing was sent; a pending record counts as what the run would do with it —
+    /// create it, or update (delete, for a delete) the CRM record it matched ([`super::would_do`]).
+    pub fn plan_counts(
+        &self,
+        dry_run: Option<super::Mode>,
+    ) -> Result<HashMap<Entity, EntityCounts>, UploadError> {
+        let deleting = dry_run == Some(super::Mode::Delete);
+        let dry_run = dry_run.is_some();
         let mut stmt = self
             .conn
             .prepare(
@@ -370,17 +375,18 @@ impl Journal {
                         AND (?1 = 0 OR r.crm_id IS NULL)),
                     SUM(p.earlier = 0 AND r.resolved <> 0 AND r.state IN ('created', 'existing')),
                     SUM(p.earlier = 0 AND (r.state = 'updated'
-                        OR (?1 <> 0 AND r.state = 'pending' AND r.crm_id IS NOT NULL))),
+                        OR (?1 <> 0 AND ?2 = 0 AND r.state = 'pending' AND r.crm_id IS NOT NULL))),
                     SUM(p.earlier = 0 AND r.state = 'unchanged'),
                     SUM(p.earlier = 0 AND r.state = 'not_found'),
                     SUM(p.earlier = 0 AND r.state = 'ambiguous_match'),
-                    SUM(p.earlier = 0 AND r.state = 'deleted')
+                    SUM(p.earlier = 0 AND (r.state = 'deleted'
+                        OR (?1 <> 0 AND ?2 <> 0 AND r.state = 'pending' AND r.crm_id IS NOT NULL)))
                  FROM plan p LEFT JOIN records r ON r.entity = p.entity AND r.key = p.key
                  GROUP BY p.entity",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([dry_run], |r| {
+            .query_map(params![dry_run, deleting], |r| {
                 let n = |i: usize| -> rusqlite::Result<u64> {
                     Ok(r.get::<_, Option<i64>>(i)?.unwrap_or(0) as u64)
                 };

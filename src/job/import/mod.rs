@@ -385,19 +385,12 @@ impl ImportJob {
         Ok(ImportOutcome { summary })
     }
 
-    /// Per-entity counts; a delete's dry run counts what it would delete as `deleted`.
+    /// Per-entity counts; a dry run counts what it would do.
     fn counts(
         &self,
         journal: &Journal,
     ) -> Result<std::collections::HashMap<Entity, crate::upload::EntityCounts>> {
-        let mut counts = journal.plan_counts(self.dry_run)?;
-        if self.mode == Mode::Delete {
-            for c in counts.values_mut() {
-                c.deleted += c.updated;
-                c.updated = 0;
-            }
-        }
-        Ok(counts)
+        Ok(journal.plan_counts(self.dry_run.then_some(self.mode))?)
     }
 
     /// A delete, before its first request: match every record, ask, and write the backup of
@@ -540,29 +533,7 @@ impl ImportJob {
                         continue;
                     };
                     if run.dry_run {
-                        // Nothing sent: a record still to do is one the run would create (or
-                        // update, when it matched a CRM record).
-                        let todo = rec
-                            .entry
-                            .as_ref()
-                            .is_none_or(|e| matches!(e.state, crate::upload::State::Pending));
-                        if todo {
-                            let crm_id = rec.entry.as_ref().and_then(|e| e.crm_id);
-                            // A payment's note says what it would pay, and on which invoice.
-                            let note = rec.entry.as_ref().and_then(|e| e.error.clone());
-                            rec.entry = Some(crate::upload::Entry {
-                                state: if crm_id.is_some() && self.mode == Mode::Delete {
-                                    crate::upload::State::Deleted
-                                } else if crm_id.is_some() {
-                                    crate::upload::State::Updated
-                                } else {
-                                    crate::upload::State::Created
-                                },
-                                crm_id,
-                                error: note.filter(|_| rec.entity == Entity::Payment),
-                                resolved: false,
-                            });
-                        }
+                        rec.entry = crate::upload::would_do(rec.entity, self.mode, rec.entry);
                     }
                     records.push(rec);
                 }
@@ -629,7 +600,7 @@ impl ImportJob {
         started: std::time::Instant,
         on: &mut dyn FnMut(ImportEvent),
     ) -> Result<ImportOutcome> {
-        let counts = journal.plan_counts(true)?;
+        let counts = self.counts(journal)?;
         on(ImportEvent::InvalidRows(&invalid_row_lines(
             &planned.totals.first_invalid,
             planned.totals.invalid_rows,
