@@ -591,7 +591,7 @@ impl ImportJob {
         Ok(summary)
     }
 
-    /// A dry run: read, map, validate and plan, contact no CRM, write nothing but the report:
+    /// A dry run with no CRM configured: read, map, validate and plan, write nothing but the report:
     /// every valid record counts as what the run would create.
     fn dry_run(
         &self,
