@@ -9,7 +9,7 @@
 //! unknown step clears the step; close needs an exact status title, defaults `kol_fact` to
 //! `kol` and does not move the step. v1 payments do not touch the bank balance.
 
-use super::deal::{step_of, NO_STEP, TABLE};
+use super::deal::{step_of, step_param, NO_STEP, TABLE};
 use super::invoice::{date_of, next_number, php_sum, ru};
 use super::{dict, history, rows, Ctx, Params, PAGE};
 use crate::sandbox::api::Reply;
@@ -214,17 +214,12 @@ fn change_step(ctx: &mut Ctx) -> rusqlite::Result<Value> {
     let Some(d) = deal(ctx)? else {
         return Ok(error("403", &format!("{DEAL_NOT_FOUND}.")));
     };
-    let Some(step) = value_str(ctx.p.get("step"), "").filter(|s| !s.is_empty()) else {
+    let Some(_) = value_str(ctx.p.get("step"), "").filter(|s| !s.is_empty()) else {
         return Ok(error("405", "Отсутствуют параметры - Новый этап"));
     };
     let did = d["did"].as_i64().unwrap_or(0);
     // An unknown step is taken, and clears the step.
-    let new = step
-        .trim()
-        .parse::<i64>()
-        .ok()
-        .and_then(step_of)
-        .map_or(NO_STEP, |s| s.1);
+    let new = step_param(ctx.p.get("step"));
     if d["step"].as_i64() == Some(new) {
         return Ok(
             json!({"result": "Данные корректны, но идентичны имеющимся", "data": did.to_string()}),

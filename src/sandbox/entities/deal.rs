@@ -53,7 +53,7 @@ pub(super) fn step_of(percent: i64) -> Option<(i64, i64, &'static str)> {
 pub(super) const NO_STEP: i64 = -1;
 
 /// The stored step of a `step` parameter: the title as a string or number.
-fn step_param(v: Option<&Value>) -> i64 {
+pub(super) fn step_param(v: Option<&Value>) -> i64 {
     value_str(v, "")
         .and_then(|s| s.trim().parse::<i64>().ok())
         .and_then(step_of)

@@ -4,7 +4,7 @@
 //! can be closed again, an unknown login leaves the deal to nobody, and delete by `uid` alone
 //! wipes every history row that is not tied to a deal.
 
-use super::deal::{step_of, DealAction, NO_STEP, TABLE};
+use super::deal::{step_of, step_param, DealAction, NO_STEP, TABLE};
 use super::{count, dict, history, row_where, Ctx, Params};
 use crate::crm::Entity;
 use crate::sandbox::api::{error, Reply};
@@ -188,18 +188,13 @@ fn change_step(ctx: &mut Ctx) -> rusqlite::Result<Reply> {
     let Some(old) = deal_row(ctx, did)? else {
         return Ok(Reply::Json(error(403, NOT_IN_ACCOUNT)));
     };
-    let Some(step) = value_str(ctx.p.get("step"), "").filter(|s| !s.is_empty()) else {
+    let Some(_) = value_str(ctx.p.get("step"), "").filter(|s| !s.is_empty()) else {
         return Ok(Reply::Json(error(
             405,
             "Отсутствуют параметры - Новый этап",
         )));
     };
-    let new = step
-        .trim()
-        .parse::<i64>()
-        .ok()
-        .and_then(step_of)
-        .map_or(NO_STEP, |s| s.1);
+    let new = step_param(ctx.p.get("step"));
     let was = old["step"].as_i64().unwrap_or(NO_STEP);
     if new == was {
         return Ok(Reply::Json(error(
