@@ -7,7 +7,7 @@
 
 use super::pager::{PageJoin, Row};
 use crate::crm::{CrmClient, CrmError, Entity, RetryPolicy};
-use crate::values::Money;
+use crate::values::{split_deal_number, Money};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::future::Future;
@@ -303,16 +303,6 @@ fn id(r: &Row, k: &str) -> Option<i64> {
     .filter(|&i| i > 0)
 }
 
-/// "СД24: Поставка" → (24, "Поставка"): the CRM's deal number is the title's prefix.
-pub fn split_deal_number(title: &str) -> (Option<i64>, &str) {
-    if let Some((head, rest)) = title.split_once(": ") {
-        if let Some(n) = head.strip_prefix("СД").and_then(|n| n.parse().ok()) {
-            return (Some(n), rest);
-        }
-    }
-    (None, title)
-}
-
 /// Is the listed invoice paid? (`do` is `true` or null in invoice/list.)
 pub fn is_paid(r: &Row) -> bool {
     matches!(r.get("do"), Some(Value::Bool(true)))
@@ -358,7 +348,7 @@ fn invoice_row(r: &Row, deal: DealInfo, client: ClientInfo) -> Row {
         if deal.title.as_str().is_some_and(|t| !t.is_empty()) {
             deal.title
         } else {
-            json!(split_deal_number(r.get("deal").and_then(Value::as_str).unwrap_or("")).1)
+            json!(listed.1)
         },
     );
     m.insert("deal_stage".into(), deal.stage);
@@ -531,12 +521,6 @@ impl Totals {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn deal_numbers_come_from_the_title_prefix() {
-        assert_eq!(split_deal_number("СД24: Поставка"), (Some(24), "Поставка"));
-        assert_eq!(split_deal_number("Без номера: x"), (None, "Без номера: x"));
-    }
 
     #[test]
     fn totals_split_paid_and_unpaid_by_month_and_owner_and_add_up() {

@@ -12,7 +12,7 @@ use super::ReconcileError;
 use crate::crm::Entity;
 use crate::source::SourcePos;
 use crate::template::Reference;
-use crate::values::{norm_field, norm_phone, norm_text, norm_title};
+use crate::values::{norm_field, norm_phone, norm_text, norm_title, strip_deal_number};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -302,7 +302,7 @@ fn probes(entity: Entity, key: Option<&str>, f: &Fields) -> Vec<u64> {
                     uid
                 }],
             );
-            let title = norm_title(&strip_deal_prefix(entity, get("title")));
+            let title = norm_title_of(entity, get("title"));
             push("title", &[&title, id_of("clid")]);
         }
         Entity::Person => {
@@ -327,16 +327,13 @@ fn probes(entity: Entity, key: Option<&str>, f: &Fields) -> Vec<u64> {
     out
 }
 
-/// The real server prefixes deal titles (e.g. "СД2: "); compare without it.
-fn strip_deal_prefix(entity: Entity, title: &str) -> String {
+/// A title as compared: a deal's without the number prefix the real server gives it ("СД2: ").
+fn norm_title_of(entity: Entity, title: &str) -> String {
     if entity == Entity::Deal {
-        if let Some((head, rest)) = title.split_once(": ") {
-            if !head.is_empty() && head.len() <= 12 && !head.contains(' ') {
-                return rest.to_string();
-            }
-        }
+        norm_title(strip_deal_number(title))
+    } else {
+        norm_title(title)
     }
-    title.to_string()
 }
 
 /// Inputs of one entity's matching, both sides in memory (tests and the matching bench; the
@@ -661,8 +658,7 @@ fn diffs(entity: Entity, rec: &SourceRecord, fields: &Fields, crm: &CrmRecord) -
             // persons ("3;7"). An empty or 0 link is no link.
             want.parse::<i64>().is_ok() && have.split([';', ',']).any(|id| id.trim() == want)
         } else if field == "title" {
-            norm_title(&strip_deal_prefix(entity, want))
-                == norm_title(&strip_deal_prefix(entity, have))
+            norm_title_of(entity, want) == norm_title_of(entity, have)
         } else {
             norm_field(field, want) == norm_field(field, have)
         };
