@@ -182,39 +182,19 @@ impl Reconciliation {
 
     /// Records missing in the CRM, all at once (tests, small runs; the report streams them).
     pub fn missing(&self) -> Result<Vec<Missing>, ReconcileError> {
-        let mut out = Vec::new();
-        self.findings.each_missing(|m| {
-            out.push(m);
-            Ok::<_, ReconcileError>(())
-        })?;
-        Ok(out)
+        collect(|push| self.findings.each_missing(push))
     }
 
     pub fn different(&self) -> Result<Vec<FieldDiff>, ReconcileError> {
-        let mut out = Vec::new();
-        self.findings.each_different(|d| {
-            out.push(d);
-            Ok::<_, ReconcileError>(())
-        })?;
-        Ok(out)
+        collect(|push| self.findings.each_different(push))
     }
 
     pub fn duplicates(&self) -> Result<Vec<Duplicate>, ReconcileError> {
-        let mut out = Vec::new();
-        self.findings.each_duplicate(|d| {
-            out.push(d);
-            Ok::<_, ReconcileError>(())
-        })?;
-        Ok(out)
+        collect(|push| self.findings.each_duplicate(push))
     }
 
     pub fn only_in_crm(&self) -> Result<Vec<(Entity, CrmRecord)>, ReconcileError> {
-        let mut out = Vec::new();
-        self.findings.each_only_in_crm(|e, r| {
-            out.push((e, r));
-            Ok::<_, ReconcileError>(())
-        })?;
-        Ok(out)
+        collect(|push| self.findings.each_only_in_crm(|e, r| push((e, r))))
     }
 
     /// The CRM id the source record `key` of `entity` matched.
@@ -272,6 +252,18 @@ impl Reconciliation {
         }
         Ok(())
     }
+}
+
+/// Everything one of the store's finding streams yields, in a vector.
+fn collect<T>(
+    each: impl FnOnce(&mut dyn FnMut(T) -> Result<(), ReconcileError>) -> Result<(), ReconcileError>,
+) -> Result<Vec<T>, ReconcileError> {
+    let mut out = Vec::new();
+    each(&mut |x| {
+        out.push(x);
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// Ways to recognise a record without an id, most specific first. Source and CRM records go
