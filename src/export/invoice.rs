@@ -7,9 +7,10 @@
 
 use super::pager::{PageJoin, Row};
 use crate::crm::{CrmClient, CrmError, Entity, RetryPolicy};
+use crate::report::summary::MoneyTotals;
 use crate::values::{split_deal_number, Money};
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -457,9 +458,9 @@ impl PageJoin for DealBooksJoin {
 #[derive(Debug, Clone, Default)]
 pub struct Totals {
     /// Month of the planned date ("2026-12") → (paid, unpaid).
-    pub by_month: std::collections::BTreeMap<String, (Money, Money)>,
+    pub by_month: BTreeMap<String, (Money, Money)>,
     /// Deal owner → (paid, unpaid).
-    pub by_owner: std::collections::BTreeMap<String, (Money, Money)>,
+    pub by_owner: BTreeMap<String, (Money, Money)>,
     pub paid: Money,
     pub unpaid: Money,
     pub rows: u64,
@@ -515,6 +516,29 @@ impl Totals {
     /// The control total: the sum of every row's `summa` (deals: paid + unpaid totals).
     pub fn control(&self) -> Money {
         self.paid + self.unpaid
+    }
+
+    /// The Totals sheet: paid and unpaid by planned month and by owner, then the control lines.
+    pub fn table(&self) -> MoneyTotals {
+        let lines = |m: &BTreeMap<String, (Money, Money)>| {
+            m.iter()
+                .map(|(k, (p, u))| (k.clone(), *p, *u))
+                .collect::<Vec<_>>()
+        };
+        MoneyTotals {
+            blocks: vec![
+                ("month (planned)".to_string(), lines(&self.by_month)),
+                ("owner".to_string(), lines(&self.by_owner)),
+            ],
+            control: vec![
+                ("paid".to_string(), self.paid),
+                ("unpaid".to_string(), self.unpaid),
+                (
+                    format!("control total ({} rows)", self.rows),
+                    self.control(),
+                ),
+            ],
+        }
     }
 }
 
