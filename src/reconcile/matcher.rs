@@ -11,8 +11,9 @@ use super::store::{Findings, BATCH};
 use super::ReconcileError;
 use crate::crm::Entity;
 use crate::source::SourcePos;
+use crate::template::matching::norm_part;
 use crate::template::Reference;
-use crate::values::{norm_field, norm_phone, norm_text, norm_title, strip_deal_number};
+use crate::values::{norm_field, norm_title, strip_deal_number};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -270,6 +271,8 @@ fn collect<T>(
 /// through the same function, so both sides produce the same strings.
 fn probes(entity: Entity, key: Option<&str>, f: &Fields) -> Vec<u64> {
     let get = |name: &str| f.get(name).unwrap_or_default();
+    // A value as the import's match probes normalise it.
+    let part = |name: &str| norm_part(entity, name, get(name));
     let id_of = |name: &str| {
         f.get(name)
             .filter(|s| !s.is_empty() && *s != "0")
@@ -294,23 +297,22 @@ fn probes(entity: Entity, key: Option<&str>, f: &Fields) -> Vec<u64> {
                     uid
                 }],
             );
-            let title = norm_title_of(entity, get("title"));
-            push("title", &[&title, id_of("clid")]);
+            push("title", &[&part("title"), id_of("clid")]);
         }
         Entity::Person => {
-            push("mail", &[&get("mail").trim().to_lowercase()]);
-            push("tel", &[&norm_phone(get("tel"))]);
-            push("mob", &[&norm_phone(get("mob"))]);
-            push("name", &[&norm_text(get("person")), id_of("clid")]);
+            push("mail", &[&part("mail")]);
+            push("tel", &[&part("tel")]);
+            push("mob", &[&part("mob")]);
+            push("name", &[&part("person"), id_of("clid")]);
         }
         Entity::History => {
             let datum = norm_field("datum", get("datum"));
-            push("hist", &[&norm_text(get("content")), id_of("clid"), &datum]);
+            push("hist", &[&part("content"), id_of("clid"), &datum]);
         }
         Entity::Task => {
             push(
                 "task",
-                &[&norm_text(get("title")), id_of("clid"), get("datum").trim()],
+                &[&part("title"), id_of("clid"), get("datum").trim()],
             );
         }
         Entity::Invoice => push("invoice", &[get("invoice").trim(), id_of("did")]),
