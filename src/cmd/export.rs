@@ -136,28 +136,27 @@ impl ExportArgs {
                 .chain([Entity::Invoice])
                 .collect(),
         };
-        let date = |flag, value: &Option<String>| {
-            value
-                .as_deref()
-                .map(|s| query::parse_date(flag, s))
-                .transpose()
+        // A day range from two flags, refused when it ends before it starts.
+        let range = |from: (&'static str, &Option<String>), to: (&'static str, &Option<String>)| {
+            let day = |(flag, value): (&'static str, &Option<String>)| {
+                value
+                    .as_deref()
+                    .map(|s| query::parse_date(flag, s))
+                    .transpose()
+            };
+            match (day(from)?, day(to)?) {
+                (Some(f), Some(t)) if f > t => Err(ExportError::Usage(format!(
+                    "{} {f} is after {} {t}",
+                    from.0, to.0
+                ))),
+                days => Ok(days),
+            }
         };
-        let from = date("--from", &self.from)?;
-        let to = date("--to", &self.to)?;
-        if let (Some(f), Some(t)) = (from, to) {
-            if f > t {
-                return Err(ExportError::Usage(format!("--from {f} is after --to {t}")));
-            }
-        }
-        let paid_from = date("--paid-from", &self.paid_from)?;
-        let paid_to = date("--paid-to", &self.paid_to)?;
-        if let (Some(f), Some(t)) = (paid_from, paid_to) {
-            if f > t {
-                return Err(ExportError::Usage(format!(
-                    "--paid-from {f} is after --paid-to {t}"
-                )));
-            }
-        }
+        let (from, to) = range(("--from", &self.from), ("--to", &self.to))?;
+        let (paid_from, paid_to) = range(
+            ("--paid-from", &self.paid_from),
+            ("--paid-to", &self.paid_to),
+        )?;
         let invoice_only = [
             ("--paid-from", paid_from.is_some()),
             ("--paid-to", paid_to.is_some()),

@@ -7,9 +7,10 @@
 
 use super::pager::{PageJoin, Row};
 use crate::crm::{CrmClient, CrmError, Entity, RetryPolicy};
-use crate::values::Money;
+use crate::report::summary::MoneyTotals;
+use crate::values::{split_deal_number, Money};
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -303,16 +304,6 @@ fn id(r: &Row, k: &str) -> Option<i64> {
     .filter(|&i| i > 0)
 }
 
-/// "СД24: Поставка" → (24, "Поставка"): the CRM's deal number is the title's prefix.
-pub fn split_deal_number(title: &str) -> (Option<i64>, &str) {
-    if let Some((head, rest)) = title.split_once(": ") {
-        if let Some(n) = head.strip_prefix("СД").and_then(|n| n.parse().ok()) {
-            return (Some(n), rest);
-        }
-    }
-    (None, title)
-}
-
 /// Is the listed invoice paid? (`do` is `true` or null in invoice/list.)
 pub fn is_paid(r: &Row) -> bool {
     matches!(r.get("do"), Some(Value::Bool(true)))
@@ -358,7 +349,7 @@ fn invoice_row(r: &Row, deal: DealInfo, client: ClientInfo) -> Row {
         if deal.title.as_str().is_some_and(|t| !t.is_empty()) {
             deal.title
         } else {
-            json!(split_deal_number(r.get("deal").and_then(Value::as_str).unwrap_or("")).1)
+            json!(listed.1)
         },
     );
     m.insert("deal_stage".into(), deal.stage);
@@ -467,9 +458,9 @@ impl PageJoin for DealBooksJoin {
 #[derive(Debug, Clone, Default)]
 pub struct Totals {
     /// Month of the planned date ("2026-12") → (paid, unpaid).
-    pub by_month: std::collections::BTreeMap<String, (Money, Money)>,
+    pub by_month: BTreeMap<String, (Money, Money)>,
     /// Deal owner → (paid, unpaid).
-    pub by_owner: std::collections::BTreeMap<String, (Money, Money)>,
+    pub by_owner: BTreeMap<String, (Money, Money)>,
     pub paid: Money,
     pub unpaid: Money,
     pub rows: u64,
@@ -526,17 +517,34 @@ impl Totals {
     pub fn control(&self) -> Money {
         self.paid + self.unpaid
     }
+
+    /// The Totals sheet: paid and unpaid by planned month and by owner, then the control lines.
+    pub fn table(&self) -> MoneyTotals {
+        let lines = |m: &BTreeMap<String, (Money, Money)>| {
+            m.iter()
+                .map(|(k, (p, u))| (k.clone(), *p, *u))
+                .collect::<Vec<_>>()
+        };
+        MoneyTotals {
+            blocks: vec![
+                ("month (planned)".to_string(), lines(&self.by_month)),
+                ("owner".to_string(), lines(&self.by_owner)),
+            ],
+            control: vec![
+                ("paid".to_string(), self.paid),
+                ("unpaid".to_string(), self.unpaid),
+                (
+                    format!("control total ({} rows)", self.rows),
+                    self.control(),
+                ),
+            ],
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn deal_numbers_come_from_the_title_prefix() {
-        assert_eq!(split_deal_number("СД24: Поставка"), (Some(24), "Поставка"));
-        assert_eq!(split_deal_number("Без номера: x"), (None, "Без номера: x"));
-    }
 
     #[test]
     fn totals_split_paid_and_unpaid_by_month_and_owner_and_add_up() {

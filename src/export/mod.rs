@@ -18,7 +18,7 @@ pub use state::{ExportState, Prints, RecordId};
 
 use crate::crm::{CrmClient, CrmError, Entity, FieldInfo, RetryPolicy};
 use crate::report::{Progress, ReportError};
-use crate::values::CrmDateTime;
+use crate::values::{value_text, CrmDateTime};
 use chrono::NaiveDateTime;
 use pager::{PageSink, PageStats, Pager, Row, Seen};
 use serde::Serialize;
@@ -439,10 +439,7 @@ impl EntityWriter<'_> {
     /// apply `--paid-from`/`--paid-to`. `false`: the row is outside that window.
     fn paid_day(&mut self, row: &mut Row) -> bool {
         let paid = invoice::is_paid(row);
-        let key = row.get("crid").map(|v| match v {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        });
+        let key = row.get("crid").map(value_text);
         let recorded = row
             .get("date_paid")
             .and_then(serde_json::Value::as_str)
@@ -452,10 +449,7 @@ impl EntityWriter<'_> {
             match (self.inc.as_mut(), key) {
                 (Some(inc), Some(k)) => {
                     let day = inc.paid_prev.get(&k).cloned().unwrap_or_else(|| {
-                        chrono::Local::now()
-                            .date_naive()
-                            .format("%Y-%m-%d")
-                            .to_string()
+                        CrmDateTime::Date(chrono::Local::now().date_naive()).to_string()
                     });
                     row.insert("date_paid".into(), serde_json::Value::from(day.clone()));
                     inc.paid_now.insert(k, day);
@@ -470,7 +464,8 @@ impl EntityWriter<'_> {
         let day = row
             .get("date_paid")
             .and_then(serde_json::Value::as_str)
-            .and_then(|s| query::parse_date("--paid-from", s.get(..10)?).ok());
+            .and_then(CrmDateTime::parse)
+            .and_then(CrmDateTime::date);
         match day {
             Some(d) if paid => from.is_none_or(|f| d >= f) && to.is_none_or(|t| d <= t),
             _ => false,
@@ -726,33 +721,23 @@ async fn export_entity(
         paid_window: (filters.paid_from, filters.paid_to),
         paid_without_date: 0,
     };
+    // Joined columns cost requests: each join runs only when one of its columns is wanted.
+    let wanted = |cols: &[&str]| {
+        job.fields
+            .as_ref()
+            .is_none_or(|f| f.iter().any(|n| cols.contains(&n.as_str())))
+    };
     let join: Option<Arc<dyn pager::PageJoin>> = match entity {
-        // VAT only when its column is wanted: it costs one invoice/info per invoice.
-        Entity::Invoice => {
-            let wanted = |cols: &[&str]| {
-                job.fields
-                    .as_ref()
-                    .is_none_or(|f| f.iter().any(|n| cols.contains(&n.as_str())))
-            };
-            Some(Arc::new(
-                invoice::InvoiceJoin::new(client.clone(), job.policy.clone())
-                    .with_vat(wanted(&["vat"]))
-                    .with_lookups(wanted(invoice::LOOKUP_COLUMNS)),
-            ))
-        }
-        // Only when its columns are wanted: it costs an invoice pass and a client/info per client.
-        Entity::Deal
-            if job.fields.as_ref().is_none_or(|f| {
-                f.iter()
-                    .any(|n| invoice::DEAL_BOOKS_COLUMNS.contains(&n.as_str()))
-            }) =>
-        {
-            Some(Arc::new(invoice::DealBooksJoin::new(
-                client.clone(),
-                job.policy.clone(),
-                job.concurrency,
-            )))
-        }
+        // VAT costs one invoice/info per invoice.
+        Entity::Invoice => Some(Arc::new(
+            invoice::InvoiceJoin::new(client.clone(), job.policy.clone())
+                .with_vat(wanted(&["vat"]))
+                .with_lookups(wanted(invoice::LOOKUP_COLUMNS)),
+        )),
+        // An invoice pass and a client/info per client.
+        Entity::Deal if wanted(invoice::DEAL_BOOKS_COLUMNS) => Some(Arc::new(
+            invoice::DealBooksJoin::new(client.clone(), job.policy.clone(), job.concurrency),
+        )),
         _ => None,
     };
     let mut seen = Seen::default();
@@ -809,29 +794,13 @@ async fn export_entity(
     }
     if let Some(t) = w.totals.take() {
         summary.control_total = Some(t.control().fixed2(false));
-        let lines = |m: &BTreeMap<String, (crate::values::Money, crate::values::Money)>| {
-            m.iter()
-                .map(|(k, (p, u))| (k.clone(), *p, *u))
-                .collect::<Vec<_>>()
-        };
-        let table = crate::report::summary::MoneyTotals {
-            blocks: vec![
-                ("month (planned)".to_string(), lines(&t.by_month)),
-                ("owner".to_string(), lines(&t.by_owner)),
-            ],
-            control: vec![
-                ("paid".to_string(), t.paid),
-                ("unpaid".to_string(), t.unpaid),
-                (format!("control total ({} rows)", t.rows), t.control()),
-            ],
-        };
         // One workbook of several entities has one totals sheet each.
         let sheet = if job.entities.len() > 1 {
             format!("{entity} totals")
         } else {
             "Totals".to_string()
         };
-        w.out.totals(&sheet, &table)?;
+        w.out.totals(&sheet, &t.table())?;
     }
     summary.new = w.new;
     summary.changed = w.changed;

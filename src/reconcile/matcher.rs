@@ -11,8 +11,9 @@ use super::store::{Findings, BATCH};
 use super::ReconcileError;
 use crate::crm::Entity;
 use crate::source::SourcePos;
+use crate::template::matching::norm_part;
 use crate::template::Reference;
-use crate::values::{norm_field, norm_phone, norm_text, norm_title};
+use crate::values::{norm_field, norm_title, strip_deal_number};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -182,39 +183,19 @@ impl Reconciliation {
 
     /// Records missing in the CRM, all at once (tests, small runs; the report streams them).
     pub fn missing(&self) -> Result<Vec<Missing>, ReconcileError> {
-        let mut out = Vec::new();
-        self.findings.each_missing(|m| {
-            out.push(m);
-            Ok::<_, ReconcileError>(())
-        })?;
-        Ok(out)
+        collect(|push| self.findings.each_missing(push))
     }
 
     pub fn different(&self) -> Result<Vec<FieldDiff>, ReconcileError> {
-        let mut out = Vec::new();
-        self.findings.each_different(|d| {
-            out.push(d);
-            Ok::<_, ReconcileError>(())
-        })?;
-        Ok(out)
+        collect(|push| self.findings.each_different(push))
     }
 
     pub fn duplicates(&self) -> Result<Vec<Duplicate>, ReconcileError> {
-        let mut out = Vec::new();
-        self.findings.each_duplicate(|d| {
-            out.push(d);
-            Ok::<_, ReconcileError>(())
-        })?;
-        Ok(out)
+        collect(|push| self.findings.each_duplicate(push))
     }
 
     pub fn only_in_crm(&self) -> Result<Vec<(Entity, CrmRecord)>, ReconcileError> {
-        let mut out = Vec::new();
-        self.findings.each_only_in_crm(|e, r| {
-            out.push((e, r));
-            Ok::<_, ReconcileError>(())
-        })?;
-        Ok(out)
+        collect(|push| self.findings.each_only_in_crm(|e, r| push((e, r))))
     }
 
     /// The CRM id the source record `key` of `entity` matched.
@@ -274,10 +255,24 @@ impl Reconciliation {
     }
 }
 
+/// Everything one of the store's finding streams yields, in a vector.
+fn collect<T>(
+    each: impl FnOnce(&mut dyn FnMut(T) -> Result<(), ReconcileError>) -> Result<(), ReconcileError>,
+) -> Result<Vec<T>, ReconcileError> {
+    let mut out = Vec::new();
+    each(&mut |x| {
+        out.push(x);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 /// Ways to recognise a record without an id, most specific first. Source and CRM records go
 /// through the same function, so both sides produce the same strings.
 fn probes(entity: Entity, key: Option<&str>, f: &Fields) -> Vec<u64> {
     let get = |name: &str| f.get(name).unwrap_or_default();
+    // A value as the import's match probes normalise it.
+    let part = |name: &str| norm_part(entity, name, get(name));
     let id_of = |name: &str| {
         f.get(name)
             .filter(|s| !s.is_empty() && *s != "0")
@@ -302,23 +297,22 @@ fn probes(entity: Entity, key: Option<&str>, f: &Fields) -> Vec<u64> {
                     uid
                 }],
             );
-            let title = norm_title(&strip_deal_prefix(entity, get("title")));
-            push("title", &[&title, id_of("clid")]);
+            push("title", &[&part("title"), id_of("clid")]);
         }
         Entity::Person => {
-            push("mail", &[&get("mail").trim().to_lowercase()]);
-            push("tel", &[&norm_phone(get("tel"))]);
-            push("mob", &[&norm_phone(get("mob"))]);
-            push("name", &[&norm_text(get("person")), id_of("clid")]);
+            push("mail", &[&part("mail")]);
+            push("tel", &[&part("tel")]);
+            push("mob", &[&part("mob")]);
+            push("name", &[&part("person"), id_of("clid")]);
         }
         Entity::History => {
             let datum = norm_field("datum", get("datum"));
-            push("hist", &[&norm_text(get("content")), id_of("clid"), &datum]);
+            push("hist", &[&part("content"), id_of("clid"), &datum]);
         }
         Entity::Task => {
             push(
                 "task",
-                &[&norm_text(get("title")), id_of("clid"), get("datum").trim()],
+                &[&part("title"), id_of("clid"), get("datum").trim()],
             );
         }
         Entity::Invoice => push("invoice", &[get("invoice").trim(), id_of("did")]),
@@ -327,16 +321,13 @@ fn probes(entity: Entity, key: Option<&str>, f: &Fields) -> Vec<u64> {
     out
 }
 
-/// The real server prefixes deal titles (e.g. "СД2: "); compare without it.
-fn strip_deal_prefix(entity: Entity, title: &str) -> String {
+/// A title as compared: a deal's without the number prefix the real server gives it ("СД2: ").
+fn norm_title_of(entity: Entity, title: &str) -> String {
     if entity == Entity::Deal {
-        if let Some((head, rest)) = title.split_once(": ") {
-            if !head.is_empty() && head.len() <= 12 && !head.contains(' ') {
-                return rest.to_string();
-            }
-        }
+        norm_title(strip_deal_number(title))
+    } else {
+        norm_title(title)
     }
-    title.to_string()
 }
 
 /// Inputs of one entity's matching, both sides in memory (tests and the matching bench; the
@@ -661,8 +652,7 @@ fn diffs(entity: Entity, rec: &SourceRecord, fields: &Fields, crm: &CrmRecord) -
             // persons ("3;7"). An empty or 0 link is no link.
             want.parse::<i64>().is_ok() && have.split([';', ',']).any(|id| id.trim() == want)
         } else if field == "title" {
-            norm_title(&strip_deal_prefix(entity, want))
-                == norm_title(&strip_deal_prefix(entity, have))
+            norm_title_of(entity, want) == norm_title_of(entity, have)
         } else {
             norm_field(field, want) == norm_field(field, have)
         };

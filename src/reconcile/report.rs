@@ -2,7 +2,7 @@
 
 use super::Reconciliation;
 use crate::report::summary::{add_summary_sheet, SummaryTable};
-use crate::report::{Cell, ReportError, XlsxBook};
+use crate::report::{Cell, XlsxBook};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -36,8 +36,7 @@ pub fn write_xlsx(r: &Reconciliation, path: &Path) -> crate::Result<()> {
     };
     let findings = r.findings();
 
-    let s = sheet(
-        &mut book,
+    let s = book.add_sheet(
         "Missing",
         &["entity", "key", "source rows", "journal id", "values"],
     )?;
@@ -53,8 +52,7 @@ pub fn write_xlsx(r: &Reconciliation, path: &Path) -> crate::Result<()> {
         );
         Ok::<_, crate::Error>(book.write_row(s, &row)?)
     })?;
-    let s = sheet(
-        &mut book,
+    let s = book.add_sheet(
         "Different",
         &[
             "entity",
@@ -78,8 +76,7 @@ pub fn write_xlsx(r: &Reconciliation, path: &Path) -> crate::Result<()> {
         ];
         Ok::<_, crate::Error>(book.write_row(s, &row)?)
     })?;
-    let s = sheet(
-        &mut book,
+    let s = book.add_sheet(
         "Duplicates",
         &["entity", "key", "source rows", "CRM records", "CRM ids"],
     )?;
@@ -92,8 +89,7 @@ pub fn write_xlsx(r: &Reconciliation, path: &Path) -> crate::Result<()> {
         );
         Ok::<_, crate::Error>(book.write_row(s, &row)?)
     })?;
-    let s = sheet(
-        &mut book,
+    let s = book.add_sheet(
         "Invisible",
         &["entity", "key", "source rows", "CRM id", "owner (info)"],
     )?;
@@ -111,7 +107,7 @@ pub fn write_xlsx(r: &Reconciliation, path: &Path) -> crate::Result<()> {
         );
         book.write_row(s, &row)?;
     }
-    let s = sheet(&mut book, "Only in CRM", &["entity", "CRM id", "values"])?;
+    let s = book.add_sheet("Only in CRM", &["entity", "CRM id", "values"])?;
     findings.each_only_in_crm(|entity, rec| {
         let row = vec![
             Cell::text(entity.as_str()),
@@ -137,19 +133,6 @@ fn found<const N: usize>(
     ];
     row.extend(rest);
     row
-}
-
-/// One finding sheet with its header; its rows follow.
-fn sheet(
-    book: &mut XlsxBook,
-    name: &str,
-    headers: &[&str],
-) -> Result<crate::report::SheetId, ReportError> {
-    book.add_sheet(name, &heads(headers))
-}
-
-fn heads(names: &[&str]) -> Vec<String> {
-    names.iter().map(|s| s.to_string()).collect()
 }
 
 fn summary_table(r: &Reconciliation) -> SummaryTable {

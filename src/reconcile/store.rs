@@ -309,16 +309,12 @@ impl Findings {
     /// Every missing record in the order found (entity by entity, source order).
     pub fn each_missing<E: From<ReconcileError>>(
         &self,
-        mut f: impl FnMut(Missing) -> Result<(), E>,
+        f: impl FnMut(Missing) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut names = Names::default();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT entity, key, rows, fields, journal_id FROM missing ORDER BY n")
-            .map_err(ReconcileError::from)?;
-        let mut rows = stmt.query([]).map_err(ReconcileError::from)?;
-        while let Some(r) = rows.next().map_err(ReconcileError::from)? {
-            let m = (|| -> rusqlite::Result<Missing> {
+        self.each_row(
+            "SELECT entity, key, rows, fields, journal_id FROM missing ORDER BY n",
+            |r| {
                 Ok(Missing {
                     entity: entity_of(&r.get::<_, String>(0)?)?,
                     key: r.get(1)?,
@@ -326,11 +322,9 @@ impl Findings {
                     fields: Fields::decode(&r.get::<_, Vec<u8>>(3)?, &mut names),
                     journal_id: r.get(4)?,
                 })
-            })()
-            .map_err(ReconcileError::from)?;
-            f(m)?;
-        }
-        Ok(())
+            },
+            f,
+        )
     }
 
     /// Take these missing records (entity, journal id) out of `missing`.
@@ -365,15 +359,11 @@ impl Findings {
 
     pub fn each_different<E: From<ReconcileError>>(
         &self,
-        mut f: impl FnMut(FieldDiff) -> Result<(), E>,
+        f: impl FnMut(FieldDiff) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT entity, key, id, rows, field, source, crm FROM different ORDER BY n")
-            .map_err(ReconcileError::from)?;
-        let mut rows = stmt.query([]).map_err(ReconcileError::from)?;
-        while let Some(r) = rows.next().map_err(ReconcileError::from)? {
-            let d = (|| -> rusqlite::Result<FieldDiff> {
+        self.each_row(
+            "SELECT entity, key, id, rows, field, source, crm FROM different ORDER BY n",
+            |r| {
                 Ok(FieldDiff {
                     entity: entity_of(&r.get::<_, String>(0)?)?,
                     key: r.get(1)?,
@@ -383,11 +373,9 @@ impl Findings {
                     source: r.get(5)?,
                     crm: r.get(6)?,
                 })
-            })()
-            .map_err(ReconcileError::from)?;
-            f(d)?;
-        }
-        Ok(())
+            },
+            f,
+        )
     }
 
     pub fn add_duplicate(&self, d: &Duplicate) -> Result<()> {
@@ -406,26 +394,20 @@ impl Findings {
 
     pub fn each_duplicate<E: From<ReconcileError>>(
         &self,
-        mut f: impl FnMut(Duplicate) -> Result<(), E>,
+        f: impl FnMut(Duplicate) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT entity, key, rows, ids FROM duplicates ORDER BY n")
-            .map_err(ReconcileError::from)?;
-        let mut rows = stmt.query([]).map_err(ReconcileError::from)?;
-        while let Some(r) = rows.next().map_err(ReconcileError::from)? {
-            let d = (|| -> rusqlite::Result<Duplicate> {
+        self.each_row(
+            "SELECT entity, key, rows, ids FROM duplicates ORDER BY n",
+            |r| {
                 Ok(Duplicate {
                     entity: entity_of(&r.get::<_, String>(0)?)?,
                     key: r.get(1)?,
                     rows: labels_parse(&r.get::<_, String>(2)?),
                     ids: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
                 })
-            })()
-            .map_err(ReconcileError::from)?;
-            f(d)?;
-        }
-        Ok(())
+            },
+            f,
+        )
     }
 
     /// The CRM record `idx` of the entity being matched is only in the CRM.
@@ -444,23 +426,35 @@ impl Findings {
         mut f: impl FnMut(Entity, CrmRecord) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut names = Names::default();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT entity, id, fields FROM only_crm ORDER BY n")
-            .map_err(ReconcileError::from)?;
-        let mut rows = stmt.query([]).map_err(ReconcileError::from)?;
-        while let Some(r) = rows.next().map_err(ReconcileError::from)? {
-            let (entity, rec) = (|| -> rusqlite::Result<(Entity, CrmRecord)> {
+        self.each_row(
+            "SELECT entity, id, fields FROM only_crm ORDER BY n",
+            |r| {
+                let entity = entity_of(&r.get::<_, String>(0)?)?;
+                let fields = Fields::decode(&r.get::<_, Vec<u8>>(2)?, &mut names);
                 Ok((
-                    entity_of(&r.get::<_, String>(0)?)?,
+                    entity,
                     CrmRecord {
                         id: r.get(1)?,
-                        fields: Fields::decode(&r.get::<_, Vec<u8>>(2)?, &mut names),
+                        fields,
                     },
                 ))
-            })()
-            .map_err(ReconcileError::from)?;
-            f(entity, rec)?;
+            },
+            |(entity, rec)| f(entity, rec),
+        )
+    }
+
+    /// Stream a finding table: each row of `sql` (which takes no parameters) is read by `decode`
+    /// and handed to `f`; an error of either ends the stream.
+    fn each_row<T, E: From<ReconcileError>>(
+        &self,
+        sql: &str,
+        mut decode: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+        mut f: impl FnMut(T) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut stmt = self.conn.prepare(sql).map_err(ReconcileError::from)?;
+        let mut rows = stmt.query([]).map_err(ReconcileError::from)?;
+        while let Some(r) = rows.next().map_err(ReconcileError::from)? {
+            f(decode(r).map_err(ReconcileError::from)?)?;
         }
         Ok(())
     }

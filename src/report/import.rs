@@ -179,8 +179,7 @@ impl ImportReport {
         if let Some((book, sheet)) = &mut self.xlsx {
             if self.on_sheet == self.rows_per_sheet {
                 self.sheets += 1;
-                *sheet =
-                    book.add_sheet(&format!("Rows {}", self.sheets), &HEADERS.map(String::from))?;
+                *sheet = book.add_sheet(&format!("Rows {}", self.sheets), &HEADERS)?;
                 self.on_sheet = 0;
             }
             book.write_row(*sheet, &cells)?;

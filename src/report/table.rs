@@ -310,7 +310,11 @@ impl XlsxBook {
     }
 
     /// Add a streamed sheet with a header row. Sheet names are cut to Excel's 31 characters.
-    pub fn add_sheet(&mut self, name: &str, headers: &[String]) -> Result<SheetId, ReportError> {
+    pub fn add_sheet(
+        &mut self,
+        name: &str,
+        headers: &[impl AsRef<str>],
+    ) -> Result<SheetId, ReportError> {
         let clean: String = name
             .chars()
             .map(|c| if "[]:*?/\\".contains(c) { '_' } else { c })
@@ -325,7 +329,7 @@ impl XlsxBook {
         self.sheets.push(SheetState {
             index,
             rows_written: 0,
-            headers: headers.to_vec(),
+            headers: headers.iter().map(|h| h.as_ref().to_string()).collect(),
             sample: Some(Vec::new()),
         });
         Ok(SheetId(id))
@@ -544,10 +548,7 @@ mod tests {
         let path = dir.path().join("t.xlsx");
         let mut book = XlsxBook::create(&path);
         let s = book
-            .add_sheet(
-                "Сделки",
-                &["id".into(), "title".into(), "sum".into(), "date".into()],
-            )
+            .add_sheet("Сделки", &["id", "title", "sum", "date"])
             .unwrap();
         for i in 0..250 {
             book.write_row(

@@ -5,7 +5,7 @@
 //! ([`probe_values`]), the one `reconcile` compares with (`values::norm_*`).
 
 use crate::crm::Entity;
-use crate::values::{norm_phone, norm_text, norm_title, CrmDateTime};
+use crate::values::{norm_phone, norm_text, norm_title, strip_deal_number, CrmDateTime};
 
 /// One way of recognising a record: all its fields must be non-empty and equal after
 /// normalisation.
@@ -125,16 +125,6 @@ pub fn norm_part(entity: Entity, field: &str, text: &str) -> String {
         },
         _ => norm_text(text),
     }
-}
-
-/// The real server prefixes deal titles with their number ("СД2: "): compare without it.
-pub fn strip_deal_number(title: &str) -> &str {
-    if let Some((head, rest)) = title.split_once(": ") {
-        if !head.is_empty() && head.len() <= 12 && !head.contains(' ') {
-            return rest;
-        }
-    }
-    title
 }
 
 /// Values that may hold several entries (the server joins phones with ","): each is a probe

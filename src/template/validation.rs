@@ -330,7 +330,7 @@ impl ReportWriter {
             None => None,
             Some(p) => {
                 let mut book = XlsxBook::create(p);
-                let problems = book.add_sheet("Problems", &strings(&PROBLEM_HEADERS))?;
+                let problems = book.add_sheet("Problems", &PROBLEM_HEADERS)?;
                 let rows = book.add_sheet("Rows", &rows_header)?;
                 Some((book, problems, rows))
             }
@@ -441,7 +441,7 @@ impl ReportWriter {
         };
         if let Some((mut book, _, _)) = self.xlsx {
             if !findings.is_empty() {
-                let s = book.add_sheet("CRM check", &strings(&SERVER_HEADERS))?;
+                let s = book.add_sheet("CRM check", &SERVER_HEADERS)?;
                 for f in findings {
                     book.write_row(s, &finding_cells(f))?;
                 }

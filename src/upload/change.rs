@@ -10,8 +10,7 @@
 use super::journal::{State, Update};
 use super::{Ctx, UploadError};
 use crate::crm::{CrmError, Entity, RetryClass};
-use crate::template::matching::strip_deal_number;
-use crate::values::{norm_field, value_text};
+use crate::values::{norm_field, strip_deal_number, value_text};
 use serde_json::{Map, Value};
 
 /// One field an update changes, for the report's "Changes" sheet.

@@ -94,6 +94,34 @@ pub fn norm_title(s: &str) -> String {
         .join(" ")
 }
 
+/// The real server puts a deal's number before its title on add ("СД24: Поставка"; NOTES:
+/// deal/add). The prefix: a short word without spaces before ": ".
+fn deal_prefix(title: &str) -> Option<(&str, &str)> {
+    title
+        .split_once(": ")
+        .filter(|(head, _)| !head.is_empty() && !head.contains(' '))
+}
+
+/// A deal's title without its number prefix, as titles are compared ("СД2: Поставка" →
+/// "Поставка"); a title without one is kept whole.
+pub fn strip_deal_number(title: &str) -> &str {
+    match deal_prefix(title) {
+        Some((head, rest)) if head.len() <= 12 => rest,
+        _ => title,
+    }
+}
+
+/// "СД24: Поставка" → (24, "Поставка"): the deal's number and its bare title; a title whose
+/// prefix is not "СДn" is kept whole, with no number.
+pub fn split_deal_number(title: &str) -> (Option<i64>, &str) {
+    let number = deal_prefix(title)
+        .and_then(|(head, rest)| Some((head.strip_prefix("СД")?.parse().ok()?, rest)));
+    match number {
+        Some((n, rest)) => (Some(n), rest),
+        None => (None, title),
+    }
+}
+
 /// How a field's values are compared, given as text (see [`value_text`]).
 pub fn norm_field(field: &str, text: &str) -> String {
     match field {
@@ -117,6 +145,23 @@ pub fn norm_field(field: &str, text: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn deal_titles_lose_their_number_prefix() {
+        assert_eq!(strip_deal_number("СД2: Поставка"), "Поставка");
+        // Any short word counts as the prefix (a space or a long word does not)...
+        assert_eq!(strip_deal_number("Этап: монтаж"), "монтаж");
+        assert_eq!(
+            strip_deal_number("Поставка труб: этап 2"),
+            "Поставка труб: этап 2"
+        );
+        assert_eq!(strip_deal_number("Поставка: этап 2"), "Поставка: этап 2");
+        assert_eq!(strip_deal_number("Поставка"), "Поставка");
+        assert_eq!(split_deal_number("СД24: Поставка"), (Some(24), "Поставка"));
+        assert_eq!(split_deal_number("Без номера: x"), (None, "Без номера: x"));
+        // ...but only "СДn" gives a number.
+        assert_eq!(split_deal_number("Этап: x"), (None, "Этап: x"));
+    }
 
     #[test]
     fn server_mangling_is_forgiven() {

@@ -182,6 +182,32 @@ fn paid_from_after_paid_to_is_refused() {
 }
 
 #[test]
+fn from_after_to_is_refused_before_any_request() {
+    let sb = start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("deals.xlsx");
+    let o = smbatch(
+        &sb,
+        &[
+            "deal",
+            "-o",
+            out.to_str().unwrap(),
+            "--from",
+            "2026-12-31",
+            "--to",
+            "2026-12-01",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--from 2026-12-31 is after --to 2026-12-01"),
+        "{err}"
+    );
+    assert!(!out.exists(), "no file is written for a refused range");
+}
+
+#[test]
 fn state_around_a_payment_exports_exactly_the_paid_invoice_with_the_day_it_was_seen_paid() {
     let sb = start();
     let crids = seed_invoices(&sb, 4);
