@@ -118,8 +118,24 @@ impl Case {
         run: &str,
         extra: &[&str],
     ) -> Output {
+        self.command(command, file, t, run, run, extra)
+            .output()
+            .unwrap()
+    }
+
+    /// `COMMAND FILE -t T -o RUN.xlsx --journal JOURNAL.journal.sqlite --json EXTRA…`, not yet
+    /// started: runs that share a journal, or a run to kill.
+    pub fn command(
+        &self,
+        command: &str,
+        file: &Path,
+        t: &Path,
+        run: &str,
+        journal: &str,
+        extra: &[&str],
+    ) -> Command {
         let report = self.path(&format!("{run}.xlsx"));
-        let journal = self.path(&format!("{run}.journal.sqlite"));
+        let journal = self.path(&format!("{journal}.journal.sqlite"));
         let mut args = vec![
             command,
             file.to_str().unwrap(),
@@ -132,7 +148,7 @@ impl Case {
             "--json",
         ];
         args.extend_from_slice(extra);
-        against(&self.sb, &args).output().unwrap()
+        against(&self.sb, &args)
     }
 
     /// [`Case::run`] of `import`, with its `--json` summary.
