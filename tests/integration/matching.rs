@@ -2,7 +2,7 @@
 //! fresh journal each time (the journal is a cache; the CRM decides what exists).
 
 use crate::common::{
-    against, counts, say, Case, CONTACTS_ROWS as ROWS, CONTACTS_TEMPLATE as TEMPLATE,
+    against, counts, json_of, say, Case, CONTACTS_ROWS as ROWS, CONTACTS_TEMPLATE as TEMPLATE,
 };
 use serde_json::{json, Value};
 use smbatch::crm::Entity;
@@ -210,9 +210,7 @@ fn the_default_journal_follows_the_input_not_the_report_name() {
         )
         .output()
         .unwrap();
-        let v: Value =
-            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{}", say(&out)));
-        v
+        json_of(&out)
     };
     let first = run("a.xlsx");
     let second = run("b.xlsx");
@@ -245,9 +243,7 @@ fn a_journal_whose_records_the_crm_no_longer_has_does_not_stop_them_being_sent()
             .arg(&db)
             .output()
             .unwrap();
-        let v: Value =
-            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{}", say(&out)));
-        v
+        json_of(&out)
     };
     assert_eq!(counts(&run(), "person")["created"], 3);
     // A fresh rehearsal database: the journal remembers three persons the CRM does not have.

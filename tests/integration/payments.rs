@@ -165,7 +165,7 @@ impl Month {
 }
 
 /// Payments (created, existing, failed) in a `--json` summary.
-fn payments(v: &Value) -> (u64, u64, u64) {
+pub(crate) fn payments(v: &Value) -> (u64, u64, u64) {
     let p = counts(v, "payment");
     let n = |k: &str| p[k].as_u64().unwrap_or(0);
     (n("created"), n("existing"), n("failed"))
@@ -298,6 +298,7 @@ fn a_month_of_payments_is_paid_once_whatever_is_run_again_or_lost() {
     // The books: what export invoice --paid yes totals is what was paid.
     assert_eq!(m.paid_total("final"), (6, "155000.00".to_string()));
     let r = sheet(&m.path("final.xlsx"), "invoice");
+    assert_eq!(r.height(), 1 + 6, "a header and the six paid rows");
     assert!(r.rows().skip(1).all(|row| row
         .iter()
         .any(|c| matches!(c, Data::String(s) if s.starts_with("СЧ-")))));

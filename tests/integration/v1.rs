@@ -4,6 +4,7 @@
 //! in the URL, shows nowhere.
 
 use crate::common::{root, say, Case};
+use crate::payments::payments;
 use calamine::{open_workbook, Reader, Xlsx};
 use serde_json::{json, Value};
 use smbatch::crm::{CrmClient, Entity};
@@ -116,12 +117,6 @@ fn import_with(
     (out, v)
 }
 
-fn payments(v: &Value) -> (u64, u64, u64) {
-    let p = &v["entities"]["payment"];
-    let n = |k: &str| p[k].as_u64().unwrap_or(0);
-    (n("created"), n("existing"), n("failed"))
-}
-
 /// Every cell of every sheet of a report, as one text.
 fn report_text(path: &Path) -> String {
     let mut wb: Xlsx<_> = open_workbook(path).unwrap();
@@ -220,11 +215,7 @@ fn an_older_server_gets_invoices_payments_steps_and_closes_through_v1() {
         "deals.csv",
         "Сделка;Название;Этап;Итог;Факт\nD-1;Поставка D-1;60;;\nD-2;Поставка D-2;;Победа полная;48000\n",
     );
-    let (out, v) = {
-        let out = c.run("import", &deals, "deals", &["--mode", "update"]);
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        (out, v)
-    };
+    let (out, v) = c.import(&deals, "deals", &["--mode", "update"]);
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_eq!(v["entities"]["deal"]["updated"], 2, "{v}");
     let d1 = v1(&c, "info", &[("did", did(&c, "D-1").to_string())]);
