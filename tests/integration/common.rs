@@ -94,6 +94,17 @@ impl Case {
         Case { dir, sb }
     }
 
+    /// A fresh sandbox with the contacts template ([`CONTACTS_TEMPLATE`]) and its rows
+    /// ([`CONTACTS_ROWS`]) in `rows.csv`.
+    pub fn contacts() -> Case {
+        let c = Case::new(
+            smbatch::sandbox::SandboxConfig::default(),
+            CONTACTS_TEMPLATE,
+        );
+        c.write("rows.csv", CONTACTS_ROWS);
+        c
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

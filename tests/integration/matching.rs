@@ -8,13 +8,6 @@ use serde_json::{json, Value};
 use smbatch::crm::Entity;
 use smbatch::sandbox::SandboxConfig;
 
-/// A fresh sandbox and the contacts template and rows (`rows.csv`).
-fn case() -> Case {
-    let c = Case::new(SandboxConfig::default(), TEMPLATE);
-    c.write("rows.csv", ROWS);
-    c
-}
-
 fn persons(c: &Case) -> Vec<Value> {
     let v = c.call(
         Entity::Person,
@@ -26,7 +19,7 @@ fn persons(c: &Case) -> Vec<Value> {
 
 #[test]
 fn a_second_import_with_a_fresh_journal_creates_nothing() {
-    let c = case();
+    let c = Case::contacts();
     let file = c.path("rows.csv");
     let (out, v) = c.import(&file, "first", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
@@ -43,7 +36,7 @@ fn a_second_import_with_a_fresh_journal_creates_nothing() {
 
 #[test]
 fn records_typed_into_the_crm_by_people_are_matched_not_duplicated() {
-    let c = case();
+    let c = Case::contacts();
     // Already in the CRM, entered by hand: another spelling of the phone, upper-case e-mail.
     c.call(
         Entity::Person,
@@ -68,7 +61,7 @@ fn records_typed_into_the_crm_by_people_are_matched_not_duplicated() {
 
 #[test]
 fn upsert_changes_only_what_differs_and_blanks_nothing() {
-    let c = case();
+    let c = Case::contacts();
     let (out, _) = c.import(&c.path("rows.csv"), "first", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     // The CRM has a field the template does not map, set by a person.
@@ -126,7 +119,7 @@ fn upsert_changes_only_what_differs_and_blanks_nothing() {
 
 #[test]
 fn empty_clear_clears_and_update_reports_what_it_cannot_find() {
-    let c = case();
+    let c = Case::contacts();
     c.import(&c.path("rows.csv"), "first", &[]);
     let t = TEMPLATE.replace(
         "ptitle = { column = \"Должность\" }",
@@ -160,7 +153,7 @@ fn empty_clear_clears_and_update_reports_what_it_cannot_find() {
 
 #[test]
 fn a_record_matching_two_crm_records_is_ambiguous_and_not_written() {
-    let c = case();
+    let c = Case::contacts();
     for name in ["Иванов И.", "Иванов Иван (дубль)"] {
         c.call(
             Entity::Person,
@@ -191,7 +184,7 @@ fn a_record_matching_two_crm_records_is_ambiguous_and_not_written() {
 
 #[test]
 fn the_default_journal_follows_the_input_not_the_report_name() {
-    let c = case();
+    let c = Case::contacts();
     let t = c.path("t.toml");
     let file = c.path("rows.csv");
     let run = |report: &str| {
