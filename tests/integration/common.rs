@@ -169,6 +169,25 @@ impl Case {
         (out, v)
     }
 
+    /// [`Case::import`] of `rows`, written to `RUN.csv` first.
+    pub fn import_rows(&self, rows: &str, run: &str, extra: &[&str]) -> (Output, Value) {
+        self.import_rows_with(rows, &self.path("t.toml"), run, extra)
+    }
+
+    /// [`Case::import_rows`] with another template.
+    pub fn import_rows_with(
+        &self,
+        rows: &str,
+        t: &Path,
+        run: &str,
+        extra: &[&str],
+    ) -> (Output, Value) {
+        let file = self.write(&format!("{run}.csv"), rows);
+        let out = self.run_with("import", &file, t, run, extra);
+        let v = json_of(&out);
+        (out, v)
+    }
+
     /// One API call's answer (errors included), straight to the sandbox.
     pub fn call(&self, entity: Entity, action: &str, body: Value) -> Value {
         let client = CrmClient::new(&self.sb.connection()).unwrap();

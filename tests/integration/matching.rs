@@ -279,7 +279,7 @@ fn a_deal_update_never_clears_its_contact_or_margin() {
     let rows = |sum: &str| {
         format!("ИНН;Компания;ФИО;Сделка;Название;Сумма\n5902123456;ООО Ромашка;Иванов Иван;D-1;Поставка;{sum}\n")
     };
-    let (out, _) = c.import(&c.write("a.csv", &rows("100000")), "first", &[]);
+    let (out, _) = c.import_rows(&rows("100000"), "first", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     let deal = || c.call(Entity::Deal, "info", json!({"uid": "D-1"}))["data"].clone();
     let before = deal();
@@ -292,11 +292,7 @@ fn a_deal_update_never_clears_its_contact_or_margin() {
                "pid": 1}),
     );
     assert_eq!(r["result"], "Готово", "{r}");
-    let (out, v) = c.import(
-        &c.write("b.csv", &rows("120 000,50")),
-        "upsert",
-        &["--mode", "upsert"],
-    );
+    let (out, v) = c.import_rows(&rows("120 000,50"), "upsert", &["--mode", "upsert"]);
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_eq!(counts(&v, "deal")["updated"], 1, "{v}");
     let after = deal();
@@ -309,11 +305,7 @@ fn a_deal_update_never_clears_its_contact_or_margin() {
 
     // A template without the deal's contact cannot update deals: reported, nothing sent.
     std::fs::write(c.path("t.toml"), DEALS).unwrap();
-    let (out, v) = c.import(
-        &c.write("c.csv", &rows("130000")),
-        "nopid",
-        &["--mode", "upsert"],
-    );
+    let (out, v) = c.import_rows(&rows("130000"), "nopid", &["--mode", "upsert"]);
     assert_eq!(out.status.code(), Some(1), "{}", say(&out));
     assert_eq!(counts(&v, "deal")["failed"], 1, "{v}");
     assert_eq!(deal()["kol"], 120000.5, "nothing sent");
@@ -342,7 +334,7 @@ fn a_task_update_keeps_what_the_file_does_not_say_and_never_reopens_a_done_task(
     let rows = |des: &str| {
         format!("ИНН;Компания;Задача;Дата;Описание\n5902123456;ООО Ромашка;Позвонить;01.12.2026;{des}\n")
     };
-    let (out, _) = c.import(&c.write("a.csv", &rows("первый звонок")), "first", &[]);
+    let (out, _) = c.import_rows(&rows("первый звонок"), "first", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     let task = || {
         ["yes", "no"]
@@ -363,8 +355,8 @@ fn a_task_update_keeps_what_the_file_does_not_say_and_never_reopens_a_done_task(
                "des": t["des"], "clid": t["clid"], "priority": 2, "speed": 1}),
     );
     assert_eq!(r["result"], "Успешно", "{r}");
-    let (out, v) = c.import(
-        &c.write("b.csv", &rows("перезвонить в пятницу")),
+    let (out, v) = c.import_rows(
+        &rows("перезвонить в пятницу"),
         "upsert",
         &["--mode", "upsert"],
     );
@@ -382,11 +374,7 @@ fn a_task_update_keeps_what_the_file_does_not_say_and_never_reopens_a_done_task(
     // Done in the CRM: an update would re-open it, so it is reported and not sent.
     let r = c.call(Entity::Task, "doit", json!({"id": t["tid"]}));
     assert_eq!(r["result"], "Успешно", "{r}");
-    let (out, v) = c.import(
-        &c.write("c.csv", &rows("ещё раз")),
-        "done",
-        &["--mode", "upsert"],
-    );
+    let (out, v) = c.import_rows(&rows("ещё раз"), "done", &["--mode", "upsert"]);
     assert_eq!(out.status.code(), Some(1), "{}", say(&out));
     assert_eq!(counts(&v, "task")["failed"], 1, "{v}");
     let t = task();
