@@ -35,6 +35,22 @@ pub fn against(sb: &Sandbox, args: &[&str]) -> Command {
     c
 }
 
+/// `smbatch args` run in `dir` with no CRM configured by the environment (no config file,
+/// profile, URL, login or key), stdin closed: offline commands and `--sandbox` rehearsals.
+pub fn offline(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::cargo_bin("smbatch").unwrap();
+    c.current_dir(dir)
+        .args(args)
+        .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
+        .env("SMBATCH_DATA_DIR", data_dir())
+        .env_remove("SMBATCH_URL")
+        .env_remove("SMBATCH_LOGIN")
+        .env_remove("SMBATCH_PROFILE")
+        .env_remove("SMBATCH_APIKEY")
+        .stdin(Stdio::null());
+    c
+}
+
 /// Where the CLI keeps its journals in tests (never the user's data directory): one directory
 /// for this test process; journals there are named by input, template and sandbox URL, and
 /// every test's sandbox has a port of its own.
@@ -42,10 +58,11 @@ pub fn data_dir() -> PathBuf {
     std::env::temp_dir().join(format!("smbatch-tests-{}", std::process::id()))
 }
 
-/// stdout and stderr of a finished command, for an assertion's message.
+/// Exit code, stdout and stderr of a finished command, for an assertion's message.
 pub fn say(o: &Output) -> String {
     format!(
-        "stdout:\n{}\nstderr:\n{}",
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )

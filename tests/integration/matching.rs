@@ -2,7 +2,8 @@
 //! fresh journal each time (the journal is a cache; the CRM decides what exists).
 
 use crate::common::{
-    against, counts, json_of, say, Case, CONTACTS_ROWS as ROWS, CONTACTS_TEMPLATE as TEMPLATE,
+    against, counts, json_of, offline, say, Case, CONTACTS_ROWS as ROWS,
+    CONTACTS_TEMPLATE as TEMPLATE,
 };
 use serde_json::{json, Value};
 use smbatch::crm::Entity;
@@ -225,18 +226,23 @@ fn a_journal_whose_records_the_crm_no_longer_has_does_not_stop_them_being_sent()
     std::fs::write(dir.path().join("rows.csv"), ROWS).unwrap();
     let db = dir.path().join("rehearsal.sqlite");
     let run = || {
-        let out = assert_cmd::Command::cargo_bin("smbatch")
-            .unwrap()
-            .current_dir(dir.path())
-            .env("SMBATCH_DATA_DIR", dir.path().join("data"))
-            .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
-            .args([
-                "import", "rows.csv", "-t", "t.toml", "-o", "r.xlsx", "--json",
-            ])
-            .arg("--sandbox")
-            .arg(&db)
-            .output()
-            .unwrap();
+        let out = offline(
+            dir.path(),
+            &[
+                "import",
+                "rows.csv",
+                "-t",
+                "t.toml",
+                "-o",
+                "r.xlsx",
+                "--json",
+                "--sandbox",
+            ],
+        )
+        .arg(&db)
+        .env("SMBATCH_DATA_DIR", dir.path().join("data"))
+        .output()
+        .unwrap();
         json_of(&out)
     };
     assert_eq!(counts(&run(), "person")["created"], 3);
