@@ -24,36 +24,22 @@ use smbatch::crm::{CrmClient, Entity, RetryPolicy};
 use smbatch::sandbox::{EmulateConfig, Sandbox, SandboxConfig};
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 mod common;
+use common::{env_num, runtime};
 
 /// Every deal's specification total; its two invoices are 60 % and 40 % of it.
 const DEAL_SUM: i64 = 100_000;
 const CLIENTS: usize = 20;
 
-fn env_num(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Run the smbatch CLI against `conn`; (wall seconds, exit code). Panics on a fatal exit (2).
 fn smbatch(conn: &Connection, args: &[&str]) -> (f64, i32) {
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_smbatch"))
-        .args(args)
-        .arg("--url")
-        .arg(&conn.url)
-        .arg("--login")
-        .arg(&conn.login)
-        .arg("--quiet")
-        .env("SMBATCH_APIKEY", conn.apikey.expose())
-        .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
+    let out = common::smbatch_cli(conn, args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()
@@ -67,14 +53,6 @@ fn smbatch(conn: &Connection, args: &[&str]) -> (f64, i32) {
         String::from_utf8_lossy(&out.stderr)
     );
     (wall, code)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn call(

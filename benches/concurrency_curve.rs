@@ -13,11 +13,10 @@
 use smbatch::crm::Entity;
 use smbatch::sandbox::{EmulateConfig, Sandbox, SandboxConfig};
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 mod common;
-use common::{write_persons, PERSONS_TEMPLATE};
+use common::{smbatch_cli, write_persons, PERSONS_TEMPLATE};
 
 /// Rows/s of one import into a fresh emulated server.
 fn run(dir: &Path, preset: &str, concurrency: Option<usize>, rows: usize) -> f64 {
@@ -33,26 +32,14 @@ fn run(dir: &Path, preset: &str, concurrency: Option<usize>, rows: usize) -> f64
     })
     .unwrap();
     let conn = sb.connection();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_smbatch"));
-    cmd.arg("import")
-        .arg(&input)
+    let mut cmd = smbatch_cli(&conn, &["import"]);
+    cmd.arg(&input)
         .arg("--template")
         .arg(dir.join("persons.toml"))
         .arg("--report")
         .arg(dir.join(format!("{preset}-{concurrency:?}.xlsx")))
         .arg("--journal")
-        .arg(dir.join(format!("{preset}-{concurrency:?}.journal")))
-        .arg("--url")
-        .arg(&conn.url)
-        .arg("--login")
-        .arg(&conn.login)
-        .arg("--quiet")
-        .env("SMBATCH_APIKEY", conn.apikey.expose())
-        .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
-        .env(
-            "SMBATCH_DATA_DIR",
-            std::env::temp_dir().join("smbatch-bench-data"),
-        );
+        .arg(dir.join(format!("{preset}-{concurrency:?}.journal")));
     if let Some(n) = concurrency {
         cmd.arg("--concurrency").arg(n.to_string());
     }

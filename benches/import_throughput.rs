@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Instant;
 
 mod common;
-use common::{peak_mb, wait_with_usage, write_persons, PERSONS_TEMPLATE};
+use common::{peak_mb, smbatch_cli_of, wait_with_usage, write_persons, PERSONS_TEMPLATE};
 
 fn main() {
     let Some(rows) = std::env::var("ROWS").ok().and_then(|s| s.parse().ok()) else {
@@ -49,8 +49,7 @@ fn bench(rows: usize) {
     let started = Instant::now();
     // SMBATCH_BIN: another build to compare with (e.g. the one before a change).
     let bin = std::env::var_os("SMBATCH_BIN").unwrap_or(env!("CARGO_BIN_EXE_smbatch").into());
-    let child = Command::new(bin)
-        .arg("import")
+    let child = smbatch_cli_of(bin, &conn, &["import"])
         .arg(&input)
         .arg("--template")
         .arg(&template)
@@ -58,13 +57,6 @@ fn bench(rows: usize) {
         .arg(dir.path().join("report.xlsx"))
         .arg("--journal")
         .arg(dir.path().join("report.journal.sqlite"))
-        .arg("--url")
-        .arg(&conn.url)
-        .arg("--login")
-        .arg(&conn.login)
-        .arg("--quiet")
-        .env("SMBATCH_APIKEY", conn.apikey.expose())
-        .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
         .spawn()
         .unwrap();
     let (status, usage) = wait_with_usage(child);

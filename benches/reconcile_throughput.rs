@@ -124,22 +124,10 @@ fn end_to_end(rows: usize) {
     let run = |args: &[&str]| {
         let started = Instant::now();
         let (code, rss, stderr) = run_with_peak_rss(
-            Command::new(env!("CARGO_BIN_EXE_smbatch"))
-                .args(args)
+            common::smbatch_cli(&conn, args)
                 .arg(&input)
                 .arg("--template")
-                .arg(&template)
-                .arg("--url")
-                .arg(&conn.url)
-                .arg("--login")
-                .arg(&conn.login)
-                .arg("-q")
-                .env("SMBATCH_APIKEY", conn.apikey.expose())
-                .env("SMBATCH_CONFIG", "/nonexistent")
-                .env(
-                    "SMBATCH_DATA_DIR",
-                    std::env::temp_dir().join("smbatch-bench-data"),
-                ),
+                .arg(&template),
         );
         assert!((0..2).contains(&code), "exit code {code}: {stderr}");
         (started.elapsed().as_secs_f64(), rss)

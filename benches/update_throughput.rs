@@ -21,39 +21,21 @@ use smbatch::config::Connection;
 use smbatch::crm::{CrmClient, Entity, RetryPolicy};
 use smbatch::sandbox::{EmulateConfig, Sandbox, SandboxConfig};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 mod common;
+use common::{env_num, runtime};
 use common::{write_persons, PERSONS_TEMPLATE};
 
 /// The title [`write_persons`] gives everyone, and the one the upsert file changes it to.
 const TITLE: &str = "Менеджер по закупкам";
 const NEW_TITLE: &str = "Руководитель отдела закупок";
 
-fn env_num(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Run the smbatch CLI against `conn`; wall seconds. Panics unless it exits 0.
 fn smbatch(conn: &Connection, args: &[&str]) -> f64 {
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_smbatch"))
-        .args(args)
-        .arg("--url")
-        .arg(&conn.url)
-        .arg("--login")
-        .arg(&conn.login)
-        .arg("--quiet")
-        .env("SMBATCH_APIKEY", conn.apikey.expose())
-        .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
-        .env(
-            "SMBATCH_DATA_DIR",
-            std::env::temp_dir().join("smbatch-bench-data"),
-        )
+    let out = common::smbatch_cli(conn, args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()
@@ -66,14 +48,6 @@ fn smbatch(conn: &Connection, args: &[&str]) -> f64 {
         String::from_utf8_lossy(&out.stderr)
     );
     wall
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Every person the CRM lists, as the list shows it.

@@ -4,6 +4,7 @@
 //! spawns with vfork). Each includer uses a part.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -24,6 +25,51 @@ ptitle = { column = "title" }
 tel    = { column = "tel" }
 mail   = { column = "mail" }
 "#;
+
+/// `smbatch ARGS` (the bench's own build) against `conn`, quiet, with no config file and
+/// journals in a scratch data directory; further arguments may follow.
+pub fn smbatch_cli<A: AsRef<OsStr>>(conn: &smbatch::config::Connection, args: &[A]) -> Command {
+    smbatch_cli_of(env!("CARGO_BIN_EXE_smbatch"), conn, args)
+}
+
+/// [`smbatch_cli`] of another build of smbatch (`bin`).
+pub fn smbatch_cli_of<A: AsRef<OsStr>>(
+    bin: impl AsRef<OsStr>,
+    conn: &smbatch::config::Connection,
+    args: &[A],
+) -> Command {
+    let mut c = Command::new(bin);
+    c.args(args)
+        .arg("--url")
+        .arg(&conn.url)
+        .arg("--login")
+        .arg(&conn.login)
+        .arg("--quiet")
+        .env("SMBATCH_APIKEY", conn.apikey.expose())
+        .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
+        .env(
+            "SMBATCH_DATA_DIR",
+            std::env::temp_dir().join("smbatch-bench-data"),
+        );
+    c
+}
+
+/// The number in environment variable `key`, or `default`.
+pub fn env_num(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A two-worker runtime for a bench's plain client (the machine the figures are for).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
 
 /// Write `rows` persons (name;title;tel;mail, distinct mails) to `path`, streamed.
 pub fn write_persons(path: &Path, rows: usize) {

@@ -319,11 +319,14 @@ fn an_invoice_export_of_list_columns_names_the_deal_from_the_list() {
     );
     assert_eq!(s["rows"], 3, "{err}");
     let numbers = csv_column(&out, "deal_number");
+    // A line each (an empty file would pass every `all` below).
+    assert_eq!(numbers.len(), 3, "{numbers:?}");
     assert!(
         numbers.iter().all(|n| n.parse::<u32>().is_ok()),
         "{numbers:?}"
     );
     let titles = csv_column(&out, "deal_title");
+    assert_eq!(titles.len(), 3, "{titles:?}");
     assert!(
         titles.iter().all(|t| t == "Поставка" || t == "Монтаж"),
         "{titles:?}"

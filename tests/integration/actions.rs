@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 use smbatch::crm::Entity;
 use smbatch::sandbox::{SandboxConfig, UserSpec};
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 const MANAGER: &str = "manager2@firm.ru";
 
@@ -64,17 +63,15 @@ fn case() -> Case {
         },
         TEMPLATE,
     );
-    let (out, v) = import(&c, &row("20", "", "", "", "", "нет"), "first", "insert");
+    let (out, v) = c.import_rows(
+        &row("20", "", "", "", "", "нет"),
+        "first",
+        &["--mode", "insert"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_eq!(v["entities"]["deal"]["created"], 1, "{v}");
     assert_eq!(v["entities"]["task"]["created"], 1, "{v}");
     c
-}
-
-/// `import` of `rows` in `mode`, with a journal and report of its own (`run`), `--json`.
-fn import(c: &Case, rows: &str, run: &str, mode: &str) -> (Output, Value) {
-    let file = c.write(&format!("{run}.csv"), rows);
-    c.import(&file, run, &["--mode", mode])
 }
 
 fn report(c: &Case, run: &str) -> PathBuf {
@@ -150,7 +147,11 @@ fn report_text(report: &Path) -> String {
 fn a_step_change_goes_through_change_step_and_an_unknown_step_never_clears_it() {
     let c = case();
     assert_eq!(deal(&c)["stepTitle"], 20);
-    let (out, v) = import(&c, &row("60", "", "", "", "", "нет"), "step", "upsert");
+    let (out, v) = c.import_rows(
+        &row("60", "", "", "", "", "нет"),
+        "step",
+        &["--mode", "upsert"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_eq!(deal_counts(&v).0, 1, "{v}");
     assert_eq!(
@@ -165,7 +166,11 @@ fn a_step_change_goes_through_change_step_and_an_unknown_step_never_clears_it() 
     );
     // A step this CRM does not have would clear the deal's step: the row is refused, nothing sent.
     let history = history_rows(&c);
-    let (out, v) = import(&c, &row("65", "", "", "", "", "нет"), "unknown", "update");
+    let (out, v) = c.import_rows(
+        &row("65", "", "", "", "", "нет"),
+        "unknown",
+        &["--mode", "update"],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", say(&out));
     refused(&v);
     assert_eq!(deal(&c)["stepTitle"], 60, "the step is kept");
@@ -177,11 +182,10 @@ fn a_deal_is_closed_once_with_a_status_the_crm_knows() {
     let c = case();
     let history = history_rows(&c);
     // An unknown status would close the deal with no status (and allow closing it again).
-    let (out, v) = import(
-        &c,
+    let (out, v) = c.import_rows(
         &row("20", "Победили", "90000", "28.11.2026", "", "нет"),
         "unknown",
-        "upsert",
+        &["--mode", "upsert"],
     );
     assert_eq!(out.status.code(), Some(1), "{}", say(&out));
     refused(&v);
@@ -189,7 +193,7 @@ fn a_deal_is_closed_once_with_a_status_the_crm_knows() {
     assert_eq!(history_rows(&c), history, "nothing sent");
 
     let close = row("20", "Победа полная", "90 000,50", "28.11.2026", "", "нет");
-    let (out, v) = import(&c, &close, "close", "upsert");
+    let (out, v) = c.import_rows(&close, "close", &["--mode", "upsert"]);
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_eq!(deal_counts(&v).0, 1, "{v}");
     let d = deal(&c);
@@ -214,12 +218,12 @@ fn a_deal_is_closed_once_with_a_status_the_crm_knows() {
     assert_eq!(closed, history + 1, "one close");
 
     // The same file again: the deal is closed as it says, nothing is sent.
-    let (out, v) = import(&c, &close, "again", "upsert");
+    let (out, v) = c.import_rows(&close, "again", &["--mode", "upsert"]);
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_eq!(deal_counts(&v), (json!(0), json!(1), json!(0)), "{v}");
     // Another status for a closed deal: reported, never a second close.
     let other = row("20", "Проигрыш по цене", "", "", "", "нет");
-    let (out, v) = import(&c, &other, "other", "upsert");
+    let (out, v) = c.import_rows(&other, "other", &["--mode", "upsert"]);
     assert_eq!(out.status.code(), Some(1), "{}", say(&out));
     assert_eq!(deal_counts(&v).2, 1, "{v}");
     let said = report_text(&report(&c, "other"));
@@ -240,7 +244,7 @@ fn a_task_is_done_exactly_once_across_a_lost_answer_and_a_second_run() {
     let done = row("20", "", "", "", "", "да");
     // task/doit is processed, but its answer never arrives: the task is read back, not redone.
     c.sb.lose_answers_of("/task/doit", 1);
-    let (out, v) = import(&c, &done, "done", "upsert");
+    let (out, v) = c.import_rows(&done, "done", &["--mode", "upsert"]);
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_eq!(v["entities"]["task"]["updated"], 1, "{v}");
     assert_eq!(task(&c), ("no".to_string(), tid));
@@ -250,7 +254,7 @@ fn a_task_is_done_exactly_once_across_a_lost_answer_and_a_second_run() {
         "doit adds a history row per call: one call"
     );
     // A second run finds it done: no second doit.
-    let (out, v) = import(&c, &done, "again", "upsert");
+    let (out, v) = c.import_rows(&done, "again", &["--mode", "upsert"]);
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_eq!(v["entities"]["task"]["unchanged"], 1, "{v}");
     assert_eq!(history_rows(&c), history + 1, "still one");
@@ -261,11 +265,10 @@ fn the_owner_changes_through_change_user_and_an_unknown_login_is_refused() {
     let c = case();
     let admin = deal(&c)["user"].clone();
     let history = history_rows(&c);
-    let (out, v) = import(
-        &c,
+    let (out, v) = c.import_rows(
         &row("20", "", "", "", "ghost@firm.ru", "нет"),
         "ghost",
-        "upsert",
+        &["--mode", "upsert"],
     );
     assert_eq!(out.status.code(), Some(1), "{}", say(&out));
     refused(&v);
@@ -276,11 +279,10 @@ fn the_owner_changes_through_change_user_and_an_unknown_login_is_refused() {
     );
     assert_eq!(history_rows(&c), history, "nothing sent");
 
-    let (out, v) = import(
-        &c,
+    let (out, v) = c.import_rows(
         &row("20", "", "", "", MANAGER, "нет"),
         "owner",
-        "update",
+        &["--mode", "update"],
     );
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_eq!(deal_counts(&v).0, 1, "{v}");

@@ -2,7 +2,7 @@
 //! `-q`, `--json`), output extensions refused up front, completions, man pages and the examples
 //! at the end of each `--help`.
 
-use crate::common::root;
+use crate::common::{offline, root, say};
 use assert_cmd::Command;
 use std::path::Path;
 use std::process::Output;
@@ -23,27 +23,7 @@ fn template() -> String {
 
 /// The CLI run in `dir`, with no CRM configured by the environment.
 fn smbatch(dir: &Path, args: &[&str]) -> Output {
-    Command::cargo_bin("smbatch")
-        .unwrap()
-        .current_dir(dir)
-        .args(args)
-        .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
-        .env("SMBATCH_DATA_DIR", crate::common::data_dir())
-        .env_remove("SMBATCH_URL")
-        .env_remove("SMBATCH_LOGIN")
-        .env_remove("SMBATCH_PROFILE")
-        .env_remove("SMBATCH_APIKEY")
-        .output()
-        .unwrap()
-}
-
-fn say(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    offline(dir, args).output().unwrap()
 }
 
 fn stdout(o: &Output) -> String {

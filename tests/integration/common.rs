@@ -35,6 +35,22 @@ pub fn against(sb: &Sandbox, args: &[&str]) -> Command {
     c
 }
 
+/// `smbatch args` run in `dir` with no CRM configured by the environment (no config file,
+/// profile, URL, login or key), stdin closed: offline commands and `--sandbox` rehearsals.
+pub fn offline(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::cargo_bin("smbatch").unwrap();
+    c.current_dir(dir)
+        .args(args)
+        .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
+        .env("SMBATCH_DATA_DIR", data_dir())
+        .env_remove("SMBATCH_URL")
+        .env_remove("SMBATCH_LOGIN")
+        .env_remove("SMBATCH_PROFILE")
+        .env_remove("SMBATCH_APIKEY")
+        .stdin(Stdio::null());
+    c
+}
+
 /// Where the CLI keeps its journals in tests (never the user's data directory): one directory
 /// for this test process; journals there are named by input, template and sandbox URL, and
 /// every test's sandbox has a port of its own.
@@ -42,10 +58,11 @@ pub fn data_dir() -> PathBuf {
     std::env::temp_dir().join(format!("smbatch-tests-{}", std::process::id()))
 }
 
-/// stdout and stderr of a finished command, for an assertion's message.
+/// Exit code, stdout and stderr of a finished command, for an assertion's message.
 pub fn say(o: &Output) -> String {
     format!(
-        "stdout:\n{}\nstderr:\n{}",
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
@@ -94,6 +111,17 @@ impl Case {
         Case { dir, sb }
     }
 
+    /// A fresh sandbox with the contacts template ([`CONTACTS_TEMPLATE`]) and its rows
+    /// ([`CONTACTS_ROWS`]) in `rows.csv`.
+    pub fn contacts() -> Case {
+        let c = Case::new(
+            smbatch::sandbox::SandboxConfig::default(),
+            CONTACTS_TEMPLATE,
+        );
+        c.write("rows.csv", CONTACTS_ROWS);
+        c
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -118,8 +146,24 @@ impl Case {
         run: &str,
         extra: &[&str],
     ) -> Output {
+        self.command(command, file, t, run, run, extra)
+            .output()
+            .unwrap()
+    }
+
+    /// `COMMAND FILE -t T -o RUN.xlsx --journal JOURNAL.journal.sqlite --json EXTRA…`, not yet
+    /// started: runs that share a journal, or a run to kill.
+    pub fn command(
+        &self,
+        command: &str,
+        file: &Path,
+        t: &Path,
+        run: &str,
+        journal: &str,
+        extra: &[&str],
+    ) -> Command {
         let report = self.path(&format!("{run}.xlsx"));
-        let journal = self.path(&format!("{run}.journal.sqlite"));
+        let journal = self.path(&format!("{journal}.journal.sqlite"));
         let mut args = vec![
             command,
             file.to_str().unwrap(),
@@ -132,12 +176,31 @@ impl Case {
             "--json",
         ];
         args.extend_from_slice(extra);
-        against(&self.sb, &args).output().unwrap()
+        against(&self.sb, &args)
     }
 
     /// [`Case::run`] of `import`, with its `--json` summary.
     pub fn import(&self, file: &Path, run: &str, extra: &[&str]) -> (Output, Value) {
         let out = self.run("import", file, run, extra);
+        let v = json_of(&out);
+        (out, v)
+    }
+
+    /// [`Case::import`] of `rows`, written to `RUN.csv` first.
+    pub fn import_rows(&self, rows: &str, run: &str, extra: &[&str]) -> (Output, Value) {
+        self.import_rows_with(rows, &self.path("t.toml"), run, extra)
+    }
+
+    /// [`Case::import_rows`] with another template.
+    pub fn import_rows_with(
+        &self,
+        rows: &str,
+        t: &Path,
+        run: &str,
+        extra: &[&str],
+    ) -> (Output, Value) {
+        let file = self.write(&format!("{run}.csv"), rows);
+        let out = self.run_with("import", &file, t, run, extra);
         let v = json_of(&out);
         (out, v)
     }

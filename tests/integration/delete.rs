@@ -1,20 +1,10 @@
 //! `smbatch delete`: matched records deleted after a backup, journaled, resumable; what the
 //! server refuses is reported; the backup puts everything back through `smbatch import`.
 
-use crate::common::{
-    counts, json_of, say, Case, CONTACTS_ROWS as ROWS, CONTACTS_TEMPLATE as TEMPLATE,
-};
+use crate::common::{counts, json_of, say, Case};
 use serde_json::{json, Value};
 use smbatch::crm::Entity;
-use smbatch::sandbox::SandboxConfig;
 use std::process::Output;
-
-/// A fresh sandbox with the contacts template and rows (`rows.csv`).
-fn case() -> Case {
-    let c = Case::new(SandboxConfig::default(), TEMPLATE);
-    c.write("rows.csv", ROWS);
-    c
-}
 
 fn import_rows(c: &Case) {
     let out = c.run("import", &c.path("rows.csv"), "import", &[]);
@@ -25,13 +15,23 @@ fn delete(c: &Case, run: &str, extra: &[&str]) -> Output {
     c.run("delete", &c.path("rows.csv"), run, extra)
 }
 
+/// The clid of ООО «Ромашка» as the CRM stores its title.
+fn romashka(c: &Case) -> Value {
+    let clients = c.list(Entity::Client, json!({"order": "clid"}));
+    clients
+        .iter()
+        .find(|r| r["title"] == "Ромашка, ООО")
+        .unwrap_or_else(|| panic!("{clients:?}"))["clid"]
+        .clone()
+}
+
 fn history(c: &Case) -> Vec<Value> {
     c.list(Entity::History, json!({"order": "cid", "first": "old"}))
 }
 
 #[test]
 fn delete_backs_up_first_and_a_second_run_deletes_nothing() {
-    let c = case();
+    let c = Case::contacts();
     import_rows(&c);
     let out = delete(&c, "del", &["--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
@@ -69,17 +69,12 @@ fn delete_backs_up_first_and_a_second_run_deletes_nothing() {
 
 #[test]
 fn a_client_with_deals_is_reported_refused_not_deleted() {
-    let c = case();
+    let c = Case::contacts();
     import_rows(&c);
-    let clients = c.list(Entity::Client, json!({"order": "clid"}));
-    let romashka = clients
-        .iter()
-        .find(|r| r["title"] == "Ромашка, ООО")
-        .unwrap_or_else(|| panic!("{clients:?}"));
     c.call(
         Entity::Deal,
         "add",
-        json!({"title": "Поставка", "clid": romashka["clid"]}),
+        json!({"title": "Поставка", "clid": romashka(&c)}),
     );
     let out = delete(&c, "del", &["--yes"]);
     assert_eq!(out.status.code(), Some(1), "{}", say(&out));
@@ -99,7 +94,7 @@ fn a_client_with_deals_is_reported_refused_not_deleted() {
 
 #[test]
 fn a_dry_run_reads_only_and_says_what_would_happen() {
-    let c = case();
+    let c = Case::contacts();
     import_rows(&c);
     // Not a terminal and no --yes: a dry run needs neither.
     let out = delete(&c, "dry", &["--dry-run"]);
@@ -116,7 +111,7 @@ fn a_dry_run_reads_only_and_says_what_would_happen() {
 
 #[test]
 fn without_a_terminal_delete_needs_yes() {
-    let c = case();
+    let c = Case::contacts();
     import_rows(&c);
     let out = delete(&c, "del", &[]);
     assert_eq!(out.status.code(), Some(2), "{}", say(&out));
@@ -128,24 +123,19 @@ fn without_a_terminal_delete_needs_yes() {
 
 #[test]
 fn the_backup_puts_everything_back_through_import() {
-    let c = case();
+    let c = Case::contacts();
     import_rows(&c);
-    let clients = c.list(Entity::Client, json!({"order": "clid"}));
-    let romashka = clients
-        .iter()
-        .find(|r| r["title"] == "Ромашка, ООО")
-        .unwrap()["clid"]
-        .clone();
+    let old_romashka = romashka(&c);
     // History the server deletes along with the client.
     c.call(
         Entity::History,
         "add",
-        json!({"clid": romashka, "content": "Звонок: договорились о встрече", "tip": "Звонок", "datum": "2026-11-20 10:00:00"}),
+        json!({"clid": old_romashka, "content": "Звонок: договорились о встрече", "tip": "Звонок", "datum": "2026-11-20 10:00:00"}),
     );
     c.call(
         Entity::Task,
         "add",
-        json!({"clid": romashka, "title": "Перезвонить в пятницу", "datum": "2026-12-04", "totime": "11:00"}),
+        json!({"clid": old_romashka, "title": "Перезвонить в пятницу", "datum": "2026-12-04", "totime": "11:00"}),
     );
     let out = delete(&c, "del", &["--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
@@ -169,11 +159,7 @@ fn the_backup_puts_everything_back_through_import() {
 
     let clients = c.list(Entity::Client, json!({"order": "clid"}));
     assert_eq!(clients.len(), 2, "{clients:?}");
-    let new_romashka = clients
-        .iter()
-        .find(|r| r["title"] == "Ромашка, ООО")
-        .unwrap()["clid"]
-        .clone();
+    let new_romashka = romashka(&c);
     let persons = c.list(Entity::Person, json!({"order": "pid", "first": "old"}));
     assert_eq!(persons.len(), 3, "{persons:?}");
     let ivanov = persons
@@ -200,7 +186,7 @@ fn the_backup_puts_everything_back_through_import() {
 
 #[test]
 fn a_deal_is_deleted_by_its_id_and_history_of_no_deal_survives() {
-    let c = case();
+    let c = Case::contacts();
     let client = c.call(Entity::Client, "add", json!({"title": "ООО Сделочная"}));
     let clid = client["data"].clone();
     c.call(

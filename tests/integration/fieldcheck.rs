@@ -1,7 +1,7 @@
 //! The template is checked against the CRM's field list before the first write, and the
 //! sandbox's field set is configurable (`--field`, stored in its database).
 
-use crate::common::{against, root, say};
+use crate::common::{against, offline, root, say};
 use crate::import::p;
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::{json, Map, Value};
@@ -175,9 +175,7 @@ fn sandbox_field_switch_is_kept_in_the_database_for_later_commands() {
         "mail",
         "input1 = { column = \"Дата рождения\" }\n",
     );
-    let out = Command::cargo_bin("smbatch")
-        .unwrap()
-        .arg("import")
+    let out = offline(dir.path(), &["import"])
         .arg(input(dir.path()))
         .arg("--template")
         .arg(&tpl)
@@ -185,9 +183,6 @@ fn sandbox_field_switch_is_kept_in_the_database_for_later_commands() {
         .arg(dir.path().join("report.xlsx"))
         .arg("--sandbox")
         .arg(&db)
-        .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
-        .env("SMBATCH_DATA_DIR", crate::common::data_dir())
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));

@@ -4,14 +4,13 @@
 //! title. The sandbox has users like the recorded server. Deal sums are sent the one way the
 //! server reads them right.
 
-use crate::common::{against, root, say};
-use assert_cmd::cargo::CommandCargoExt;
+use crate::common::{against, offline, root, say};
 use serde_json::{json, Map, Value};
 use smbatch::crm::{CrmClient, Entity, RetryPolicy};
 use smbatch::sandbox::{Sandbox, SandboxConfig, UserSpec};
 use smbatch::values::Money;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 const MANAGER: &str = "manager2@firm.ru";
 const FIRED: &str = "fired@firm.ru";
@@ -376,18 +375,12 @@ fn users_stored_in_a_sandbox_database_are_seen_by_import_with_sandbox() {
         &PERSONS.replace("ghost@firm.ru", MANAGER),
     );
     let t = person_template(dir.path(), "{ column = \"Менеджер\" }");
-    let out = Command::cargo_bin("smbatch")
-        .unwrap()
-        .current_dir(dir.path())
-        .arg("import")
+    let out = offline(dir.path(), &["import"])
         .arg(&file)
         .arg("--template")
         .arg(&t)
         .arg("--sandbox")
         .arg(&db)
-        .env("SMBATCH_CONFIG", "/nonexistent/smbatch.toml")
-        .env("SMBATCH_DATA_DIR", crate::common::data_dir())
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));

@@ -2,7 +2,7 @@
 //! sandbox. invoice/do is not idempotent there as on the real server, so every assertion that
 //! nothing was paid twice is about the invoice rows the CRM holds.
 
-use crate::common::{against, root, say};
+use crate::common::{counts, json_of, root, say, Case};
 use crate::export::{api, export_json, sheet, text};
 use calamine::Data;
 use serde_json::{json, Value};
@@ -32,9 +32,9 @@ const BANK: &str = "\
 СЧ-999;25.11.2026;100,00;ООО «Дельта»
 ";
 
+/// A [`Case`] on the fixtures' sandbox (the login [`api`] calls with), holding a month's deals.
 struct Month {
-    dir: tempfile::TempDir,
-    sb: Sandbox,
+    c: Case,
 }
 
 impl Month {
@@ -62,17 +62,19 @@ impl Month {
             json!({"title": "Без спецификации", "clid": clid, "uid": "D-4", "kol": 1000}),
         );
         assert!(r["data"].as_i64().is_some(), "{r}");
-        Month {
+        let c = Case {
             dir: tempfile::tempdir().unwrap(),
             sb,
-        }
+        };
+        Month { c }
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.c.path(name)
     }
 
-    /// `import FILE -t TEMPLATE --json` with the journal `journal` and the report `run.xlsx`.
+    /// `import RUN.csv -t TEMPLATE --json` of `rows`, with the journal `journal` and the report
+    /// `RUN.xlsx`.
     fn import(&self, rows: &str, template: &Path, run: &str, journal: &str) -> (Output, Value) {
         self.import_with(rows, template, run, journal, &[])
     }
@@ -85,29 +87,13 @@ impl Month {
         journal: &str,
         extra: &[&str],
     ) -> (Output, Value) {
-        let file = self.path(&format!("{run}.csv"));
-        std::fs::write(&file, rows).unwrap();
-        let report = self.path(&format!("{run}.xlsx"));
-        let journal = self.path(&format!("{journal}.sqlite"));
-        let out = against(
-            &self.sb,
-            &[
-                "import",
-                file.to_str().unwrap(),
-                "-t",
-                template.to_str().unwrap(),
-                "-o",
-                report.to_str().unwrap(),
-                "--journal",
-                journal.to_str().unwrap(),
-                "--json",
-            ],
-        )
-        .args(extra)
-        .output()
-        .unwrap();
-        let v: Value =
-            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{}", say(&out)));
+        let file = self.c.write(&format!("{run}.csv"), rows);
+        let out = self
+            .c
+            .command("import", &file, template, run, journal, extra)
+            .output()
+            .unwrap();
+        let v = json_of(&out);
         (out, v)
     }
 
@@ -118,7 +104,7 @@ impl Month {
     /// Every row of one invoice number: (amount, paid), oldest first.
     fn rows_of(&self, number: &str) -> Vec<(String, bool)> {
         let r = api(
-            &self.sb,
+            &self.c.sb,
             "/developer/v3/invoice/list",
             json!({"word": number, "offset": 1, "order": "datum", "first": "old"}),
         );
@@ -142,7 +128,7 @@ impl Month {
     /// What `export invoice --paid yes` totals (the books' view of payments made).
     fn paid_total(&self, name: &str) -> (u64, String) {
         let out = self.path(&format!("{name}.xlsx"));
-        let (s, err) = export_json(&self.sb, "invoice", &out, &["--paid", "yes"]);
+        let (s, err) = export_json(&self.c.sb, "invoice", &out, &["--paid", "yes"]);
         (
             s["rows"].as_u64().unwrap_or_else(|| panic!("{s} {err}")),
             s["control_total"].as_str().unwrap_or_default().to_string(),
@@ -178,8 +164,9 @@ impl Month {
     }
 }
 
-fn counts(v: &Value) -> (u64, u64, u64) {
-    let p = &v["entities"]["payment"];
+/// Payments (created, existing, failed) in a `--json` summary.
+pub(crate) fn payments(v: &Value) -> (u64, u64, u64) {
+    let p = counts(v, "payment");
     let n = |k: &str| p[k].as_u64().unwrap_or(0);
     (n("created"), n("existing"), n("failed"))
 }
@@ -227,16 +214,16 @@ fn a_month_of_payments_is_paid_once_whatever_is_run_again_or_lost() {
         "dry",
         &["--dry-run"],
     );
-    assert_eq!(counts(&v), (4, 0, 2), "would pay 4, refuse 2: {v}");
+    assert_eq!(payments(&v), (4, 0, 2), "would pay 4, refuse 2: {v}");
     let dry = m.report_lines("dry");
     assert!(dry[0].1.contains("would pay part 20000.00"), "{dry:?}");
     assert_eq!(m.rows_of("СЧ-101"), [("60000.00".to_string(), false)]);
 
     // The first payment's answer is lost: the invoice is read back, not paid again.
-    m.sb.lose_answers_of("/invoice/do", 1);
+    m.c.sb.lose_answers_of("/invoice/do", 1);
     let (out, v) = m.pay(BANK, "bank", "bank");
     assert_eq!(out.status.code(), Some(1), "{}", say(&out));
-    assert_eq!(counts(&v), (4, 0, 2), "{v}");
+    assert_eq!(payments(&v), (4, 0, 2), "{v}");
     assert_eq!(v["entities"]["payment"]["ambiguous_resolved"], 1, "{v}");
     let paid = |s: &str| (s.to_string(), true);
     assert_eq!(m.rows_of("СЧ-101"), [paid("20000.00"), paid("40000.00")]);
@@ -274,10 +261,10 @@ fn a_month_of_payments_is_paid_once_whatever_is_run_again_or_lost() {
 
     // The same file again (same journal): nothing paid.
     let (_, v) = m.pay(BANK, "bank-again", "bank");
-    assert_eq!(counts(&v).0, 0, "{v}");
+    assert_eq!(payments(&v).0, 0, "{v}");
     // The same file with a journal of its own: every payment is found recorded.
     let (_, v) = m.pay(BANK, "bank-fresh", "fresh");
-    assert_eq!(counts(&v), (0, 4, 2), "{v}");
+    assert_eq!(payments(&v), (0, 4, 2), "{v}");
     assert_eq!(m.paid_total("after-again"), (4, "120000.00".to_string()));
     assert_eq!(
         m.rows_of("СЧ-101").len(),
@@ -289,13 +276,13 @@ fn a_month_of_payments_is_paid_once_whatever_is_run_again_or_lost() {
     // read-back lost, as when it is killed right after the call): unresolved, then resumed.
     let rest =
         "Номер счета;Дата оплаты;Сумма\nСЧ-301;27.11.2026;20 000,00\nСЧ-102;28.11.2026;15 000,00\n";
-    m.sb.lose_answers_of("/invoice/do", 1);
-    m.sb.lose_answers_of("/invoice/info", 1000);
+    m.c.sb.lose_answers_of("/invoice/do", 1);
+    m.c.sb.lose_answers_of("/invoice/info", 1000);
     let (out, v) = m.pay(rest, "rest", "rest");
     assert_eq!(out.status.code(), Some(1), "{}", say(&out));
     assert_eq!(v["entities"]["payment"]["unresolved"], 1, "{v}");
-    assert_eq!(counts(&v).0, 1, "{v}");
-    m.sb.lose_answers_of("/invoice/info", 0);
+    assert_eq!(payments(&v).0, 1, "{v}");
+    m.c.sb.lose_answers_of("/invoice/info", 0);
     let (out, v) = m.pay(rest, "rest-resumed", "rest");
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_eq!(v["entities"]["payment"]["created"], 1, "{v}");
@@ -311,6 +298,7 @@ fn a_month_of_payments_is_paid_once_whatever_is_run_again_or_lost() {
     // The books: what export invoice --paid yes totals is what was paid.
     assert_eq!(m.paid_total("final"), (6, "155000.00".to_string()));
     let r = sheet(&m.path("final.xlsx"), "invoice");
+    assert_eq!(r.height(), 1 + 6, "a header and the six paid rows");
     assert!(r.rows().skip(1).all(|row| row
         .iter()
         .any(|c| matches!(c, Data::String(s) if s.starts_with("СЧ-")))));
@@ -357,7 +345,7 @@ fn a_bank_file_killed_mid_run_and_resumed_pays_every_invoice_once() {
     let n = 90;
     // One deal with room for every invoice, n invoices of 1,000.50 each.
     let r = api(
-        &m.sb,
+        &m.c.sb,
         "/developer/v3/deal/add",
         json!({"title": "Абонентское обслуживание", "clid": 1, "uid": "D-9",
                "speka": [{"title": "Месяц", "price": 1_000_000, "kol": 1, "nds": 20}]}),
@@ -365,7 +353,7 @@ fn a_bank_file_killed_mid_run_and_resumed_pays_every_invoice_once() {
     let did = r["data"].as_i64().unwrap_or_else(|| panic!("{r}"));
     for i in 0..n {
         let r = api(
-            &m.sb,
+            &m.c.sb,
             "/developer/v3/invoice/add",
             json!({"did": did, "summa": "1000.50", "invoice": format!("К-{i:03}")}),
         );
@@ -374,26 +362,16 @@ fn a_bank_file_killed_mid_run_and_resumed_pays_every_invoice_once() {
     let bank: String = std::iter::once("Номер счета;Дата оплаты;Сумма;Плательщик\n".to_string())
         .chain((0..n).map(|i| format!("К-{i:03};10.11.2026;1 000,50;ООО «Альфа»\n")))
         .collect();
-    let file = m.path("bank.csv");
-    std::fs::write(&file, &bank).unwrap();
-    let report = m.path("bank.xlsx");
-    let journal = m.path("bank.sqlite");
+    let file = m.c.write("bank.csv", &bank);
     // invoice/do writes one history row per call, paid twice or not: the count of calls.
-    let history_before = m.sb.count(smbatch::crm::Entity::History);
+    let history_before = m.c.sb.count(smbatch::crm::Entity::History);
     let template = root().join("templates/payments.toml");
-    let args = [
-        "import",
-        file.to_str().unwrap(),
-        "-t",
-        template.to_str().unwrap(),
-        "-o",
-        report.to_str().unwrap(),
-        "--journal",
-        journal.to_str().unwrap(),
-        "--quiet",
-    ];
+    // Every run the same report and journal.
+    let bank = || {
+        m.c.command("import", &file, &template, "bank", "bank", &["--quiet"])
+    };
     // Slow answers, some of them lost after the server applied the payment.
-    m.sb.set_faults(smbatch::sandbox::FaultConfig {
+    m.c.sb.set_faults(smbatch::sandbox::FaultConfig {
         drop_after_commit: 0.05,
         latency_ms: Some((10, 30)),
         seed: 5,
@@ -402,38 +380,38 @@ fn a_bank_file_killed_mid_run_and_resumed_pays_every_invoice_once() {
     // Each run is killed (SIGKILL) once a few more invoices are paid than before.
     let mut seen = Vec::new();
     for step in [15u64, 25] {
-        let before = paid_rows(&m.sb).0;
-        let mut child = against(&m.sb, &args)
+        let before = paid_rows(&m.c.sb).0;
+        let mut child = bank()
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while std::time::Instant::now() < deadline
-            && paid_rows(&m.sb).0 < before + step
+            && paid_rows(&m.c.sb).0 < before + step
             && child.try_wait().unwrap().is_none()
         {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let _ = child.kill();
         let _ = child.wait();
-        seen.push(paid_rows(&m.sb).0);
+        seen.push(paid_rows(&m.c.sb).0);
     }
     assert!(
         seen.iter().any(|&c| c > 0 && c < n as u64),
         "a kill should land mid-run: {seen:?}"
     );
-    m.sb.set_faults(smbatch::sandbox::FaultConfig::default());
+    m.c.sb.set_faults(smbatch::sandbox::FaultConfig::default());
     // Resumed to the end, then once more: every invoice paid once, in full, nothing twice.
     for _ in 0..2 {
-        let out = against(&m.sb, &args).output().unwrap();
+        let out = bank().output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     }
-    let (rows, sum) = paid_rows(&m.sb);
+    let (rows, sum) = paid_rows(&m.c.sb);
     assert_eq!(rows, n as u64, "paid invoice rows (after kills: {seen:?})");
     assert!((sum - 1000.5 * n as f64).abs() < 0.01, "paid total {sum}");
     assert_eq!(
-        m.sb.count(smbatch::crm::Entity::History) - history_before,
+        m.c.sb.count(smbatch::crm::Entity::History) - history_before,
         n as u64,
         "invoice/do calls that took effect: one per invoice"
     );

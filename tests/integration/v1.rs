@@ -4,6 +4,7 @@
 //! in the URL, shows nowhere.
 
 use crate::common::{root, say, Case};
+use crate::payments::payments;
 use calamine::{open_workbook, Reader, Xlsx};
 use serde_json::{json, Value};
 use smbatch::crm::{CrmClient, Entity};
@@ -103,25 +104,6 @@ fn invoices(c: &Case, uid: &str) -> Vec<(String, String, String, String)> {
         .collect()
 }
 
-fn import_with(
-    c: &Case,
-    rows: &str,
-    template: &Path,
-    run: &str,
-    extra: &[&str],
-) -> (Output, Value) {
-    let file = c.write(&format!("{run}.csv"), rows);
-    let out = c.run_with("import", &file, template, run, extra);
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (out, v)
-}
-
-fn payments(v: &Value) -> (u64, u64, u64) {
-    let p = &v["entities"]["payment"];
-    let n = |k: &str| p[k].as_u64().unwrap_or(0);
-    (n("created"), n("existing"), n("failed"))
-}
-
 /// Every cell of every sheet of a report, as one text.
 fn report_text(path: &Path) -> String {
     let mut wb: Xlsx<_> = open_workbook(path).unwrap();
@@ -159,8 +141,7 @@ fn key_shown_nowhere(c: &Case, run: &str, out: &Output) {
 fn an_older_server_gets_invoices_payments_steps_and_closes_through_v1() {
     let c = old_crm();
     // The server has no v3 invoices: the import finds out by itself.
-    let (out, v) = import_with(
-        &c,
+    let (out, v) = c.import_rows_with(
         INVOICES,
         &root().join("templates/invoices.toml"),
         "invoices",
@@ -181,7 +162,7 @@ fn an_older_server_gets_invoices_payments_steps_and_closes_through_v1() {
 
     // A partial and a full payment, with their days (v1 records them), and an unknown invoice.
     let bank = root().join("templates/payments.toml");
-    let (out, v) = import_with(&c, BANK, &bank, "bank", &[]);
+    let (out, v) = c.import_rows_with(BANK, &bank, "bank", &[]);
     assert_eq!(out.status.code(), Some(1), "{}", say(&out));
     assert_eq!(payments(&v), (2, 0, 1), "{v}");
     let paid = |n: &str, s: &str, d: &str| {
@@ -207,7 +188,7 @@ fn an_older_server_gets_invoices_payments_steps_and_closes_through_v1() {
 
     // The same bank file again, with a journal of its own: each invoice is read first and
     // nothing is paid twice.
-    let (out, v) = import_with(&c, BANK, &bank, "bank-again", &[]);
+    let (out, v) = c.import_rows_with(BANK, &bank, "bank-again", &[]);
     assert_eq!(payments(&v), (0, 2, 1), "{v} {}", say(&out));
     assert_eq!(invoices(&c, "D-1").len(), 2);
     assert_eq!(
@@ -220,11 +201,7 @@ fn an_older_server_gets_invoices_payments_steps_and_closes_through_v1() {
         "deals.csv",
         "Сделка;Название;Этап;Итог;Факт\nD-1;Поставка D-1;60;;\nD-2;Поставка D-2;;Победа полная;48000\n",
     );
-    let (out, v) = {
-        let out = c.run("import", &deals, "deals", &["--mode", "update"]);
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        (out, v)
-    };
+    let (out, v) = c.import(&deals, "deals", &["--mode", "update"]);
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     assert_eq!(v["entities"]["deal"]["updated"], 2, "{v}");
     let d1 = v1(&c, "info", &[("did", did(&c, "D-1").to_string())]);
@@ -244,8 +221,7 @@ fn an_older_server_gets_invoices_payments_steps_and_closes_through_v1() {
 #[test]
 fn a_v1_error_shows_the_url_without_the_key() {
     let c = old_crm();
-    let (out, _) = import_with(
-        &c,
+    let (out, _) = c.import_rows_with(
         INVOICES,
         &root().join("templates/invoices.toml"),
         "invoices",
@@ -254,8 +230,7 @@ fn a_v1_error_shows_the_url_without_the_key() {
     assert_eq!(out.status.code(), Some(0), "{}", say(&out));
     // Every v1 answer is lost from now on: the payment's read of its invoice fails.
     c.sb.lose_answers_of("/v1/contract", 10_000);
-    let (out, _) = import_with(
-        &c,
+    let (out, _) = c.import_rows_with(
         "Номер счета;Дата оплаты;Сумма\nСЧ-101;05.11.2026;20 000,00\n",
         &root().join("templates/payments.toml"),
         "lost",
