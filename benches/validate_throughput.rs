@@ -9,10 +9,8 @@
 //! read of the same file (after VmHWM is taken) for the ratio. Each line also gives the child's
 //! CPU time: on a loaded machine, rows per CPU-second says more than wall-clock rows/s.
 
-use smbatch::source::{self, SourceOptions};
-use smbatch::template::check_row;
-use smbatch::template::validation::Tally;
-use smbatch::template::{map_file_view, MapOptions, Template};
+use smbatch::job::ValidateJob;
+use smbatch::source::SourceOverrides;
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
@@ -140,31 +138,21 @@ fn load() -> String {
         .join(" ")
 }
 
-/// What `smbatch validate` does without a report: returns (rows, invalid, wall s, cpu s).
-fn validate(path: &Path, template: &Template) -> (u64, u64, f64, f64) {
+/// `smbatch validate FILE --template T` without a report, as the CLI runs it (the job itself):
+/// returns (rows, invalid, wall s, cpu s).
+fn validate(path: &Path, template: &Path) -> (u64, u64, f64, f64) {
     let c0 = cpu_secs();
     let t0 = Instant::now();
-    let src = source::open(path, &SourceOptions::default()).unwrap();
-    let mapper = template.bind(src.headers(), "bench").unwrap();
-    let mut tally = Tally::new(
-        "bench",
-        "bench",
-        &src.describe(),
-        &mapper.entities(),
-        vec![],
-    );
-    let rows = map_file_view(src, MapOptions::default(), move |row| {
-        check_row(&mapper, row, false, &[])
-    });
-    let mut rows = rows.peekable();
-    while let Some(item) = rows.next() {
-        if let Some(Ok(next)) = rows.peek() {
-            tally.prefetch(&next.prints);
-        }
-        let mut c = item.unwrap();
-        tally.add_fingerprinted(&mut c.mapped, &c.prints);
-    }
-    let s = tally.finish(5);
+    let job = ValidateJob {
+        file: path.to_path_buf(),
+        template: template.to_path_buf(),
+        source: SourceOverrides::default(),
+        report: None,
+        csv_report: None,
+        server: None,
+        show: None,
+    };
+    let s = job.run(&mut |_| {}).unwrap().summary;
     (
         s.rows_read,
         s.invalid_rows,
@@ -200,7 +188,8 @@ fn xsv_select(path: &Path) -> Option<f64> {
 }
 
 fn child(kind: &str, path: &Path) {
-    let template = Template::parse(Path::new("bench.toml"), TEMPLATE).unwrap();
+    let template = path.with_extension("toml");
+    std::fs::write(&template, TEMPLATE).unwrap();
     let load0 = load();
     let (n, bad, secs, cpu) = validate(path, &template);
     let peak = proc_status("VmHWM:");

@@ -7,7 +7,7 @@ use crate::source::{self, display, escape, SourceOverrides};
 use crate::template::dictionaries::Dictionaries;
 use crate::template::server::{self as srv, Observed, ServerFacts, ServerFinding};
 use crate::template::validation::{ReportWriter, Tally, ValidationSummary};
-use crate::template::{check_row, map_file_view, CheckedRow, MapOptions, Severity, Template};
+use crate::template::{check_row, map_file_view, MapOptions, Severity, Template};
 use crate::{Exit, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -129,26 +129,32 @@ impl ValidateJob {
         let mut hidden = 0u64;
         let keep_rows = report.is_active();
         let worker_mapper = Arc::clone(&mapper);
-        let rows = map_file_view(src, MapOptions::default(), move |row| {
+        let file: Arc<str> = Arc::from(src.file());
+        let mut rows = map_file_view(src, MapOptions::default(), move |row| {
             check_row(&worker_mapper, row, keep_rows, &watch_cols)
         });
-        let mut rows = rows.peekable();
-        while let Some(item) = rows.next() {
-            if let Some(Ok(next)) = rows.peek() {
-                tally.prefetch(&next.prints);
+        // The key table is bigger than the caches: its slots for a few rows ahead are fetched
+        // while the current row is counted (a row ahead was too close to hide the wait).
+        const AHEAD: usize = 8;
+        while let Some(item) = {
+            if let Some(later) = rows.ahead(AHEAD) {
+                tally.prefetch(later.records.iter().map(|r| r.print()));
             }
-            let CheckedRow {
-                row,
-                mapped: mut m,
-                prints,
-                watched,
-            } = item?;
-            if !watched.is_empty() {
-                observed.add(&watches, watched);
+            rows.next_mut()
+        } {
+            let c = item?;
+            if let Some(x) = c.extra.as_deref_mut() {
+                if !x.watched.is_empty() {
+                    observed.add(&watches, std::mem::take(&mut x.watched));
+                }
             }
-            tally.add_fingerprinted(&mut m, &prints);
-            if let Some(row) = &row {
-                report.add(row, &m)?;
+            tally.add_checked(c, &file);
+            let Some(m) = c.mapped.as_deref() else {
+                progress.inc(1);
+                continue;
+            };
+            if let Some(row) = c.extra.as_ref().and_then(|x| x.source.as_ref()) {
+                report.add(row, m)?;
             }
             if let Some(show) = self.show {
                 for p in &m.problems {

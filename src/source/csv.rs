@@ -383,6 +383,11 @@ pub(crate) fn push_cell_text(
 ) {
     if let Some(enc) = decoder {
         if let Some(table) = single_byte_table(enc) {
+            // Digits, e-mails, codes: ASCII is the same bytes in UTF-8.
+            if field.is_ascii() {
+                out.extend_from_slice(field);
+                return;
+            }
             // Room for the longest output, written by index, then cut to what was written.
             let start = out.len();
             out.resize(start + field.len() * 3, 0);

@@ -126,7 +126,7 @@ pub struct RowView<'a> {
 impl RowView<'_> {
     /// A row with nothing but whitespace in it (spreadsheets are full of them).
     pub fn is_blank(&self) -> bool {
-        self.cells.iter().all(|c| c.trim().is_empty()) && self.issues.is_empty()
+        self.cells.iter().all(|c| crate::values::trim(c).is_empty()) && self.issues.is_empty()
     }
 
     /// The row as an owned [`Row`].
@@ -349,6 +349,17 @@ impl RawBatch {
             file: self.file.clone(),
             sheet: None,
             row: self.rows[i].2,
+        }
+    }
+
+    /// [`RawBatch::pos`], reusing `pos` when it names the same file (only its row changes).
+    pub fn pos_reusing(&self, i: usize, pos: Option<SourcePos>) -> SourcePos {
+        match pos {
+            Some(mut p) if Arc::ptr_eq(&p.file, &self.file) && p.sheet.is_none() => {
+                p.row = self.rows[i].2;
+                p
+            }
+            _ => self.pos(i),
         }
     }
 

@@ -1,34 +1,155 @@
 //! Per-row checking for `validate`, on the rayon workers, and the detection of records that share
 //! a key but not their values across a whole file, in memory that does not hold the records.
 
-use super::{Fingerprint, MappedRow, Mapper};
-use crate::source::{Row, RowView};
+use super::mapper::RowParts;
+use super::{Fingerprint, MappedRow, Mapper, Record};
+use crate::crm::Entity;
+use crate::source::{Row, RowView, SourcePos};
+use smallvec::SmallVec;
+use std::cell::RefCell;
+use std::sync::Arc;
 
-/// A mapped row reduced to what `validate` needs downstream.
+/// A valid record of a checked row: what the key table needs (16 bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct CheckedRecord {
+    key: u64,
+    values: u32,
+    pub entity: Entity,
+}
+
+impl CheckedRecord {
+    pub fn print(&self) -> Fingerprint {
+        Fingerprint {
+            key: self.key,
+            values: self.values,
+        }
+    }
+}
+
+/// A row reduced to what `validate` needs downstream. A row that maps cleanly (the common case)
+/// holds no heap memory and is small: the consumer thread, which `validate` cannot spread
+/// over cores, neither frees what the workers allocated (cross-thread frees were most of its
+/// time) nor copies much.
+#[derive(Debug)]
 pub struct CheckedRow {
-    /// The source row, kept only when a report needs its cells.
-    pub row: Option<Row>,
-    /// Records keep entity and key; their field maps are dropped on the worker (already hashed).
-    pub mapped: MappedRow,
-    pub prints: Vec<Fingerprint>,
+    /// The row number as a spreadsheet shows it (the header is row 1).
+    pub row: u64,
+    /// Nothing in the row (skipped, neither valid nor invalid).
+    pub blank: bool,
+    /// The valid records with their fingerprints, in upload order.
+    pub records: SmallVec<[CheckedRecord; 3]>,
+    /// The records' keys one after another, each ended by 0xFF (never a byte of UTF-8), for the
+    /// warning when another row gives a key other values; inline up to 48 bytes (three ids with their ends).
+    keys: SmallVec<[u8; 48]>,
+    /// The whole mapping (problems, invalid entities, position): only for a row with a
+    /// problem, a row a report needs, or once the tally finds a conflict in it.
+    pub mapped: Option<Box<MappedRow>>,
+    /// What a report or `--url` needs besides; `None` for plain validation of a CSV.
+    pub extra: Option<Box<RowExtra>>,
+}
+
+/// The parts of a checked row only some runs need.
+#[derive(Debug, Default)]
+pub struct RowExtra {
+    /// A workbook's sheet (none for CSV).
+    pub sheet: Option<Arc<str>>,
+    /// The source row, kept when a report needs its cells.
+    pub source: Option<Row>,
     /// The cells of the watched columns (`validate --url`), in the order asked for.
     pub watched: Vec<String>,
+}
+
+impl CheckedRow {
+    /// The key of `records[i]`.
+    pub fn key(&self, i: usize) -> &str {
+        let key = self.keys.split(|&b| b == 0xFF).nth(i).unwrap_or_default();
+        // Copied from `String`s and cut at bytes that are never in UTF-8: always UTF-8.
+        std::str::from_utf8(key).unwrap_or_default()
+    }
+
+    /// Where the row came from, in `file`.
+    pub fn pos(&self, file: &Arc<str>) -> SourcePos {
+        SourcePos {
+            file: file.clone(),
+            sheet: self.extra.as_ref().and_then(|x| x.sheet.clone()),
+            row: self.row,
+        }
+    }
+
+    /// The row's mapping, built from its records when the worker did not keep one (a clean
+    /// row: no problems, nothing rejected; records carry entity and key, as `validate` maps).
+    pub fn mapped_mut(&mut self, file: &Arc<str>) -> &mut MappedRow {
+        if self.mapped.is_none() {
+            let records = (0..self.records.len())
+                .map(|i| Record {
+                    entity: self.records[i].entity,
+                    key: self.key(i).to_string(),
+                    fields: serde_json::Map::new(),
+                    refs: Vec::new(),
+                })
+                .collect();
+            self.mapped = Some(Box::new(MappedRow {
+                pos: self.pos(file),
+                records,
+                rejected: Vec::new(),
+                problems: Vec::new(),
+                blank: self.blank,
+            }));
+        }
+        self.mapped.as_deref_mut().expect("just built")
+    }
+}
+
+thread_local! {
+    /// The mapping buffers of the row this worker thread is on.
+    static PARTS: RefCell<RowParts> = RefCell::default();
 }
 
 /// Map and fingerprint one row: the per-row work of `validate`, run on the rayon pool. The row
 /// is borrowed (see [`super::map_file_view`]) and copied only when a report needs it.
 pub fn check_row(mapper: &Mapper, row: &RowView, keep_row: bool, watch: &[usize]) -> CheckedRow {
-    let (mapped, prints) = mapper.map_view_fingerprinted(row);
-    let watched = watch
-        .iter()
-        .map(|&i| row.cells.get(i).to_string())
-        .collect();
-    CheckedRow {
-        watched,
-        row: keep_row.then(|| row.to_row()),
-        mapped,
-        prints,
-    }
+    PARTS.with_borrow_mut(|parts| {
+        mapper.map_parts(row, false, parts);
+        let mut keys = SmallVec::new();
+        let mut records = SmallVec::new();
+        for (r, print) in parts.records.iter().zip(&parts.prints) {
+            keys.extend_from_slice(r.key.as_bytes());
+            keys.push(0xFF);
+            records.push(CheckedRecord {
+                key: print.key,
+                values: print.values,
+                entity: r.entity,
+            });
+        }
+        let detailed = keep_row || !parts.problems.is_empty() || !parts.rejected.is_empty();
+        let mapped = detailed.then(|| {
+            Box::new(MappedRow {
+                pos: row.pos.clone(),
+                records: std::mem::take(&mut parts.records),
+                rejected: std::mem::take(&mut parts.rejected),
+                problems: std::mem::take(&mut parts.problems),
+                blank: parts.blank,
+            })
+        });
+        let extra = (keep_row || !watch.is_empty() || row.pos.sheet.is_some()).then(|| {
+            Box::new(RowExtra {
+                sheet: row.pos.sheet.clone(),
+                source: keep_row.then(|| row.to_row()),
+                watched: watch
+                    .iter()
+                    .map(|&i| row.cells.get(i).to_string())
+                    .collect(),
+            })
+        });
+        CheckedRow {
+            row: row.pos.row,
+            blank: parts.blank,
+            records,
+            keys,
+            mapped,
+            extra,
+        }
+    })
 }
 
 /// key fingerprint → (values fingerprint << 32 | first row), open addressing with linear

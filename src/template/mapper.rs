@@ -6,7 +6,7 @@ use super::rules::{first_4byte_char, is_email, is_phone, parse_number, parse_tim
 use super::{Check, Expr, FieldRule, Input, Part, Template, TemplateError};
 use crate::crm::Entity;
 use crate::source::{Cells, Row, RowView, SourcePos};
-use crate::values::{is_money_field, CrmDateTime, Money};
+use crate::values::{is_money_field, trim, CrmDateTime, Money};
 use serde_json::Value;
 use std::borrow::Cow;
 
@@ -67,6 +67,27 @@ pub struct MappedRow {
 impl MappedRow {
     pub fn is_valid(&self) -> bool {
         self.rejected.is_empty() && !self.problems.iter().any(|p| p.severity == Severity::Error)
+    }
+}
+
+/// A mapped row without its position: the buffers [`Mapper::map_parts`] fills.
+#[derive(Debug, Default)]
+pub(super) struct RowParts {
+    pub(super) records: Vec<Record>,
+    pub(super) rejected: Vec<Entity>,
+    pub(super) problems: Vec<Problem>,
+    /// `prints[i]` is `records[i]`'s (filled only when records are not built).
+    pub(super) prints: Vec<Fingerprint>,
+    pub(super) blank: bool,
+}
+
+impl RowParts {
+    fn clear(&mut self) {
+        self.records.clear();
+        self.rejected.clear();
+        self.problems.clear();
+        self.prints.clear();
+        self.blank = false;
     }
 }
 
@@ -268,9 +289,9 @@ fn render(parts: &[BoundPart], cells: Cells) -> String {
     for p in parts {
         match p {
             BoundPart::Lit(l) => s.push_str(l),
-            BoundPart::Column(i) => s.push_str(cells.get(*i).trim()),
+            BoundPart::Column(i) => s.push_str(trim(cells.get(*i))),
             BoundPart::DateColumn(i, formats) => {
-                let raw = cells.get(*i).trim();
+                let raw = trim(cells.get(*i));
                 match spreadsheet_date_in(raw, formats) {
                     Some(t) => s.push_str(&t),
                     None => s.push_str(raw),
@@ -354,22 +375,38 @@ impl Mapper {
     }
 
     fn map_row_inner(&self, row: &RowView, build: bool) -> (MappedRow, Vec<Fingerprint>) {
-        let mut prints = Vec::new();
-        let mut out = MappedRow {
+        let mut parts = RowParts::default();
+        self.map_parts(row, build, &mut parts);
+        let RowParts {
+            records,
+            rejected,
+            problems,
+            prints,
+            blank,
+        } = parts;
+        let out = MappedRow {
             pos: row.pos.clone(),
-            records: Vec::new(),
-            rejected: Vec::new(),
-            problems: Vec::new(),
-            blank: false,
+            records,
+            rejected,
+            problems,
+            blank,
         };
+        (out, prints)
+    }
+
+    /// Map a row into `out` (cleared first, its buffers kept): what [`MappedRow`] holds but
+    /// where the row came from. `validate` reuses one per worker thread, so a row that maps
+    /// cleanly leaves nothing to free on another thread.
+    pub(super) fn map_parts(&self, row: &RowView, build: bool, out: &mut RowParts) {
+        out.clear();
         if row.is_blank() {
             out.blank = true;
-            return (out, prints);
+            return;
         }
         let cells = row.cells;
         let bad_cols = self.reader_issues(row, &mut out.problems);
         for be in &self.entities {
-            if be.presence.iter().all(|&i| cells.get(i).trim().is_empty()) {
+            if be.presence.iter().all(|&i| trim(cells.get(i)).is_empty()) {
                 continue; // this row has no such record (e.g. a contact without activities)
             }
             let before = out.problems.len();
@@ -404,7 +441,7 @@ impl Mapper {
             } else {
                 let (fields, refs, print) = sink.finish(be.entity, &key);
                 if !build {
-                    prints.push(print);
+                    out.prints.push(print);
                 }
                 out.records.push(Record {
                     entity: be.entity,
@@ -414,7 +451,6 @@ impl Mapper {
                 });
             }
         }
-        (out, prints)
     }
 
     /// Reader-level issues become problems: a bad cell invalidates the records that read it
@@ -499,7 +535,7 @@ fn map_field(
         },
     };
     let mut err = |message: String| problems.push(bf.column.clone(), field, &raw, message);
-    let mut v: Cow<str> = Cow::Borrowed(raw.trim());
+    let mut v: Cow<str> = Cow::Borrowed(trim(&raw));
     for t in &rule.transforms {
         v = t.apply_cow(v);
     }
@@ -650,11 +686,10 @@ fn typed_value(bf: &BoundField, v: &str) -> Result<Option<Value>, String> {
             return Err(format!("is not a date{fmts}"));
         };
         if rule.kind == FieldKind::Timestamp {
-            let lo =
-                chrono::NaiveDate::from_ymd_opt(1970, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0));
-            let hi =
-                chrono::NaiveDate::from_ymd_opt(2038, 1, 19).and_then(|d| d.and_hms_opt(0, 0, 0));
-            if Some(d) < lo || Some(d) >= hi {
+            // The range a 32-bit UNIX timestamp holds, by the calendar (no clock, no zone).
+            const LO: chrono::NaiveDate = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+            const HI: chrono::NaiveDate = chrono::NaiveDate::from_ymd_opt(2038, 1, 19).unwrap();
+            if d < LO.and_time(chrono::NaiveTime::MIN) || d >= HI.and_time(chrono::NaiveTime::MIN) {
                 return Err(
                     "is outside 1970-01-01 … 2038-01-19, the range the CRM can store".into(),
                 );

@@ -16,7 +16,7 @@ pub mod server;
 mod stream;
 pub mod validation;
 
-pub use check::{check_row, CheckedRow, KeyConflicts};
+pub use check::{check_row, CheckedRecord, CheckedRow, KeyConflicts, RowExtra};
 pub use fingerprint::{fingerprint, Fingerprint};
 pub use mapper::{MappedRow, Mapper, Problem, Record, Reference, Severity};
 pub use stream::{map_file, map_file_view, map_file_with, MapOptions, MappedFile};

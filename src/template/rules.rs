@@ -52,7 +52,7 @@ impl Transform {
     /// are, and this runs for every cell of every row.
     pub fn apply_cow(self, v: Cow<'_, str>) -> Cow<'_, str> {
         let unchanged = match self {
-            Transform::Trim => v.trim().len() == v.len(),
+            Transform::Trim => crate::values::trim(&v).len() == v.len(),
             // Not `is_uppercase`: title-case letters (ǅ) and others change too.
             // ASCII text (an e-mail address) is lower case without upper-case letters.
             Transform::Lower if v.is_ascii() => !v.bytes().any(|b| b.is_ascii_uppercase()),

@@ -1,7 +1,7 @@
 //! A source mapped in parallel: one reader thread, rayon for the rows, results in file order.
 
 use super::mapper::{MappedRow, Mapper};
-use crate::source::{RawBatch, Row, RowSource, RowView, SourceError};
+use crate::source::{RawBatch, Row, RowSource, RowView, SourceError, SourcePos};
 use rayon::prelude::*;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
@@ -32,11 +32,16 @@ enum ReadMsg {
     End,
 }
 
+/// A row's work, or the panic that ended it (its row number and message).
+type Mapped<T> = Result<T, (u64, String)>;
+
 /// What the mapping thread sends the consumer.
 enum MappedMsg<T> {
-    Items(Vec<T>),
-    /// Items mapped before a failure, then the failure: the stream ends with it.
-    Failed(Vec<T>, SourceError),
+    /// A batch's results as the workers left them (not copied into another vector: a row's
+    /// result can be big). The consumer ends the stream at the first panic in it.
+    Items(Vec<Mapped<T>>),
+    /// The stream ends with this failure.
+    Failed(SourceError),
     End,
 }
 
@@ -49,8 +54,9 @@ enum MappedMsg<T> {
 /// dead stage is never mistaken for the end of the file.
 pub struct MappedFile<T = (Row, MappedRow)> {
     rx: Receiver<MappedMsg<T>>,
-    buf: std::vec::IntoIter<T>,
-    pending_err: Option<SourceError>,
+    /// The current batch; items before `at` were handed out.
+    batch: Vec<Mapped<T>>,
+    at: usize,
     done: bool,
     file: Arc<str>,
 }
@@ -97,24 +103,26 @@ where
     T: Send + 'static,
     F: Fn(&RowView) -> T + Send + Sync + 'static,
 {
+    /// The decoded text and cell ends of the row a thread is on, and its position (kept, so
+    /// a row does not touch the file name's shared reference count).
+    type Scratch = (Vec<u8>, Vec<usize>, Option<SourcePos>);
     thread_local! {
-        /// The decoded text and cell ends of the row this thread is on.
-        static SCRATCH: std::cell::Cell<(Vec<u8>, Vec<usize>)> = Default::default();
+        static SCRATCH: std::cell::Cell<Scratch> = Default::default();
     }
     map_items(source, opts, move |item| match item {
         Item::Row(row) => work(&row.view()),
         Item::Raw(raw, i) => {
             // Taken out while `work` runs (never borrowed across it); a panic just loses it.
-            let (mut text, mut ends) = SCRATCH.take();
+            let (mut text, mut ends, pos) = SCRATCH.take();
             let mut issues = Vec::new();
-            let pos = raw.pos(i);
+            let pos = raw.pos_reusing(i, pos);
             let cells = raw.decode_row(i, &mut text, &mut ends, &mut issues);
             let out = work(&RowView {
                 pos: &pos,
                 cells,
                 issues: &issues,
             });
-            SCRATCH.set((text, ends));
+            SCRATCH.set((text, ends, Some(pos)));
             out
         }
     })
@@ -214,7 +222,7 @@ where
                 }
                 ReadMsg::Err(e) => {
                     ended = true;
-                    MappedMsg::Failed(Vec::new(), e)
+                    MappedMsg::Failed(e)
                 }
                 ReadMsg::Batch(b) => {
                     let batch_last = match &b {
@@ -230,7 +238,7 @@ where
                         }))
                         .map_err(|p| (n, panic_text(&*p)))
                     };
-                    let results: Vec<Result<T, (u64, String)>> = match b {
+                    let results: Vec<Mapped<T>> = match b {
                         Batch::Rows(rows) => rows.into_par_iter().map(one).collect(),
                         Batch::Raw(raw) => (0..raw.len())
                             .into_par_iter()
@@ -243,31 +251,12 @@ where
                             })
                             .collect(),
                     };
-                    let mut items = Vec::with_capacity(results.len());
-                    let mut failure = None;
-                    for r in results {
-                        match r {
-                            Ok(t) => items.push(t),
-                            Err((row, message)) => {
-                                failure = Some(SourceError::Internal {
-                                    file: map_file.to_string(),
-                                    row,
-                                    message,
-                                });
-                                break;
-                            }
-                        }
+                    if results.iter().any(|r| r.is_err()) {
+                        ended = true;
+                    } else {
+                        last_row = batch_last.unwrap_or(last_row);
                     }
-                    match failure {
-                        Some(e) => {
-                            ended = true;
-                            MappedMsg::Failed(items, e)
-                        }
-                        None => {
-                            last_row = batch_last.unwrap_or(last_row);
-                            MappedMsg::Items(items)
-                        }
-                    }
+                    MappedMsg::Items(results)
                 }
             };
             let stop = ended;
@@ -277,57 +266,90 @@ where
         }
         // The reader's channel closed without End or Err: it died.
         if !ended {
-            let _ = out_tx.send(MappedMsg::Failed(
-                Vec::new(),
-                SourceError::Internal {
-                    file: map_file.to_string(),
-                    row: last_row + 1,
-                    message: "the reader stopped before the end of the file".into(),
-                },
-            ));
+            let _ = out_tx.send(MappedMsg::Failed(SourceError::Internal {
+                file: map_file.to_string(),
+                row: last_row + 1,
+                message: "the reader stopped before the end of the file".into(),
+            }));
         }
     });
     MappedFile {
         rx: out_rx,
-        buf: Vec::new().into_iter(),
-        pending_err: None,
+        batch: Vec::new(),
+        at: 0,
         done: false,
         file,
+    }
+}
+
+impl<T> MappedFile<T> {
+    /// The item `n` places after the next one, when it is already mapped (in the current
+    /// batch), for a consumer that prefetches ahead.
+    pub fn ahead(&self, n: usize) -> Option<&T> {
+        self.batch.get(self.at + n)?.as_ref().ok()
+    }
+
+    /// The next item, left in its batch (a consumer that only reads or edits items need not
+    /// copy each out; they can be big). `None` at the end of the stream.
+    pub fn next_mut(&mut self) -> Option<Result<&mut T, SourceError>> {
+        match self.advance() {
+            Err(e) => return Some(Err(e)),
+            Ok(false) => return None,
+            Ok(true) => {}
+        }
+        let i = self.at;
+        self.at += 1;
+        if let Err((row, message)) = &mut self.batch[i] {
+            // A worker panicked on this row: nothing after it was processed.
+            let e = SourceError::Internal {
+                file: self.file.to_string(),
+                row: *row,
+                message: std::mem::take(message),
+            };
+            self.done = true;
+            return Some(Err(e));
+        }
+        self.batch[i].as_mut().ok().map(Ok)
+    }
+
+    /// Receive batches until `batch[at]` is the next item: true then, false at the end, or the
+    /// failure that ends the stream.
+    fn advance(&mut self) -> Result<bool, SourceError> {
+        while !self.done && self.at >= self.batch.len() {
+            match self.rx.recv() {
+                Ok(MappedMsg::Items(items)) => {
+                    self.batch = items;
+                    self.at = 0;
+                }
+                Ok(MappedMsg::Failed(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Ok(MappedMsg::End) => self.done = true,
+                Err(_) => {
+                    // The mapping thread died without a word: never the end of the file.
+                    self.done = true;
+                    return Err(SourceError::Internal {
+                        file: self.file.to_string(),
+                        row: 0,
+                        message: "the mapping stage stopped before the end of the file".into(),
+                    });
+                }
+            }
+        }
+        Ok(!self.done)
     }
 }
 
 impl<T> Iterator for MappedFile<T> {
     type Item = Result<T, SourceError>;
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(x) = self.buf.next() {
-                return Some(Ok(x));
-            }
-            if let Some(e) = self.pending_err.take() {
-                self.done = true;
-                return Some(Err(e));
-            }
-            if self.done {
-                return None;
-            }
-            match self.rx.recv() {
-                Ok(MappedMsg::Items(items)) => self.buf = items.into_iter(),
-                Ok(MappedMsg::Failed(items, e)) => {
-                    self.buf = items.into_iter();
-                    self.pending_err = Some(e);
-                }
-                Ok(MappedMsg::End) => self.done = true,
-                Err(_) => {
-                    // The mapping thread died without a word: never the end of the file.
-                    self.done = true;
-                    return Some(Err(SourceError::Internal {
-                        file: self.file.to_string(),
-                        row: 0,
-                        message: "the mapping stage stopped before the end of the file".into(),
-                    }));
-                }
-            }
+        if let Err(e) = self.next_mut()? {
+            return Some(Err(e));
         }
+        // `next_mut` handed out an item: take it, leaving a placeholder never read again.
+        let taken = std::mem::replace(&mut self.batch[self.at - 1], Err((0, String::new())));
+        taken.ok().map(Ok)
     }
 }
 

@@ -5,12 +5,14 @@
 //! become a formula in Excel.
 
 use super::server::ServerFinding;
-use super::{fingerprint, Fingerprint, KeyConflicts, MappedRow, Problem, Severity};
+use super::{fingerprint, CheckedRow, Fingerprint, KeyConflicts, MappedRow, Problem, Severity};
 use crate::crm::Entity;
 use crate::report::{Cell, CsvOptions, CsvTable, ReportError, SheetId, XlsxBook};
 use crate::source::{display, escape, Row};
 use serde::Serialize;
+use smallvec::SmallVec;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use std::path::{Path, PathBuf};
 
@@ -90,8 +92,8 @@ impl Tally {
     }
 
     /// Start fetching the key slots of a row about to be added (see [`KeyConflicts::prefetch`]):
-    /// call it with the next row's prints before adding the current one.
-    pub fn prefetch(&self, prints: &[Fingerprint]) {
+    /// call it with a later row's prints before adding the current one.
+    pub fn prefetch(&self, prints: impl IntoIterator<Item = Fingerprint>) {
         for fp in prints {
             self.keys.prefetch(fp.key);
         }
@@ -99,36 +101,73 @@ impl Tally {
 
     /// [`Tally::add`] with the fingerprints already computed (`prints[i]` is `m.records[i]`'s).
     pub fn add_fingerprinted(&mut self, m: &mut MappedRow, prints: &[Fingerprint]) {
-        let s = &mut self.summary;
-        s.rows_read += 1;
+        self.summary.rows_read += 1;
         if m.blank {
-            s.blank_rows += 1;
+            self.summary.blank_rows += 1;
             return;
         }
         for (r, fp) in m.records.iter().zip(prints) {
-            let counts = s.entities.entry(r.entity).or_default();
-            counts.valid += 1;
-            let row = m.pos.row.min(u64::from(u32::MAX));
-            match self
-                .keys
-                .get_or_insert(fp.key, (u64::from(fp.values) << 32) | row)
-            {
-                None => counts.distinct_keys += 1,
-                Some(v) if (v >> 32) as u32 != fp.values => {
-                    counts.conflicting_keys += 1;
-                    let first = v & 0xffff_ffff;
-                    m.problems.push(Problem {
-                        entity: Some(r.entity),
-                        column: None,
-                        field: None,
-                        value: r.key.clone(),
-                        message: format!("same key as row {first} but different values; one CRM record is made per key"),
-                        severity: Severity::Warning,
-                    });
-                }
-                Some(_) => {}
+            if let Some(first) = self.count_record(r.entity, *fp, m.pos.row) {
+                m.problems.push(conflict(r.entity, &r.key, first));
             }
         }
+        self.count_problems(m);
+    }
+
+    /// A checked row (see [`super::check_row`]): a clean row is counted from its records alone;
+    /// a row with problems, or one a conflict is found in, gets its mapping (built on demand,
+    /// positioned in `file`) with the conflict warnings added.
+    pub fn add_checked(&mut self, c: &mut CheckedRow, file: &Arc<str>) {
+        if let Some(m) = c.mapped.as_deref_mut() {
+            let prints: SmallVec<[Fingerprint; 4]> = c.records.iter().map(|r| r.print()).collect();
+            self.add_fingerprinted(m, &prints);
+            return;
+        }
+        self.summary.rows_read += 1;
+        if c.blank {
+            self.summary.blank_rows += 1;
+            return;
+        }
+        let mut conflicts: SmallVec<[Problem; 1]> = SmallVec::new();
+        for (i, r) in c.records.iter().enumerate() {
+            if let Some(first) = self.count_record(r.entity, r.print(), c.row) {
+                conflicts.push(conflict(r.entity, c.key(i), first));
+            }
+        }
+        if conflicts.is_empty() {
+            self.summary.valid_rows += 1;
+            return;
+        }
+        let m = c.mapped_mut(file);
+        m.problems.extend(conflicts);
+        self.count_problems(m);
+    }
+
+    /// Count a valid record and remember its key: the first row of its key when an earlier
+    /// row gave the key other values.
+    fn count_record(&mut self, entity: Entity, fp: Fingerprint, row: u64) -> Option<u64> {
+        let counts = self.summary.entities.entry(entity).or_default();
+        counts.valid += 1;
+        let row = row.min(u64::from(u32::MAX));
+        match self
+            .keys
+            .get_or_insert(fp.key, (u64::from(fp.values) << 32) | row)
+        {
+            None => {
+                counts.distinct_keys += 1;
+                None
+            }
+            Some(v) if (v >> 32) as u32 != fp.values => {
+                counts.conflicting_keys += 1;
+                Some(v & 0xffff_ffff)
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// Count a row's invalid entities, its validity and its problems (grouped by message).
+    fn count_problems(&mut self, m: &MappedRow) {
+        let s = &mut self.summary;
         for e in &m.rejected {
             s.entities.entry(*e).or_default().invalid += 1;
         }
@@ -185,6 +224,20 @@ impl Tally {
         v.truncate(top);
         self.summary.top_problems = v;
         self.summary
+    }
+}
+
+/// The warning for a record whose key an earlier row (`first`) gave other values.
+fn conflict(entity: Entity, key: &str, first: u64) -> Problem {
+    Problem {
+        entity: Some(entity),
+        column: None,
+        field: None,
+        value: key.to_string(),
+        message: format!(
+            "same key as row {first} but different values; one CRM record is made per key"
+        ),
+        severity: Severity::Warning,
     }
 }
 
@@ -506,6 +559,8 @@ mod tests {
         ];
         let mut slow = Tally::new("f", "t", "s", &m.entities(), vec![]);
         let mut fast = Tally::new("f", "t", "s", &m.entities(), vec![]);
+        let mut checked = Tally::new("f", "t", "s", &m.entities(), vec![]);
+        let file: Arc<str> = Arc::from("f.csv");
         for r in &rows {
             let (mut a, prints) = m.map_row_fingerprinted(r);
             let mut b = m.map_row(r);
@@ -514,7 +569,21 @@ mod tests {
             fast.add_fingerprinted(&mut a, &prints);
             slow.add(&mut b);
             assert_eq!(a.problems, b.problems);
+            // validate's path: a clean row crosses threads without its mapping, which is
+            // built (with the row's position and its keys) only when a conflict is found.
+            let mut c = crate::template::check_row(&m, &r.view(), false, &[]);
+            checked.add_checked(&mut c, &file);
+            match c.mapped.as_deref() {
+                Some(cm) => {
+                    assert_eq!(cm.problems, b.problems, "row {}", r.pos.row);
+                    assert_eq!(cm.pos, r.pos);
+                }
+                None => assert!(b.problems.is_empty(), "row {}", r.pos.row),
+            }
         }
+        let c = checked.finish(5);
+        assert_eq!(c.warnings, 1);
+        assert_eq!(c.entities[&Entity::Person].conflicting_keys, 1);
         let (f, s) = (fast.finish(5), slow.finish(5));
         let p = &f.entities[&Entity::Person];
         assert_eq!((p.valid, p.distinct_keys, p.conflicting_keys), (4, 2, 1));

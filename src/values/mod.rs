@@ -13,8 +13,8 @@ pub use datetime::CrmDateTime;
 pub use money::{is_money_field, Money, MoneyError, MONEY_FIELDS};
 pub use phone::{is_phone, norm_phone, normalize_phone};
 pub use text::{
-    norm_field, norm_text, norm_title, split_deal_number, strip_deal_number, strip_tags, value_id,
-    value_text,
+    norm_field, norm_text, norm_title, split_deal_number, strip_deal_number, strip_tags, trim,
+    value_id, value_text,
 };
 
 /// Hostile text for property tests: characters that break naive text handling (case mappings

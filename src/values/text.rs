@@ -10,6 +10,27 @@ use serde_json::Value;
 /// Legal forms the server moves (`ООО «Ромашка»` → `Ромашка, ООО`) or users write either way.
 const LEGAL_FORMS: [&str; 8] = ["ооо", "оао", "зао", "пао", "ао", "ип", "нко", "ано"];
 
+/// `str::trim`, answered at once for text that starts and ends with a character that is not
+/// white space (most cells): every cell of a file is trimmed several times on its way through
+/// a template, and the general case decodes characters from both ends.
+#[inline]
+pub fn trim(s: &str) -> &str {
+    let b = s.as_bytes();
+    let (Some(&first), Some(&last)) = (b.first(), b.last()) else {
+        return s;
+    };
+    // ASCII above the space is never white space; neither is a character whose first byte is
+    // 0xD0–0xD3 (Cyrillic and its neighbours): non-ASCII white space starts 0xC2, 0xE1–0xE3.
+    let starts = (0x21..0x80).contains(&first) || (0xD0..=0xD3).contains(&first);
+    let ends = (0x21..0x80).contains(&last)
+        || (last >= 0x80 && b.len() >= 2 && (0xD0..=0xD3).contains(&b[b.len() - 2]));
+    if starts && ends {
+        s
+    } else {
+        s.trim()
+    }
+}
+
 /// A JSON value as comparable text: strings as they are, numbers without a trailing `.0`,
 /// arrays joined with ", " (the server joins array values that way), null as empty.
 pub fn value_text(v: &Value) -> String {
@@ -145,6 +166,23 @@ pub fn norm_field(field: &str, text: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    mod props {
+        use super::super::trim;
+        use crate::values::hostile::nasty_string;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(crate::values::hostile::config())]
+
+            #[test]
+            fn trim_is_str_trim(v in nasty_string(), pad in prop::sample::select(vec!["", " ", "\u{a0}", "\u{3000}", "\t"])) {
+                let padded = format!("{pad}{v}{pad}");
+                prop_assert_eq!(trim(&padded), padded.trim());
+                prop_assert_eq!(trim(&v), v.trim());
+            }
+        }
+    }
 
     #[test]
     fn deal_titles_lose_their_number_prefix() {

@@ -110,3 +110,33 @@ fn reconciling_a_hundred_thousand_rows_a_side_stays_under_seventy_megabytes() {
 /// in memory cost ≈ 1 KB a record a side (the release bench: 205 MB at 200,000 a side), ≈ 105 MB
 /// here.
 const RECONCILE_CEILING_MB: f64 = 70.0;
+
+/// `validate` streams: per row it keeps only a 16-byte slot per distinct key (to find keys whose
+/// rows disagree), never the rows. 300,000 rows stay under a ceiling that keeping each row's
+/// mapping (≈ 1 KB) would break several times over.
+#[test]
+fn validating_three_hundred_thousand_rows_stays_under_forty_five_megabytes() {
+    const ROWS: usize = 300_000;
+    const CEILING_MB: f64 = 45.0; // measured in the debug build: 26 MB
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("persons.csv");
+    write_persons(&input, ROWS);
+    let template = dir.path().join("persons.toml");
+    std::fs::write(&template, PERSONS_TEMPLATE).unwrap();
+    let (code, peak, stderr) = run_with_peak_rss(&mut crate::common::offline(
+        dir.path(),
+        &[
+            "validate",
+            input.to_str().unwrap(),
+            "--template",
+            template.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    eprintln!("validate of {ROWS} rows: peak RSS {peak:.1} MB");
+    assert!(
+        peak < CEILING_MB,
+        "validate of {ROWS} rows peaked at {peak:.1} MB (ceiling {CEILING_MB} MB)"
+    );
+}
