@@ -2,10 +2,10 @@
 //!
 //! Generates Windows-1251 CSVs (100k and 1M rows, 10 columns) and a 100k-row XLSX in a temp dir,
 //! then runs each measurement in a **child process** (this binary re-executed with `--child`), so
-//! every peak RSS (VmHWM) belongs to one run only. A child validates exactly what
-//! `smbatch validate FILE --template T` does by default — read + decode, map and check on rayon,
-//! fingerprint, tally "same key, different values", summary — without a report file (the CLI
-//! writes one only with `--report`/`--csv-report`). The CSV child then does a plain csv-crate
+//! every peak RSS (VmHWM) belongs to one run only. A child runs the validate job itself
+//! (`ValidateJob`, what `smbatch validate FILE --template T` runs: read + decode, map and check on
+//! rayon, fingerprint, tally "same key, different values", summary) without a report file (the
+//! CLI writes one only with `--report`/`--csv-report`). The CSV child then does a plain csv-crate
 //! read of the same file (after VmHWM is taken) for the ratio. Each line also gives the child's
 //! CPU time: on a loaded machine, rows per CPU-second says more than wall-clock rows/s.
 
