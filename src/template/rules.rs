@@ -84,7 +84,11 @@ impl Transform {
             Transform::Upper => v.to_uppercase(),
             Transform::CollapseSpaces => v.split_whitespace().collect::<Vec<_>>().join(" "),
             Transform::Phone => normalize_phone(v).unwrap_or_else(|| v.trim().to_string()),
-            Transform::Digits => v.chars().filter(|c| c.is_ascii_digit()).collect(),
+            Transform::Digits => {
+                let mut digits = String::with_capacity(v.len());
+                digits.extend(v.chars().filter(|c| c.is_ascii_digit()));
+                digits
+            }
             Transform::Capitalize => v
                 .split(' ')
                 .map(|w| {
