@@ -401,6 +401,35 @@ mod tests {
     }
 
     #[test]
+    fn rows_read_in_place_see_what_is_ahead_and_end_at_a_panic() {
+        let (_dir, src) = csv_source(1000);
+        let mut out = map_file_with(src, MapOptions { batch: 64 }, |row: Row| {
+            assert_ne!(row.pos.row, 700, "boom");
+            row.pos.row
+        });
+        let mut rows = Vec::new();
+        loop {
+            // What `ahead` shows is what comes three items later (within the batch).
+            let later = out.ahead(3).copied();
+            match out.next_mut() {
+                Some(Ok(n)) => {
+                    if let Some(l) = later {
+                        assert_eq!(l, *n + 3);
+                    }
+                    rows.push(*n);
+                }
+                Some(Err(e)) => {
+                    assert!(e.to_string().contains("row 700"), "{e}");
+                    break;
+                }
+                None => panic!("a panic must not look like the end of the file"),
+            }
+        }
+        assert_eq!(rows, (2..700).collect::<Vec<u64>>());
+        assert!(out.next_mut().is_none(), "nothing after the failure");
+    }
+
+    #[test]
     fn a_clean_file_ends_with_every_row() {
         let (_dir, src) = csv_source(4321);
         let rows: Vec<u64> = map_file_with(src, MapOptions { batch: 100 }, |row: Row| row.pos.row)
