@@ -370,6 +370,8 @@ impl Emulator {
 /// One answered request in a [`simulate`] run.
 #[derive(Clone, Copy, Debug)]
 pub struct Answer {
+    /// Milliseconds from the start of the run to the answer (the simulated clock).
+    pub at_ms: f64,
     /// Milliseconds from sending to the answer.
     pub latency_ms: f64,
     pub rows: usize,
@@ -443,6 +445,7 @@ pub fn simulate(
             in_flight -= 1;
             let (sent, rows) = requests[id as usize];
             want = limit(Some(Answer {
+                at_ms: now,
                 latency_ms: now - sent,
                 rows,
             }))

@@ -618,7 +618,7 @@ pub(super) async fn run_action(
         tries.begin();
         put_state(ctx, entity, key, a, crm_id, "sent", None)?;
         let started = std::time::Instant::now();
-        let result = ctx.observed(started, send_once(ctx, entity, a)).await;
+        let result = ctx.observed(send_once(ctx, entity, a)).await;
         match result {
             Ok(_) => {
                 put_state(ctx, entity, key, a, crm_id, "done", None)?;

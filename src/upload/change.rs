@@ -270,9 +270,7 @@ pub(super) async fn send_update(
     loop {
         tries.begin();
         let started = std::time::Instant::now();
-        let result = ctx
-            .observed(started, ctx.client.call(entity, "update", &body))
-            .await;
+        let result = ctx.observed(ctx.client.call(entity, "update", &body)).await;
         match result {
             Ok(_) => return Ok(up),
             Err(e) if is_identical(&e) => {

@@ -109,7 +109,7 @@ async fn delete_one(ctx: &Ctx, entity: Entity, key: &str, id: i64) -> Result<Upd
         tries.begin();
         ctx.journal_record(&[up(State::Sent, None, false)])?;
         let started = std::time::Instant::now();
-        let result = ctx.observed(started, ctx.client.delete(entity, id)).await;
+        let result = ctx.observed(ctx.client.delete(entity, id)).await;
         match result {
             Ok(_) => return Ok(up(State::Deleted, None, lost)),
             // Gone: deleted by our earlier attempt, or by someone since the match.

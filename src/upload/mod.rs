@@ -598,16 +598,13 @@ fn payload(
 }
 
 impl Ctx {
-    /// A single-record request (update, delete, action), timed for the adaptive limit from
-    /// `started` (kept by the caller for its retry budget).
+    /// A single-record request (update, delete, action), counted for the adaptive limit.
     async fn observed<T>(
         &self,
-        started: Instant,
         call: impl std::future::Future<Output = Result<T, CrmError>>,
     ) -> Result<T, CrmError> {
         let result = call.await;
         self.limiter.observe(
-            started.elapsed(),
             1,
             result
                 .as_ref()
@@ -803,7 +800,6 @@ async fn send_part(
         let started = Instant::now();
         let result = send(ctx, entity, &remaining).await;
         ctx.limiter.observe(
-            started.elapsed(),
             remaining.len(),
             result
                 .as_ref()
