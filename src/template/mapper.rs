@@ -79,11 +79,14 @@ pub(super) struct RowParts {
     /// `prints[i]` is `records[i]`'s (filled only when records are not built).
     pub(super) prints: Vec<Fingerprint>,
     pub(super) blank: bool,
+    /// The key strings of the records cleared, for the next row's keys.
+    spare_keys: Vec<String>,
 }
 
 impl RowParts {
     fn clear(&mut self) {
-        self.records.clear();
+        self.spare_keys
+            .extend(self.records.drain(..).map(|r| r.key));
         self.rejected.clear();
         self.problems.clear();
         self.prints.clear();
@@ -286,6 +289,14 @@ impl Template {
 
 fn render(parts: &[BoundPart], cells: Cells) -> String {
     let mut s = String::new();
+    render_into(parts, cells, &mut s);
+    s
+}
+
+/// [`render`] into `s` (cleared first): a key is rendered for every record of every row, and a
+/// reused string spares an allocation each time.
+fn render_into(parts: &[BoundPart], cells: Cells, s: &mut String) {
+    s.clear();
     for p in parts {
         match p {
             BoundPart::Lit(l) => s.push_str(l),
@@ -301,12 +312,11 @@ fn render(parts: &[BoundPart], cells: Cells) -> String {
     }
     // "{Фамилия} {Имя}" with an empty part must not leave stray spaces.
     if s.contains("  ") || s.starts_with(' ') || s.ends_with(' ') {
-        s.split(' ')
+        *s = s
+            .split(' ')
             .filter(|w| !w.is_empty())
             .collect::<Vec<_>>()
-            .join(" ")
-    } else {
-        s
+            .join(" ");
     }
 }
 
@@ -383,6 +393,7 @@ impl Mapper {
             problems,
             prints,
             blank,
+            ..
         } = parts;
         let out = MappedRow {
             pos: row.pos.clone(),
@@ -414,7 +425,8 @@ impl Mapper {
                 entity: be.entity,
                 list: &mut out.problems,
             };
-            let key = render(&be.key, cells);
+            let mut key = out.spare_keys.pop().unwrap_or_default();
+            render_into(&be.key, cells, &mut key);
             if key.is_empty() {
                 problems.push(
                     None,
@@ -438,6 +450,7 @@ impl Mapper {
                 be.columns.iter().any(|c| bad_cols.contains(c)) || out.problems.len() > before;
             if invalid {
                 out.rejected.push(be.entity);
+                out.spare_keys.push(key);
             } else {
                 let (fields, refs, print) = sink.finish(be.entity, &key);
                 if !build {
