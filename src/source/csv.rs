@@ -336,28 +336,64 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// The UTF-8 of bytes 0x80..=0xFF in Windows-1251 (what encoding_rs decodes each to, U+FFFD
-/// where it has none) and its length, for decoding cells without a decoder call per cell.
-fn single_byte_table(enc: &'static encoding_rs::Encoding) -> Option<&'static [([u8; 3], u8); 128]> {
-    static CP1251: std::sync::OnceLock<[([u8; 3], u8); 128]> = std::sync::OnceLock::new();
+/// Every byte's UTF-8 in Windows-1251 (what encoding_rs decodes it to, U+FFFD where it has
+/// none), for decoding cells without a decoder call per cell: the character's 1–3 bytes in the
+/// low bytes of the little-endian `u32`, their count in the top byte.
+fn single_byte_table(enc: &'static encoding_rs::Encoding) -> Option<&'static [u32; 256]> {
+    static CP1251: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
     if enc != encoding_rs::WINDOWS_1251 {
         return None;
     }
     Some(CP1251.get_or_init(|| {
-        let mut t = [([0u8; 3], 0u8); 128];
-        for (i, slot) in t.iter_mut().enumerate() {
-            let byte = [0x80 + i as u8];
+        let mut t = [0u32; 256];
+        for (byte, slot) in t.iter_mut().enumerate() {
+            let byte = [byte as u8];
             let (text, _) = enc.decode_without_bom_handling(&byte);
             let mut chars = text.chars();
             let c = match (chars.next(), chars.next()) {
                 (Some(one), None) => one,
                 _ => '\u{FFFD}',
             };
-            let n = c.encode_utf8(&mut slot.0).len();
-            slot.1 = n as u8;
+            let mut utf8 = [0u8; 4];
+            let n = c.encode_utf8(&mut utf8).len();
+            assert!(n <= 3, "a single-byte encoding maps into the BMP");
+            utf8[3] = n as u8;
+            *slot = u32::from_le_bytes(utf8);
         }
         t
     }))
+}
+
+/// Append `field` decoded through `table` (see [`single_byte_table`]) to `out`: each byte's
+/// character is stored as four bytes at once (the fourth is overwritten by the next character
+/// or left past the end), so the loop has no branch and no bounds check per byte.
+fn push_single_byte(field: &[u8], table: &[u32; 256], out: &mut Vec<u8>) {
+    // At most 3 bytes per input byte, plus the spare fourth byte of the last store.
+    let room = field.len() * 3 + 1;
+    out.reserve(room);
+    let start = out.len();
+    let spare = out.spare_capacity_mut();
+    debug_assert!(spare.len() >= room);
+    let base = spare.as_mut_ptr().cast::<u8>();
+    let mut w = 0usize;
+    for &b in field {
+        let entry = table[usize::from(b)];
+        // SAFETY: before byte `i` of the field at most `3 * i` bytes were written (`w <= 3 * i`),
+        // so this store ends at `w + 4 <= 3 * field.len() + 1 = room`, inside the spare capacity
+        // reserved above. `write_unaligned` needs no alignment.
+        unsafe {
+            base.add(w)
+                .cast::<[u8; 4]>()
+                .write_unaligned(entry.to_le_bytes())
+        };
+        w += (entry >> 24) as usize;
+    }
+    debug_assert!(w <= room);
+    // SAFETY: bytes `start..start + w` were initialised by the stores above (each store's first
+    // `len` bytes are kept; the next store starts right after them), and `w <= room` fits the
+    // capacity. They are valid UTF-8: whole characters from `char::encode_utf8`, back to back.
+    unsafe { out.set_len(start + w) };
+    debug_assert!(std::str::from_utf8(&out[start..]).is_ok());
 }
 
 /// A CSV field as text; bytes that are not UTF-8 are replaced and reported.
@@ -388,21 +424,7 @@ pub(crate) fn push_cell_text(
                 out.extend_from_slice(field);
                 return;
             }
-            // Room for the longest output, written by index, then cut to what was written.
-            let start = out.len();
-            out.resize(start + field.len() * 3, 0);
-            let mut w = start;
-            for &b in field {
-                if b < 0x80 {
-                    out[w] = b;
-                    w += 1;
-                } else {
-                    let (utf8, n) = table[usize::from(b - 0x80)];
-                    out[w..w + 3].copy_from_slice(&utf8);
-                    w += usize::from(n);
-                }
-            }
-            out.truncate(w);
+            push_single_byte(field, table, out);
             return;
         }
         let (text, _) = enc.decode_without_bom_handling(field);
@@ -602,6 +624,25 @@ mod tests {
             .map(|r| r.unwrap())
             .collect();
         assert_eq!(want, got);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::values::hostile::config())]
+
+        /// Any bytes in Windows-1251 (the fast table path) read as the text encoding_rs makes
+        /// of them, appended after what the buffer already held.
+        #[test]
+        fn cp1251_fields_decode_as_encoding_rs_does(
+            before in "\\PC{0,4}",
+            field in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+        ) {
+            let mut out = before.clone().into_bytes();
+            let mut issues = Vec::new();
+            push_cell_text(&field, 0, Some(encoding_rs::WINDOWS_1251), &mut out, &mut issues);
+            let (want, _) = encoding_rs::WINDOWS_1251.decode_without_bom_handling(&field);
+            proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), before + &want);
+            proptest::prop_assert!(issues.is_empty());
+        }
     }
 
     #[test]
