@@ -240,18 +240,233 @@ impl<R: Read> Read for DecodeReader<R> {
     }
 }
 
+/// The byte that follows every field in the buffers [`Records::read_into`] fills (not part of
+/// any field): a quote-free line is then copied as it is, its delimiters standing in for it.
+pub(crate) const FIELD_GAP: usize = 1;
+
+/// CSV records from a byte stream, as `csv::Reader` with `flexible(true)` and no headers reads
+/// them (`csv_core` defaults: `"` quotes, doubled to escape, `\r`, `\n` or `\r\n` end a record,
+/// blank lines are skipped). A line without a quote — nearly every line of a real file — is
+/// split at its delimiters with `memchr`; any other record goes through `csv_core`.
+struct Records {
+    input: Box<dyn Read + Send>,
+    /// Unread input is `buf[pos..end]`.
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    eof: bool,
+    core: ::csv_core::Reader,
+    delimiter: u8,
+    /// The delimiter is not a quote or line break, so quote-free lines may be split directly.
+    fast: bool,
+    /// A record was read: csv_core read the first one (it drops a UTF-8 BOM at the very start).
+    started: bool,
+    /// `csv_core`'s output for one record, and its field ends.
+    out: Vec<u8>,
+    out_ends: Vec<usize>,
+}
+
+impl Records {
+    /// `buf`: the read buffer's starting size (it grows to hold a line).
+    fn new(input: Box<dyn Read + Send>, delimiter: u8, buf: usize) -> Records {
+        Records {
+            input,
+            buf: vec![0; buf.max(1)],
+            pos: 0,
+            end: 0,
+            eof: false,
+            core: ::csv_core::ReaderBuilder::new()
+                .delimiter(delimiter)
+                .build(),
+            delimiter,
+            fast: !matches!(delimiter, b'"' | b'\r' | b'\n'),
+            started: false,
+            out: vec![0; 1024],
+            out_ends: vec![0; 64],
+        }
+    }
+
+    /// Read more input after what is unread (moved to the front; the buffer doubles when one
+    /// line fills it). False at the end of the input.
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.pos = 0;
+        }
+        if self.end == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        loop {
+            match self.input.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Append the next record's fields to `bytes`, each followed by [`FIELD_GAP`] byte, and
+    /// each field's end (an offset into `bytes`) to `ends`; the number of fields, or `None` at
+    /// the end of the input.
+    fn read_into(
+        &mut self,
+        bytes: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+    ) -> io::Result<Option<usize>> {
+        if !self.started {
+            self.started = true;
+            // Enough input for csv_core to see a whole BOM on its first read, and a byte after
+            // it (empty input would tell it the file ended).
+            while self.end - self.pos < 4 && self.fill()? {}
+            return self.read_parsed(bytes, ends);
+        }
+        if !self.fast {
+            return self.read_parsed(bytes, ends);
+        }
+        // Blank lines and the previous record's line break.
+        loop {
+            while self.pos < self.end && matches!(self.buf[self.pos], b'\n' | b'\r') {
+                self.pos += 1;
+            }
+            if self.pos < self.end {
+                break;
+            }
+            if !self.fill()? {
+                return Ok(None);
+            }
+        }
+        // The line, up to its break or the end of the input; a quote anywhere in it, and it is
+        // parsed instead (the quote may hide delimiters and line breaks).
+        let mut len = 0;
+        loop {
+            let rest = &self.buf[self.pos + len..self.end];
+            match memchr::memchr3(b'\n', b'\r', b'"', rest) {
+                Some(i) if rest[i] == b'"' => return self.read_parsed(bytes, ends),
+                Some(i) => {
+                    len += i;
+                    break;
+                }
+                None => {
+                    len = self.end - self.pos;
+                    if !self.fill()? {
+                        break;
+                    }
+                }
+            }
+        }
+        let line = &self.buf[self.pos..self.pos + len];
+        let base = bytes.len();
+        bytes.reserve(len + FIELD_GAP);
+        bytes.extend_from_slice(line);
+        bytes.push(self.delimiter);
+        let first = ends.len();
+        ends.extend(memchr::memchr_iter(self.delimiter, line).map(|i| base + i));
+        ends.push(base + len);
+        self.pos += len;
+        Ok(Some(ends.len() - first))
+    }
+
+    /// [`Records::read_into`] through `csv_core`, from a record's start. The parser is not
+    /// reset between records (that would make it drop a BOM again): a record leaves it in a
+    /// state that reads the next byte as a record's start, whoever read the records between.
+    fn read_parsed(
+        &mut self,
+        bytes: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+    ) -> io::Result<Option<usize>> {
+        use ::csv_core::ReadRecordResult;
+        let (mut outlen, mut endlen) = (0, 0);
+        loop {
+            if self.pos == self.end {
+                self.fill()?;
+            }
+            // Empty input only at the end: that tells csv_core to finish the record.
+            let (res, nin, nout, nend) = self.core.read_record(
+                &self.buf[self.pos..self.end],
+                &mut self.out[outlen..],
+                &mut self.out_ends[endlen..],
+            );
+            self.pos += nin;
+            outlen += nout;
+            endlen += nend;
+            match res {
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::OutputFull => {
+                    let n = self.out.len() * 2;
+                    self.out.resize(n, 0);
+                }
+                ReadRecordResult::OutputEndsFull => {
+                    let n = self.out_ends.len() * 2;
+                    self.out_ends.resize(n, 0);
+                }
+                ReadRecordResult::Record => {
+                    let mut start = 0;
+                    for &end in &self.out_ends[..endlen] {
+                        bytes.extend_from_slice(&self.out[start..end]);
+                        ends.push(bytes.len());
+                        bytes.push(self.delimiter);
+                        start = end;
+                    }
+                    return Ok(Some(endlen));
+                }
+                ReadRecordResult::End => return Ok(None),
+            }
+        }
+    }
+}
+
+/// The fields of one record, read by [`Records::read_into`] into buffers reused from record to
+/// record.
+#[derive(Default)]
+struct Record {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Record {
+    fn read(&mut self, records: &mut Records) -> io::Result<bool> {
+        self.bytes.clear();
+        self.ends.clear();
+        Ok(records
+            .read_into(&mut self.bytes, &mut self.ends)?
+            .is_some())
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let field = &self.bytes[start..end];
+            start = end + FIELD_GAP;
+            field
+        })
+    }
+}
+
 pub(crate) struct CsvSource {
-    reader: ::csv::Reader<Box<dyn Read + Send>>,
+    records: Records,
     headers: Vec<String>,
     file: Arc<str>,
     path: PathBuf,
-    record: ::csv::ByteRecord,
+    record: Record,
     row: u64,
     encoding: Encoding,
     delimiter: u8,
     done: bool,
     /// Decode each field from this single-byte encoding (the reader parses raw bytes).
     field_decoder: Option<&'static encoding_rs::Encoding>,
+    /// What the last raw batch held, to size the next one at once.
+    batch_room: (usize, usize, usize),
 }
 
 impl CsvSource {
@@ -284,19 +499,12 @@ impl CsvSource {
             Encoding::Utf8 | Encoding::Windows1251 => Box::new(rest),
             other => Box::new(DecodeReader::new(rest, other)),
         };
-        let mut reader = ::csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .delimiter(delimiter)
-            .buffer_capacity(256 * 1024)
-            .from_reader(input);
-        let mut record = ::csv::ByteRecord::new();
-        let got = reader
-            .read_byte_record(&mut record)
-            .map_err(|e| SourceError::Csv {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
+        let mut records = Records::new(input, delimiter, 256 * 1024);
+        let mut record = Record::default();
+        let got = record.read(&mut records).map_err(|e| SourceError::Csv {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         if !got {
             return Err(SourceError::Empty {
                 path: path.to_path_buf(),
@@ -311,7 +519,7 @@ impl CsvSource {
             .collect();
         let headers = clean_headers(path, raw)?;
         Ok(CsvSource {
-            reader,
+            records,
             headers,
             file: Arc::from(path.display().to_string()),
             path: path.to_path_buf(),
@@ -321,6 +529,7 @@ impl CsvSource {
             delimiter,
             done: false,
             field_decoder,
+            batch_room: (0, 0, 0),
         })
     }
 }
@@ -452,7 +661,7 @@ impl Iterator for CsvSource {
         if self.done {
             return None;
         }
-        match self.reader.read_byte_record(&mut self.record) {
+        match self.record.read(&mut self.records) {
             Ok(false) => {
                 self.done = true;
                 None
@@ -491,10 +700,17 @@ impl RowSource for CsvSource {
         &self.headers
     }
     fn read_raw(&mut self, max: usize) -> Option<RawRead> {
-        let mut batch = RawBatch::new(self.file.clone(), self.headers.len(), self.field_decoder);
+        let mut batch = RawBatch::new(
+            self.file.clone(),
+            self.headers.len(),
+            self.field_decoder,
+            self.batch_room,
+        );
         let mut error = None;
         while !self.done && batch.len() < max {
-            match self.reader.read_byte_record(&mut self.record) {
+            match batch.push_with(self.row + 1, |bytes, ends| {
+                self.records.read_into(bytes, ends)
+            }) {
                 Ok(false) => self.done = true,
                 Err(e) => {
                     self.done = true;
@@ -503,12 +719,10 @@ impl RowSource for CsvSource {
                         message: format!("after row {}: {e}", self.row),
                     });
                 }
-                Ok(true) => {
-                    self.row += 1;
-                    batch.push(&self.record, self.row);
-                }
+                Ok(true) => self.row += 1,
             }
         }
+        self.batch_room = batch.room();
         Some(RawRead {
             batch,
             error,
@@ -642,6 +856,48 @@ mod tests {
             let (want, _) = encoding_rs::WINDOWS_1251.decode_without_bom_handling(&field);
             proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), before + &want);
             proptest::prop_assert!(issues.is_empty());
+        }
+
+        /// Any bytes split into the same records as `csv::Reader` (flexible, no headers) gives,
+        /// whatever the delimiter, however the input arrives and however small the buffer.
+        #[test]
+        fn records_split_as_the_csv_crate_does(
+            file in proptest::collection::vec(
+                proptest::sample::select(b";,\"\r\n a\xEF\xBB\xBF\xC0".to_vec()), 0..120),
+            delimiter in proptest::sample::select(b";,\"\r\na".to_vec()),
+            chunk in 1usize..9,
+            buf in 1usize..16,
+        ) {
+            let mut want = Vec::new();
+            let mut csv = ::csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .delimiter(delimiter)
+                .from_reader(file.as_slice());
+            let mut record = ::csv::ByteRecord::new();
+            while csv.read_byte_record(&mut record).unwrap() {
+                want.push(record.iter().map(<[u8]>::to_vec).collect::<Vec<_>>());
+            }
+            let input = Chunks(file.clone(), chunk);
+            let mut records = Records::new(Box::new(input), delimiter, buf);
+            let mut got = Vec::new();
+            let mut one = Record::default();
+            while one.read(&mut records).unwrap() {
+                got.push(one.iter().map(<[u8]>::to_vec).collect::<Vec<_>>());
+            }
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+
+    /// Bytes handed out at most `.1` at a time.
+    struct Chunks(Vec<u8>, usize);
+
+    impl Read for Chunks {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0.drain(..n);
+            Ok(n)
         }
     }
 

@@ -288,13 +288,15 @@ pub struct RawRead {
     pub eof: bool,
 }
 
-/// CSV rows as one byte buffer with field boundaries: two allocations per batch, not per cell.
+/// CSV rows as one byte buffer with field boundaries: three allocations per batch, not per cell.
 #[derive(Debug, Default)]
 pub struct RawBatch {
     file: Arc<str>,
     width: usize,
+    /// The fields, each followed by one byte that is not part of it (a quote-free line is
+    /// copied as it is: its delimiters are those bytes).
     bytes: Vec<u8>,
-    /// End offset of each field in `bytes`.
+    /// End offset of each field in `bytes`; the next field starts one byte after it.
     ends: Vec<usize>,
     /// Per row: index of its first field in `ends`, its field count, its row number.
     rows: Vec<(usize, usize, u64)>,
@@ -303,26 +305,54 @@ pub struct RawBatch {
 }
 
 impl RawBatch {
+    /// A batch with room for `room` (bytes, fields, rows: what [`RawBatch::room`] said of the
+    /// previous batch), so that filling it does not grow its buffers step by step.
     pub(crate) fn new(
         file: Arc<str>,
         width: usize,
         decoder: Option<&'static encoding_rs::Encoding>,
+        room: (usize, usize, usize),
     ) -> RawBatch {
+        let more = |n: usize| n + n / 8;
         RawBatch {
             file,
             width,
             decoder,
-            ..RawBatch::default()
+            bytes: Vec::with_capacity(more(room.0)),
+            ends: Vec::with_capacity(more(room.1)),
+            rows: Vec::with_capacity(room.2),
         }
     }
 
-    pub(crate) fn push(&mut self, record: &::csv::ByteRecord, row: u64) {
+    /// How much this batch holds: bytes, fields, rows.
+    pub(crate) fn room(&self) -> (usize, usize, usize) {
+        (self.bytes.len(), self.ends.len(), self.rows.len())
+    }
+
+    /// Add row `row`: `read` appends its fields to the bytes (each followed by one byte that
+    /// is not part of it) and their ends to the ends, and returns how many — or `None`, and
+    /// there is no row.
+    pub(crate) fn push_with<E>(
+        &mut self,
+        row: u64,
+        read: impl FnOnce(&mut Vec<u8>, &mut Vec<usize>) -> Result<Option<usize>, E>,
+    ) -> Result<bool, E> {
         let first = self.ends.len();
-        for f in record {
-            self.bytes.extend_from_slice(f);
-            self.ends.push(self.bytes.len());
+        let Some(n) = read(&mut self.bytes, &mut self.ends)? else {
+            return Ok(false);
+        };
+        debug_assert_eq!(self.ends.len(), first + n);
+        self.rows.push((first, n, row));
+        Ok(true)
+    }
+
+    /// Where the field after the one ending at `ends[k - 1]` starts (0 for `k == 0`).
+    fn start(&self, k: usize) -> usize {
+        if k == 0 {
+            0
+        } else {
+            self.ends[k - 1] + csv::FIELD_GAP
         }
-        self.rows.push((first, record.len(), row));
     }
 
     pub fn len(&self) -> usize {
@@ -376,7 +406,7 @@ impl RawBatch {
         let (first, n, _) = self.rows[i];
         text.clear();
         ends.clear();
-        let mut start = if first == 0 { 0 } else { self.ends[first - 1] };
+        let mut start = self.start(first);
         let mut extra = Vec::new();
         let mut first_empty = true;
         for (j, &end) in self.ends[first..first + n].iter().enumerate() {
@@ -390,7 +420,7 @@ impl RawBatch {
             } else {
                 extra.push(csv::cell_text(field, j, self.decoder, issues));
             }
-            start = end;
+            start = end + csv::FIELD_GAP;
         }
         issues.extend(ragged(n, self.width, &extra, first_empty, true));
         debug_assert!(std::str::from_utf8(text).is_ok());
@@ -408,7 +438,7 @@ impl RawBatch {
     /// Build row `i` (what the CSV iterator would have yielded for it).
     pub fn row(&self, i: usize) -> Row {
         let (first, n, row) = self.rows[i];
-        let mut start = if first == 0 { 0 } else { self.ends[first - 1] };
+        let mut start = self.start(first);
         let mut cells = Vec::with_capacity(self.width.max(n));
         let mut issues = Vec::new();
         for (j, &end) in self.ends[first..first + n].iter().enumerate() {
@@ -418,7 +448,7 @@ impl RawBatch {
                 self.decoder,
                 &mut issues,
             ));
-            start = end;
+            start = end + csv::FIELD_GAP;
         }
         fit_row(&mut cells, self.width, &mut issues, true);
         Row {
