@@ -548,7 +548,9 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// Every byte's UTF-8 in Windows-1251 (what encoding_rs decodes it to, U+FFFD where it has
 /// none), for decoding cells without a decoder call per cell: the character's 1–3 bytes in the
 /// low bytes of the little-endian `u32`, their count in the top byte.
-fn single_byte_table(enc: &'static encoding_rs::Encoding) -> Option<&'static [u32; 256]> {
+pub(crate) fn single_byte_table(
+    enc: &'static encoding_rs::Encoding,
+) -> Option<&'static [u32; 256]> {
     static CP1251: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
     if enc != encoding_rs::WINDOWS_1251 {
         return None;
@@ -573,36 +575,74 @@ fn single_byte_table(enc: &'static encoding_rs::Encoding) -> Option<&'static [u3
     }))
 }
 
-/// Append `field` decoded through `table` (see [`single_byte_table`]) to `out`: each byte's
-/// character is stored as four bytes at once (the fourth is overwritten by the next character
-/// or left past the end), so the loop has no branch and no bounds check per byte.
-fn push_single_byte(field: &[u8], table: &[u32; 256], out: &mut Vec<u8>) {
+/// Append the fields `bytes[start..ends[0]]`, `bytes[ends[0] + FIELD_GAP..ends[1]]`, …
+/// decoded through `table` (see [`single_byte_table`]) to `out`, calling `field_done` with each
+/// field's end in `out`: a whole row with one reservation and one call. ASCII fields are copied
+/// as they are; in others each byte's character is stored as four bytes at once (the fourth is
+/// overwritten by the next character or left past the end): no branch, no bounds check.
+#[inline]
+pub(crate) fn push_single_byte_fields(
+    bytes: &[u8],
+    start: usize,
+    ends: &[usize],
+    table: &[u32; 256],
+    out: &mut Vec<u8>,
+    mut field_done: impl FnMut(usize),
+) {
+    let Some(&last) = ends.last() else {
+        return;
+    };
     // At most 3 bytes per input byte, plus the spare fourth byte of the last store.
-    let room = field.len() * 3 + 1;
+    let room = bytes[start..last].len() * 3 + 1;
     out.reserve(room);
-    let start = out.len();
-    let spare = out.spare_capacity_mut();
-    debug_assert!(spare.len() >= room);
-    let base = spare.as_mut_ptr().cast::<u8>();
+    let at = out.len();
+    debug_assert!(out.spare_capacity_mut().len() >= room);
+    let base = out.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+    // Bytes written; before input byte `p` is read, `w <= 3 * (p - start)` (a byte writes at
+    // most 3, a gap between fields none).
     let mut w = 0usize;
-    for &b in field {
-        let entry = table[usize::from(b)];
-        // SAFETY: before byte `i` of the field at most `3 * i` bytes were written (`w <= 3 * i`),
-        // so this store ends at `w + 4 <= 3 * field.len() + 1 = room`, inside the spare capacity
-        // reserved above. `write_unaligned` needs no alignment.
-        unsafe {
-            base.add(w)
-                .cast::<[u8; 4]>()
-                .write_unaligned(entry.to_le_bytes())
-        };
-        w += (entry >> 24) as usize;
+    let mut from = start;
+    for &end in ends {
+        let field = &bytes[from..end];
+        if field.is_ascii() {
+            // SAFETY: the copy ends at `w + field.len() <= 3 * (end - start) < room`, inside the
+            // spare capacity reserved above; `field` is in `bytes`, not in `out`.
+            unsafe { std::ptr::copy_nonoverlapping(field.as_ptr(), base.add(w), field.len()) };
+            w += field.len();
+        } else {
+            // SAFETY: a store for input byte `p` ends at `w + 4 <= 3 * (p - start) + 4
+            // <= 3 * (last - start) + 1 = room`, inside the spare capacity reserved above.
+            // `write_unaligned` needs no alignment.
+            let mut store = |b: u8| {
+                let entry = table[usize::from(b)];
+                unsafe {
+                    base.add(w)
+                        .cast::<[u8; 4]>()
+                        .write_unaligned(entry.to_le_bytes())
+                };
+                w += (entry >> 24) as usize;
+            };
+            // Four at a time: the loop's own work is then shared by four characters.
+            let mut quads = field.chunks_exact(4);
+            for q in &mut quads {
+                store(q[0]);
+                store(q[1]);
+                store(q[2]);
+                store(q[3]);
+            }
+            for &b in quads.remainder() {
+                store(b);
+            }
+        }
+        debug_assert!(w <= room);
+        field_done(at + w);
+        from = end + FIELD_GAP;
     }
-    debug_assert!(w <= room);
-    // SAFETY: bytes `start..start + w` were initialised by the stores above (each store's first
-    // `len` bytes are kept; the next store starts right after them), and `w <= room` fits the
-    // capacity. They are valid UTF-8: whole characters from `char::encode_utf8`, back to back.
-    unsafe { out.set_len(start + w) };
-    debug_assert!(std::str::from_utf8(&out[start..]).is_ok());
+    // SAFETY: bytes `at..at + w` were initialised by the copies and stores above (a store's
+    // first `len` bytes are kept; the next write starts right after them), and `w <= room` fits
+    // the capacity. They are valid UTF-8: ASCII, or whole characters from `char::encode_utf8`.
+    unsafe { out.set_len(at + w) };
+    debug_assert!(std::str::from_utf8(&out[at..]).is_ok());
 }
 
 /// A CSV field as text; bytes that are not UTF-8 are replaced and reported.
@@ -628,12 +668,7 @@ pub(crate) fn push_cell_text(
 ) {
     if let Some(enc) = decoder {
         if let Some(table) = single_byte_table(enc) {
-            // Digits, e-mails, codes: ASCII is the same bytes in UTF-8.
-            if field.is_ascii() {
-                out.extend_from_slice(field);
-                return;
-            }
-            push_single_byte(field, table, out);
+            push_single_byte_fields(field, 0, &[field.len()], table, out, |_| {});
             return;
         }
         let (text, _) = enc.decode_without_bom_handling(field);

@@ -302,6 +302,8 @@ pub struct RawBatch {
     rows: Vec<(usize, usize, u64)>,
     /// Single-byte encoding the fields are in (decoded per field in [`RawBatch::row`]).
     decoder: Option<&'static encoding_rs::Encoding>,
+    /// Its table, when it has one: [`RawBatch::decode_row`] then decodes a row in one call.
+    table: Option<&'static [u32; 256]>,
 }
 
 impl RawBatch {
@@ -318,6 +320,7 @@ impl RawBatch {
             file,
             width,
             decoder,
+            table: decoder.and_then(csv::single_byte_table),
             bytes: Vec::with_capacity(more(room.0)),
             ends: Vec::with_capacity(more(room.1)),
             rows: Vec::with_capacity(room.2),
@@ -407,6 +410,17 @@ impl RawBatch {
         text.clear();
         ends.clear();
         let mut start = self.start(first);
+        if let Some(table) = self.table.filter(|_| n <= self.width) {
+            // The common case: Windows-1251 and not too many cells (those few cells that are
+            // not in the header would be reported).
+            let row_ends = &self.ends[first..first + n];
+            csv::push_single_byte_fields(&self.bytes, start, row_ends, table, text, |e| {
+                ends.push(e)
+            });
+            let first_empty = row_ends.first().is_none_or(|&e| e == start);
+            issues.extend(ragged(n, self.width, &[], first_empty, true));
+            return packed(text, ends, self.width);
+        }
         let mut extra = Vec::new();
         let mut first_empty = true;
         for (j, &end) in self.ends[first..first + n].iter().enumerate() {
@@ -423,16 +437,7 @@ impl RawBatch {
             start = end + csv::FIELD_GAP;
         }
         issues.extend(ragged(n, self.width, &extra, first_empty, true));
-        debug_assert!(std::str::from_utf8(text).is_ok());
-        // SAFETY: `push_cell_text` appends only UTF-8: characters from its table (encoded by
-        // `char::encode_utf8`), ASCII bytes, or fields checked with `str::from_utf8` (lossy
-        // otherwise). Checking again cost as much as decoding (a third of the row's reading).
-        let text = unsafe { std::str::from_utf8_unchecked(text) };
-        Cells::Packed {
-            text,
-            ends,
-            width: self.width,
-        }
+        packed(text, ends, self.width)
     }
 
     /// Build row `i` (what the CSV iterator would have yielded for it).
@@ -461,6 +466,17 @@ impl RawBatch {
             issues,
         }
     }
+}
+
+/// A row decoded by [`RawBatch::decode_row`] as [`Cells`].
+fn packed<'b>(text: &'b [u8], ends: &'b [usize], width: usize) -> Cells<'b> {
+    debug_assert!(std::str::from_utf8(text).is_ok());
+    // SAFETY: `decode_row` appends only UTF-8 (`push_cell_text` and `push_single_byte_fields`
+    // append characters from their table — encoded by `char::encode_utf8` —, ASCII bytes, or
+    // fields checked with `str::from_utf8`, lossy otherwise). Checking again cost as much as
+    // decoding (a third of the row's reading).
+    let text = unsafe { std::str::from_utf8_unchecked(text) };
+    Cells::Packed { text, ends, width }
 }
 
 /// Open a CSV, XLSX, XLS, XLSB or ODS file as a row stream. The type is decided by the content
