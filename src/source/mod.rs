@@ -10,6 +10,7 @@ mod display;
 mod excel;
 mod ole;
 mod package;
+mod records;
 mod sniff;
 
 use std::fmt;
@@ -354,7 +355,7 @@ impl RawBatch {
         if k == 0 {
             0
         } else {
-            self.ends[k - 1] + csv::FIELD_GAP
+            self.ends[k - 1] + records::FIELD_GAP
         }
     }
 
@@ -434,7 +435,7 @@ impl RawBatch {
             } else {
                 extra.push(csv::cell_text(field, j, self.decoder, issues));
             }
-            start = end + csv::FIELD_GAP;
+            start = end + records::FIELD_GAP;
         }
         issues.extend(ragged(n, self.width, &extra, first_empty, true));
         packed(text, ends, self.width)
@@ -453,7 +454,7 @@ impl RawBatch {
                 self.decoder,
                 &mut issues,
             ));
-            start = end + csv::FIELD_GAP;
+            start = end + records::FIELD_GAP;
         }
         fit_row(&mut cells, self.width, &mut issues, true);
         Row {
