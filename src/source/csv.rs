@@ -1,5 +1,6 @@
 //! CSV with encoding and delimiter detection, streamed: memory does not depend on the row count.
 
+use super::records::{Record, Records, FIELD_GAP};
 use super::{
     clean_headers, fit_row, CellIssue, RawBatch, RawRead, Row, RowSource, SourceError,
     SourceOptions, SourcePos,
@@ -241,17 +242,19 @@ impl<R: Read> Read for DecodeReader<R> {
 }
 
 pub(crate) struct CsvSource {
-    reader: ::csv::Reader<Box<dyn Read + Send>>,
+    records: Records,
     headers: Vec<String>,
     file: Arc<str>,
     path: PathBuf,
-    record: ::csv::ByteRecord,
+    record: Record,
     row: u64,
     encoding: Encoding,
     delimiter: u8,
     done: bool,
     /// Decode each field from this single-byte encoding (the reader parses raw bytes).
     field_decoder: Option<&'static encoding_rs::Encoding>,
+    /// What the last raw batch held, to size the next one at once.
+    batch_room: (usize, usize, usize),
 }
 
 impl CsvSource {
@@ -284,19 +287,12 @@ impl CsvSource {
             Encoding::Utf8 | Encoding::Windows1251 => Box::new(rest),
             other => Box::new(DecodeReader::new(rest, other)),
         };
-        let mut reader = ::csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .delimiter(delimiter)
-            .buffer_capacity(256 * 1024)
-            .from_reader(input);
-        let mut record = ::csv::ByteRecord::new();
-        let got = reader
-            .read_byte_record(&mut record)
-            .map_err(|e| SourceError::Csv {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
+        let mut records = Records::new(input, delimiter, 256 * 1024);
+        let mut record = Record::default();
+        let got = record.read(&mut records).map_err(|e| SourceError::Csv {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         if !got {
             return Err(SourceError::Empty {
                 path: path.to_path_buf(),
@@ -311,7 +307,7 @@ impl CsvSource {
             .collect();
         let headers = clean_headers(path, raw)?;
         Ok(CsvSource {
-            reader,
+            records,
             headers,
             file: Arc::from(path.display().to_string()),
             path: path.to_path_buf(),
@@ -321,6 +317,7 @@ impl CsvSource {
             delimiter,
             done: false,
             field_decoder,
+            batch_room: (0, 0, 0),
         })
     }
 }
@@ -336,28 +333,104 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// The UTF-8 of bytes 0x80..=0xFF in Windows-1251 (what encoding_rs decodes each to, U+FFFD
-/// where it has none) and its length, for decoding cells without a decoder call per cell.
-fn single_byte_table(enc: &'static encoding_rs::Encoding) -> Option<&'static [([u8; 3], u8); 128]> {
-    static CP1251: std::sync::OnceLock<[([u8; 3], u8); 128]> = std::sync::OnceLock::new();
+/// Every byte's UTF-8 in Windows-1251 (what encoding_rs decodes it to, U+FFFD where it has
+/// none), for decoding cells without a decoder call per cell: the character's 1–3 bytes in the
+/// low bytes of the little-endian `u32`, their count in the top byte.
+pub(crate) fn single_byte_table(
+    enc: &'static encoding_rs::Encoding,
+) -> Option<&'static [u32; 256]> {
+    static CP1251: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
     if enc != encoding_rs::WINDOWS_1251 {
         return None;
     }
     Some(CP1251.get_or_init(|| {
-        let mut t = [([0u8; 3], 0u8); 128];
-        for (i, slot) in t.iter_mut().enumerate() {
-            let byte = [0x80 + i as u8];
+        let mut t = [0u32; 256];
+        for (byte, slot) in t.iter_mut().enumerate() {
+            let byte = [byte as u8];
             let (text, _) = enc.decode_without_bom_handling(&byte);
             let mut chars = text.chars();
             let c = match (chars.next(), chars.next()) {
                 (Some(one), None) => one,
                 _ => '\u{FFFD}',
             };
-            let n = c.encode_utf8(&mut slot.0).len();
-            slot.1 = n as u8;
+            let mut utf8 = [0u8; 4];
+            let n = c.encode_utf8(&mut utf8).len();
+            assert!(n <= 3, "a single-byte encoding maps into the BMP");
+            utf8[3] = n as u8;
+            *slot = u32::from_le_bytes(utf8);
         }
         t
     }))
+}
+
+/// Append the fields `bytes[start..ends[0]]`, `bytes[ends[0] + FIELD_GAP..ends[1]]`, …
+/// decoded through `table` (see [`single_byte_table`]) to `out`, calling `field_done` with each
+/// field's end in `out`: a whole row with one reservation and one call. ASCII fields are copied
+/// as they are; in others each byte's character is stored as four bytes at once (the fourth is
+/// overwritten by the next character or left past the end): no branch, no bounds check.
+#[inline]
+pub(crate) fn push_single_byte_fields(
+    bytes: &[u8],
+    start: usize,
+    ends: &[usize],
+    table: &[u32; 256],
+    out: &mut Vec<u8>,
+    mut field_done: impl FnMut(usize),
+) {
+    let Some(&last) = ends.last() else {
+        return;
+    };
+    // At most 3 bytes per input byte, plus the spare fourth byte of the last store.
+    let room = bytes[start..last].len() * 3 + 1;
+    out.reserve(room);
+    let at = out.len();
+    debug_assert!(out.spare_capacity_mut().len() >= room);
+    let base = out.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+    // Bytes written; before input byte `p` is read, `w <= 3 * (p - start)` (a byte writes at
+    // most 3, a gap between fields none).
+    let mut w = 0usize;
+    let mut from = start;
+    for &end in ends {
+        let field = &bytes[from..end];
+        if field.is_ascii() {
+            // SAFETY: the copy ends at `w + field.len() <= 3 * (end - start) < room`, inside the
+            // spare capacity reserved above; `field` is in `bytes`, not in `out`.
+            unsafe { std::ptr::copy_nonoverlapping(field.as_ptr(), base.add(w), field.len()) };
+            w += field.len();
+        } else {
+            // SAFETY: a store for input byte `p` ends at `w + 4 <= 3 * (p - start) + 4
+            // <= 3 * (last - start) + 1 = room`, inside the spare capacity reserved above.
+            // `write_unaligned` needs no alignment.
+            let mut store = |b: u8| {
+                let entry = table[usize::from(b)];
+                unsafe {
+                    base.add(w)
+                        .cast::<[u8; 4]>()
+                        .write_unaligned(entry.to_le_bytes())
+                };
+                w += (entry >> 24) as usize;
+            };
+            // Four at a time: the loop's own work is then shared by four characters.
+            let mut quads = field.chunks_exact(4);
+            for q in &mut quads {
+                store(q[0]);
+                store(q[1]);
+                store(q[2]);
+                store(q[3]);
+            }
+            for &b in quads.remainder() {
+                store(b);
+            }
+        }
+        debug_assert!(w <= room);
+        field_done(at + w);
+        from = end + FIELD_GAP;
+    }
+    // SAFETY: bytes `at..at + w` were initialised by the copies and stores above (a store's
+    // first `len` bytes are kept; the next write starts right after them), and `w <= room` fits
+    // the capacity. They are valid UTF-8: ASCII, or whole characters from `char::encode_utf8`.
+    unsafe { out.set_len(at + w) };
+    debug_assert!(std::str::from_utf8(&out[at..]).is_ok());
 }
 
 /// A CSV field as text; bytes that are not UTF-8 are replaced and reported.
@@ -383,26 +456,7 @@ pub(crate) fn push_cell_text(
 ) {
     if let Some(enc) = decoder {
         if let Some(table) = single_byte_table(enc) {
-            // Digits, e-mails, codes: ASCII is the same bytes in UTF-8.
-            if field.is_ascii() {
-                out.extend_from_slice(field);
-                return;
-            }
-            // Room for the longest output, written by index, then cut to what was written.
-            let start = out.len();
-            out.resize(start + field.len() * 3, 0);
-            let mut w = start;
-            for &b in field {
-                if b < 0x80 {
-                    out[w] = b;
-                    w += 1;
-                } else {
-                    let (utf8, n) = table[usize::from(b - 0x80)];
-                    out[w..w + 3].copy_from_slice(&utf8);
-                    w += usize::from(n);
-                }
-            }
-            out.truncate(w);
+            push_single_byte_fields(field, 0, &[field.len()], table, out, |_| {});
             return;
         }
         let (text, _) = enc.decode_without_bom_handling(field);
@@ -430,7 +484,7 @@ impl Iterator for CsvSource {
         if self.done {
             return None;
         }
-        match self.reader.read_byte_record(&mut self.record) {
+        match self.record.read(&mut self.records) {
             Ok(false) => {
                 self.done = true;
                 None
@@ -469,10 +523,17 @@ impl RowSource for CsvSource {
         &self.headers
     }
     fn read_raw(&mut self, max: usize) -> Option<RawRead> {
-        let mut batch = RawBatch::new(self.file.clone(), self.headers.len(), self.field_decoder);
+        let mut batch = RawBatch::new(
+            self.file.clone(),
+            self.headers.len(),
+            self.field_decoder,
+            self.batch_room,
+        );
         let mut error = None;
         while !self.done && batch.len() < max {
-            match self.reader.read_byte_record(&mut self.record) {
+            match batch.push_with(self.row + 1, |bytes, ends| {
+                self.records.read_into(bytes, ends)
+            }) {
                 Ok(false) => self.done = true,
                 Err(e) => {
                     self.done = true;
@@ -481,12 +542,10 @@ impl RowSource for CsvSource {
                         message: format!("after row {}: {e}", self.row),
                     });
                 }
-                Ok(true) => {
-                    self.row += 1;
-                    batch.push(&self.record, self.row);
-                }
+                Ok(true) => self.row += 1,
             }
         }
+        self.batch_room = batch.room();
         Some(RawRead {
             batch,
             error,
@@ -602,6 +661,25 @@ mod tests {
             .map(|r| r.unwrap())
             .collect();
         assert_eq!(want, got);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::values::hostile::config())]
+
+        /// Any bytes in Windows-1251 (the fast table path) read as the text encoding_rs makes
+        /// of them, appended after what the buffer already held.
+        #[test]
+        fn cp1251_fields_decode_as_encoding_rs_does(
+            before in "\\PC{0,4}",
+            field in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+        ) {
+            let mut out = before.clone().into_bytes();
+            let mut issues = Vec::new();
+            push_cell_text(&field, 0, Some(encoding_rs::WINDOWS_1251), &mut out, &mut issues);
+            let (want, _) = encoding_rs::WINDOWS_1251.decode_without_bom_handling(&field);
+            proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), before + &want);
+            proptest::prop_assert!(issues.is_empty());
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod display;
 mod excel;
 mod ole;
 mod package;
+mod records;
 mod sniff;
 
 use std::fmt;
@@ -288,41 +289,74 @@ pub struct RawRead {
     pub eof: bool,
 }
 
-/// CSV rows as one byte buffer with field boundaries: two allocations per batch, not per cell.
+/// CSV rows as one byte buffer with field boundaries: three allocations per batch, not per cell.
 #[derive(Debug, Default)]
 pub struct RawBatch {
     file: Arc<str>,
     width: usize,
+    /// The fields, each followed by one byte that is not part of it (a quote-free line is
+    /// copied as it is: its delimiters are those bytes).
     bytes: Vec<u8>,
-    /// End offset of each field in `bytes`.
+    /// End offset of each field in `bytes`; the next field starts one byte after it.
     ends: Vec<usize>,
     /// Per row: index of its first field in `ends`, its field count, its row number.
     rows: Vec<(usize, usize, u64)>,
     /// Single-byte encoding the fields are in (decoded per field in [`RawBatch::row`]).
     decoder: Option<&'static encoding_rs::Encoding>,
+    /// Its table, when it has one: [`RawBatch::decode_row`] then decodes a row in one call.
+    table: Option<&'static [u32; 256]>,
 }
 
 impl RawBatch {
+    /// A batch with room for `room` (bytes, fields, rows: what [`RawBatch::room`] said of the
+    /// previous batch), so that filling it does not grow its buffers step by step.
     pub(crate) fn new(
         file: Arc<str>,
         width: usize,
         decoder: Option<&'static encoding_rs::Encoding>,
+        room: (usize, usize, usize),
     ) -> RawBatch {
+        let more = |n: usize| n + n / 8;
         RawBatch {
             file,
             width,
             decoder,
-            ..RawBatch::default()
+            table: decoder.and_then(csv::single_byte_table),
+            bytes: Vec::with_capacity(more(room.0)),
+            ends: Vec::with_capacity(more(room.1)),
+            rows: Vec::with_capacity(room.2),
         }
     }
 
-    pub(crate) fn push(&mut self, record: &::csv::ByteRecord, row: u64) {
+    /// How much this batch holds: bytes, fields, rows.
+    pub(crate) fn room(&self) -> (usize, usize, usize) {
+        (self.bytes.len(), self.ends.len(), self.rows.len())
+    }
+
+    /// Add row `row`: `read` appends its fields to the bytes (each followed by one byte that
+    /// is not part of it) and their ends to the ends, and returns how many — or `None`, and
+    /// there is no row.
+    pub(crate) fn push_with<E>(
+        &mut self,
+        row: u64,
+        read: impl FnOnce(&mut Vec<u8>, &mut Vec<usize>) -> Result<Option<usize>, E>,
+    ) -> Result<bool, E> {
         let first = self.ends.len();
-        for f in record {
-            self.bytes.extend_from_slice(f);
-            self.ends.push(self.bytes.len());
+        let Some(n) = read(&mut self.bytes, &mut self.ends)? else {
+            return Ok(false);
+        };
+        debug_assert_eq!(self.ends.len(), first + n);
+        self.rows.push((first, n, row));
+        Ok(true)
+    }
+
+    /// Where the field after the one ending at `ends[k - 1]` starts (0 for `k == 0`).
+    fn start(&self, k: usize) -> usize {
+        if k == 0 {
+            0
+        } else {
+            self.ends[k - 1] + records::FIELD_GAP
         }
-        self.rows.push((first, record.len(), row));
     }
 
     pub fn len(&self) -> usize {
@@ -376,7 +410,18 @@ impl RawBatch {
         let (first, n, _) = self.rows[i];
         text.clear();
         ends.clear();
-        let mut start = if first == 0 { 0 } else { self.ends[first - 1] };
+        let mut start = self.start(first);
+        if let Some(table) = self.table.filter(|_| n <= self.width) {
+            // The common case: Windows-1251 and not too many cells (those few cells that are
+            // not in the header would be reported).
+            let row_ends = &self.ends[first..first + n];
+            csv::push_single_byte_fields(&self.bytes, start, row_ends, table, text, |e| {
+                ends.push(e)
+            });
+            let first_empty = row_ends.first().is_none_or(|&e| e == start);
+            issues.extend(ragged(n, self.width, &[], first_empty, true));
+            return packed(text, ends, self.width);
+        }
         let mut extra = Vec::new();
         let mut first_empty = true;
         for (j, &end) in self.ends[first..first + n].iter().enumerate() {
@@ -390,25 +435,16 @@ impl RawBatch {
             } else {
                 extra.push(csv::cell_text(field, j, self.decoder, issues));
             }
-            start = end;
+            start = end + records::FIELD_GAP;
         }
         issues.extend(ragged(n, self.width, &extra, first_empty, true));
-        debug_assert!(std::str::from_utf8(text).is_ok());
-        // SAFETY: `push_cell_text` appends only UTF-8: characters from its table (encoded by
-        // `char::encode_utf8`), ASCII bytes, or fields checked with `str::from_utf8` (lossy
-        // otherwise). Checking again cost as much as decoding (a third of the row's reading).
-        let text = unsafe { std::str::from_utf8_unchecked(text) };
-        Cells::Packed {
-            text,
-            ends,
-            width: self.width,
-        }
+        packed(text, ends, self.width)
     }
 
     /// Build row `i` (what the CSV iterator would have yielded for it).
     pub fn row(&self, i: usize) -> Row {
         let (first, n, row) = self.rows[i];
-        let mut start = if first == 0 { 0 } else { self.ends[first - 1] };
+        let mut start = self.start(first);
         let mut cells = Vec::with_capacity(self.width.max(n));
         let mut issues = Vec::new();
         for (j, &end) in self.ends[first..first + n].iter().enumerate() {
@@ -418,7 +454,7 @@ impl RawBatch {
                 self.decoder,
                 &mut issues,
             ));
-            start = end;
+            start = end + records::FIELD_GAP;
         }
         fit_row(&mut cells, self.width, &mut issues, true);
         Row {
@@ -431,6 +467,17 @@ impl RawBatch {
             issues,
         }
     }
+}
+
+/// A row decoded by [`RawBatch::decode_row`] as [`Cells`].
+fn packed<'b>(text: &'b [u8], ends: &'b [usize], width: usize) -> Cells<'b> {
+    debug_assert!(std::str::from_utf8(text).is_ok());
+    // SAFETY: `decode_row` appends only UTF-8 (`push_cell_text` and `push_single_byte_fields`
+    // append characters from their table — encoded by `char::encode_utf8` —, ASCII bytes, or
+    // fields checked with `str::from_utf8`, lossy otherwise). Checking again cost as much as
+    // decoding (a third of the row's reading).
+    let text = unsafe { std::str::from_utf8_unchecked(text) };
+    Cells::Packed { text, ends, width }
 }
 
 /// Open a CSV, XLSX, XLS, XLSB or ODS file as a row stream. The type is decided by the content
