@@ -87,6 +87,9 @@ pub enum Cells<'a> {
         text: &'a str,
         ends: &'a [usize],
         width: usize,
+        /// Decoded from a single-byte encoding (Windows-1251…): every character is in the Basic
+        /// Multilingual Plane, so no cell holds an emoji or another 4-byte character.
+        bmp_only: bool,
     },
 }
 
@@ -113,6 +116,11 @@ impl<'a> Cells<'a> {
 
     pub fn iter(self) -> impl Iterator<Item = &'a str> {
         (0..self.width()).map(move |i| self.get(i))
+    }
+
+    /// Known to hold no character beyond U+FFFF (false when not known).
+    pub fn bmp_only(&self) -> bool {
+        matches!(self, Cells::Packed { bmp_only: true, .. })
     }
 }
 
@@ -420,7 +428,7 @@ impl RawBatch {
             });
             let first_empty = row_ends.first().is_none_or(|&e| e == start);
             issues.extend(ragged(n, self.width, &[], first_empty, true));
-            return packed(text, ends, self.width);
+            return packed(text, ends, self.width, true);
         }
         let mut extra = Vec::new();
         let mut first_empty = true;
@@ -438,7 +446,8 @@ impl RawBatch {
             start = end + records::FIELD_GAP;
         }
         issues.extend(ragged(n, self.width, &extra, first_empty, true));
-        packed(text, ends, self.width)
+        let bmp_only = self.decoder.is_some_and(|d| d.is_single_byte());
+        packed(text, ends, self.width, bmp_only)
     }
 
     /// Build row `i` (what the CSV iterator would have yielded for it).
@@ -470,14 +479,19 @@ impl RawBatch {
 }
 
 /// A row decoded by [`RawBatch::decode_row`] as [`Cells`].
-fn packed<'b>(text: &'b [u8], ends: &'b [usize], width: usize) -> Cells<'b> {
+fn packed<'b>(text: &'b [u8], ends: &'b [usize], width: usize, bmp_only: bool) -> Cells<'b> {
     debug_assert!(std::str::from_utf8(text).is_ok());
     // SAFETY: `decode_row` appends only UTF-8 (`push_cell_text` and `push_single_byte_fields`
     // append characters from their table — encoded by `char::encode_utf8` —, ASCII bytes, or
     // fields checked with `str::from_utf8`, lossy otherwise). Checking again cost as much as
     // decoding (a third of the row's reading).
     let text = unsafe { std::str::from_utf8_unchecked(text) };
-    Cells::Packed { text, ends, width }
+    Cells::Packed {
+        text,
+        ends,
+        width,
+        bmp_only,
+    }
 }
 
 /// Open a CSV, XLSX, XLS, XLSB or ODS file as a row stream. The type is decided by the content

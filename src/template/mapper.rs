@@ -123,6 +123,9 @@ struct BoundField {
     dates: Option<DateFormats>,
     /// A reference's fallback column (`ref` + `column`).
     fallback: Option<usize>,
+    /// The template's own text in the value (an expression's literal) has a character beyond
+    /// U+FFFF.
+    wide_literal: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -249,8 +252,12 @@ impl Template {
                     }
                     None => None,
                 };
+                let wide_literal = matches!(&input, BoundInput::Expr(parts) if parts.iter().any(
+                    |p| matches!(p, BoundPart::Lit(l) if l.chars().any(|c| c > '\u{FFFF}'))
+                ));
                 fields.push(BoundField {
                     rule: f.clone(),
+                    wide_literal,
                     input,
                     column,
                     map_lc: f.map.as_ref().map(|m| {
@@ -588,8 +595,11 @@ fn map_field(
         sink.value(&rule.name, &mapped);
         return;
     }
-    // Text that the server would reject or mangle (NOTES §8) is reported, not sent.
-    if let Some(c) = first_4byte_char(&v) {
+    // Text that the server would reject or mangle (NOTES §8) is reported, not sent. Not looked
+    // for where it cannot be: a single-byte file's cells hold none, and neither transforms nor
+    // case mappings make one out of other characters (`rules` tests that).
+    let may_hold = !cells.bmp_only() || bf.wide_literal;
+    if let Some(c) = may_hold.then(|| first_4byte_char(&v)).flatten() {
         err(format!("contains the character '{c}' (emoji and other 4-byte characters are rejected by the CRM)"));
         return;
     }
@@ -743,6 +753,45 @@ fn typed_value(bf: &BoundField, v: &str) -> Result<Option<Value>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A single-byte file's cells are not scanned for 4-byte characters, but an expression's
+    /// own literal text still is: the emoji a template adds is refused as one in a cell would be.
+    #[test]
+    fn an_emoji_from_the_template_is_refused_in_a_single_byte_files_row() {
+        let t = Template::parse(
+            std::path::Path::new("t.toml"),
+            "[[entity]]\ntype=\"person\"\nkey=\"{ID}\"\n[entity.fields]\n\
+             person={value=\"{N} 🎉\"}\nptitle=\"T\"\n",
+        )
+        .unwrap();
+        let m = t
+            .bind(&["ID".into(), "N".into(), "T".into()], "f.csv")
+            .unwrap();
+        let pos = SourcePos {
+            file: "f.csv".into(),
+            sheet: None,
+            row: 2,
+        };
+        let text = "1ИванМенеджер";
+        let ends = [1, 9, text.len()];
+        let row = RowView {
+            pos: &pos,
+            cells: Cells::Packed {
+                text,
+                ends: &ends,
+                width: 3,
+                bmp_only: true,
+            },
+            issues: &[],
+        };
+        let (mapped, _) = m.map_view_fingerprinted(&row);
+        assert_eq!(mapped.rejected, vec![Entity::Person]);
+        assert!(
+            mapped.problems[0].message.contains("'🎉'"),
+            "{:?}",
+            mapped.problems
+        );
+    }
 
     #[test]
     fn spreadsheet_dates_in_keys_take_the_templates_format() {

@@ -438,6 +438,19 @@ mod tests {
         assert_eq!(Transform::Upper.apply_cow(Cow::Borrowed("ǅ")), "Ǆ");
     }
 
+    /// The mapper skips looking for 4-byte characters in a single-byte file's values, on the
+    /// grounds that no transform makes one out of characters below U+10000: every case mapping
+    /// of such a character stays below it, and the other transforms only cut, join or write
+    /// ASCII (the property test below checks them on arbitrary text).
+    #[test]
+    fn case_mappings_of_the_basic_plane_stay_in_it() {
+        for c in (0..=0xFFFFu32).filter_map(char::from_u32) {
+            for m in c.to_lowercase().chain(c.to_uppercase()) {
+                assert!(m <= '\u{FFFF}', "{c:?} maps to {m:?}");
+            }
+        }
+    }
+
     mod props {
         use super::super::*;
         use super::ALL;
@@ -461,6 +474,12 @@ mod tests {
                 let _ = (is_email(&v), is_phone(&v), parse_number(&v), parse_time(&v));
                 if let Some(c) = first_4byte_char(&v) {
                     prop_assert!(v.contains(c) && c.len_utf8() == 4);
+                }
+                // Text of the basic plane stays in it, whatever the transform (see
+                // `case_mappings_of_the_basic_plane_stay_in_it`).
+                let bmp: String = v.chars().filter(|&c| c <= '\u{FFFF}').collect();
+                for t in ALL {
+                    prop_assert_eq!(first_4byte_char(&t.apply(&bmp)), None, "{:?} of {:?}", t, bmp);
                 }
             }
 
