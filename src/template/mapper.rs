@@ -1,7 +1,7 @@
 //! A template bound to a file's headers: turns rows into records and problems, in parallel.
 
 use super::fields::FieldKind;
-use super::fingerprint::{Fingerprint, Sink};
+use super::fingerprint::{FieldName, Fingerprint, Sink};
 use super::rules::{first_4byte_char, is_email, is_phone, parse_number, parse_time, DateFormats};
 use super::{Check, Expr, FieldRule, Input, Part, Template, TemplateError};
 use crate::crm::Entity;
@@ -126,6 +126,17 @@ struct BoundField {
     /// The template's own text in the value (an expression's literal) has a character beyond
     /// U+FFFF.
     wide_literal: bool,
+    /// The field's name hashed once, for the fingerprints.
+    tag: u64,
+}
+
+impl BoundField {
+    fn name(&self) -> FieldName<'_> {
+        FieldName {
+            name: &self.rule.name,
+            tag: self.tag,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -258,6 +269,7 @@ impl Template {
                 fields.push(BoundField {
                     rule: f.clone(),
                     wide_literal,
+                    tag: FieldName::new(&f.name).tag,
                     input,
                     column,
                     map_lc: f.map.as_ref().map(|m| {
@@ -551,7 +563,7 @@ fn map_field(
             {
                 Cow::Borrowed(cells.get(i))
             }
-            _ => return reference(rule, *target, records, rejected, sink, problems),
+            _ => return reference(bf, *target, records, rejected, sink, problems),
         },
     };
     let mut err = |message: String| problems.push(bf.column.clone(), field, &raw, message);
@@ -583,16 +595,16 @@ fn map_field(
     }
     if v.is_empty() {
         match &rule.default {
-            Some(d) => sink.value(&rule.name, d),
+            Some(d) => sink.value(bf.name(), d),
             None if rule.required => err("is required but empty".into()),
             // Sent as "": an update then clears the CRM's value (NOTES §11: "" is written).
-            None if rule.clear_when_empty => sink.value(&rule.name, &Value::String(String::new())),
+            None if rule.clear_when_empty => sink.value(bf.name(), &Value::String(String::new())),
             None => {}
         }
         return;
     }
     if let Some(mapped) = value {
-        sink.value(&rule.name, &mapped);
+        sink.value(bf.name(), &mapped);
         return;
     }
     // Text that the server would reject or mangle (NOTES §8) is reported, not sent. Not looked
@@ -612,8 +624,8 @@ fn map_field(
     }
     match typed_value(bf, &v) {
         Err(m) => err(m),
-        Ok(Some(json)) => sink.value(&rule.name, &json),
-        Ok(None) => sink.text(&rule.name, v),
+        Ok(Some(json)) => sink.value(bf.name(), &json),
+        Ok(None) => sink.text(bf.name(), v),
     }
 }
 
@@ -630,18 +642,19 @@ fn map_key(users: bool, k: &str) -> String {
 /// A reference to another record of the same row: its key when that record is valid; a problem
 /// when it is invalid, or when the field is required and the row has no such record.
 fn reference(
-    rule: &FieldRule,
+    bf: &BoundField,
     target: Entity,
     records: &[Record],
     rejected: &[Entity],
     sink: &mut Sink,
     problems: &mut EntityProblems,
 ) {
+    let rule = &bf.rule;
     let field = Some(rule.name.as_str());
     // A template builds at most one record of each entity per row: valid, invalid or none.
     let valid = records.iter().find(|r| r.entity == target);
     match (valid, rejected.contains(&target)) {
-        (Some(r), _) => sink.reference(&rule.name, target, &r.key),
+        (Some(r), _) => sink.reference(bf.name(), target, &r.key),
         (None, true) => problems.push(
             None,
             field,
