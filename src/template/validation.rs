@@ -62,6 +62,9 @@ type ProblemPlace = (Option<Entity>, Option<String>, u64);
 pub struct Tally {
     pub summary: ValidationSummary,
     keys: KeyConflicts,
+    /// Valid-record counts by entity (`entity as usize`), merged into the summary at the end:
+    /// a map look-up for every record of every row cost as much as the key table's.
+    valid: Vec<(Entity, EntityCounts)>,
     /// message → (entity, column, count)
     problem_counts: HashMap<String, Vec<ProblemPlace>>,
 }
@@ -146,7 +149,13 @@ impl Tally {
     /// Count a valid record and remember its key: the first row of its key when an earlier
     /// row gave the key other values.
     fn count_record(&mut self, entity: Entity, fp: Fingerprint, row: u64) -> Option<u64> {
-        let counts = self.summary.entities.entry(entity).or_default();
+        let i = entity as usize;
+        if i >= self.valid.len() {
+            self.valid.resize(i + 1, (entity, EntityCounts::default()));
+        }
+        let slot = &mut self.valid[i];
+        slot.0 = entity;
+        let counts = &mut slot.1;
         counts.valid += 1;
         let row = row.min(u64::from(u32::MAX));
         match self
@@ -202,6 +211,14 @@ impl Tally {
     }
 
     pub fn finish(mut self, top: usize) -> ValidationSummary {
+        for (entity, counts) in std::mem::take(&mut self.valid) {
+            if counts.valid > 0 {
+                let c = self.summary.entities.entry(entity).or_default();
+                c.valid += counts.valid;
+                c.distinct_keys += counts.distinct_keys;
+                c.conflicting_keys += counts.conflicting_keys;
+            }
+        }
         let mut v: Vec<ProblemCount> = self
             .problem_counts
             .into_iter()
