@@ -192,7 +192,9 @@ fn xsv_select(path: &Path) -> Option<f64> {
             .ok()?;
         st.success().then(|| t0.elapsed().as_secs_f64())
     };
-    (0..RUNS).map(|_| once()).min_by(|a, b| a.unwrap_or(f64::MAX).total_cmp(&b.unwrap_or(f64::MAX)))?
+    (0..RUNS)
+        .map(|_| once())
+        .min_by(|a, b| a.unwrap_or(f64::MAX).total_cmp(&b.unwrap_or(f64::MAX)))?
 }
 
 /// Runs of each measurement; the best is shown.
