@@ -8,7 +8,7 @@
 //! invoices 407) is the record's failure, with the server's words.
 
 use super::journal::{State, Update};
-use super::{Ctx, UploadError, PAGE};
+use super::{Ctx, UploadError};
 use crate::crm::{CrmError, Entity, RetryClass};
 use crate::report::Progress;
 use std::sync::atomic::Ordering;
@@ -19,11 +19,8 @@ pub(super) async fn delete_entity(
     entity: Entity,
     progress: &Progress,
 ) -> Result<(), UploadError> {
-    let mut after = 0i64;
-    loop {
-        let page = ctx.journal_lock().plan_page(entity, after, PAGE)?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
+    for page in ctx.plan_pages(entity) {
+        let page = page?;
         for rec in page {
             if ctx.stop.load(Ordering::SeqCst) {
                 return Ok(());

@@ -69,9 +69,6 @@ fn keep_rows(ctx: &Ctx, entity: Entity, rows: &mut Vec<(i64, String)>) -> Result
     Ok(())
 }
 
-/// Planned records read at a time while matching.
-const PAGE: usize = 2_000;
-
 /// Probe index of the CRM id the journal already holds for a record: it beats every probe.
 const BY_ID: u8 = 0;
 
@@ -205,11 +202,8 @@ pub(super) async fn match_entity(ctx: &Ctx, entity: Entity) -> Result<(), Upload
     let mut index: Vec<(u64, i64)> = Vec::new();
     let mut dates = DateRange::default();
     let mut refs = RefIds::default();
-    let mut after = 0i64;
-    loop {
-        let page = ctx.journal_lock().plan_page(entity, after, PAGE)?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
+    for page in ctx.plan_pages(entity) {
+        let page = page?;
         for rec in page {
             if !needs_match(mode, &rec) {
                 continue;
@@ -469,11 +463,8 @@ async fn settle(ctx: &Ctx, entity: Entity, found: &HashMap<i64, Found>) -> Resul
         return settle_insert(ctx, entity, found);
     }
     let mut refs = RefIds::default();
-    let mut after = 0i64;
-    loop {
-        let page = ctx.journal_lock().plan_page(entity, after, PAGE)?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
+    for page in ctx.plan_pages(entity) {
+        let page = page?;
         let mut ups: Vec<Update> = Vec::new();
         let mut changes: Vec<change::FieldChange> = Vec::new();
         for rec in page {

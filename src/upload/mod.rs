@@ -617,6 +617,31 @@ impl Ctx {
         self.journal.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// `entity`'s planned records a page at a time, in plan order; the journal is locked only
+    /// while a page is read.
+    fn plan_pages(
+        &self,
+        entity: Entity,
+    ) -> impl Iterator<Item = Result<Vec<StoredRecord>, UploadError>> + '_ {
+        let mut after = 0i64;
+        let mut failed = false;
+        std::iter::from_fn(move || {
+            if failed {
+                return None;
+            }
+            match self.journal_lock().plan_page(entity, after, PAGE) {
+                Err(e) => {
+                    failed = true;
+                    Some(Err(e))
+                }
+                Ok(page) => {
+                    after = page.last()?.id;
+                    Some(Ok(page))
+                }
+            }
+        })
+    }
+
     fn journal_record(&self, updates: &[Update]) -> Result<(), UploadError> {
         self.journal
             .lock()

@@ -245,11 +245,8 @@ pub(super) async fn pay_entity(ctx: &Ctx, progress: &Progress) -> Result<(), Upl
         claimed.extend(read().map_err(|e| UploadError::journal(journal.path(), e))?);
     }
     let claimed = Mutex::new(claimed);
-    let mut after = 0i64;
-    loop {
-        let page = ctx.journal_lock().plan_page(entity, after, super::PAGE)?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
+    for page in ctx.plan_pages(entity) {
+        let page = page?;
         // Lanes: the payments of one invoice, in file order.
         let mut lanes: HashMap<String, Vec<Planned>> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
