@@ -20,6 +20,14 @@ fn value_text_of(v: Option<&Value>) -> String {
     v.map(value_text).unwrap_or_default()
 }
 
+/// The first (lowest) invoice row id among `rows` whose invoice number is `number`.
+fn invoice_crid(rows: &[Map<String, Value>], number: &str) -> Option<i64> {
+    rows.iter()
+        .filter(|r| value_text_of(r.get("invoice")).trim() == number.trim())
+        .filter_map(|r| value_id(r.get("crid")))
+        .min()
+}
+
 /// Look records up; returns key → CRM id of those found. Errors only when the CRM cannot be
 /// asked (then the records stay ambiguous).
 pub async fn find(
@@ -270,13 +278,7 @@ async fn find_invoices(
         }
         if client.contract_api(policy).await? == ContractApi::V1 {
             // An older server: the deal's invoices come with v1 contract info.
-            let hit = client
-                .v1_deal_invoices(did, policy)
-                .await?
-                .iter()
-                .filter(|r| value_text_of(r.get("invoice")).trim() == number.trim())
-                .filter_map(|r| value_id(r.get("crid")))
-                .min();
+            let hit = invoice_crid(&client.v1_deal_invoices(did, policy).await?, &number);
             if let Some(crid) = hit {
                 found.insert(w.key.to_string(), crid);
             }
@@ -291,12 +293,7 @@ async fn find_invoices(
             let p = client
                 .list_page(Entity::Invoice, &params, page, policy)
                 .await?;
-            let hit = p
-                .rows
-                .iter()
-                .filter(|r| value_text_of(r.get("invoice")).trim() == number.trim())
-                .filter_map(|r| value_id(r.get("crid")))
-                .min();
+            let hit = invoice_crid(&p.rows, &number);
             if let Some(crid) = hit {
                 found.insert(w.key.to_string(), crid);
                 break;
