@@ -136,12 +136,11 @@ impl ValidateJob {
         // The key table is bigger than the caches: its slots for a few rows ahead are fetched
         // while the current row is counted (a row ahead was too close to hide the wait).
         const AHEAD: usize = 8;
-        while let Some(item) = {
+        loop {
             if let Some(later) = rows.ahead(AHEAD) {
                 tally.prefetch(later.records.iter().map(|r| r.print()));
             }
-            rows.next_mut()
-        } {
+            let Some(item) = rows.next_mut() else { break };
             let c = item?;
             if let Some(x) = c.extra.as_deref_mut() {
                 if !x.watched.is_empty() {

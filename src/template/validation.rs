@@ -62,9 +62,9 @@ type ProblemPlace = (Option<Entity>, Option<String>, u64);
 pub struct Tally {
     pub summary: ValidationSummary,
     keys: KeyConflicts,
-    /// Valid-record counts by entity (`entity as usize`), merged into the summary at the end:
-    /// a map look-up for every record of every row cost as much as the key table's.
-    valid: Vec<(Entity, EntityCounts)>,
+    /// Counts by entity, the template's in its order, into the summary at the end: a map
+    /// look-up for every record of every row cost as much as the key table's.
+    counts: Vec<(Entity, EntityCounts)>,
     /// message → (entity, column, count)
     problem_counts: HashMap<String, Vec<ProblemPlace>>,
 }
@@ -82,10 +82,23 @@ impl Tally {
         t.summary.template = template.to_string();
         t.summary.source = source.to_string();
         t.summary.template_warnings = template_warnings;
-        for e in entities {
-            t.summary.entities.insert(*e, EntityCounts::default());
-        }
+        t.counts = entities
+            .iter()
+            .map(|e| (*e, EntityCounts::default()))
+            .collect();
         t
+    }
+
+    /// The counts of `entity` (a few entities: a scan beats a map).
+    fn counts_of(&mut self, entity: Entity) -> &mut EntityCounts {
+        let i = match self.counts.iter().position(|(e, _)| *e == entity) {
+            Some(i) => i,
+            None => {
+                self.counts.push((entity, EntityCounts::default()));
+                self.counts.len() - 1
+            }
+        };
+        &mut self.counts[i].1
     }
 
     /// Count a mapped row; adds conflict warnings to `m.problems`.
@@ -149,19 +162,13 @@ impl Tally {
     /// Count a valid record and remember its key: the first row of its key when an earlier
     /// row gave the key other values.
     fn count_record(&mut self, entity: Entity, fp: Fingerprint, row: u64) -> Option<u64> {
-        let i = entity as usize;
-        if i >= self.valid.len() {
-            self.valid.resize(i + 1, (entity, EntityCounts::default()));
-        }
-        let slot = &mut self.valid[i];
-        slot.0 = entity;
-        let counts = &mut slot.1;
-        counts.valid += 1;
         let row = row.min(u64::from(u32::MAX));
-        match self
+        let seen = self
             .keys
-            .get_or_insert(fp.key, (u64::from(fp.values) << 32) | row)
-        {
+            .get_or_insert(fp.key, (u64::from(fp.values) << 32) | row);
+        let counts = self.counts_of(entity);
+        counts.valid += 1;
+        match seen {
             None => {
                 counts.distinct_keys += 1;
                 None
@@ -176,10 +183,10 @@ impl Tally {
 
     /// Count a row's invalid entities, its validity and its problems (grouped by message).
     fn count_problems(&mut self, m: &MappedRow) {
-        let s = &mut self.summary;
         for e in &m.rejected {
-            s.entities.entry(*e).or_default().invalid += 1;
+            self.counts_of(*e).invalid += 1;
         }
+        let s = &mut self.summary;
         if m.is_valid() {
             s.valid_rows += 1;
         } else {
@@ -211,14 +218,9 @@ impl Tally {
     }
 
     pub fn finish(mut self, top: usize) -> ValidationSummary {
-        for (entity, counts) in std::mem::take(&mut self.valid) {
-            if counts.valid > 0 {
-                let c = self.summary.entities.entry(entity).or_default();
-                c.valid += counts.valid;
-                c.distinct_keys += counts.distinct_keys;
-                c.conflicting_keys += counts.conflicting_keys;
-            }
-        }
+        self.summary
+            .entities
+            .extend(std::mem::take(&mut self.counts));
         let mut v: Vec<ProblemCount> = self
             .problem_counts
             .into_iter()
