@@ -11,6 +11,7 @@ mod fingerprint;
 pub mod init;
 mod mapper;
 pub mod matching;
+pub mod pattern;
 pub mod rules;
 pub mod server;
 mod stream;
@@ -24,7 +25,6 @@ pub use stream::{map_file, map_file_view, map_file_with, MapOptions, MappedFile}
 use crate::crm::Entity;
 use crate::source::{display, display_path, escape, escape_multiline, Encoding, SourceOptions};
 use fields::{field_info, FieldKind};
-use regex::Regex;
 use rules::Transform;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -199,7 +199,7 @@ pub enum Check {
     Integer,
     MaxLength(usize),
     OneOf(Vec<String>),
-    Regex(Regex),
+    Regex(pattern::WholeMatch),
 }
 
 #[derive(Debug, Clone)]
@@ -698,8 +698,7 @@ fn build_field(
         checks.push(Check::OneOf(v));
     }
     if let Some(r) = rf.regex {
-        // Anchored: a pattern describes the whole value, not a substring of it.
-        let re = Regex::new(&format!("^(?:{r})$")).map_err(|e| format!("bad regex: {e}"))?;
+        let re = pattern::WholeMatch::new(&r).map_err(|e| format!("bad regex: {e}"))?;
         checks.push(Check::Regex(re));
     }
     if date.is_none()

@@ -1,10 +1,10 @@
 //! Transforms, checks and date conversion: the value-level rules of a template field.
 
+use super::pattern::WholeMatch;
 use chrono::format::{Item, Parsed};
 use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime};
-use regex::Regex;
 use std::borrow::Cow;
-use std::sync::OnceLock;
+use std::sync::LazyLock;
 
 pub use crate::values::phone::{is_phone, normalize_phone};
 
@@ -146,20 +146,12 @@ fn maps_to_itself(mut mapped: impl Iterator<Item = char>, c: char) -> bool {
 }
 
 pub fn is_email(v: &str) -> bool {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    thread_local! {
-        // A clone per thread: a regex's match cache is quick to get only on the thread that
-        // owns it (the others lock a shared stack for every match).
-        static OWN: Regex = RE
-            .get_or_init(|| {
-                // Pragmatic: one @, no spaces, a dot in the domain, a 2+ letter TLD (Cyrillic
-                // domains too).
-                Regex::new(r"^[^\s@,;<>()\[\]]+@[^\s@,;<>()\[\]]+\.[\p{L}]{2,}$")
-                    .expect("valid regex")
-            })
-            .clone();
-    }
-    OWN.with(|re| re.is_match(v))
+    static RE: LazyLock<WholeMatch> = LazyLock::new(|| {
+        // Pragmatic: one @, no spaces, a dot in the domain, a 2+ letter TLD (Cyrillic domains
+        // too).
+        WholeMatch::new(r"[^\s@,;<>()\[\]]+@[^\s@,;<>()\[\]]+\.[\p{L}]{2,}").expect("valid regex")
+    });
+    RE.is_match(v)
 }
 
 /// Numbers as Russian users type them: `1 234,50`, `1234.5`, NBSP as thousands separator.
