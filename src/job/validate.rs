@@ -136,7 +136,20 @@ impl ValidateJob {
         // The key table is bigger than the caches: its slots for a few rows ahead are fetched
         // while the current row is counted (a row ahead was too close to hide the wait).
         const AHEAD: usize = 8;
+        // The file's size over the first batch's bytes a row says about how many rows it holds.
+        let file_len = std::fs::metadata(&self.file).map_or(0, |m| m.len());
+        let mut sized = false;
         loop {
+            if !sized {
+                let (rows_in, bytes_in) = rows.read_so_far();
+                if rows_in > 0 {
+                    sized = true;
+                    // No bytes (a spreadsheet): its size says nothing of its rows.
+                    if let Some(rows) = file_len.saturating_mul(rows_in).checked_div(bytes_in) {
+                        tally.expect_rows(rows);
+                    }
+                }
+            }
             if let Some(later) = rows.ahead(AHEAD) {
                 tally.prefetch(later.records.iter().map(|r| r.print()));
             }

@@ -47,10 +47,12 @@ impl WholeMatch {
             )
             .build(&format!("(?:{pattern})$"))
             .ok()
-            .map(|dfa| Box::new(Dfa {
-                start: dfa.universal_start_state(Anchored::Yes),
-                dfa,
-            }));
+            .map(|dfa| {
+                Box::new(Dfa {
+                    start: dfa.universal_start_state(Anchored::Yes),
+                    dfa,
+                })
+            });
         Ok(WholeMatch {
             source: pattern.to_string(),
             dfa,

@@ -38,8 +38,9 @@ type Mapped<T> = Result<T, (u64, String)>;
 /// What the mapping thread sends the consumer.
 enum MappedMsg<T> {
     /// A batch's results as the workers left them (not copied into another vector: a row's
-    /// result can be big). The consumer ends the stream at the first panic in it.
-    Items(Vec<Mapped<T>>),
+    /// result can be big), and the bytes of the file they were read from (0 when the source
+    /// does not read raw bytes). The consumer ends the stream at the first panic in it.
+    Items(Vec<Mapped<T>>, usize),
     /// The stream ends with this failure.
     Failed(SourceError),
     End,
@@ -59,6 +60,9 @@ pub struct MappedFile<T = (Row, MappedRow)> {
     at: usize,
     done: bool,
     file: Arc<str>,
+    /// Rows received so far, and the bytes of the file they were read from.
+    rows_in: u64,
+    bytes_in: u64,
 }
 
 /// Read `source` through `mapper` in parallel batches, preserving order. Each item is the source
@@ -225,9 +229,9 @@ where
                     MappedMsg::Failed(e)
                 }
                 ReadMsg::Batch(b) => {
-                    let batch_last = match &b {
-                        Batch::Rows(rows) => rows.last().map(|r| r.pos.row),
-                        Batch::Raw(raw) => raw.last_row(),
+                    let (batch_last, bytes) = match &b {
+                        Batch::Rows(rows) => (rows.last().map(|r| r.pos.row), 0),
+                        Batch::Raw(raw) => (raw.last_row(), raw.room().0),
                     };
                     // Each row's work is caught on its own, so a panic names its row and the
                     // rows before it in the batch still count.
@@ -256,7 +260,7 @@ where
                     } else {
                         last_row = batch_last.unwrap_or(last_row);
                     }
-                    MappedMsg::Items(results)
+                    MappedMsg::Items(results, bytes)
                 }
             };
             let stop = ended;
@@ -279,10 +283,19 @@ where
         at: 0,
         done: false,
         file,
+        rows_in: 0,
+        bytes_in: 0,
     }
 }
 
 impl<T> MappedFile<T> {
+    /// Rows received so far and the bytes of the file they were read from; bytes are 0 for a
+    /// source that is not read as raw bytes (a spreadsheet). With the file's size, this
+    /// estimates how many rows the file holds.
+    pub fn read_so_far(&self) -> (u64, u64) {
+        (self.rows_in, self.bytes_in)
+    }
+
     /// The item `n` places after the next one, when it is already mapped (in the current
     /// batch), for a consumer that prefetches ahead.
     pub fn ahead(&self, n: usize) -> Option<&T> {
@@ -317,7 +330,9 @@ impl<T> MappedFile<T> {
     fn advance(&mut self) -> Result<bool, SourceError> {
         while !self.done && self.at >= self.batch.len() {
             match self.rx.recv() {
-                Ok(MappedMsg::Items(items)) => {
+                Ok(MappedMsg::Items(items, bytes)) => {
+                    self.rows_in += items.len() as u64;
+                    self.bytes_in += bytes as u64;
                     self.batch = items;
                     self.at = 0;
                 }

@@ -107,6 +107,17 @@ impl Tally {
         self.add_fingerprinted(m, &prints);
     }
 
+    /// The file holds about `rows` rows: make room in the key table for their keys at once
+    /// (each row gives at most one record, so one key, per entity of the template).
+    pub fn expect_rows(&mut self, rows: u64) {
+        // Past this the table grows step by step as before: the estimate is an upper bound
+        // (a company on many rows is one key), and memory taken for keys that never come is
+        // lost, so it is not taken beyond ~80 MB.
+        const MOST: u64 = 4_000_000;
+        let keys = rows.saturating_mul(self.counts.len() as u64).min(MOST);
+        self.keys.reserve(keys as usize);
+    }
+
     /// Start fetching the key slots of a row about to be added (see [`KeyConflicts::prefetch`]):
     /// call it with a later row's prints before adding the current one.
     pub fn prefetch(&self, prints: impl IntoIterator<Item = Fingerprint>) {
