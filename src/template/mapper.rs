@@ -1,7 +1,7 @@
 //! A template bound to a file's headers: turns rows into records and problems, in parallel.
 
 use super::fields::FieldKind;
-use super::fingerprint::{FieldName, Fingerprint, Sink};
+use super::fingerprint::{FieldName, Fingerprint, Finished, Sink};
 use super::rules::{first_4byte_char, is_email, is_phone, parse_number, parse_time, DateFormats};
 use super::{Check, Expr, FieldRule, Input, Part, Template, TemplateError};
 use crate::crm::Entity;
@@ -79,14 +79,18 @@ pub(super) struct RowParts {
     /// `prints[i]` is `records[i]`'s (filled only when records are not built).
     pub(super) prints: Vec<Fingerprint>,
     pub(super) blank: bool,
-    /// The key strings of the records cleared, for the next row's keys.
-    spare_keys: Vec<String>,
+    /// The records cleared (empty), for the next row's: their key strings and maps are reused
+    /// rather than allocated again for every record of every row.
+    spare: Vec<Record>,
 }
 
 impl RowParts {
     fn clear(&mut self) {
-        self.spare_keys
-            .extend(self.records.drain(..).map(|r| r.key));
+        self.spare.extend(self.records.drain(..).map(|mut r| {
+            r.fields.clear();
+            r.refs.clear();
+            r
+        }));
         self.rejected.clear();
         self.problems.clear();
         self.prints.clear();
@@ -444,9 +448,15 @@ impl Mapper {
                 entity: be.entity,
                 list: &mut out.problems,
             };
-            let mut key = out.spare_keys.pop().unwrap_or_default();
-            render_into(&be.key, cells, &mut key);
-            if key.is_empty() {
+            let mut record = out.spare.pop().unwrap_or_else(|| Record {
+                entity: be.entity,
+                key: String::new(),
+                fields: serde_json::Map::new(),
+                refs: Vec::new(),
+            });
+            record.entity = be.entity;
+            render_into(&be.key, cells, &mut record.key);
+            if record.key.is_empty() {
                 problems.push(
                     None,
                     None,
@@ -465,23 +475,21 @@ impl Mapper {
                     &mut problems,
                 );
             }
-            let invalid =
-                be.columns.iter().any(|c| bad_cols.contains(c)) || out.problems.len() > before;
+            let invalid = out.problems.len() > before
+                || (!bad_cols.is_empty() && be.columns.iter().any(|c| bad_cols.contains(c)));
             if invalid {
                 out.rejected.push(be.entity);
-                out.spare_keys.push(key);
-            } else {
-                let (fields, refs, print) = sink.finish(be.entity, &key);
-                if !build {
-                    out.prints.push(print);
-                }
-                out.records.push(Record {
-                    entity: be.entity,
-                    key,
-                    fields,
-                    refs,
-                });
+                out.spare.push(record);
+                continue;
             }
+            match sink.finish(be.entity, &record.key) {
+                Finished::Print(print) => out.prints.push(print),
+                Finished::Built(fields, refs) => {
+                    record.fields = fields;
+                    record.refs = refs;
+                }
+            }
+            out.records.push(record);
         }
     }
 
