@@ -632,8 +632,9 @@ fn map_field(
     }
     match typed_value(bf, &v) {
         Err(m) => err(m),
-        Ok(Some(json)) => sink.value(bf.name(), &json),
-        Ok(None) => sink.text(bf.name(), v),
+        Ok(Typed::Json(json)) => sink.value(bf.name(), &json),
+        Ok(Typed::Date(d)) => sink.display(bf.name(), &d),
+        Ok(Typed::Text) => sink.text(bf.name(), v),
     }
 }
 
@@ -710,13 +711,22 @@ fn failed_checks(checks: &[Check], v: &str, field: &str) -> Vec<String> {
     out
 }
 
+/// A value as the CRM takes it.
+enum Typed {
+    /// The text as it is.
+    Text,
+    /// A date, sent as its text (`CrmDateTime`'s `Display`).
+    Date(CrmDateTime),
+    Json(Value),
+}
+
 /// The value as the CRM takes it: a time, a date (in the CRM's range for timestamps), a number
-/// or an integer; `Ok(None)` for text (the sink keeps it as it is), `Err` with what is wrong.
-fn typed_value(bf: &BoundField, v: &str) -> Result<Option<Value>, String> {
+/// or an integer; text as it is; `Err` with what is wrong.
+fn typed_value(bf: &BoundField, v: &str) -> Result<Typed, String> {
     let rule = &bf.rule;
     if rule.kind == FieldKind::Time {
         return match parse_time(v) {
-            Some(t) => Ok(Some(Value::String(t.format("%H:%M").to_string()))),
+            Some(t) => Ok(Typed::Json(Value::String(t.format("%H:%M").to_string()))),
             None => Err("is not a time (HH:MM)".into()),
         };
     }
@@ -739,8 +749,9 @@ fn typed_value(bf: &BoundField, v: &str) -> Result<Option<Value>, String> {
                 );
             }
         }
-        return Ok(Some(Value::String(
-            CrmDateTime::of(d, rule.kind == FieldKind::Date).to_string(),
+        return Ok(Typed::Date(CrmDateTime::of(
+            d,
+            rule.kind == FieldKind::Date,
         )));
     }
     if (rule.kind == FieldKind::Number || rule.checks.iter().any(|c| matches!(c, Check::Number)))
@@ -749,12 +760,12 @@ fn typed_value(bf: &BoundField, v: &str) -> Result<Option<Value>, String> {
         // Sent as `1500.75`: the server reads "1,500.75" as 1.50 (NOTES §11,
         // v3-deal-add-kol-thousands-comma).
         return Money::parse(v)
-            .map(|m| Some(m.to_json()))
+            .map(|m| Typed::Json(m.to_json()))
             .map_err(|e| e.to_string());
     }
     if rule.kind == FieldKind::Number || rule.checks.iter().any(|c| matches!(c, Check::Number)) {
         // "1 234,50" is sent as the number 1234.5: the server would misread the text.
-        return Ok(Some(
+        return Ok(Typed::Json(
             parse_number(v)
                 .and_then(serde_json::Number::from_f64)
                 .map(Value::Number)
@@ -762,13 +773,13 @@ fn typed_value(bf: &BoundField, v: &str) -> Result<Option<Value>, String> {
         ));
     }
     if matches!(rule.kind, FieldKind::Int) {
-        return Ok(Some(
+        return Ok(Typed::Json(
             v.parse::<i64>()
                 .map(Value::from)
                 .unwrap_or_else(|_| Value::String(v.to_string())),
         ));
     }
-    Ok(None)
+    Ok(Typed::Text)
 }
 
 #[cfg(test)]
