@@ -132,6 +132,39 @@ struct BoundField {
     wide_literal: bool,
     /// The field's name hashed once, for the fingerprints.
     tag: u64,
+    /// What [`typed_value`] makes of the text, worked out from the rule once.
+    typing: Typing,
+}
+
+/// How a field's text becomes the value sent (see [`typed_value`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Typing {
+    Time,
+    Date,
+    Money,
+    Number,
+    Int,
+    Text,
+}
+
+impl Typing {
+    fn of(rule: &FieldRule) -> Typing {
+        let number = rule.kind == FieldKind::Number
+            || rule.checks.iter().any(|c| matches!(c, Check::Number));
+        if rule.kind == FieldKind::Time {
+            Typing::Time
+        } else if rule.date.is_some() {
+            Typing::Date
+        } else if number && is_money_field(&rule.name) {
+            Typing::Money
+        } else if number {
+            Typing::Number
+        } else if rule.kind == FieldKind::Int {
+            Typing::Int
+        } else {
+            Typing::Text
+        }
+    }
 }
 
 impl BoundField {
@@ -274,6 +307,7 @@ impl Template {
                     rule: f.clone(),
                     wide_literal,
                     tag: FieldName::new(&f.name).tag,
+                    typing: Typing::of(f),
                     input,
                     column,
                     map_lc: f.map.as_ref().map(|m| {
@@ -640,11 +674,7 @@ fn map_field(
         err(format!("contains the character '{c}' (emoji and other 4-byte characters are rejected by the CRM)"));
         return;
     }
-    let failed = failed_checks(&rule.checks, &v, &rule.name);
-    if !failed.is_empty() {
-        for m in failed {
-            err(m);
-        }
+    if failed_checks(&rule.checks, &v, &rule.name, &mut err) {
         return;
     }
     match typed_value(bf, &v) {
@@ -697,9 +727,11 @@ fn reference(
     }
 }
 
-/// What the field's checks (e-mail, phone, number, length, list, pattern) say about a value.
-fn failed_checks(checks: &[Check], v: &str, field: &str) -> Vec<String> {
-    let mut out = Vec::new();
+/// What the field's checks (e-mail, phone, number, length, list, pattern) say about a value,
+/// each failed one to `report`; whether any failed.
+fn failed_checks(checks: &[Check], v: &str, field: &str, report: impl FnMut(String)) -> bool {
+    let mut report = report;
+    let mut failed = false;
     for check in checks {
         let problem = match check {
             Check::Email if !is_email(v) => Some("is not a valid e-mail address".to_string()),
@@ -723,9 +755,12 @@ fn failed_checks(checks: &[Check], v: &str, field: &str) -> Vec<String> {
             }
             _ => None,
         };
-        out.extend(problem);
+        if let Some(m) = problem {
+            report(m);
+            failed = true;
+        }
     }
-    out
+    failed
 }
 
 /// A value as the CRM takes it.
@@ -741,62 +776,59 @@ enum Typed {
 /// or an integer; text as it is; `Err` with what is wrong.
 fn typed_value(bf: &BoundField, v: &str) -> Result<Typed, String> {
     let rule = &bf.rule;
-    if rule.kind == FieldKind::Time {
-        return match parse_time(v) {
+    match bf.typing {
+        Typing::Text => Ok(Typed::Text),
+        Typing::Time => match parse_time(v) {
             Some(t) => Ok(Typed::Json(Value::String(t.format("%H:%M").to_string()))),
             None => Err("is not a time (HH:MM)".into()),
-        };
-    }
-    if let (Some(formats), Some(compiled)) = (&rule.date, &bf.dates) {
-        let Some(d) = compiled.parse(v) else {
-            let fmts = if formats.is_empty() {
-                String::new()
-            } else {
-                format!(" (expected {})", formats.join(" or "))
+        },
+        Typing::Date => {
+            let (Some(formats), Some(compiled)) = (&rule.date, &bf.dates) else {
+                return Ok(Typed::Text); // bound with the rule's formats: never
             };
-            return Err(format!("is not a date{fmts}"));
-        };
-        if rule.kind == FieldKind::Timestamp {
-            // The range a 32-bit UNIX timestamp holds, by the calendar (no clock, no zone).
-            const LO: chrono::NaiveDate = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
-            const HI: chrono::NaiveDate = chrono::NaiveDate::from_ymd_opt(2038, 1, 19).unwrap();
-            if d < LO.and_time(chrono::NaiveTime::MIN) || d >= HI.and_time(chrono::NaiveTime::MIN) {
-                return Err(
-                    "is outside 1970-01-01 … 2038-01-19, the range the CRM can store".into(),
-                );
+            let Some(d) = compiled.parse(v) else {
+                let fmts = if formats.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (expected {})", formats.join(" or "))
+                };
+                return Err(format!("is not a date{fmts}"));
+            };
+            if rule.kind == FieldKind::Timestamp {
+                // The range a 32-bit UNIX timestamp holds, by the calendar (no clock, no zone).
+                const LO: chrono::NaiveDate = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+                const HI: chrono::NaiveDate = chrono::NaiveDate::from_ymd_opt(2038, 1, 19).unwrap();
+                if d < LO.and_time(chrono::NaiveTime::MIN)
+                    || d >= HI.and_time(chrono::NaiveTime::MIN)
+                {
+                    return Err(
+                        "is outside 1970-01-01 … 2038-01-19, the range the CRM can store".into(),
+                    );
+                }
             }
+            Ok(Typed::Date(CrmDateTime::of(
+                d,
+                rule.kind == FieldKind::Date,
+            )))
         }
-        return Ok(Typed::Date(CrmDateTime::of(
-            d,
-            rule.kind == FieldKind::Date,
-        )));
-    }
-    if (rule.kind == FieldKind::Number || rule.checks.iter().any(|c| matches!(c, Check::Number)))
-        && is_money_field(&rule.name)
-    {
         // Sent as `1500.75`: the server reads "1,500.75" as 1.50 (NOTES §11,
         // v3-deal-add-kol-thousands-comma).
-        return Money::parse(v)
+        Typing::Money => Money::parse(v)
             .map(|m| Typed::Json(m.to_json()))
-            .map_err(|e| e.to_string());
-    }
-    if rule.kind == FieldKind::Number || rule.checks.iter().any(|c| matches!(c, Check::Number)) {
+            .map_err(|e| e.to_string()),
         // "1 234,50" is sent as the number 1234.5: the server would misread the text.
-        return Ok(Typed::Json(
+        Typing::Number => Ok(Typed::Json(
             parse_number(v)
                 .and_then(serde_json::Number::from_f64)
                 .map(Value::Number)
                 .unwrap_or_else(|| Value::String(v.to_string())),
-        ));
-    }
-    if matches!(rule.kind, FieldKind::Int) {
-        return Ok(Typed::Json(
+        )),
+        Typing::Int => Ok(Typed::Json(
             v.parse::<i64>()
                 .map(Value::from)
                 .unwrap_or_else(|_| Value::String(v.to_string())),
-        ));
+        )),
     }
-    Ok(Typed::Text)
 }
 
 #[cfg(test)]
