@@ -380,6 +380,10 @@ fn render_into(parts: &[BoundPart], cells: Cells, s: &mut String) {
 /// A space at either end or two in a row: one pass over the bytes (every key of every row is
 /// checked; `str::contains("  ")` sets up a substring search each time).
 fn has_stray_space(s: &str) -> bool {
+    // Most keys (ids, numbers) hold no space at all, which `memchr` tells fastest.
+    if memchr::memchr(b' ', s.as_bytes()).is_none() {
+        return false;
+    }
     let mut after_space = true; // a space at the start counts as doubled
     for &b in s.as_bytes() {
         if b == b' ' {
