@@ -100,62 +100,105 @@ pub fn fingerprint(r: &Record) -> Fingerprint {
 }
 
 /// Where a record's values go: into a JSON map (upload), or only into a hash (validate).
-pub(super) struct Sink {
-    map: Option<serde_json::Map<String, Value>>,
-    refs: Vec<Reference>,
-    fields: FpHasher,
-    refh: FpHasher,
+pub(super) enum Sink {
+    Build {
+        map: serde_json::Map<String, Value>,
+        refs: Vec<Reference>,
+    },
+    Hash {
+        fields: FpHasher,
+        refs: FpHasher,
+    },
+}
+
+/// A finished record: its fields and references, or only its fingerprint.
+pub(super) enum Finished {
+    Built(serde_json::Map<String, Value>, Vec<Reference>),
+    Print(Fingerprint),
 }
 
 impl Sink {
     pub(super) fn new(build: bool, n: usize) -> Sink {
-        Sink {
-            map: build.then(|| serde_json::Map::with_capacity(n)),
-            refs: Vec::new(),
-            fields: SEED.build_hasher(),
-            refh: SEED.build_hasher(),
+        if build {
+            Sink::Build {
+                map: serde_json::Map::with_capacity(n),
+                refs: Vec::new(),
+            }
+        } else {
+            Sink::Hash {
+                fields: SEED.build_hasher(),
+                refs: SEED.build_hasher(),
+            }
         }
     }
     pub(super) fn value(&mut self, name: FieldName, v: &Value) {
-        match &mut self.map {
-            Some(m) => {
-                m.insert(name.name.to_string(), v.clone());
+        match self {
+            Sink::Build { map, .. } => {
+                map.insert(name.name.to_string(), v.clone());
             }
-            None => hash_value(&mut self.fields, name, v),
+            Sink::Hash { fields, .. } => hash_value(fields, name, v),
         }
     }
     pub(super) fn text(&mut self, name: FieldName, v: Cow<str>) {
-        match &mut self.map {
-            Some(m) => {
-                m.insert(name.name.to_string(), Value::String(v.into_owned()));
+        match self {
+            Sink::Build { map, .. } => {
+                map.insert(name.name.to_string(), Value::String(v.into_owned()));
             }
-            None => hash_text(&mut self.fields, name, &v),
+            Sink::Hash { fields, .. } => hash_text(fields, name, &v),
+        }
+    }
+    /// A value the CRM takes as text, written by its `Display` (a date): hashed from a stack
+    /// buffer when it fits, so a row's date costs no allocation on the validate path.
+    pub(super) fn display(&mut self, name: FieldName, v: &dyn std::fmt::Display) {
+        match self {
+            Sink::Build { map, .. } => {
+                map.insert(name.name.to_string(), Value::String(v.to_string()));
+            }
+            Sink::Hash { fields, .. } => {
+                use std::fmt::Write;
+                let mut t = StackText::default();
+                match write!(t, "{v}") {
+                    Ok(()) => hash_bytes(fields, name.tag, TEXT, &t.buf[..t.len]),
+                    Err(_) => hash_text(fields, name, &v.to_string()),
+                }
+            }
         }
     }
     pub(super) fn reference(&mut self, field: FieldName, entity: Entity, key: &str) {
-        if self.map.is_some() {
-            self.refs.push(Reference {
+        match self {
+            Sink::Build { refs, .. } => refs.push(Reference {
                 field: field.name.to_string(),
                 entity,
                 key: key.to_string(),
-            });
-        } else {
-            hash_ref(&mut self.refh, field, key);
+            }),
+            Sink::Hash { refs, .. } => hash_ref(refs, field, key),
         }
     }
-    pub(super) fn finish(
-        self,
-        entity: Entity,
-        key: &str,
-    ) -> (serde_json::Map<String, Value>, Vec<Reference>, Fingerprint) {
-        let print = match self.map {
-            Some(_) => Fingerprint::default(),
-            None => Fingerprint {
+    pub(super) fn finish(self, entity: Entity, key: &str) -> Finished {
+        match self {
+            Sink::Build { map, refs } => Finished::Built(nest(map), refs),
+            Sink::Hash { fields, refs } => Finished::Print(Fingerprint {
                 key: key_hash(entity, key),
-                values: combine(&self.fields, &self.refh),
-            },
-        };
-        (nest(self.map.unwrap_or_default()), self.refs, print)
+                values: combine(&fields, &refs),
+            }),
+        }
+    }
+}
+
+/// Text written into a fixed buffer; an error when it does not fit.
+#[derive(Default)]
+struct StackText {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
