@@ -58,13 +58,7 @@ impl Transform {
             Transform::Lower if v.is_ascii() => !v.bytes().any(|b| b.is_ascii_uppercase()),
             Transform::Lower => v.chars().all(|c| maps_to_itself(c.to_lowercase(), c)),
             Transform::Upper => v.chars().all(|c| maps_to_itself(c.to_uppercase(), c)),
-            Transform::CollapseSpaces => {
-                let b = v.as_bytes();
-                !v.chars().any(|c| c.is_whitespace() && c != ' ')
-                    && !b.windows(2).any(|w| w == b"  ")
-                    && b.first() != Some(&b' ')
-                    && b.last() != Some(&b' ')
-            }
+            Transform::CollapseSpaces => is_collapsed(&v),
             Transform::Digits => v.bytes().all(|c| c.is_ascii_digit()),
             Transform::First => !v.contains([',', ';', '\n']),
             Transform::ExcelDate => excel_serial(&v).is_none(),
@@ -138,6 +132,32 @@ pub fn excel_serial(v: &str) -> Option<NaiveDateTime> {
     let secs = ((f - f.trunc()) * 86400.0).round() as i64;
     let base = NaiveDate::from_ymd_opt(1899, 12, 30)?.and_time(NaiveTime::MIN);
     Some(base + chrono::Duration::days(days) + chrono::Duration::seconds(secs))
+}
+
+/// What [`Transform::CollapseSpaces`] leaves as it is: single spaces between words, no other
+/// white space. Read byte by byte (a title of every row comes here): a character is decoded
+/// only where white space other than the space could start, at a byte below the space or the
+/// lead bytes of U+0085, U+00A0 (0xC2) and U+1680…U+3000 (0xE1–0xE3) — never in Cyrillic.
+fn is_collapsed(v: &str) -> bool {
+    let b = v.as_bytes();
+    // True at the start too: a leading space is not collapsed.
+    let mut after_space = true;
+    for (i, &c) in b.iter().enumerate() {
+        if c == b' ' {
+            if after_space {
+                return false;
+            }
+            after_space = true;
+            continue;
+        }
+        after_space = false;
+        let may_be_space = c < b' ' || c == 0xC2 || (0xE1..=0xE3).contains(&c);
+        // `i` is a character boundary: an ASCII byte or a lead byte.
+        if may_be_space && v[i..].chars().next().is_some_and(char::is_whitespace) {
+            return false;
+        }
+    }
+    !after_space || b.is_empty()
 }
 
 /// A case mapping that leaves the character as it is.
@@ -489,6 +509,30 @@ mod tests {
                 for t in ALL {
                     prop_assert_eq!(first_4byte_char(&t.apply(&bmp)), None, "{:?} of {:?}", t, bmp);
                 }
+            }
+
+            #[test]
+            fn collapsed_text_is_found_as_the_character_check_found_it(
+                v in prop::collection::vec(prop_oneof![
+                    // Every white space character, and lead bytes they share with others.
+                    prop::sample::select(vec![
+                        ' ', '\t', '\n', '\u{b}', '\u{c}', '\r', '\u{1c}', '\u{85}', '\u{a0}',
+                        '\u{1680}', '\u{2000}', '\u{200a}', '\u{200b}', '\u{2028}', '\u{2029}',
+                        '\u{202f}', '\u{205f}', '\u{3000}', '\u{3001}', '«', '»', '\u{ab}',
+                        '\u{1681}', '\u{2010}', 'ж', 'Ж', 'a', '1',
+                    ]),
+                    any::<char>(),
+                ], 0..12).prop_map(String::from_iter)
+            ) {
+                let old = |v: &str| {
+                    let b = v.as_bytes();
+                    !v.chars().any(|c| c.is_whitespace() && c != ' ')
+                        && !b.windows(2).any(|w| w == b"  ")
+                        && b.first() != Some(&b' ')
+                        && b.last() != Some(&b' ')
+                };
+                prop_assert_eq!(is_collapsed(&v), old(&v), "{:?}", v);
+                prop_assert_eq!(is_collapsed(&v), Transform::CollapseSpaces.apply(&v) == v);
             }
 
             #[test]
