@@ -260,7 +260,7 @@ impl DateFormats {
     }
 
     pub fn parse(&self, v: &str) -> Option<NaiveDateTime> {
-        let v = v.trim();
+        let v = crate::values::trim(v);
         self.0
             .iter()
             .find_map(|f| {
