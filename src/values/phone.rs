@@ -5,15 +5,26 @@
 /// `8 342 200 00 00`, `+7(342)2000000`, `3422000000` → `+7 (342) 200-00-00`. An extension
 /// (`доб. 12`, `ext 12`) is kept after the number. `None` when it is not a Russian number.
 pub fn normalize_phone(v: &str) -> Option<String> {
-    // Only digits and punctuation (the common case): no extension to look for. The marker is
-    // searched on `v` itself, never at offsets found in a lower-cased copy: lower-casing changes
-    // byte lengths (`K` Kelvin sign → `k`, `İ` → `i̇`), so such offsets can split a character.
-    let plain = v.bytes().all(is_phone_punct_or_digit);
-    let marker = if plain {
-        None
-    } else {
-        find_ignore_case(v, "доб").or_else(|| find_ignore_case(v, "ext"))
-    };
+    // Only digits and punctuation (the common case): the digits are gathered in the same pass,
+    // with no extension to look for and no Unicode look-ups.
+    let mut digits = Digits::default();
+    for &c in v.as_bytes() {
+        if c.is_ascii_digit() {
+            digits.push(c)?;
+        } else if !matches!(c, b' ' | b'+' | b'-' | b'(' | b')' | b'.') {
+            return normalize_written_out(v);
+        }
+    }
+    digits.written(None)
+}
+
+/// [`normalize_phone`] of a value with more than digits and punctuation in it: an extension,
+/// or no phone at all.
+fn normalize_written_out(v: &str) -> Option<String> {
+    // The marker is searched on `v` itself, never at offsets found in a lower-cased copy:
+    // lower-casing changes byte lengths (`K` Kelvin sign → `k`, `İ` → `i̇`), so such offsets can
+    // split a character.
+    let marker = find_ignore_case(v, "доб").or_else(|| find_ignore_case(v, "ext"));
     let (main, ext) = match marker {
         Some(i) => (
             &v[..i],
@@ -27,51 +38,62 @@ pub fn normalize_phone(v: &str) -> Option<String> {
         None => (v, None),
     };
     // Digits of other scripts (full-width, Arabic-Indic) would silently drop out of the number.
-    // A plain number (digits and " +-().") has neither; skip the Unicode look-ups for it.
-    if !plain && main.chars().any(|c| c.is_numeric() && !c.is_ascii_digit()) {
+    if main.chars().any(|c| c.is_numeric() && !c.is_ascii_digit()) {
         return None;
     }
-    if !plain && main.chars().any(|c| c.is_alphabetic()) {
+    if main.chars().any(|c| c.is_alphabetic()) {
         return None;
     }
-    // The digits, on the stack: more than 11 is never a Russian number.
-    let mut buf = [0u8; 11];
-    let mut n = 0;
+    let mut digits = Digits::default();
     for c in main.bytes().filter(u8::is_ascii_digit) {
-        if n == buf.len() {
-            return None;
+        digits.push(c)?;
+    }
+    digits.written(ext.as_deref())
+}
+
+/// A number's ASCII digits, on the stack: more than 11 is never a Russian number.
+#[derive(Default)]
+struct Digits {
+    buf: [u8; 11],
+    n: usize,
+}
+
+impl Digits {
+    /// `None` when there are too many.
+    fn push(&mut self, digit: u8) -> Option<()> {
+        *self.buf.get_mut(self.n)? = digit;
+        self.n += 1;
+        Some(())
+    }
+
+    /// `+7 (342) 200-00-00[ доб. ext]`, when the digits are a Russian number.
+    fn written(&self, ext: Option<&str>) -> Option<String> {
+        let d = match self.n {
+            11 if self.buf[0] == b'7' || self.buf[0] == b'8' => &self.buf[1..],
+            10 => &self.buf[..10],
+            _ => return None,
+        };
+        // The digits put into the written form: `format!` or a `push_str` per part cost more
+        // than the rest of the normalisation.
+        let mut written = *NORMALIZED;
+        for (&at, &digit) in NORMALIZED_DIGITS.iter().zip(d) {
+            written[at] = digit;
         }
-        buf[n] = c;
-        n += 1;
+        let mut s = Vec::with_capacity(32);
+        s.extend_from_slice(&written);
+        if let Some(e) = ext.filter(|e| !e.is_empty()) {
+            s.extend_from_slice(" доб. ".as_bytes());
+            s.extend_from_slice(e.as_bytes());
+        }
+        // SAFETY: ASCII (the shape's literal and the digits, all checked `is_ascii_digit`) and
+        // whole `str`s. Checking it again with `String::from_utf8` cost a fifth of this function.
+        Some(unsafe { String::from_utf8_unchecked(s) })
     }
-    let d = match n {
-        11 if buf[0] == b'7' || buf[0] == b'8' => &buf[1..],
-        10 => &buf[..10],
-        _ => return None,
-    };
-    // The digits put into the written form: `format!` or a `push_str` per part cost more than
-    // the rest of the normalisation.
-    let mut written = *NORMALIZED;
-    for (&at, &digit) in NORMALIZED_DIGITS.iter().zip(d) {
-        written[at] = digit;
-    }
-    let mut s = Vec::with_capacity(32);
-    s.extend_from_slice(&written);
-    if let Some(e) = ext.filter(|e| !e.is_empty()) {
-        s.extend_from_slice(" доб. ".as_bytes());
-        s.extend_from_slice(e.as_bytes());
-    }
-    String::from_utf8(s).ok()
 }
 
 /// What [`normalize_phone`] writes, and where its ten digits go.
 const NORMALIZED: &[u8; 18] = b"+7 (000) 000-00-00";
 const NORMALIZED_DIGITS: [usize; 10] = [4, 5, 6, 9, 10, 11, 13, 14, 16, 17];
-
-/// A digit or the punctuation phone numbers are written with: ` +-().`.
-fn is_phone_punct_or_digit(c: u8) -> bool {
-    matches!(c, b'0'..=b'9' | b' ' | b'+' | b'-' | b'(' | b')' | b'.')
-}
 
 /// Byte offset in `haystack` (always a char boundary of it) where `needle` — lower-case — starts,
 /// comparing each character of `haystack` by its simple lower-case form.
