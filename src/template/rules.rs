@@ -55,8 +55,11 @@ impl Transform {
             Transform::Trim => crate::values::trim(&v).len() == v.len(),
             // Not `is_uppercase`: title-case letters (ǅ) and others change too.
             // ASCII text (an e-mail address) is lower case without upper-case letters.
-            Transform::Lower if v.is_ascii() => !v.bytes().any(|b| b.is_ascii_uppercase()),
-            Transform::Lower => v.chars().all(|c| maps_to_itself(c.to_lowercase(), c)),
+            // One pass over the bytes for ASCII text (an e-mail address), characters otherwise.
+            Transform::Lower => {
+                v.bytes().all(|b| b < 0x80 && !b.is_ascii_uppercase())
+                    || !v.is_ascii() && v.chars().all(|c| maps_to_itself(c.to_lowercase(), c))
+            }
             Transform::Upper => v.chars().all(|c| maps_to_itself(c.to_uppercase(), c)),
             Transform::CollapseSpaces => is_collapsed(&v),
             Transform::Digits => v.bytes().all(|c| c.is_ascii_digit()),
@@ -139,22 +142,31 @@ pub fn excel_serial(v: &str) -> Option<NaiveDateTime> {
 /// only where white space other than the space could start, at a byte below the space or the
 /// lead bytes of U+0085, U+00A0 (0xC2) and U+1680…U+3000 (0xE1–0xE3) — never in Cyrillic.
 fn is_collapsed(v: &str) -> bool {
+    /// Per byte: 0 never white space, 1 the space, 2 may start other white space.
+    const CLASS: [u8; 256] = {
+        let mut t = [0u8; 256];
+        let mut b = 0;
+        while b < 256 {
+            t[b] = match b {
+                0x20 => 1,
+                0..0x20 | 0xC2 | 0xE1..=0xE3 => 2,
+                _ => 0,
+            };
+            b += 1;
+        }
+        t
+    };
     let b = v.as_bytes();
     // True at the start too: a leading space is not collapsed.
     let mut after_space = true;
     for (i, &c) in b.iter().enumerate() {
-        if c == b' ' {
-            if after_space {
-                return false;
-            }
-            after_space = true;
-            continue;
-        }
-        after_space = false;
-        let may_be_space = c < b' ' || c == 0xC2 || (0xE1..=0xE3).contains(&c);
-        // `i` is a character boundary: an ASCII byte or a lead byte.
-        if may_be_space && v[i..].chars().next().is_some_and(char::is_whitespace) {
-            return false;
+        match CLASS[usize::from(c)] {
+            0 => after_space = false,
+            1 if after_space => return false,
+            1 => after_space = true,
+            // `i` is a character boundary: an ASCII byte or a lead byte.
+            _ if v[i..].chars().next().is_some_and(char::is_whitespace) => return false,
+            _ => after_space = false,
         }
     }
     !after_space || b.is_empty()
