@@ -680,6 +680,43 @@ mod tests {
             proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), before + &want);
             proptest::prop_assert!(issues.is_empty());
         }
+
+        /// A row of fields (ASCII runs, Cyrillic, any byte; every length around the eight bytes
+        /// decoded at once) reads as encoding_rs decodes each field, each ending where it should.
+        #[test]
+        fn cp1251_rows_decode_field_by_field_as_encoding_rs_does(
+            before in "\\PC{0,4}",
+            fields in proptest::collection::vec(
+                proptest::collection::vec(proptest::prop_oneof![
+                    4 => 0x20u8..0x7F,
+                    2 => 0xC0u8..=0xFF,
+                    1 => proptest::num::u8::ANY,
+                ], 0..40),
+                1..8,
+            ),
+            gap in proptest::num::u8::ANY,
+        ) {
+            let mut bytes = Vec::new();
+            let mut ends = Vec::new();
+            for f in &fields {
+                bytes.extend_from_slice(f);
+                ends.push(bytes.len());
+                bytes.push(gap);
+            }
+            let table = single_byte_table(encoding_rs::WINDOWS_1251).unwrap();
+            let mut out = before.clone().into_bytes();
+            let mut got_ends = Vec::new();
+            push_single_byte_fields(&bytes, 0, &ends, table, &mut out, |e| got_ends.push(e));
+            let mut want = before.clone().into_bytes();
+            let mut want_ends = Vec::new();
+            for f in &fields {
+                let (text, _) = encoding_rs::WINDOWS_1251.decode_without_bom_handling(f);
+                want.extend_from_slice(text.as_bytes());
+                want_ends.push(want.len());
+            }
+            proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(want).unwrap());
+            proptest::prop_assert_eq!(got_ends, want_ends);
+        }
     }
 
     #[test]

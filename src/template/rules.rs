@@ -55,16 +55,13 @@ impl Transform {
             Transform::Trim => crate::values::trim(&v).len() == v.len(),
             // Not `is_uppercase`: title-case letters (ǅ) and others change too.
             // ASCII text (an e-mail address) is lower case without upper-case letters.
-            Transform::Lower if v.is_ascii() => !v.bytes().any(|b| b.is_ascii_uppercase()),
-            Transform::Lower => v.chars().all(|c| maps_to_itself(c.to_lowercase(), c)),
-            Transform::Upper => v.chars().all(|c| maps_to_itself(c.to_uppercase(), c)),
-            Transform::CollapseSpaces => {
-                let b = v.as_bytes();
-                !v.chars().any(|c| c.is_whitespace() && c != ' ')
-                    && !b.windows(2).any(|w| w == b"  ")
-                    && b.first() != Some(&b' ')
-                    && b.last() != Some(&b' ')
+            // One pass over the bytes for ASCII text (an e-mail address), characters otherwise.
+            Transform::Lower => {
+                v.bytes().all(|b| b < 0x80 && !b.is_ascii_uppercase())
+                    || !v.is_ascii() && v.chars().all(|c| maps_to_itself(c.to_lowercase(), c))
             }
+            Transform::Upper => v.chars().all(|c| maps_to_itself(c.to_uppercase(), c)),
+            Transform::CollapseSpaces => is_collapsed(&v),
             Transform::Digits => v.bytes().all(|c| c.is_ascii_digit()),
             Transform::First => !v.contains([',', ';', '\n']),
             Transform::ExcelDate => excel_serial(&v).is_none(),
@@ -138,6 +135,41 @@ pub fn excel_serial(v: &str) -> Option<NaiveDateTime> {
     let secs = ((f - f.trunc()) * 86400.0).round() as i64;
     let base = NaiveDate::from_ymd_opt(1899, 12, 30)?.and_time(NaiveTime::MIN);
     Some(base + chrono::Duration::days(days) + chrono::Duration::seconds(secs))
+}
+
+/// What [`Transform::CollapseSpaces`] leaves as it is: single spaces between words, no other
+/// white space. Read byte by byte (a title of every row comes here): a character is decoded
+/// only where white space other than the space could start, at a byte below the space or the
+/// lead bytes of U+0085, U+00A0 (0xC2) and U+1680…U+3000 (0xE1–0xE3) — never in Cyrillic.
+fn is_collapsed(v: &str) -> bool {
+    /// Per byte: 0 never white space, 1 the space, 2 may start other white space.
+    const CLASS: [u8; 256] = {
+        let mut t = [0u8; 256];
+        let mut b = 0;
+        while b < 256 {
+            t[b] = match b {
+                0x20 => 1,
+                0..0x20 | 0xC2 | 0xE1..=0xE3 => 2,
+                _ => 0,
+            };
+            b += 1;
+        }
+        t
+    };
+    let b = v.as_bytes();
+    // True at the start too: a leading space is not collapsed.
+    let mut after_space = true;
+    for (i, &c) in b.iter().enumerate() {
+        match CLASS[usize::from(c)] {
+            0 => after_space = false,
+            1 if after_space => return false,
+            1 => after_space = true,
+            // `i` is a character boundary: an ASCII byte or a lead byte.
+            _ if v[i..].chars().next().is_some_and(char::is_whitespace) => return false,
+            _ => after_space = false,
+        }
+    }
+    !after_space || b.is_empty()
 }
 
 /// A case mapping that leaves the character as it is.
@@ -232,7 +264,7 @@ impl DateFormats {
     }
 
     pub fn parse(&self, v: &str) -> Option<NaiveDateTime> {
-        let v = v.trim();
+        let v = crate::values::trim(v);
         self.0
             .iter()
             .find_map(|f| {
@@ -481,6 +513,30 @@ mod tests {
                 for t in ALL {
                     prop_assert_eq!(first_4byte_char(&t.apply(&bmp)), None, "{:?} of {:?}", t, bmp);
                 }
+            }
+
+            #[test]
+            fn collapsed_text_is_found_as_the_character_check_found_it(
+                v in prop::collection::vec(prop_oneof![
+                    // Every white space character, and lead bytes they share with others.
+                    prop::sample::select(vec![
+                        ' ', '\t', '\n', '\u{b}', '\u{c}', '\r', '\u{1c}', '\u{85}', '\u{a0}',
+                        '\u{1680}', '\u{2000}', '\u{200a}', '\u{200b}', '\u{2028}', '\u{2029}',
+                        '\u{202f}', '\u{205f}', '\u{3000}', '\u{3001}', '«', '»', '\u{ab}',
+                        '\u{1681}', '\u{2010}', 'ж', 'Ж', 'a', '1',
+                    ]),
+                    any::<char>(),
+                ], 0..12).prop_map(String::from_iter)
+            ) {
+                let old = |v: &str| {
+                    let b = v.as_bytes();
+                    !v.chars().any(|c| c.is_whitespace() && c != ' ')
+                        && !b.windows(2).any(|w| w == b"  ")
+                        && b.first() != Some(&b' ')
+                        && b.last() != Some(&b' ')
+                };
+                prop_assert_eq!(is_collapsed(&v), old(&v), "{:?}", v);
+                prop_assert_eq!(is_collapsed(&v), Transform::CollapseSpaces.apply(&v) == v);
             }
 
             #[test]

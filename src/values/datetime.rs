@@ -117,20 +117,16 @@ impl fmt::Display for CrmDateTime {
             // here; `write!` with padding cost more than parsing the date).
             CrmDateTime::Date(d) if (0..=9999).contains(&d.year()) => {
                 let mut b = *b"0000-00-00";
-                put_digits(&mut b[0..4], d.year() as u32);
-                put_digits(&mut b[5..7], d.month());
-                put_digits(&mut b[8..10], d.day());
-                f.write_str(std::str::from_utf8(&b).map_err(|_| fmt::Error)?)
+                put_date(&mut b, d);
+                f.write_str(ascii(&b))
             }
             CrmDateTime::DateTime(at) if (0..=9999).contains(&at.year()) => {
                 let mut b = *b"0000-00-00 00:00:00";
-                put_digits(&mut b[0..4], at.year() as u32);
-                put_digits(&mut b[5..7], at.month());
-                put_digits(&mut b[8..10], at.day());
-                put_digits(&mut b[11..13], at.hour());
-                put_digits(&mut b[14..16], at.minute());
-                put_digits(&mut b[17..19], at.second());
-                f.write_str(std::str::from_utf8(&b).map_err(|_| fmt::Error)?)
+                put_date((&mut b[..10]).try_into().expect("ten bytes"), &at.date());
+                put_pair(&mut b[11..13], at.hour());
+                put_pair(&mut b[14..16], at.minute());
+                put_pair(&mut b[17..19], at.second());
+                f.write_str(ascii(&b))
             }
             CrmDateTime::Date(d) => write!(f, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day()),
             CrmDateTime::DateTime(at) => write!(
@@ -147,12 +143,30 @@ impl fmt::Display for CrmDateTime {
     }
 }
 
-/// `n` as zero-padded decimal digits filling `out` (the lowest digits, when `n` is longer).
-fn put_digits(out: &mut [u8], mut n: u32) {
-    for d in out.iter_mut().rev() {
-        *d = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
+/// `YYYY-MM-DD` of a day of the years 0..=9999 into `out`.
+fn put_date(out: &mut [u8; 10], d: &NaiveDate) {
+    let year = d.year() as u32;
+    put_pair(&mut out[0..2], year / 100);
+    put_pair(&mut out[2..4], year % 100);
+    put_pair(&mut out[5..7], d.month());
+    put_pair(&mut out[8..10], d.day());
+}
+
+/// `n` (below 100) as two digits: a pair copied from a table, not two divisions by ten.
+fn put_pair(out: &mut [u8], n: u32) {
+    const PAIRS: &[u8; 200] = b"\
+        0001020304050607080910111213141516171819202122232425262728293031323334353637383940414243444546474849\
+        5051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+    let i = (n % 100) as usize * 2;
+    out.copy_from_slice(&PAIRS[i..i + 2]);
+}
+
+/// Digits and the separators written around them as text.
+fn ascii(b: &[u8]) -> &str {
+    debug_assert!(b.is_ascii());
+    // SAFETY: only ASCII digits (`put_pair`) and ASCII separators from the literals are in
+    // `b`. Checking them with `str::from_utf8` cost as much as writing them.
+    unsafe { std::str::from_utf8_unchecked(b) }
 }
 
 #[cfg(test)]
@@ -267,6 +281,14 @@ mod tests {
                 let t = NaiveTime::from_num_seconds_from_midnight_opt(secs, 0).unwrap();
                 let v = CrmDateTime::of(day.and_time(t), date_only);
                 prop_assert_eq!(CrmDateTime::parse(&v.to_string()), Some(v));
+            }
+
+            #[test]
+            fn written_as_chrono_formats_it(days in 0i64..3_652_059, secs in 0u32..86_400) {
+                let day = NaiveDate::from_ymd_opt(0, 1, 1).unwrap() + chrono::Days::new(days as u64);
+                let t = day.and_time(NaiveTime::from_num_seconds_from_midnight_opt(secs, 0).unwrap());
+                prop_assert_eq!(CrmDateTime::of(t, false).to_string(), t.format("%Y-%m-%d %H:%M:%S").to_string());
+                prop_assert_eq!(CrmDateTime::of(t, true).to_string(), t.format("%Y-%m-%d").to_string());
             }
 
             #[test]
