@@ -19,11 +19,17 @@ pub fn trim(s: &str) -> &str {
     let (Some(&first), Some(&last)) = (b.first(), b.last()) else {
         return s;
     };
-    // ASCII above the space is never white space; neither is a character whose first byte is
-    // 0xD0–0xD3 (Cyrillic and its neighbours): non-ASCII white space starts 0xC2, 0xE1–0xE3.
-    let starts = (0x21..0x80).contains(&first) || (0xD0..=0xD3).contains(&first);
+    // ASCII above the space is never white space. Of the two-byte characters (first byte
+    // 0xC2–0xDF: Latin-1, Greek, Cyrillic, «»…) only U+0085 and U+00A0 are; the rest of
+    // Unicode's white space takes three bytes (first byte 0xE1–0xE3) and goes the long way.
+    let two_byte_space = |lead: u8, next: u8| lead == 0xC2 && (next == 0x85 || next == 0xA0);
+    let starts = (0x21..0x80).contains(&first)
+        || ((0xC2..=0xDF).contains(&first) && b.len() >= 2 && !two_byte_space(first, b[1]));
     let ends = (0x21..0x80).contains(&last)
-        || (last >= 0x80 && b.len() >= 2 && (0xD0..=0xD3).contains(&b[b.len() - 2]));
+        || (last >= 0x80 && b.len() >= 2 && {
+            let lead = b[b.len() - 2];
+            (0xC2..=0xDF).contains(&lead) && !two_byte_space(lead, last)
+        });
     if starts && ends {
         s
     } else {
@@ -180,6 +186,20 @@ mod tests {
                 let padded = format!("{pad}{v}{pad}");
                 prop_assert_eq!(trim(&padded), padded.trim());
                 prop_assert_eq!(trim(&v), v.trim());
+            }
+        }
+    }
+
+    #[test]
+    fn trim_agrees_with_str_trim_on_every_two_byte_character_at_either_end() {
+        for c in '\u{80}'..='\u{7FF}' {
+            for s in [
+                format!("{c}"),
+                format!("{c}x"),
+                format!("x{c}"),
+                format!("{c}д{c}"),
+            ] {
+                assert_eq!(trim(&s), s.trim(), "{s:?}");
             }
         }
     }
