@@ -161,11 +161,13 @@ fn put_pair(out: &mut [u8], n: u32) {
     out.copy_from_slice(&PAIRS[i..i + 2]);
 }
 
-/// Digits and the separators written around them as text.
+/// Digits and the separators written around them as text ("" if anything else crept in).
 fn ascii(b: &[u8]) -> &str {
-    debug_assert!(b.is_ascii());
-    // SAFETY: only ASCII digits (`put_pair`) and ASCII separators from the literals are in
-    // `b`. Checking them with `str::from_utf8` cost as much as writing them.
+    if !b.is_ascii() {
+        return "";
+    }
+    // SAFETY: ASCII is UTF-8, checked just above. `is_ascii` tests a word at a time;
+    // `str::from_utf8` cost as much as writing the digits.
     unsafe { std::str::from_utf8_unchecked(b) }
 }
 
