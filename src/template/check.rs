@@ -231,6 +231,9 @@ impl KeyConflicts {
     /// to that size (each step moves every key: the moves and zeroing were 60 % of this table's
     /// instructions in `validate`). Memory is taken at once, ~20 bytes a key.
     pub fn reserve(&mut self, keys: usize) {
+        if keys == 0 {
+            return;
+        }
         let mean = keys.div_ceil(self.shards.len());
         // Shards get keys unevenly (by their hashes): room for four standard deviations more
         // than the mean, up to a load of 0.8, where a shard would grow.
