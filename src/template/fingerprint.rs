@@ -155,7 +155,9 @@ pub(super) enum Finished {
     Print(Fingerprint),
 }
 
+// Inlined: called per value of every record, where a call cost about as much as the hashing.
 impl Sink {
+    #[inline]
     pub(super) fn new(build: bool, n: usize) -> Sink {
         if build {
             Sink::Build {
@@ -174,6 +176,7 @@ impl Sink {
             Sink::Hash(acc) => hash_value(acc, name, v),
         }
     }
+    #[inline]
     pub(super) fn text(&mut self, name: FieldName, v: Cow<str>) {
         match self {
             Sink::Build { map, .. } => {
@@ -182,6 +185,7 @@ impl Sink {
             Sink::Hash(acc) => *acc = acc.wrapping_add(value_hash(name.tag ^ TEXT, v.as_bytes())),
         }
     }
+    #[inline]
     /// A value the CRM takes as text, written by its `Display` (a date): hashed from a stack
     /// buffer when it fits, so a row's date costs no allocation on the validate path.
     pub(super) fn display(&mut self, name: FieldName, v: &dyn std::fmt::Display) {
@@ -200,6 +204,7 @@ impl Sink {
             }
         }
     }
+    #[inline]
     pub(super) fn reference(&mut self, field: FieldName, entity: Entity, key: &str) {
         match self {
             Sink::Build { refs, .. } => refs.push(Reference {
@@ -212,6 +217,7 @@ impl Sink {
             }
         }
     }
+    #[inline]
     pub(super) fn finish(self, entity: Entity, key: &str) -> Finished {
         match self {
             Sink::Build { map, refs } => Finished::Built(nest(map), refs),
