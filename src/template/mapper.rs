@@ -86,15 +86,30 @@ pub(super) struct RowParts {
 
 impl RowParts {
     fn clear(&mut self) {
-        self.spare.extend(self.records.drain(..).map(|mut r| {
-            r.fields.clear();
-            r.refs.clear();
-            r
-        }));
+        // Moved in one copy; emptied when taken again (`spare_record`).
+        self.spare.append(&mut self.records);
         self.rejected.clear();
         self.problems.clear();
         self.prints.clear();
         self.blank = false;
+    }
+
+    /// A record for `entity` with no fields or references, its key string reused if it can be.
+    fn spare_record(&mut self, entity: Entity) -> Record {
+        match self.spare.pop() {
+            Some(mut r) => {
+                r.entity = entity;
+                r.fields.clear();
+                r.refs.clear();
+                r
+            }
+            None => Record {
+                entity,
+                key: String::new(),
+                fields: serde_json::Map::new(),
+                refs: Vec::new(),
+            },
+        }
     }
 }
 
@@ -503,17 +518,11 @@ impl Mapper {
                 continue; // this row has no such record (e.g. a contact without activities)
             }
             let before = out.problems.len();
+            let mut record = out.spare_record(be.entity);
             let mut problems = EntityProblems {
                 entity: be.entity,
                 list: &mut out.problems,
             };
-            let mut record = out.spare.pop().unwrap_or_else(|| Record {
-                entity: be.entity,
-                key: String::new(),
-                fields: serde_json::Map::new(),
-                refs: Vec::new(),
-            });
-            record.entity = be.entity;
             render_into(&be.key, cells, &mut record.key);
             if record.key.is_empty() {
                 problems.push(
