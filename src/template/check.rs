@@ -222,6 +222,7 @@ impl Default for KeyConflicts {
 
 impl KeyConflicts {
     /// The value stored for `key`, or `None` after storing `value` (the key's first sighting).
+    #[inline]
     pub fn get_or_insert(&mut self, key: u64, value: u64) -> Option<u64> {
         let key = key.max(1);
         self.shards[(key & 0xff) as usize].get_or_insert(key, value)
