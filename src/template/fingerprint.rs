@@ -3,6 +3,7 @@
 
 use super::mapper::{Record, Reference};
 use crate::crm::Entity;
+use crate::hash::tagged_hash;
 use serde_json::Value;
 use std::borrow::Cow;
 
@@ -38,61 +39,11 @@ const TEXT: u64 = 0;
 const NULL: u64 = 0x9e37_79b9_7f4a_7c15;
 const OTHER: u64 = 0xc2b2_ae3d_27d4_eb4f;
 const REF: u64 = 0x1656_67b1_9e37_79f9;
-/// Arbitrary constants (digits of π) for the multiplications.
-const K0: u64 = 0x243f_6a88_85a3_08d3;
-const K1: u64 = 0x1319_8a2e_0370_7344;
-
-/// The 128-bit product's halves folded into 64 bits (foldhash's and wyhash's mixing step).
-#[inline(always)]
-fn fold_mul(x: u64, y: u64) -> u64 {
-    let full = u128::from(x) * u128::from(y);
-    full as u64 ^ (full >> 64) as u64
-}
-
-#[inline(always)]
-fn word(v: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(v[at..at + 8].try_into().expect("8 bytes"))
-}
-
-/// One value's 64-bit hash under `tag` (its field, kind and, for a key, entity). The same
-/// construction as foldhash's for short input, written out so that a value costs a few
-/// multiplications and no hasher state: every field of every record is hashed on `validate`'s
-/// per-row path (foldhash's streaming `Hasher` cost ~60 instructions a value there).
-#[inline(always)] // a call and its register saves cost a third of a short value's hash
-fn value_hash(tag: u64, v: &[u8]) -> u64 {
-    let len = v.len();
-    // The length picks the seed, so overlapping reads of different lengths do not line up.
-    let seed = fold_mul(tag ^ len as u64, K0);
-    let (lo, hi) = if len >= 8 {
-        if len > 16 {
-            let mut acc = seed;
-            let mut at = 0;
-            while len - at > 16 {
-                acc = fold_mul(word(v, at) ^ acc, word(v, at + 8) ^ K1);
-                at += 16;
-            }
-            return fold_mul(word(v, len - 16) ^ acc, word(v, len - 8) ^ K1);
-        }
-        (word(v, 0), word(v, len - 8))
-    } else if len >= 4 {
-        let w = |at: usize| u64::from(u32::from_le_bytes(v[at..at + 4].try_into().expect("4")));
-        (w(0), w(len - 4))
-    } else if len > 0 {
-        (
-            u64::from(v[0]),
-            u64::from(v[len / 2]) << 8 | u64::from(v[len - 1]),
-        )
-    } else {
-        (0, 0)
-    };
-    fold_mul(lo ^ seed, hi ^ K1)
-}
-
 fn hash_value(acc: &mut u64, name: FieldName, v: &Value) {
     let h = match v {
-        Value::String(s) => value_hash(name.tag ^ TEXT, s.as_bytes()),
-        Value::Null => value_hash(name.tag ^ NULL, b""),
-        other => value_hash(name.tag ^ OTHER, other.to_string().as_bytes()),
+        Value::String(s) => tagged_hash(name.tag ^ TEXT, s.as_bytes()),
+        Value::Null => tagged_hash(name.tag ^ NULL, b""),
+        other => tagged_hash(name.tag ^ OTHER, other.to_string().as_bytes()),
     };
     *acc = acc.wrapping_add(h);
 }
@@ -103,7 +54,7 @@ fn entity_tag(entity: Entity) -> u64 {
 }
 
 fn key_hash(entity: Entity, key: &str) -> u64 {
-    value_hash(entity_tag(entity), key.as_bytes())
+    tagged_hash(entity_tag(entity), key.as_bytes())
 }
 
 /// A record's values: the sum of its values' hashes. A field occurs once in a record and its
@@ -128,7 +79,7 @@ pub fn fingerprint(r: &Record) -> Fingerprint {
         }
     }
     for x in &r.refs {
-        acc = acc.wrapping_add(value_hash(
+        acc = acc.wrapping_add(tagged_hash(
             FieldName::new(&x.field).tag ^ REF,
             x.key.as_bytes(),
         ));
@@ -182,7 +133,7 @@ impl Sink {
             Sink::Build { map, .. } => {
                 map.insert(name.name.to_string(), Value::String(v.into_owned()));
             }
-            Sink::Hash(acc) => *acc = acc.wrapping_add(value_hash(name.tag ^ TEXT, v.as_bytes())),
+            Sink::Hash(acc) => *acc = acc.wrapping_add(tagged_hash(name.tag ^ TEXT, v.as_bytes())),
         }
     }
     #[inline]
@@ -197,8 +148,8 @@ impl Sink {
                 use std::fmt::Write;
                 let mut t = StackText::default();
                 let h = match write!(t, "{v}") {
-                    Ok(()) => value_hash(name.tag ^ TEXT, &t.buf[..t.len]),
-                    Err(_) => value_hash(name.tag ^ TEXT, v.to_string().as_bytes()),
+                    Ok(()) => tagged_hash(name.tag ^ TEXT, &t.buf[..t.len]),
+                    Err(_) => tagged_hash(name.tag ^ TEXT, v.to_string().as_bytes()),
                 };
                 *acc = acc.wrapping_add(h);
             }
@@ -213,7 +164,7 @@ impl Sink {
                 key: key.to_string(),
             }),
             Sink::Hash(acc) => {
-                *acc = acc.wrapping_add(value_hash(field.tag ^ REF, key.as_bytes()));
+                *acc = acc.wrapping_add(tagged_hash(field.tag ^ REF, key.as_bytes()));
             }
         }
     }
@@ -305,15 +256,15 @@ mod tests {
         /// 1–3, 4–7, 8–16 and longer bytes), and the tag (field, kind) tells equal bytes apart.
         #[test]
         fn values_hash_equal_only_when_equal(a in near_text(), b in near_text(), flip in 0usize..40, tag: u64) {
-            prop_assert_eq!(value_hash(tag, &a) == value_hash(tag, &b), a == b);
+            prop_assert_eq!(tagged_hash(tag, &a) == tagged_hash(tag, &b), a == b);
             let mut c = a.clone();
             if let Some(x) = c.get_mut(flip) {
                 *x ^= 1;
-                prop_assert_ne!(value_hash(tag, &a), value_hash(tag, &c));
+                prop_assert_ne!(tagged_hash(tag, &a), tagged_hash(tag, &c));
             }
             c.truncate(flip);
-            prop_assert_eq!(value_hash(tag, &a) == value_hash(tag, &c), a == c);
-            prop_assert_ne!(value_hash(tag, &a), value_hash(tag ^ REF, &a));
+            prop_assert_eq!(tagged_hash(tag, &a) == tagged_hash(tag, &c), a == c);
+            prop_assert_ne!(tagged_hash(tag, &a), tagged_hash(tag ^ REF, &a));
         }
 
         /// A record's fingerprint is the same whatever order its fields and references come

@@ -759,6 +759,8 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(crate::values::hostile::config())]
+
         /// The one-pass check agrees with the simple one it replaced, on text made mostly of
         /// spaces and a few other characters (so runs and ends of spaces are common).
         #[test]
@@ -774,6 +776,14 @@ mod tests {
             let before = s.contains("  ") || s.starts_with(' ') || s.ends_with(' ');
             proptest::prop_assert_eq!(has_stray_space(&s), before);
         }
+    }
+
+    #[test]
+    fn stray_spaces_found_where_a_word_at_a_time_check_once_missed_them() {
+        // Cases a broken eight-bytes-at-a-time comparison got wrong while it was written.
+        assert!(has_stray_space("🎉🎉a Ж🎉\t "));
+        assert!(!has_stray_space("a Жaaa a"));
+        assert!(has_stray_space("a Жaaa  a"));
     }
 
     #[test]
