@@ -57,12 +57,12 @@ impl Transform {
             // ASCII text (an e-mail address) is lower case without upper-case letters.
             // One pass over the bytes for ASCII text (an e-mail address), characters otherwise.
             Transform::Lower => {
-                v.bytes().all(|b| b < 0x80 && !b.is_ascii_uppercase())
+                is_ascii_lower(v.as_bytes())
                     || !v.is_ascii() && v.chars().all(|c| maps_to_itself(c.to_lowercase(), c))
             }
             Transform::Upper => v.chars().all(|c| maps_to_itself(c.to_uppercase(), c)),
             Transform::CollapseSpaces => is_collapsed(&v),
-            Transform::Digits => v.bytes().all(|c| c.is_ascii_digit()),
+            Transform::Digits => is_ascii_digits(v.as_bytes()),
             Transform::First => !v.contains([',', ';', '\n']),
             Transform::ExcelDate => excel_serial(&v).is_none(),
             Transform::Phone | Transform::Capitalize => false,
@@ -230,6 +230,32 @@ fn is_collapsed_bytes(v: &str) -> bool {
         }
     }
     !after_space || b.is_empty()
+}
+
+/// ASCII without an upper-case letter, eight bytes at a time (an e-mail column is lower-cased
+/// in every row).
+fn is_ascii_lower(b: &[u8]) -> bool {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    let (words, rest) = b.as_chunks::<8>();
+    words.iter().all(|w| {
+        let x = u64::from_le_bytes(*w);
+        // For bytes below 0x80 (no carry between bytes; a byte from 0x80 up fails anyway): the
+        // high bit of `x + 0x3F` is set from 'A' up, that of `x + 0x25` from '[' up.
+        let upper = x.wrapping_add(0x3F * ONES) & !x.wrapping_add(0x25 * ONES);
+        (x | upper) & (0x80 * ONES) == 0
+    }) && rest.iter().all(|&c| c < 0x80 && !c.is_ascii_uppercase())
+}
+
+/// Only ASCII digits, eight bytes at a time (an INN column is checked in every row).
+fn is_ascii_digits(b: &[u8]) -> bool {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    let (words, rest) = b.as_chunks::<8>();
+    words.iter().all(|w| {
+        // A digit's byte XOR '0' is at most 9: neither it nor it plus 6 reaches 16 (a carry out
+        // of a byte only comes from one that fails on its own).
+        let x = u64::from_le_bytes(*w) ^ (b'0' as u64 * ONES);
+        (x | x.wrapping_add(6 * ONES)) & (0xF0 * ONES) == 0
+    }) && rest.iter().all(u8::is_ascii_digit)
 }
 
 /// A case mapping that leaves the character as it is.
@@ -617,6 +643,26 @@ mod tests {
                 let bmp: String = v.chars().filter(|&c| c <= '\u{FFFF}').collect();
                 for t in ALL {
                     prop_assert_eq!(first_4byte_char(&t.apply(&bmp)), None, "{:?} of {:?}", t, bmp);
+                }
+            }
+
+            /// The word-at-a-time byte checks answer as the byte-at-a-time ones.
+            #[test]
+            fn word_checks_agree_with_byte_checks(
+                v in prop::collection::vec(prop::sample::select(vec![
+                    0u8, b' ', b'/', b'0', b'5', b'9', b':', b'@', b'A', b'Z', b'[', b'`', b'a', b'z',
+                    b'{', 0x7F, 0x80, 0xBF, 0xC0, 0xD0, 0xFF,
+                ]), 0..40),
+                digits in "[0-9]{0,12}[/:?0-9]{0,2}[0-9]{0,12}",
+                lower in "[a-z0-9.@_-]{0,12}[@AZ\\[`{]?[a-z0-9.@_-]{0,12}",
+            ) {
+                for v in [v.as_slice(), digits.as_bytes(), lower.as_bytes()] {
+                    prop_assert_eq!(is_ascii_digits(v), v.iter().all(u8::is_ascii_digit), "{:?}", v);
+                    prop_assert_eq!(
+                        is_ascii_lower(v),
+                        v.iter().all(|&b| b < 0x80 && !b.is_ascii_uppercase()),
+                        "{:?}", v
+                    );
                 }
             }
 
