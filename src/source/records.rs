@@ -190,15 +190,46 @@ impl Records {
     }
 }
 
-/// Append `base + i` for every `line[i] == byte`, eight bytes at a time (a line's delimiters are
-/// too close together for `memchr`'s per-call setup to pay).
+/// Append `base + i` for every `line[i] == byte`: sixteen bytes at a time with SSE2 (part of
+/// every x86-64 CPU), eight elsewhere. A line's delimiters are too close together for
+/// `memchr`'s per-call setup to pay; this loop was a third of the reader thread's work when it
+/// went eight bytes at a time.
 fn push_positions(line: &[u8], byte: u8, base: usize, out: &mut Vec<usize>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+        };
+        let (blocks, rest) = line.as_chunks::<16>();
+        // SAFETY: SSE2 is part of every x86-64 CPU (the target enables it); each `block` is
+        // 16 readable bytes and `loadu` needs no alignment.
+        let pattern = unsafe { _mm_set1_epi8(byte as i8) };
+        let mut at = base;
+        for block in blocks {
+            let mut hits = unsafe {
+                let v = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
+                _mm_movemask_epi8(_mm_cmpeq_epi8(v, pattern)) as u32
+            };
+            while hits != 0 {
+                out.push(at + hits.trailing_zeros() as usize);
+                hits &= hits - 1;
+            }
+            at += 16;
+        }
+        push_positions_swar(rest, byte, at, out);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    push_positions_swar(line, byte, base, out);
+}
+
+/// [`push_positions`] eight bytes at a time in a `u64`.
+fn push_positions_swar(line: &[u8], byte: u8, base: usize, out: &mut Vec<usize>) {
     const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
     let pattern = u64::from_le_bytes([byte; 8]);
-    let mut words = line.chunks_exact(8);
+    let (words, rest) = line.as_chunks::<8>();
     let mut at = base;
-    for word in &mut words {
-        let x = u64::from_le_bytes(word.try_into().expect("8 bytes")) ^ pattern;
+    for word in words {
+        let x = u64::from_le_bytes(*word) ^ pattern;
         // The high bit of each byte of `x` that is zero, and only those (no borrow between
         // bytes: the low seven bits are added apart from the high one).
         let mut zero = !(((x & LOW7) + LOW7) | x | LOW7);
@@ -208,7 +239,7 @@ fn push_positions(line: &[u8], byte: u8, base: usize, out: &mut Vec<usize>) {
         }
         at += 8;
     }
-    for (i, &b) in words.remainder().iter().enumerate() {
+    for (i, &b) in rest.iter().enumerate() {
         if b == byte {
             out.push(at + i);
         }
@@ -289,10 +320,13 @@ mod tests {
             byte in proptest::sample::select(vec![0u8, 0x3B, 0x80, 0xFF]),
             base in 0usize..5,
         ) {
-            let mut got = vec![7];
-            push_positions(&line, byte, base, &mut got);
             let mut want = vec![7];
             want.extend(line.iter().enumerate().filter(|(_, &b)| b == byte).map(|(i, _)| base + i));
+            let mut got = vec![7];
+            push_positions(&line, byte, base, &mut got);
+            proptest::prop_assert_eq!(&got, &want);
+            let mut got = vec![7];
+            push_positions_swar(&line, byte, base, &mut got);
             proptest::prop_assert_eq!(got, want);
         }
     }

@@ -57,12 +57,12 @@ impl Transform {
             // ASCII text (an e-mail address) is lower case without upper-case letters.
             // One pass over the bytes for ASCII text (an e-mail address), characters otherwise.
             Transform::Lower => {
-                v.bytes().all(|b| b < 0x80 && !b.is_ascii_uppercase())
+                is_ascii_lower(v.as_bytes())
                     || !v.is_ascii() && v.chars().all(|c| maps_to_itself(c.to_lowercase(), c))
             }
             Transform::Upper => v.chars().all(|c| maps_to_itself(c.to_uppercase(), c)),
             Transform::CollapseSpaces => is_collapsed(&v),
-            Transform::Digits => v.bytes().all(|c| c.is_ascii_digit()),
+            Transform::Digits => is_ascii_digits(v.as_bytes()),
             Transform::First => !v.contains([',', ';', '\n']),
             Transform::ExcelDate => excel_serial(&v).is_none(),
             Transform::Phone | Transform::Capitalize => false,
@@ -142,6 +142,66 @@ pub fn excel_serial(v: &str) -> Option<NaiveDateTime> {
 /// only where white space other than the space could start, at a byte below the space or the
 /// lead bytes of U+0085, U+00A0 (0xC2) and U+1680…U+3000 (0xE1–0xE3) — never in Cyrillic.
 fn is_collapsed(v: &str) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(answer) = collapsed_by_blocks(v.as_bytes()) {
+        return answer;
+    }
+    is_collapsed_bytes(v)
+}
+
+/// [`is_collapsed`] sixteen bytes at a time with SSE2 (part of every x86-64 CPU), for text of
+/// 16 bytes or more; `None` where a character must be decoded: a byte below the space, a lead
+/// byte 0xE1–0xE3, or 0xC2 before 0x85 / 0xA0 or at a block's end.
+#[cfg(target_arch = "x86_64")]
+fn collapsed_by_blocks(b: &[u8]) -> Option<bool> {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_min_epu8, _mm_movemask_epi8,
+        _mm_or_si128, _mm_set1_epi8,
+    };
+    let n = b.len();
+    if n < 16 {
+        return None;
+    }
+    // Blocks at 0, 16, … and one ending at the end (overlapping the one before: checking a byte
+    // twice changes nothing).
+    let starts = (0..n - 15).step_by(16).chain(std::iter::once(n - 16));
+    // SAFETY: SSE2 is part of every x86-64 CPU (the target enables it); each block is 16
+    // readable bytes of `b` (`at + 16 <= n`) and `loadu` needs no alignment.
+    let splat = |x: u8| unsafe { _mm_set1_epi8(x as i8) };
+    let [space, ctl, c2, e1, e3, nel, nbsp] = [b' ', 0x1F, 0xC2, 0xE1, 0xE3, 0x85, 0xA0].map(splat);
+    for at in starts {
+        let block: &[u8; 16] = b[at..at + 16].try_into().expect("16 bytes");
+        let [spaces, special, c2s, next] = unsafe {
+            let v = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
+            let low = _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v);
+            let e = _mm_cmpeq_epi8(_mm_min_epu8(_mm_max_epu8(v, e1), e3), v);
+            let second = _mm_or_si128(_mm_cmpeq_epi8(v, nel), _mm_cmpeq_epi8(v, nbsp));
+            [
+                _mm_cmpeq_epi8(v, space),
+                _mm_or_si128(low, e),
+                _mm_cmpeq_epi8(v, c2),
+                second,
+            ]
+            .map(|m| _mm_movemask_epi8(m) as u32)
+        };
+        if special != 0 || c2s & ((next >> 1) | 0x8000) != 0 {
+            return None;
+        }
+        // A space at the start, or after another (the byte before the block included).
+        let before = if at == 0 {
+            1
+        } else {
+            u32::from(b[at - 1] == b' ')
+        };
+        if spaces & ((spaces << 1) | before) != 0 {
+            return Some(false);
+        }
+    }
+    Some(b[n - 1] != b' ')
+}
+
+/// [`is_collapsed`] a byte at a time.
+fn is_collapsed_bytes(v: &str) -> bool {
     /// Per byte: 0 never white space, 1 the space, 2 may start other white space.
     const CLASS: [u8; 256] = {
         let mut t = [0u8; 256];
@@ -170,6 +230,32 @@ fn is_collapsed(v: &str) -> bool {
         }
     }
     !after_space || b.is_empty()
+}
+
+/// ASCII without an upper-case letter, eight bytes at a time (an e-mail column is lower-cased
+/// in every row).
+fn is_ascii_lower(b: &[u8]) -> bool {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    let (words, rest) = b.as_chunks::<8>();
+    words.iter().all(|w| {
+        let x = u64::from_le_bytes(*w);
+        // For bytes below 0x80 (no carry between bytes; a byte from 0x80 up fails anyway): the
+        // high bit of `x + 0x3F` is set from 'A' up, that of `x + 0x25` from '[' up.
+        let upper = x.wrapping_add(0x3F * ONES) & !x.wrapping_add(0x25 * ONES);
+        (x | upper) & (0x80 * ONES) == 0
+    }) && rest.iter().all(|&c| c < 0x80 && !c.is_ascii_uppercase())
+}
+
+/// Only ASCII digits, eight bytes at a time (an INN column is checked in every row).
+fn is_ascii_digits(b: &[u8]) -> bool {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    let (words, rest) = b.as_chunks::<8>();
+    words.iter().all(|w| {
+        // A digit's byte XOR '0' is at most 9: neither it nor it plus 6 reaches 16 (a carry out
+        // of a byte only comes from one that fails on its own).
+        let x = u64::from_le_bytes(*w) ^ (b'0' as u64 * ONES);
+        (x | x.wrapping_add(6 * ONES)) & (0xF0 * ONES) == 0
+    }) && rest.iter().all(u8::is_ascii_digit)
 }
 
 /// A case mapping that leaves the character as it is.
@@ -219,18 +305,65 @@ pub fn parse_date(v: &str, formats: &[String]) -> Option<NaiveDateTime> {
     DateFormats::new(formats).parse(v)
 }
 
-/// A fixed-width layout we parse by hand (the formats nearly every file uses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fast {
-    /// `%d.%m.%Y`, with `HH:MM` / `HH:MM:SS` after a space when `time` is 1 / 2.
-    Dmy(u8),
-    /// `%Y-%m-%d`, likewise.
-    Ymd(u8),
+/// A fixed-width layout parsed by hand (the formats nearly every file uses): `text` with `0`
+/// for each digit; the date is `DD.MM.YYYY` or `YYYY-MM-DD`, a time, if any, at 11, 14 (, 17).
+/// Checked and read a word at a time: a date column is in every row of many files.
+#[derive(Debug, PartialEq, Eq)]
+struct Fast {
+    text: &'static [u8],
+    /// `DD.MM.YYYY`, else `YYYY-MM-DD`.
+    dmy: bool,
+    /// `text` as little-endian words, padded with zero bytes.
+    want: [u64; 3],
+    /// 6 at each digit: a digit's byte XOR `'0'` is at most 9 exactly when neither it nor it
+    /// plus 6 reaches 16.
+    six: [u64; 3],
+    /// The bits that must be clear after XOR with `want`: the top four of a digit, all of a
+    /// separator.
+    clear: [u64; 3],
 }
+
+impl Fast {
+    const fn new(text: &'static [u8], dmy: bool) -> Fast {
+        let (mut want, mut six, mut clear) = ([0u64; 3], [0u64; 3], [0u64; 3]);
+        let mut i = 0;
+        while i < text.len() {
+            let (w, shift) = (i / 8, 8 * (i % 8));
+            want[w] |= (text[i] as u64) << shift;
+            if text[i] == b'0' {
+                six[w] |= 6 << shift;
+                clear[w] |= 0xF0 << shift;
+            } else {
+                clear[w] |= 0xFF << shift;
+            }
+            i += 1;
+        }
+        Fast {
+            text,
+            dmy,
+            want,
+            six,
+            clear,
+        }
+    }
+}
+
+/// The formats parsed by hand, with the strftime text each stands for.
+static FAST: [(&str, Fast); 6] = [
+    ("%d.%m.%Y", Fast::new(b"00.00.0000", true)),
+    ("%d.%m.%Y %H:%M", Fast::new(b"00.00.0000 00:00", true)),
+    ("%d.%m.%Y %H:%M:%S", Fast::new(b"00.00.0000 00:00:00", true)),
+    ("%Y-%m-%d", Fast::new(b"0000-00-00", false)),
+    ("%Y-%m-%d %H:%M", Fast::new(b"0000-00-00 00:00", false)),
+    (
+        "%Y-%m-%d %H:%M:%S",
+        Fast::new(b"0000-00-00 00:00:00", false),
+    ),
+];
 
 #[derive(Debug, Clone)]
 struct DateFormat {
-    fast: Option<Fast>,
+    fast: Option<&'static Fast>,
     /// `None` when chrono cannot read the format (it then never matches, as before).
     items: Option<Vec<Item<'static>>>,
 }
@@ -248,15 +381,10 @@ impl DateFormats {
                 .map(String::as_str)
                 .chain(DEFAULT_DATE_FORMATS.iter().copied())
                 .map(|f| DateFormat {
-                    fast: match f {
-                        "%d.%m.%Y" => Some(Fast::Dmy(0)),
-                        "%d.%m.%Y %H:%M" => Some(Fast::Dmy(1)),
-                        "%d.%m.%Y %H:%M:%S" => Some(Fast::Dmy(2)),
-                        "%Y-%m-%d" => Some(Fast::Ymd(0)),
-                        "%Y-%m-%d %H:%M" => Some(Fast::Ymd(1)),
-                        "%Y-%m-%d %H:%M:%S" => Some(Fast::Ymd(2)),
-                        _ => None,
-                    },
+                    fast: FAST
+                        .iter()
+                        .find(|(text, _)| *text == f)
+                        .map(|(_, fast)| fast),
                     items: chrono::format::StrftimeItems::new(f).parse_to_owned().ok(),
                 })
                 .collect(),
@@ -285,52 +413,38 @@ fn parse_items(v: &str, items: &[Item<'static>]) -> Option<NaiveDateTime> {
 }
 
 /// Strictly zero-padded input only; anything else goes to chrono with the same format.
-fn parse_fast(v: &str, fast: Fast) -> Option<NaiveDateTime> {
+fn parse_fast(v: &str, fast: &Fast) -> Option<NaiveDateTime> {
     let b = v.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        let s = b.get(r)?;
-        let mut n = 0u32;
-        for &c in s {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            n = n * 10 + u32::from(c - b'0');
-        }
-        Some(n)
-    };
-    let (y, m, d, time) = match fast {
-        Fast::Dmy(t) => {
-            if b.get(2) != Some(&b'.') || b.get(5) != Some(&b'.') {
-                return None;
-            }
-            (num(6..10)?, num(3..5)?, num(0..2)?, t)
-        }
-        Fast::Ymd(t) => {
-            if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
-                return None;
-            }
-            (num(0..4)?, num(5..7)?, num(8..10)?, t)
-        }
-    };
-    let len = [10, 16, 19][time as usize];
-    if b.len() != len {
+    let mut buf = [0u8; 24];
+    // Copies of a known size (no `memcpy` call).
+    match (b.len(), fast.text.len()) {
+        (10, 10) => buf[..10].copy_from_slice(b),
+        (16, 16) => buf[..16].copy_from_slice(b),
+        (19, 19) => buf[..19].copy_from_slice(b),
+        _ => return None,
+    }
+    let mut bad = 0;
+    // Per word, at each byte: ten times its digit plus the next byte's, which is the two-digit
+    // number starting there (no carry between bytes: at most 99). No field straddles words.
+    let mut pairs = [0u64; 3];
+    for (k, word) in buf.as_chunks::<8>().0.iter().enumerate() {
+        // Each digit's value, zero for each separator (and the padding), if all is as it should be.
+        let x = u64::from_le_bytes(*word) ^ fast.want[k];
+        // A carry out of a byte only comes from one that fails here on its own.
+        bad |= (x | x.wrapping_add(fast.six[k])) & fast.clear[k];
+        pairs[k] = x.wrapping_mul(10).wrapping_add(x >> 8); // Wraps only when `bad`.
+    }
+    if bad != 0 {
         return None;
     }
-    let (mut hh, mut mm, mut ss) = (0, 0, 0);
-    if time >= 1 {
-        if b[10] != b' ' || b[13] != b':' {
-            return None;
-        }
-        hh = num(11..13)?;
-        mm = num(14..16)?;
-    }
-    if time == 2 {
-        if b[16] != b':' {
-            return None;
-        }
-        ss = num(17..19)?;
-    }
-    NaiveDate::from_ymd_opt(y as i32, m, d)?.and_hms_opt(hh, mm, ss)
+    let two = |at: usize| ((pairs[at / 8] >> (8 * (at % 8))) & 0xFF) as u32;
+    let (year, month, day) = if fast.dmy {
+        (two(6) * 100 + two(8), two(3), two(0))
+    } else {
+        (two(0) * 100 + two(2), two(5), two(8))
+    };
+    // A time the layout lacks reads as zeros from the padding.
+    NaiveDate::from_ymd_opt(year as i32, month, day)?.and_hms_opt(two(11), two(14), two(17))
 }
 
 /// A plain time `HH:MM[:SS]` (task `totime`).
@@ -433,6 +547,23 @@ mod tests {
     }
 
     #[test]
+    fn two_spaces_are_found_across_sixteen_byte_blocks() {
+        let a15 = "a".repeat(15);
+        for v in [
+            format!("{a15}  {a15}"),
+            format!("{a15} {a15}  "),
+            format!("{a15}ж  ж{a15}"),
+        ] {
+            assert!(!is_collapsed(&v), "{v:?}");
+            assert_eq!(
+                Transform::CollapseSpaces.apply(&v),
+                v.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
+        }
+        assert!(is_collapsed(&format!("{a15} {a15} ж")));
+    }
+
+    #[test]
     fn cow_transforms_match_owned() {
         for t in ALL {
             for v in [
@@ -515,6 +646,26 @@ mod tests {
                 }
             }
 
+            /// The word-at-a-time byte checks answer as the byte-at-a-time ones.
+            #[test]
+            fn word_checks_agree_with_byte_checks(
+                v in prop::collection::vec(prop::sample::select(vec![
+                    0u8, b' ', b'/', b'0', b'5', b'9', b':', b'@', b'A', b'Z', b'[', b'`', b'a', b'z',
+                    b'{', 0x7F, 0x80, 0xBF, 0xC0, 0xD0, 0xFF,
+                ]), 0..40),
+                digits in "[0-9]{0,12}[/:?0-9]{0,2}[0-9]{0,12}",
+                lower in "[a-z0-9.@_-]{0,12}[@AZ\\[`{]?[a-z0-9.@_-]{0,12}",
+            ) {
+                for v in [v.as_slice(), digits.as_bytes(), lower.as_bytes()] {
+                    prop_assert_eq!(is_ascii_digits(v), v.iter().all(u8::is_ascii_digit), "{:?}", v);
+                    prop_assert_eq!(
+                        is_ascii_lower(v),
+                        v.iter().all(|&b| b < 0x80 && !b.is_ascii_uppercase()),
+                        "{:?}", v
+                    );
+                }
+            }
+
             #[test]
             fn collapsed_text_is_found_as_the_character_check_found_it(
                 v in prop::collection::vec(prop_oneof![
@@ -526,7 +677,9 @@ mod tests {
                         '\u{1681}', '\u{2010}', 'ж', 'Ж', 'a', '1',
                     ]),
                     any::<char>(),
-                ], 0..12).prop_map(String::from_iter)
+                ], 0..40).prop_map(String::from_iter),
+                // Text of 16 bytes and more that only spaces may spoil (the block-wise check).
+                plain in "[ жa«1]{0,40}",
             ) {
                 let old = |v: &str| {
                     let b = v.as_bytes();
@@ -535,8 +688,59 @@ mod tests {
                         && b.first() != Some(&b' ')
                         && b.last() != Some(&b' ')
                 };
-                prop_assert_eq!(is_collapsed(&v), old(&v), "{:?}", v);
-                prop_assert_eq!(is_collapsed(&v), Transform::CollapseSpaces.apply(&v) == v);
+                for v in [v, plain] {
+                    prop_assert_eq!(is_collapsed(&v), old(&v), "{:?}", v);
+                    prop_assert_eq!(is_collapsed(&v), is_collapsed_bytes(&v), "{:?}", v);
+                    prop_assert_eq!(is_collapsed(&v), Transform::CollapseSpaces.apply(&v) == v);
+                }
+            }
+
+            /// The hand-written layouts read exactly what chrono reads with the same format:
+            /// zero-padded fields of any value (impossible dates and times too), one or two
+            /// characters changed, and anything at all.
+            #[test]
+            fn fast_date_layouts_agree_with_chrono(
+                k in 0usize..FAST.len(),
+                parts in (0u32..40, 0u32..15, 0u32..10_000, 0u32..30, 0u32..70, 0u32..70),
+                edits in prop::collection::vec((0usize..24, prop::sample::select(vec![
+                    '0', '1', '2', '9', '.', '-', ' ', ':', '/', '+', 'T', 'a', '\u{a0}', 'я', '\u{0}',
+                ])), 0..3),
+                cut in prop::option::of(0usize..22),
+                random in "[0-9 .:/+-]{0,20}",
+            ) {
+                let (format, fast) = &FAST[k];
+                let (d, m, y, hh, mi, ss) = parts;
+                let date = if fast.dmy {
+                    format!("{d:02}.{m:02}.{y:04}")
+                } else {
+                    format!("{y:04}-{m:02}-{d:02}")
+                };
+                let mut v: Vec<char> = match fast.text.len() {
+                    10 => date,
+                    16 => format!("{date} {hh:02}:{mi:02}"),
+                    _ => format!("{date} {hh:02}:{mi:02}:{ss:02}"),
+                }
+                .chars()
+                .collect();
+                for (at, c) in edits {
+                    if at < v.len() {
+                        v[at] = c;
+                    }
+                }
+                if let Some(n) = cut {
+                    v.truncate(n);
+                }
+                let formats = DateFormats::new(&[format.to_string()]);
+                let mut slow = formats.clone();
+                for f in &mut slow.0 {
+                    f.fast = None;
+                }
+                for v in [String::from_iter(v), random] {
+                    let items = formats.0[0].items.as_deref().unwrap();
+                    let one = parse_fast(&v, fast);
+                    prop_assert!(one.is_none() || one == parse_items(&v, items), "{:?}", v);
+                    prop_assert_eq!(formats.parse(&v), slow.parse(&v), "{:?}", v);
+                }
             }
 
             #[test]

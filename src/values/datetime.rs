@@ -108,24 +108,47 @@ fn digits(b: &[u8], i: &mut usize, min: usize, max: usize) -> Option<u32> {
     (*i - start >= min).then_some(n)
 }
 
+impl CrmDateTime {
+    /// The CRM text (what `Display` writes) written into `buf`, without `core::fmt`: for code
+    /// that writes a date per row (the validate path hashes it). `None` for a year outside
+    /// 0..=9999, whose text does not fit (use `Display` then).
+    pub fn crm_text(self, buf: &mut [u8; 19]) -> Option<&str> {
+        // Each arm checks a slice of known length for ASCII (a few word tests).
+        match self {
+            CrmDateTime::Zero => {
+                *buf = *b"0000-00-00 00:00:00";
+                Some(ascii(buf))
+            }
+            CrmDateTime::Date(d) if (0..=9999).contains(&d.year()) => {
+                let date = buf.first_chunk_mut().expect("ten bytes");
+                put_date(date, &d);
+                Some(ascii(date))
+            }
+            CrmDateTime::DateTime(at) if (0..=9999).contains(&at.year()) => {
+                put_datetime(buf, &at);
+                Some(ascii(buf))
+            }
+            CrmDateTime::Date(_) | CrmDateTime::DateTime(_) => None,
+        }
+    }
+}
+
 /// As the CRM wants it: `YYYY-MM-DD HH:MM:SS`, or `YYYY-MM-DD` for a date.
 impl fmt::Display for CrmDateTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CrmDateTime::Zero => f.write_str("0000-00-00 00:00:00"),
             // Written by hand for years 0..=9999 (every row of a file with a date column comes
-            // here; `write!` with padding cost more than parsing the date).
+            // here; `write!` with padding cost more than parsing the date). Not through
+            // `crm_text`: its `Option` and buffer cost 30 instructions a call more here.
             CrmDateTime::Date(d) if (0..=9999).contains(&d.year()) => {
-                let mut b = *b"0000-00-00";
+                let mut b = [0; 10];
                 put_date(&mut b, d);
                 f.write_str(ascii(&b))
             }
             CrmDateTime::DateTime(at) if (0..=9999).contains(&at.year()) => {
-                let mut b = *b"0000-00-00 00:00:00";
-                put_date((&mut b[..10]).try_into().expect("ten bytes"), &at.date());
-                put_pair(&mut b[11..13], at.hour());
-                put_pair(&mut b[14..16], at.minute());
-                put_pair(&mut b[17..19], at.second());
+                let mut b = [0; 19];
+                put_datetime(&mut b, at);
                 f.write_str(ascii(&b))
             }
             CrmDateTime::Date(d) => write!(f, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day()),
@@ -143,8 +166,18 @@ impl fmt::Display for CrmDateTime {
     }
 }
 
+/// `YYYY-MM-DD HH:MM:SS` of a moment of the years 0..=9999 into `out`.
+fn put_datetime(out: &mut [u8; 19], at: &NaiveDateTime) {
+    *out = *b"0000-00-00 00:00:00";
+    put_date(out.first_chunk_mut().expect("ten bytes"), &at.date());
+    put_pair(&mut out[11..13], at.hour());
+    put_pair(&mut out[14..16], at.minute());
+    put_pair(&mut out[17..19], at.second());
+}
+
 /// `YYYY-MM-DD` of a day of the years 0..=9999 into `out`.
 fn put_date(out: &mut [u8; 10], d: &NaiveDate) {
+    *out = *b"0000-00-00";
     let year = d.year() as u32;
     put_pair(&mut out[0..2], year / 100);
     put_pair(&mut out[2..4], year % 100);
@@ -291,6 +324,25 @@ mod tests {
                 let t = day.and_time(NaiveTime::from_num_seconds_from_midnight_opt(secs, 0).unwrap());
                 prop_assert_eq!(CrmDateTime::of(t, false).to_string(), t.format("%Y-%m-%d %H:%M:%S").to_string());
                 prop_assert_eq!(CrmDateTime::of(t, true).to_string(), t.format("%Y-%m-%d").to_string());
+            }
+
+            /// `crm_text` writes what `Display` writes, for every year it takes (0..=9999) and
+            /// no other.
+            #[test]
+            fn crm_text_is_the_display_text(
+                days in prop_oneof![-1000i64..3_653_000, -100_000_000i64..100_000_000],
+                secs in 0u32..86_400,
+            ) {
+                let Some(day) = NaiveDate::from_ymd_opt(0, 1, 1).unwrap().checked_add_signed(chrono::TimeDelta::days(days)) else {
+                    return Ok(());
+                };
+                let t = day.and_time(NaiveTime::from_num_seconds_from_midnight_opt(secs, 0).unwrap());
+                for v in [CrmDateTime::of(t, false), CrmDateTime::of(t, true), CrmDateTime::Zero] {
+                    let mut buf = [b'x'; 19];
+                    let text = v.crm_text(&mut buf).map(str::to_string);
+                    let fits = v == CrmDateTime::Zero || (0..=9999).contains(&day.year());
+                    prop_assert_eq!(text, fits.then(|| v.to_string()), "{:?}", v);
+                }
             }
 
             #[test]
