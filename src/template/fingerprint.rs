@@ -137,25 +137,6 @@ impl Sink {
         }
     }
     #[inline]
-    /// A value the CRM takes as text, written by its `Display` (a date): hashed from a stack
-    /// buffer when it fits, so a row's date costs no allocation on the validate path.
-    pub(super) fn display(&mut self, name: FieldName, v: &dyn std::fmt::Display) {
-        match self {
-            Sink::Build { map, .. } => {
-                map.insert(name.name.to_string(), Value::String(v.to_string()));
-            }
-            Sink::Hash(acc) => {
-                use std::fmt::Write;
-                let mut t = StackText::default();
-                let h = match write!(t, "{v}") {
-                    Ok(()) => tagged_hash(name.tag ^ TEXT, &t.buf[..t.len]),
-                    Err(_) => tagged_hash(name.tag ^ TEXT, v.to_string().as_bytes()),
-                };
-                *acc = acc.wrapping_add(h);
-            }
-        }
-    }
-    #[inline]
     pub(super) fn reference(&mut self, field: FieldName, entity: Entity, key: &str) {
         match self {
             Sink::Build { refs, .. } => refs.push(Reference {
@@ -177,23 +158,6 @@ impl Sink {
                 values: values_of(acc),
             }),
         }
-    }
-}
-
-/// Text written into a fixed buffer; an error when it does not fit.
-#[derive(Default)]
-struct StackText {
-    buf: [u8; 32],
-    len: usize,
-}
-
-impl std::fmt::Write for StackText {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-        dst.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
     }
 }
 

@@ -668,7 +668,11 @@ fn map_field(
     match typed_value(bf.typing, rule, bf.dates.as_ref(), &v) {
         Err(m) => err(m),
         Ok(Typed::Json(json)) => sink.value(bf.name(), &json),
-        Ok(Typed::Date(d)) => sink.display(bf.name(), &d),
+        // A date's CRM text, written on the stack (every row of a date column comes here).
+        Ok(Typed::Date(d)) => match d.crm_text(&mut [0; 19]) {
+            Some(t) => sink.text(bf.name(), Cow::Borrowed(t)),
+            None => sink.text(bf.name(), Cow::Owned(d.to_string())),
+        },
         Ok(Typed::Text) => sink.text(bf.name(), v),
     }
 }
