@@ -131,6 +131,7 @@ pub fn tagged_hash(tag: u64, v: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn stored_fingerprints_never_change() {
@@ -144,6 +145,29 @@ mod tests {
             fingerprint_reader(&b"hello"[..]).unwrap(),
             fingerprint(b"hello")
         );
+    }
+
+    /// Text from a small alphabet, often equal to another draw or a byte away from it.
+    fn near_text() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(prop::sample::select(b"a \xd0\x96\x00\xff1".to_vec()), 0..40)
+    }
+
+    proptest! {
+        /// Values hash equal exactly when they are equal (over every length path: empty,
+        /// 1–3, 4–7, 8–16 and longer bytes), and the tag (a field, a kind of value) tells
+        /// equal bytes apart.
+        #[test]
+        fn values_hash_equal_only_when_equal(a in near_text(), b in near_text(), flip in 0usize..40, tag: u64) {
+            prop_assert_eq!(tagged_hash(tag, &a) == tagged_hash(tag, &b), a == b);
+            let mut c = a.clone();
+            if let Some(x) = c.get_mut(flip) {
+                *x ^= 1;
+                prop_assert_ne!(tagged_hash(tag, &a), tagged_hash(tag, &c));
+            }
+            c.truncate(flip);
+            prop_assert_eq!(tagged_hash(tag, &a) == tagged_hash(tag, &c), a == c);
+            prop_assert_ne!(tagged_hash(tag, &a), tagged_hash(tag ^ 1, &a));
+        }
     }
 
     #[test]
