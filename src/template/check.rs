@@ -155,7 +155,8 @@ pub fn check_row(mapper: &Mapper, row: &RowView, keep_row: bool, watch: &[usize]
 /// key fingerprint → (values fingerprint << 32 | first row), open addressing with linear
 /// probing, 16 bytes a slot. Split into 256 shards that grow by 1.25× on their own, so memory is
 /// ~22 bytes per distinct key with no doubling spikes (2M keys ≈ 45 MB; std's HashMap with a
-/// doubling rehash needed ~3× that at its peak).
+/// doubling rehash needed ~3× that at its peak). A caller that knows about how many keys are
+/// coming reserves them at once ([`KeyConflicts::reserve`]) and skips the growing.
 pub struct KeyConflicts {
     shards: Vec<Shard>,
 }
