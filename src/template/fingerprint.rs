@@ -77,7 +77,7 @@ fn values_of(acc: u64) -> u32 {
     (acc ^ (acc >> 32)) as u32
 }
 
-/// The fingerprint of a built record (what [`Mapper::map_row_fingerprinted`] computes on the fly).
+/// The fingerprint of a built record (what [`super::mapper::Mapper::map_row_fingerprinted`] computes on the fly).
 pub fn fingerprint(r: &Record) -> Fingerprint {
     let mut acc = 0u64;
     for (name, v) in &r.fields {

@@ -442,7 +442,7 @@ impl Mapper {
 
     /// Map a row for checking only: records carry entity and key but no field values (nothing
     /// is built for them); instead each gets a [`Fingerprint`] (`prints[i]` is `records[i]`'s),
-    /// equal to [`fingerprint`] of the record `map_row` would build.
+    /// equal to [`super::fingerprint()`] of the record `map_row` would build.
     pub fn map_row_fingerprinted(&self, row: &Row) -> (MappedRow, Vec<Fingerprint>) {
         self.map_view_fingerprinted(&row.view())
     }
